@@ -1,0 +1,85 @@
+//! Parse + filter + normalize + serialize throughput, one core, for the default
+//! 14-field format and the 29-field v5 format. `cargo bench --bench pipeline`.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use flowlog_forwarder::ecs::Origin;
+use flowlog_forwarder::filter::Filter;
+use flowlog_forwarder::flowlog::Schema;
+use flowlog_forwarder::pipeline::{IdSeed, RecordSettings, UnitProcessor};
+use flowlog_forwarder::source::SourceLine;
+
+const V5: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status vpc-id subnet-id instance-id tcp-flags type pkt-srcaddr pkt-dstaddr region az-id sublocation-type sublocation-id pkt-src-aws-service pkt-dst-aws-service flow-direction traffic-path";
+
+fn lines(v5: bool, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let src = format!("10.{}.{}.{}", i % 7, (i / 7) % 250, i % 251);
+            let dst = format!("203.0.{}.{}", (i / 3) % 256, i % 254 + 1);
+            let base = format!(
+                "{} 123456789012 eni-0a1b2c3d4e5f60718 {src} {dst} {} 443 6 {} {} {} {} {} OK",
+                if v5 { 5 } else { 2 },
+                1024 + i % 60000,
+                i % 200 + 1,
+                (i % 200 + 1) * 512,
+                1_700_000_000 + i as u64,
+                1_700_000_060 + i as u64,
+                if i % 5 == 0 { "REJECT" } else { "ACCEPT" },
+            );
+            if v5 {
+                format!("{base} vpc-0abc1234def567890 subnet-0123456789abcdef0 i-0fedcba9876543210 19 IPv4 {src} {dst} eu-west-1 euw1-az1 - - - S3 egress 8")
+            } else {
+                base
+            }
+        })
+        .collect()
+}
+
+fn bench_format(c: &mut Criterion, name: &str, schema: Schema, input: Vec<String>) {
+    let settings = RecordSettings {
+        schema,
+        filter: Filter::default(),
+        include_original: false,
+    };
+    let mut group = c.benchmark_group("parse_normalize_serialize");
+    group.throughput(Throughput::Elements(input.len() as u64));
+    group.bench_function(name, |b| {
+        let mut out = Vec::with_capacity(input.len() * 1200);
+        b.iter(|| {
+            out.clear();
+            let mut unit = UnitProcessor::new(
+                &settings,
+                Origin::s3("bucket", "key.log.gz"),
+                IdSeed::new(&["s3", "bucket", "key"]),
+            );
+            for (i, line) in input.iter().enumerate() {
+                let line = SourceLine {
+                    number: i as u64 + 1,
+                    bytes: line.as_bytes(),
+                    too_long: None,
+                };
+                unit.process_line(&line, &mut out);
+                out.push(b'\n');
+            }
+            out.len()
+        })
+    });
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    bench_format(
+        c,
+        "default_14_fields",
+        Schema::default_v2(),
+        lines(false, 10_000),
+    );
+    bench_format(
+        c,
+        "v5_29_fields",
+        Schema::parse_format(V5).unwrap(),
+        lines(true, 10_000),
+    );
+}
+
+criterion_group!(pipeline, benches);
+criterion_main!(pipeline);

@@ -1,0 +1,331 @@
+//! Configuration from environment variables (shared/DESIGN.md section 3), validated
+//! once at cold start. A bad value fails with a message naming the variable.
+
+use std::collections::BTreeMap;
+
+use crate::filter::Filter;
+use crate::flowlog::Schema;
+use crate::pipeline::RecordSettings;
+use crate::source::Limits;
+
+/// Request body framing at the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DestinationFormat {
+    Ndjson,
+    Elasticsearch,
+    SplunkHec,
+}
+
+/// Everything the forwarder is configured with.
+#[derive(Clone)]
+pub struct Config {
+    /// `None` means standard output (allowed only outside Lambda).
+    pub destination_url: Option<String>,
+    pub destination_format: DestinationFormat,
+    /// Extra request headers (DESTINATION_HEADERS); secret, never logged.
+    pub destination_headers: BTreeMap<String, String>,
+    pub destination_secret_arn: Option<String>,
+    pub destination_index: Option<String>,
+    pub gzip: bool,
+    pub batch_max_bytes: usize,
+    pub batch_max_events: usize,
+    pub max_retries: u32,
+    pub records: RecordSettings,
+    pub limits: Limits,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field(
+                "destination_url",
+                &self.destination_url.as_deref().map(redact_url),
+            )
+            .field("destination_format", &self.destination_format)
+            .field(
+                "destination_headers",
+                &self.destination_headers.keys().collect::<Vec<_>>(),
+            )
+            .field("destination_secret_arn", &self.destination_secret_arn)
+            .field("destination_index", &self.destination_index)
+            .field("gzip", &self.gzip)
+            .field("batch_max_bytes", &self.batch_max_bytes)
+            .field("batch_max_events", &self.batch_max_events)
+            .field("max_retries", &self.max_retries)
+            .field("log_format", &self.records.schema.to_format_string())
+            .field("filter", &self.records.filter)
+            .field("include_original", &self.records.include_original)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// A configuration error; the message names the variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `get` (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let err = |name: &str, msg: String| ConfigError(format!("{name}: {msg}"));
+
+        let destination_url = match get("DESTINATION_URL") {
+            None => None,
+            Some(u) if u == "stdout" || u == "-" => None,
+            Some(u) => {
+                if !(u.starts_with("https://") || u.starts_with("http://")) {
+                    return Err(err(
+                        "DESTINATION_URL",
+                        format!("'{}' is not an http(s) URL or 'stdout'", redact_url(&u)),
+                    ));
+                }
+                Some(u)
+            }
+        };
+        let destination_format = match get("DESTINATION_FORMAT").as_deref() {
+            None | Some("ndjson") => DestinationFormat::Ndjson,
+            Some("elasticsearch") => DestinationFormat::Elasticsearch,
+            Some("splunk-hec") => DestinationFormat::SplunkHec,
+            Some(other) => {
+                return Err(err(
+                    "DESTINATION_FORMAT",
+                    format!("'{other}' is not one of ndjson, elasticsearch, splunk-hec"),
+                ))
+            }
+        };
+        let destination_headers = match get("DESTINATION_HEADERS") {
+            None => BTreeMap::new(),
+            Some(json) => parse_headers(&json).map_err(|m| err("DESTINATION_HEADERS", m))?,
+        };
+        let destination_index = get("DESTINATION_INDEX").or_else(|| {
+            (destination_format == DestinationFormat::Elasticsearch)
+                .then(|| "logs-aws.vpcflow-default".to_string())
+        });
+        let gzip = match get("COMPRESSION").as_deref() {
+            None | Some("gzip") => true,
+            Some("none") => false,
+            Some(other) => {
+                return Err(err("COMPRESSION", format!("'{other}' is not gzip or none")))
+            }
+        };
+        let number = |name: &str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| (min..=max).contains(n))
+                    .ok_or_else(|| {
+                        err(
+                            name,
+                            format!("'{v}' is not a whole number from {min} to {max}"),
+                        )
+                    }),
+            }
+        };
+        let batch_max_bytes =
+            number("BATCH_MAX_BYTES", 1024 * 1024, 1024, 256 * 1024 * 1024)? as usize;
+        let batch_max_events = number("BATCH_MAX_EVENTS", 10_000, 1, 10_000_000)? as usize;
+        let max_retries = number("MAX_RETRIES", 5, 0, 100)? as u32;
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_line_bytes: number(
+                "MAX_LINE_BYTES",
+                defaults.max_line_bytes as u64,
+                64,
+                64 * 1024 * 1024,
+            )? as usize,
+            max_decompressed_bytes: number(
+                "MAX_OBJECT_BYTES",
+                defaults.max_decompressed_bytes,
+                1024,
+                u64::MAX / 2,
+            )?,
+            max_ratio: number("MAX_DECOMPRESSION_RATIO", defaults.max_ratio, 2, 100_000)?,
+        };
+
+        let schema = match get("LOG_FORMAT") {
+            None => Schema::default_v2(),
+            Some(f) => Schema::parse_format(&f).map_err(|e| err("LOG_FORMAT", e.0))?,
+        };
+        let internal = get("INTERNAL_CIDRS").or_else(|| get("VPC_CIDR_PREFIX"));
+        let filter =
+            Filter::parse(internal.as_deref(), get("ACTIONS").as_deref()).map_err(ConfigError)?;
+        let include_original = match get("INCLUDE_ORIGINAL")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("false") | Some("0") | Some("no") => false,
+            Some("true") | Some("1") | Some("yes") => true,
+            Some(other) => {
+                return Err(err(
+                    "INCLUDE_ORIGINAL",
+                    format!("'{other}' is not true or false"),
+                ))
+            }
+        };
+
+        Ok(Config {
+            destination_url,
+            destination_format,
+            destination_headers,
+            destination_secret_arn: get("DESTINATION_SECRET_ARN"),
+            destination_index,
+            gzip,
+            batch_max_bytes,
+            batch_max_events,
+            max_retries,
+            records: RecordSettings {
+                schema,
+                filter,
+                include_original,
+            },
+            limits,
+        })
+    }
+}
+
+/// Parses a JSON object of header names to string values.
+pub fn parse_headers(json: &str) -> Result<BTreeMap<String, String>, String> {
+    let value: serde_json::Value = serde_json::from_str(json)
+        .map_err(|_| "not a JSON object of header names to strings".to_string())?;
+    let map = value
+        .as_object()
+        .ok_or_else(|| "not a JSON object".to_string())?;
+    let mut headers = BTreeMap::new();
+    for (k, v) in map {
+        let v = v
+            .as_str()
+            .ok_or_else(|| format!("header '{k}' must have a string value"))?;
+        if k.is_empty()
+            || !k
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_!#$%&'*+.^`|~".contains(&b))
+        {
+            return Err(format!("'{k}' is not a valid header name"));
+        }
+        if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(format!("header '{k}' has a line break in its value"));
+        }
+        headers.insert(k.clone(), v.to_string());
+    }
+    Ok(headers)
+}
+
+/// A URL fit for logs and messages: user info and query string are removed.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (s, r),
+        None => return "<invalid URL>".to_string(),
+    };
+    let end_of_authority = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end_of_authority);
+    let host = authority
+        .rsplit_once('@')
+        .map(|(_, h)| h)
+        .unwrap_or(authority);
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let query = if rest.contains('?') {
+        "?<redacted>"
+    } else {
+        ""
+    };
+    format!("{scheme}://{host}{path}{query}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: BTreeMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.destination_url, None);
+        assert_eq!(c.destination_format, DestinationFormat::Ndjson);
+        assert!(c.gzip);
+        assert_eq!(c.batch_max_bytes, 1024 * 1024);
+        assert_eq!(c.batch_max_events, 10_000);
+        assert_eq!(c.max_retries, 5);
+        assert_eq!(c.records.schema, Schema::default_v2());
+        assert_eq!(
+            config(&[("DESTINATION_FORMAT", "elasticsearch")])
+                .unwrap()
+                .destination_index
+                .as_deref(),
+            Some("logs-aws.vpcflow-default")
+        );
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (name, value) in [
+            ("DESTINATION_URL", "ftp://x"),
+            ("DESTINATION_FORMAT", "xml"),
+            ("DESTINATION_HEADERS", "[1]"),
+            ("COMPRESSION", "br"),
+            ("BATCH_MAX_BYTES", "-1"),
+            ("MAX_RETRIES", "many"),
+            ("LOG_FORMAT", "${version"),
+            ("INTERNAL_CIDRS", "10.0.0.0/99"),
+            ("ACTIONS", "DROP"),
+            ("INCLUDE_ORIGINAL", "maybe"),
+        ] {
+            let e = config(&[(name, value)]).unwrap_err();
+            assert!(e.0.starts_with(name), "{e}");
+        }
+    }
+
+    #[test]
+    fn sumo_variable_name_is_honoured() {
+        let c = config(&[("VPC_CIDR_PREFIX", "10.0.")]).unwrap();
+        assert_eq!(c.records.filter.internal.len(), 1);
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("https://user:pw@host:9200/_bulk?token=x"),
+            "https://host:9200/_bulk?<redacted>"
+        );
+        assert_eq!(redact_url("http://h/p"), "http://h/p");
+        let c = config(&[
+            ("DESTINATION_URL", "https://u:pw-s3cr3t@h/"),
+            (
+                "DESTINATION_HEADERS",
+                r#"{"Authorization":"Splunk tok-9f8e"}"#,
+            ),
+        ])
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("tok-9f8e"),
+            "{shown}"
+        );
+    }
+}

@@ -1,0 +1,728 @@
+//! Normalization: a `FlowRecord` plus where it came from becomes one ECS JSON document
+//! (shared/DESIGN.md section 4), written straight into a byte buffer with no
+//! intermediate value tree. Also the parse-failure document, RFC 3339 timestamps and
+//! the Community ID v1 flow hash.
+
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use sha1::{Digest, Sha1};
+
+use crate::flowlog::{Column, Field, FlowRecord};
+
+/// Where a unit's records came from, pre-rendered once per unit.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// Members written inside the `aws` object (`"s3":{...}` or `"cloudwatch":{...}`).
+    aws_members: String,
+    /// Top-level members (`"log":{"file":{"path":...}}`).
+    top_members: String,
+}
+
+impl Origin {
+    pub fn s3(bucket: &str, key: &str) -> Origin {
+        let mut aws = Vec::new();
+        aws.extend_from_slice(b"\"s3\":{\"bucket\":{\"name\":");
+        write_str(&mut aws, bucket);
+        aws.extend_from_slice(b"},\"object\":{\"key\":");
+        write_str(&mut aws, key);
+        aws.extend_from_slice(b"}}");
+        Origin {
+            aws_members: into_string(aws),
+            top_members: String::new(),
+        }
+    }
+
+    pub fn cloudwatch(log_group: &str, log_stream: &str) -> Origin {
+        let mut aws = Vec::new();
+        aws.extend_from_slice(b"\"cloudwatch\":{\"log_group\":");
+        write_str(&mut aws, log_group);
+        aws.extend_from_slice(b",\"log_stream\":");
+        write_str(&mut aws, log_stream);
+        aws.push(b'}');
+        Origin {
+            aws_members: into_string(aws),
+            top_members: String::new(),
+        }
+    }
+
+    pub fn file(path: &str) -> Origin {
+        let mut top = Vec::new();
+        top.extend_from_slice(b"\"log\":{\"file\":{\"path\":");
+        write_str(&mut top, path);
+        top.extend_from_slice(b"}}");
+        Origin {
+            aws_members: String::new(),
+            top_members: into_string(top),
+        }
+    }
+}
+
+fn into_string(bytes: Vec<u8>) -> String {
+    // Only ever built from `write_str` output and ASCII literals.
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
+/// Per-record context of a document.
+#[derive(Debug, Clone, Copy)]
+pub struct DocContext<'a> {
+    /// Deterministic `event.id`.
+    pub event_id: &'a str,
+    pub origin: &'a Origin,
+    /// `event.original` when INCLUDE_ORIGINAL is set.
+    pub original: Option<&'a str>,
+    /// Unix seconds used for `@timestamp` when the record has neither end nor start.
+    pub now: u64,
+}
+
+/// Appends the ECS document for `rec` to `out` (no trailing newline).
+pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<'_>) {
+    let mut w = Writer::new(out);
+    w.key("@timestamp");
+    write_timestamp(w.out, rec.end.or(rec.start).unwrap_or(ctx.now));
+
+    let action = rec.get(Field::Action);
+    w.begin_object("event");
+    w.raw("kind", b"\"event\"");
+    w.raw("category", b"[\"network\"]");
+    match action {
+        Some("ACCEPT") => {
+            w.raw("type", b"[\"connection\",\"allowed\"]");
+            w.raw("action", b"\"accept\"");
+            w.raw("outcome", b"\"success\"");
+        }
+        Some("REJECT") => {
+            w.raw("type", b"[\"connection\",\"denied\"]");
+            w.raw("action", b"\"reject\"");
+            w.raw("outcome", b"\"failure\"");
+        }
+        Some(other) => {
+            w.raw("type", b"[\"connection\"]");
+            w.string("action", &other.to_ascii_lowercase());
+        }
+        None => w.raw("type", b"[\"connection\"]"),
+    }
+    w.raw("module", b"\"aws\"");
+    w.raw("dataset", b"\"aws.vpcflow\"");
+    w.string("id", ctx.event_id);
+    if let Some(t) = rec.start {
+        w.key("start");
+        write_timestamp(w.out, t);
+    }
+    if let Some(t) = rec.end {
+        w.key("end");
+        write_timestamp(w.out, t);
+    }
+    w.opt_string("reason", rec.get(Field::RejectReason));
+    w.opt_string("original", ctx.original);
+    w.end_object();
+
+    let srcaddr = rec.get(Field::SrcAddr);
+    let dstaddr = rec.get(Field::DstAddr);
+    w.begin_object("source");
+    if let Some(a) = srcaddr {
+        w.string("address", a);
+        w.string("ip", a);
+    }
+    w.opt_u64("port", rec.srcport.map(u64::from));
+    w.opt_u64("bytes", rec.bytes);
+    w.opt_u64("packets", rec.packets);
+    w.end_object();
+
+    w.begin_object("destination");
+    if let Some(a) = dstaddr {
+        w.string("address", a);
+        w.string("ip", a);
+    }
+    w.opt_u64("port", rec.dstport.map(u64::from));
+    w.end_object();
+
+    w.begin_object("network");
+    w.opt_u64("bytes", rec.bytes);
+    w.opt_u64("packets", rec.packets);
+    if let Some(p) = rec.protocol {
+        w.key("iana_number");
+        w.out.push(b'"');
+        w.out
+            .extend_from_slice(itoa::Buffer::new().format(p).as_bytes());
+        w.out.push(b'"');
+        if let Some(name) = transport_name(p) {
+            w.string("transport", name);
+        }
+    }
+    match rec.srcaddr.or(rec.dstaddr) {
+        Some(IpAddr::V4(_)) => w.raw("type", b"\"ipv4\""),
+        Some(IpAddr::V6(_)) => w.raw("type", b"\"ipv6\""),
+        None => {}
+    }
+    if let Some(id) = community_id(rec) {
+        w.string("community_id", &id);
+    }
+    w.opt_string("direction", rec.get(Field::FlowDirection));
+    w.end_object();
+
+    write_related_ip(&mut w, rec);
+
+    w.begin_object("cloud");
+    w.raw("provider", b"\"aws\"");
+    w.begin_object("service");
+    if is_transit_gateway(rec) {
+        w.raw("name", b"\"transitgateway\"");
+    } else {
+        w.raw("name", b"\"vpc\"");
+    }
+    w.end_object();
+    if let Some(id) = rec.get(Field::AccountId) {
+        w.begin_object("account");
+        w.string("id", id);
+        w.end_object();
+    }
+    if let Some(id) = rec.get(Field::InstanceId) {
+        w.begin_object("instance");
+        w.string("id", id);
+        w.end_object();
+    }
+    w.opt_string("region", rec.get(Field::Region));
+    w.opt_string("availability_zone", rec.get(Field::AzId));
+    w.end_object();
+
+    write_ecs_task_fields(&mut w, rec);
+
+    w.begin_object("aws");
+    write_vpcflow(&mut w, rec);
+    w.members(&ctx.origin.aws_members);
+    w.end_object();
+
+    w.begin_object("ecs");
+    w.raw("version", b"\"8.11.0\"");
+    w.end_object();
+    w.members(&ctx.origin.top_members);
+    w.finish();
+}
+
+/// Appends the document for a line that is not a valid record: the raw line, the
+/// reason, and the `_flowlog_parse_failure` tag, so that nothing is silently lost.
+pub fn write_failure_document(out: &mut Vec<u8>, raw: &str, error: &str, ctx: &DocContext<'_>) {
+    let mut w = Writer::new(out);
+    w.key("@timestamp");
+    write_timestamp(w.out, ctx.now);
+    w.begin_object("event");
+    w.raw("kind", b"\"pipeline_error\"");
+    w.raw("category", b"[\"network\"]");
+    w.raw("module", b"\"aws\"");
+    w.raw("dataset", b"\"aws.vpcflow\"");
+    w.string("id", ctx.event_id);
+    w.string("original", raw);
+    w.end_object();
+    w.begin_object("error");
+    w.string("message", error);
+    w.end_object();
+    w.raw("tags", b"[\"_flowlog_parse_failure\"]");
+    w.begin_object("cloud");
+    w.raw("provider", b"\"aws\"");
+    w.end_object();
+    w.begin_object("aws");
+    w.members(&ctx.origin.aws_members);
+    w.end_object();
+    w.begin_object("ecs");
+    w.raw("version", b"\"8.11.0\"");
+    w.end_object();
+    w.members(&ctx.origin.top_members);
+    w.finish();
+}
+
+fn write_related_ip(w: &mut Writer<'_>, rec: &FlowRecord<'_>) {
+    let candidates = [
+        (rec.srcaddr, Field::SrcAddr),
+        (rec.dstaddr, Field::DstAddr),
+        (rec.pkt_srcaddr, Field::PktSrcAddr),
+        (rec.pkt_dstaddr, Field::PktDstAddr),
+    ];
+    let mut seen: [Option<IpAddr>; 4] = [None; 4];
+    let mut n = 0;
+    for (ip, field) in candidates {
+        let Some(ip) = ip else { continue };
+        if seen[..n].contains(&Some(ip)) {
+            continue;
+        }
+        if n == 0 {
+            w.begin_object("related");
+            w.key("ip");
+            w.out.push(b'[');
+        } else {
+            w.out.push(b',');
+        }
+        seen[n] = Some(ip);
+        n += 1;
+        write_str(w.out, rec.get(field).unwrap_or_default());
+    }
+    if n > 0 {
+        w.out.push(b']');
+        w.end_object();
+    }
+}
+
+fn write_ecs_task_fields(w: &mut Writer<'_>, rec: &FlowRecord<'_>) {
+    let cluster_arn = rec.get(Field::EcsClusterArn);
+    let cluster_name = rec.get(Field::EcsClusterName);
+    let instance_id = rec.get(Field::EcsContainerInstanceId);
+    let instance_arn = rec.get(Field::EcsContainerInstanceArn);
+    if cluster_arn.is_some()
+        || cluster_name.is_some()
+        || instance_id.is_some()
+        || instance_arn.is_some()
+    {
+        w.begin_object("orchestrator");
+        w.begin_object("cluster");
+        w.opt_string("id", cluster_arn);
+        w.opt_string("name", cluster_name);
+        w.end_object();
+        w.begin_object("resource");
+        w.opt_string("id", instance_id);
+        w.opt_string("name", instance_arn);
+        if instance_id.is_some() || instance_arn.is_some() {
+            w.raw("type", b"\"container\"");
+        }
+        w.end_object();
+        w.raw("type", b"\"ecs\"");
+        w.end_object();
+    }
+    if let Some(name) = rec.get(Field::EcsServiceName) {
+        w.begin_object("service");
+        w.string("name", name);
+        w.end_object();
+    }
+    if let Some(id) = rec.get(Field::EcsContainerId) {
+        w.begin_object("container");
+        w.string("id", id);
+        w.end_object();
+    }
+}
+
+fn write_vpcflow(w: &mut Writer<'_>, rec: &FlowRecord<'_>) {
+    use crate::flowlog::fields::VpcflowKey;
+    w.begin_object("vpcflow");
+    for (column, value) in rec.columns() {
+        let Some(value) = value else { continue };
+        match column {
+            Column::Known(field) => {
+                if let VpcflowKey::Top(key) = field.vpcflow_key() {
+                    w.string(key, value);
+                }
+            }
+            Column::Unknown { key, .. } => w.string_escaped_key(key, value),
+        }
+    }
+    let sub_type = rec.get(Field::SublocationType);
+    let sub_id = rec.get(Field::SublocationId);
+    if sub_type.is_some() || sub_id.is_some() {
+        w.begin_object("sublocation");
+        w.opt_string("type", sub_type);
+        w.opt_string("id", sub_id);
+        w.end_object();
+    }
+    if let Some(flags) = rec.tcp_flags {
+        const NAMES: [(u64, &str); 6] = [
+            (0x01, "fin"),
+            (0x02, "syn"),
+            (0x04, "rst"),
+            (0x08, "psh"),
+            (0x10, "ack"),
+            (0x20, "urg"),
+        ];
+        let mut first = true;
+        for (bit, name) in NAMES {
+            if flags & bit == 0 {
+                continue;
+            }
+            if first {
+                w.key("tcp_flags_array");
+                w.out.push(b'[');
+                first = false;
+            } else {
+                w.out.push(b',');
+            }
+            w.out.push(b'"');
+            w.out.extend_from_slice(name.as_bytes());
+            w.out.push(b'"');
+        }
+        if !first {
+            w.out.push(b']');
+        }
+    }
+    w.end_object();
+}
+
+/// A Transit Gateway flow log record (cloud.service.name `transitgateway`).
+pub fn is_transit_gateway(rec: &FlowRecord<'_>) -> bool {
+    let schema = rec.schema();
+    schema.position(Field::TgwId).is_some()
+        || schema.position(Field::TgwAttachmentId).is_some()
+        || rec.get(Field::ResourceType) == Some("TransitGateway")
+}
+
+/// The ECS `network.transport` name of an IANA protocol number.
+pub fn transport_name(protocol: u8) -> Option<&'static str> {
+    Some(match protocol {
+        0 => "hopopt",
+        1 => "icmp",
+        2 => "igmp",
+        6 => "tcp",
+        8 => "egp",
+        17 => "udp",
+        47 => "gre",
+        50 => "esp",
+        58 => "ipv6-icmp",
+        112 => "vrrp",
+        132 => "sctp",
+        _ => return None,
+    })
+}
+
+/// Community ID v1 (seed 0) of the record's flow, when addresses and protocol exist
+/// (and ports, for the protocols that have them).
+pub fn community_id(rec: &FlowRecord<'_>) -> Option<String> {
+    let (src, dst, proto) = (rec.srcaddr?, rec.dstaddr?, rec.protocol?);
+    let ports = match proto {
+        6 | 17 | 132 | 1 | 58 => Some((rec.srcport?, rec.dstport?)),
+        _ => None,
+    };
+    Some(community_id_v1(src, dst, proto, ports))
+}
+
+/// Community ID v1 with seed 0, per the Community ID specification: ICMP and ICMPv6
+/// type/code take the place of ports (with request/reply pairing); the endpoints are
+/// ordered so that both directions of a flow hash alike.
+pub fn community_id_v1(src: IpAddr, dst: IpAddr, proto: u8, ports: Option<(u16, u16)>) -> String {
+    let (mut sa, mut da) = (src, dst);
+    let mut ports = ports;
+    let mut one_way = false;
+    if let Some((sp, dp)) = ports {
+        let pair = match proto {
+            1 => icmp_reply_type(sp),
+            58 => icmp6_reply_type(sp),
+            _ => Some(dp),
+        };
+        match pair {
+            Some(mapped) => ports = Some((sp, mapped)),
+            None => one_way = true,
+        }
+    }
+    let (sp, dp) = ports.unwrap_or((0, 0));
+    let ordered = addr_key(sa) < addr_key(da) || (sa == da && sp < dp);
+    let (sp, dp) = if one_way || ordered {
+        (sp, dp)
+    } else {
+        std::mem::swap(&mut sa, &mut da);
+        (dp, sp)
+    };
+    let mut hasher = Sha1::new();
+    hasher.update(0u16.to_be_bytes());
+    hash_addr(&mut hasher, sa);
+    hash_addr(&mut hasher, da);
+    hasher.update([proto, 0]);
+    if ports.is_some() {
+        hasher.update(sp.to_be_bytes());
+        hasher.update(dp.to_be_bytes());
+    }
+    let digest = hasher.finalize();
+    let mut out = String::with_capacity(30);
+    out.push_str("1:");
+    base64::engine::general_purpose::STANDARD.encode_string(digest, &mut out);
+    out
+}
+
+/// Orders IPv4 before IPv6, then by address bytes.
+fn addr_key(a: IpAddr) -> (u8, [u8; 16]) {
+    match a {
+        IpAddr::V4(v4) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&v4.octets());
+            (4, b)
+        }
+        IpAddr::V6(v6) => (6, v6.octets()),
+    }
+}
+
+fn hash_addr(h: &mut Sha1, a: IpAddr) {
+    match a {
+        IpAddr::V4(v4) => h.update(v4.octets()),
+        IpAddr::V6(v6) => h.update(v6.octets()),
+    }
+}
+
+fn icmp_reply_type(t: u16) -> Option<u16> {
+    Some(match t {
+        8 => 0,
+        0 => 8,
+        13 => 14,
+        14 => 13,
+        15 => 16,
+        16 => 15,
+        10 => 9,
+        9 => 10,
+        17 => 18,
+        18 => 17,
+        _ => return None,
+    })
+}
+
+fn icmp6_reply_type(t: u16) -> Option<u16> {
+    Some(match t {
+        128 => 129,
+        129 => 128,
+        130 => 131,
+        131 => 130,
+        133 => 134,
+        134 => 133,
+        135 => 136,
+        136 => 135,
+        139 => 140,
+        140 => 139,
+        144 => 145,
+        145 => 144,
+        _ => return None,
+    })
+}
+
+/// Writes `"YYYY-MM-DDTHH:MM:SSZ"` for Unix seconds `t` (UTC, RFC 3339).
+pub fn write_timestamp(out: &mut Vec<u8>, t: u64) {
+    let days = (t / 86_400) as i64;
+    let secs = t % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    let mut buf = *b"\"0000-00-00T00:00:00Z\"";
+    put2(&mut buf[1..3], (y / 100) as u32);
+    put2(&mut buf[3..5], (y % 100) as u32);
+    put2(&mut buf[6..8], m);
+    put2(&mut buf[9..11], d);
+    put2(&mut buf[12..14], (secs / 3600) as u32);
+    put2(&mut buf[15..17], (secs / 60 % 60) as u32);
+    put2(&mut buf[18..20], (secs % 60) as u32);
+    out.extend_from_slice(&buf);
+}
+
+/// RFC 3339 text of Unix seconds, for callers outside document writing.
+pub fn format_timestamp(t: u64) -> String {
+    let mut v = Vec::with_capacity(22);
+    write_timestamp(&mut v, t);
+    into_string(v[1..v.len() - 1].to_vec())
+}
+
+fn put2(dst: &mut [u8], v: u32) {
+    dst[0] = b'0' + (v / 10 % 10) as u8;
+    dst[1] = b'0' + (v % 10) as u8;
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Appends `s` as a JSON string literal, escaped.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f | 0x7f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(b >> 4) as usize]);
+            out.push(HEX[(b & 0xf) as usize]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Minimal streaming JSON object writer. Objects are opened lazily in effect: an
+/// object that ends with no members is removed, so absent values leave no `{}`.
+struct Writer<'b> {
+    out: &'b mut Vec<u8>,
+    depth: usize,
+    /// Per depth: no member written yet.
+    first: [bool; 8],
+    /// Per depth: where the object's key began (to remove it if empty), and the
+    /// parent's `first` flag before the key was written.
+    mark: [(usize, bool); 8],
+}
+
+impl<'b> Writer<'b> {
+    fn new(out: &'b mut Vec<u8>) -> Writer<'b> {
+        out.push(b'{');
+        Writer {
+            out,
+            depth: 0,
+            first: [true; 8],
+            mark: [(0, true); 8],
+        }
+    }
+
+    fn sep(&mut self) {
+        if self.first[self.depth] {
+            self.first[self.depth] = false;
+        } else {
+            self.out.push(b',');
+        }
+    }
+
+    /// Writes `"key":` (the key must need no escaping).
+    fn key(&mut self, key: &str) {
+        self.sep();
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn begin_object(&mut self, key: &str) {
+        let mark = (self.out.len(), self.first[self.depth]);
+        self.key(key);
+        self.out.push(b'{');
+        self.depth += 1;
+        self.first[self.depth] = true;
+        self.mark[self.depth] = mark;
+    }
+
+    fn end_object(&mut self) {
+        let empty = self.first[self.depth];
+        let (mark, parent_first) = self.mark[self.depth];
+        self.depth -= 1;
+        if empty {
+            self.out.truncate(mark);
+            self.first[self.depth] = parent_first;
+        } else {
+            self.out.push(b'}');
+        }
+    }
+
+    fn raw(&mut self, key: &str, json: &[u8]) {
+        self.key(key);
+        self.out.extend_from_slice(json);
+    }
+
+    fn string(&mut self, key: &str, value: &str) {
+        self.key(key);
+        write_str(self.out, value);
+    }
+
+    fn string_escaped_key(&mut self, key: &str, value: &str) {
+        self.sep();
+        write_str(self.out, key);
+        self.out.push(b':');
+        write_str(self.out, value);
+    }
+
+    fn opt_string(&mut self, key: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.string(key, v);
+        }
+    }
+
+    fn opt_u64(&mut self, key: &str, value: Option<u64>) {
+        if let Some(v) = value {
+            self.key(key);
+            self.out
+                .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+        }
+    }
+
+    /// Appends pre-rendered members (`"a":...,"b":...`), if any.
+    fn members(&mut self, members: &str) {
+        if !members.is_empty() {
+            self.sep();
+            self.out.extend_from_slice(members.as_bytes());
+        }
+    }
+
+    fn finish(self) {
+        debug_assert_eq!(self.depth, 0);
+        self.out.push(b'}');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(format_timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_timestamp(1418530070), "2014-12-14T04:07:50Z");
+        assert_eq!(format_timestamp(164000066), "1975-03-14T03:34:26Z");
+        assert_eq!(format_timestamp(951782400), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            format_timestamp(crate::flowlog::record::MAX_TIMESTAMP),
+            "9999-12-31T23:59:59Z"
+        );
+    }
+
+    #[test]
+    fn community_id_matches_published_vectors() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // Elastic aws.vpcflow integration pipeline test expectations.
+        assert_eq!(
+            community_id_v1(
+                ip("89.160.20.156"),
+                ip("89.160.20.156"),
+                6,
+                Some((20641, 22))
+            ),
+            "1:CEGBlG6oEeW2Y5LLdr9GONITz00="
+        );
+        assert_eq!(
+            community_id_v1(
+                ip("89.160.20.156"),
+                ip("10.200.0.0"),
+                17,
+                Some((50041, 33004))
+            ),
+            "1:+zLdyx7gcy2L5ERP4Je5AZMgl3A="
+        );
+        assert_eq!(
+            community_id_v1(ip("1.128.0.0"), ip("2a02:cf40::"), 6, Some((39464, 22))),
+            "1:yMxrbWtpAzdDF0dFnvIBRb/Ys5c="
+        );
+        assert_eq!(
+            community_id_v1(ip("175.16.199.0"), ip("67.43.156.0"), 17, Some((56846, 80))),
+            "1:KuA+xnOVKgXK3R+gM5tXdyjdQLc="
+        );
+        // Both directions hash alike.
+        assert_eq!(
+            community_id_v1(ip("10.0.0.1"), ip("10.0.0.2"), 6, Some((1000, 80))),
+            community_id_v1(ip("10.0.0.2"), ip("10.0.0.1"), 6, Some((80, 1000)))
+        );
+        assert_eq!(
+            community_id_v1(ip("10.0.0.1"), ip("10.0.0.2"), 1, Some((8, 0))),
+            community_id_v1(ip("10.0.0.2"), ip("10.0.0.1"), 1, Some((0, 0)))
+        );
+    }
+
+    #[test]
+    fn escapes() {
+        let mut v = Vec::new();
+        write_str(&mut v, "a\"b\\c\n\u{1}é");
+        assert_eq!(String::from_utf8(v).unwrap(), "\"a\\\"b\\\\c\\n\\u0001é\"");
+    }
+}

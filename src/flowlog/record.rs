@@ -1,0 +1,289 @@
+//! One flow log record: the columns of a text line split on runs of ASCII whitespace,
+//! validated against the schema's field types. Values borrow the line; only the fields
+//! the ECS document needs as numbers or addresses are converted.
+
+use std::net::IpAddr;
+
+use super::fields::{Field, Kind};
+use super::schema::{Column, Schema};
+
+/// Byte range of one column's value inside the record text.
+pub type Span = (u32, u32);
+
+/// Latest timestamp accepted (year 9999), so that every accepted value formats.
+pub const MAX_TIMESTAMP: u64 = 253_402_300_799;
+
+/// A validated record. `-` (absent) values read as `None`.
+#[derive(Debug)]
+pub struct FlowRecord<'a> {
+    schema: &'a Schema,
+    text: &'a str,
+    spans: &'a [Span],
+    pub srcaddr: Option<IpAddr>,
+    pub dstaddr: Option<IpAddr>,
+    pub pkt_srcaddr: Option<IpAddr>,
+    pub pkt_dstaddr: Option<IpAddr>,
+    pub srcport: Option<u16>,
+    pub dstport: Option<u16>,
+    pub protocol: Option<u8>,
+    pub packets: Option<u64>,
+    pub bytes: Option<u64>,
+    pub start: Option<u64>,
+    pub end: Option<u64>,
+    pub tcp_flags: Option<u64>,
+}
+
+/// Why a line is not a valid record. The message names the field and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError(pub String);
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Splits `text` on runs of ASCII whitespace into `spans` (cleared first).
+pub fn split_columns(text: &str, spans: &mut Vec<Span>) {
+    spans.clear();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let n = bytes.len();
+    while i < n {
+        while i < n && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i == n {
+            break;
+        }
+        let start = i;
+        while i < n && !bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        spans.push((start as u32, i as u32));
+    }
+}
+
+/// Parses one text record with `schema`. `spans` is scratch space reused across lines.
+pub fn parse_line<'a>(
+    text: &'a str,
+    schema: &'a Schema,
+    spans: &'a mut Vec<Span>,
+) -> Result<FlowRecord<'a>, ParseError> {
+    if text.len() > u32::MAX as usize {
+        return Err(ParseError("record longer than 4 GiB".to_string()));
+    }
+    split_columns(text, spans);
+    if spans.len() != schema.len() {
+        // The AWS documentation prints some records with a trailing `#comment`;
+        // tolerate exactly that, nothing else.
+        let comment_at_end =
+            spans.len() > schema.len() && text.as_bytes()[spans[schema.len()].0 as usize] == b'#';
+        if !comment_at_end {
+            return Err(ParseError(format!(
+                "expected {} fields ({}), found {}",
+                schema.len(),
+                schema.to_format_string(),
+                spans.len()
+            )));
+        }
+        spans.truncate(schema.len());
+    }
+    FlowRecord::from_spans(text, schema, spans)
+}
+
+impl<'a> FlowRecord<'a> {
+    /// Validates the columns `spans` of `text` (one span per schema column).
+    pub fn from_spans(
+        text: &'a str,
+        schema: &'a Schema,
+        spans: &'a [Span],
+    ) -> Result<FlowRecord<'a>, ParseError> {
+        debug_assert_eq!(spans.len(), schema.len());
+        let mut record = FlowRecord {
+            schema,
+            text,
+            spans,
+            srcaddr: None,
+            dstaddr: None,
+            pkt_srcaddr: None,
+            pkt_dstaddr: None,
+            srcport: None,
+            dstport: None,
+            protocol: None,
+            packets: None,
+            bytes: None,
+            start: None,
+            end: None,
+            tcp_flags: None,
+        };
+        for (i, column) in schema.columns().iter().enumerate() {
+            let Column::Known(field) = column else {
+                continue;
+            };
+            let (s, e) = spans[i];
+            let value = &text[s as usize..e as usize];
+            if value == "-" {
+                continue;
+            }
+            let invalid = |what: &str| {
+                ParseError(format!(
+                    "field '{}' (column {}): {} '{}'",
+                    field.name(),
+                    i + 1,
+                    what,
+                    shorten(value)
+                ))
+            };
+            match field.kind() {
+                Kind::Text => {}
+                Kind::Ip => {
+                    let ip: IpAddr = value.parse().map_err(|_| invalid("invalid IP address"))?;
+                    match field {
+                        Field::SrcAddr => record.srcaddr = Some(ip),
+                        Field::DstAddr => record.dstaddr = Some(ip),
+                        Field::PktSrcAddr => record.pkt_srcaddr = Some(ip),
+                        Field::PktDstAddr => record.pkt_dstaddr = Some(ip),
+                        _ => {}
+                    }
+                }
+                Kind::Port => {
+                    let port = parse_u64(value)
+                        .filter(|p| *p <= u16::MAX as u64)
+                        .ok_or_else(|| invalid("invalid port (0-65535)"))?
+                        as u16;
+                    match field {
+                        Field::SrcPort => record.srcport = Some(port),
+                        Field::DstPort => record.dstport = Some(port),
+                        _ => {}
+                    }
+                }
+                Kind::Protocol => {
+                    let p = parse_u64(value)
+                        .filter(|p| *p <= u8::MAX as u64)
+                        .ok_or_else(|| invalid("invalid protocol number (0-255)"))?;
+                    record.protocol = Some(p as u8);
+                }
+                Kind::Integer => {
+                    let n = parse_u64(value).ok_or_else(|| invalid("invalid integer"))?;
+                    match field {
+                        Field::Packets => record.packets = Some(n),
+                        Field::Bytes => record.bytes = Some(n),
+                        Field::TcpFlags => record.tcp_flags = Some(n),
+                        _ => {}
+                    }
+                }
+                Kind::Timestamp => {
+                    let t = parse_u64(value)
+                        .filter(|t| *t <= MAX_TIMESTAMP)
+                        .ok_or_else(|| invalid("invalid timestamp (Unix seconds)"))?;
+                    match field {
+                        Field::Start => record.start = Some(t),
+                        Field::End => record.end = Some(t),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(record)
+    }
+
+    /// The raw value of `field`, or `None` when the format lacks it or it is `-`.
+    #[inline]
+    pub fn get(&self, field: Field) -> Option<&'a str> {
+        let i = self.schema.position(field)?;
+        let v = self.value_at(i);
+        (v != "-").then_some(v)
+    }
+
+    /// Every column with its raw value (`None` for `-`), in format order.
+    pub fn columns(&self) -> impl Iterator<Item = (&'a Column, Option<&'a str>)> + '_ {
+        self.schema.columns().iter().enumerate().map(|(i, c)| {
+            let v = self.value_at(i);
+            (c, (v != "-").then_some(v))
+        })
+    }
+
+    #[inline]
+    fn value_at(&self, i: usize) -> &'a str {
+        let (s, e) = self.spans[i];
+        &self.text[s as usize..e as usize]
+    }
+
+    pub fn schema(&self) -> &'a Schema {
+        self.schema
+    }
+}
+
+/// Parses an unsigned decimal (digits only, no sign), refusing overflow.
+#[inline]
+pub fn parse_u64(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > 20 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &c in b {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(d as u64)?;
+    }
+    Some(n)
+}
+
+/// A value cut to a length fit for an error message.
+pub fn shorten(value: &str) -> String {
+    const MAX: usize = 64;
+    if value.len() <= MAX {
+        return value.to_string();
+    }
+    let mut end = MAX;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &value[..end], value.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_default_record() {
+        let schema = Schema::default_v2();
+        let mut spans = Vec::new();
+        let line = "2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK";
+        let r = parse_line(line, &schema, &mut spans).unwrap();
+        assert_eq!(r.srcport, Some(20641));
+        assert_eq!(r.protocol, Some(6));
+        assert_eq!(r.end, Some(1418530070));
+        assert_eq!(r.get(Field::Action), Some("ACCEPT"));
+        assert_eq!(r.get(Field::VpcId), None);
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_the_field() {
+        let schema = Schema::parse_format("srcaddr srcport").unwrap();
+        let mut spans = Vec::new();
+        let e = parse_line("1.2.3.4 70000", &schema, &mut spans).unwrap_err();
+        assert!(e.0.contains("'srcport' (column 2)"), "{e}");
+        let e = parse_line("1.2.3.999 7", &schema, &mut spans).unwrap_err();
+        assert!(e.0.contains("'srcaddr'"), "{e}");
+        let e = parse_line("1.2.3.4", &schema, &mut spans).unwrap_err();
+        assert!(e.0.contains("expected 2 fields"), "{e}");
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_u64("0"), Some(0));
+        assert_eq!(parse_u64("18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_u64("18446744073709551616"), None);
+        assert_eq!(parse_u64("-1"), None);
+        assert_eq!(parse_u64("+1"), None);
+        assert_eq!(parse_u64(""), None);
+    }
+}

@@ -1,0 +1,199 @@
+//! A flow log format: which field each whitespace-separated column of a record holds.
+//! Built from a `LOG_FORMAT` string (`${version} ${srcaddr} ...` or bare names), from
+//! the header line AWS writes at the top of every S3 object, or from the default format.
+
+use super::fields::{Field, DEFAULT_FORMAT};
+
+/// What one column of a record holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Column {
+    Known(Field),
+    /// A field this crate does not know; `key` is its `aws.vpcflow` key
+    /// (the name with `-` replaced by `_`).
+    Unknown {
+        name: String,
+        key: String,
+    },
+}
+
+/// An ordered list of columns, with a reverse index from known field to column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Schema {
+    columns: Vec<Column>,
+    position: [u16; Field::COUNT],
+}
+
+const ABSENT: u16 = u16::MAX;
+
+/// Why a format string was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormatError(pub String);
+
+impl std::fmt::Display for FormatError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FormatError {}
+
+impl Schema {
+    /// The AWS default version 2 format.
+    pub fn default_v2() -> Schema {
+        Schema::from_columns(DEFAULT_FORMAT.iter().map(|f| Column::Known(*f)).collect())
+            .expect("the default format has distinct fields")
+    }
+
+    /// Parses a format: `${version} ${account-id} ...`, or bare names separated by
+    /// whitespace (`version account-id ...`). Underscore spellings are accepted.
+    pub fn parse_format(format: &str) -> Result<Schema, FormatError> {
+        let mut columns = Vec::new();
+        for token in format.split_ascii_whitespace() {
+            let name = match token.strip_prefix("${") {
+                Some(rest) => rest.strip_suffix('}').ok_or_else(|| {
+                    FormatError(format!(
+                        "format token '{token}' opens '${{' but does not close it"
+                    ))
+                })?,
+                None => token,
+            };
+            if name.is_empty() || !name.bytes().all(is_name_byte) {
+                return Err(FormatError(format!(
+                    "format token '{token}' is not a field name (letters, digits, '-', '_', ':', '.', '/')"
+                )));
+            }
+            columns.push(column_for(name));
+        }
+        if columns.is_empty() {
+            return Err(FormatError("format names no fields".to_string()));
+        }
+        Schema::from_columns(columns)
+    }
+
+    /// Builds a schema from columns; a field named twice is an error.
+    pub fn from_columns(columns: Vec<Column>) -> Result<Schema, FormatError> {
+        if columns.len() >= ABSENT as usize {
+            return Err(FormatError(format!("format has {} fields", columns.len())));
+        }
+        let mut position = [ABSENT; Field::COUNT];
+        for (i, column) in columns.iter().enumerate() {
+            if let Column::Known(field) = column {
+                if position[*field as usize] != ABSENT {
+                    return Err(FormatError(format!(
+                        "field '{}' appears twice",
+                        field.name()
+                    )));
+                }
+                position[*field as usize] = i as u16;
+            }
+        }
+        Ok(Schema { columns, position })
+    }
+
+    /// Recognises a header line (`version account-id interface-id ...`): every token is
+    /// a field-name-like word and at least one is a known field. Such a line is never
+    /// a record: no value of a real record has that shape.
+    pub fn from_header_line(line: &str) -> Option<Schema> {
+        let mut known = 0usize;
+        for token in line.split_ascii_whitespace() {
+            let first = token.as_bytes()[0];
+            if !first.is_ascii_lowercase()
+                || !token
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            {
+                return None;
+            }
+            if Field::from_name(token).is_some() {
+                known += 1;
+            }
+        }
+        if known == 0 {
+            return None;
+        }
+        Schema::parse_format(line).ok()
+    }
+
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    pub fn len(&self) -> usize {
+        self.columns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+
+    /// The column holding `field`, if the format has it.
+    #[inline]
+    pub fn position(&self, field: Field) -> Option<usize> {
+        let p = self.position[field as usize];
+        (p != ABSENT).then_some(p as usize)
+    }
+
+    /// The format as `${a} ${b}` text.
+    pub fn to_format_string(&self) -> String {
+        let names: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| match c {
+                Column::Known(f) => format!("${{{}}}", f.name()),
+                Column::Unknown { name, .. } => format!("${{{name}}}"),
+            })
+            .collect();
+        names.join(" ")
+    }
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'.' | b'/')
+}
+
+fn column_for(name: &str) -> Column {
+    match Field::from_name(name) {
+        Some(field) => Column::Known(field),
+        None => Column::Unknown {
+            name: name.to_string(),
+            key: name.replace('-', "_"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dollar_and_bare_formats_are_the_same() {
+        let a = Schema::parse_format("${version} ${srcaddr} ${new-thing}").unwrap();
+        let b = Schema::parse_format("version  srcaddr\tnew-thing").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.position(Field::SrcAddr), Some(1));
+        assert_eq!(a.position(Field::DstAddr), None);
+        assert_eq!(
+            a.columns()[2],
+            Column::Unknown {
+                name: "new-thing".into(),
+                key: "new_thing".into()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_formats_are_refused() {
+        assert!(Schema::parse_format("").is_err());
+        assert!(Schema::parse_format("${version").is_err());
+        assert!(Schema::parse_format("version version").is_err());
+        assert!(Schema::parse_format("ver\"sion").is_err());
+    }
+
+    #[test]
+    fn header_lines_are_recognised() {
+        assert!(Schema::from_header_line("version account-id interface-id srcaddr").is_some());
+        assert!(Schema::from_header_line("2 123456789010 eni-1 1.2.3.4").is_none());
+        assert!(Schema::from_header_line("- eni-1235b8ca123456789 10.0.1.5").is_none());
+        assert!(Schema::from_header_line("ingress egress").is_none());
+    }
+}

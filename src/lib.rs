@@ -1,0 +1,14 @@
+//! flowlog-forwarder: AWS VPC and Transit Gateway Flow Logs to ECS documents.
+//!
+//! The data flow, one module per stage (shared/DESIGN.md):
+//! `source` (bytes to lines) -> `flowlog` (lines to records) -> `filter` ->
+//! `ecs` (records to documents), driven per work unit by `pipeline`; `cli` runs it
+//! from the command line, with `config` holding the validated environment.
+
+pub mod cli;
+pub mod config;
+pub mod ecs;
+pub mod filter;
+pub mod flowlog;
+pub mod pipeline;
+pub mod source;

@@ -1,0 +1,332 @@
+//! Sources: turn a byte stream (a local file, stdin, an S3 object body) into lines.
+//! Compression is sniffed from the first bytes (gzip magic `1f 8b`, multi-member
+//! included; Parquet `PAR1`; anything else is plain text). Limits guard against
+//! hostile input: line length, decompressed size, and decompression ratio.
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use flate2::bufread::MultiGzDecoder;
+
+/// Input limits (shared/DESIGN.md section 5). Exceeding one is a reported failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest accepted line; a longer line becomes a parse-failure document.
+    pub max_line_bytes: usize,
+    /// Most bytes one object may decompress to.
+    pub max_decompressed_bytes: u64,
+    /// Most decompressed bytes per compressed byte (checked past the first MiB).
+    pub max_ratio: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_line_bytes: 256 * 1024,
+            max_decompressed_bytes: 4 * 1024 * 1024 * 1024,
+            max_ratio: 200,
+        }
+    }
+}
+
+/// Compression of an input, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Plain,
+    Gzip,
+    Parquet,
+}
+
+/// Sniffs the compression from the first bytes of an input.
+pub fn sniff(prefix: &[u8]) -> Compression {
+    if prefix.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if prefix.starts_with(b"PAR1") {
+        Compression::Parquet
+    } else {
+        Compression::Plain
+    }
+}
+
+const READ_BUFFER: usize = 256 * 1024;
+
+/// Opens `reader` as text lines, decompressing gzip when the content is gzip.
+/// Parquet must be read with the Parquet reader instead and is refused here.
+pub fn open_lines<R: Read + Send + 'static>(reader: R, limits: Limits) -> io::Result<LineReader> {
+    let mut counted = CountingReader {
+        inner: reader,
+        count: Arc::new(AtomicU64::new(0)),
+    };
+    let compressed_count = counted.count.clone();
+    // Read the first bytes by hand: one read of a pipe may return fewer than four.
+    let mut prefix = [0u8; 4];
+    let mut n = 0;
+    while n < prefix.len() {
+        match counted.read(&mut prefix[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let compression = sniff(&prefix[..n]);
+    let whole = io::Cursor::new(prefix[..n].to_vec()).chain(counted);
+    let buffered = BufReader::with_capacity(READ_BUFFER, whole);
+    let inner: Box<dyn BufRead + Send> = match compression {
+        Compression::Plain => Box::new(LimitedReader::plain(buffered, limits)),
+        Compression::Gzip => Box::new(BufReader::with_capacity(
+            READ_BUFFER,
+            LimitedReader::gzip(MultiGzDecoder::new(buffered), compressed_count, limits),
+        )),
+        Compression::Parquet => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "Parquet content cannot be read as text lines",
+            ))
+        }
+    };
+    Ok(LineReader::new(inner, limits.max_line_bytes))
+}
+
+/// Counts the bytes read from the underlying (compressed) input.
+struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Enforces the decompressed-size and ratio limits on the decompressed stream.
+struct LimitedReader<R> {
+    inner: R,
+    produced: u64,
+    compressed: Option<Arc<AtomicU64>>,
+    limits: Limits,
+}
+
+impl<R> LimitedReader<R> {
+    fn plain(inner: R, limits: Limits) -> LimitedReader<R> {
+        LimitedReader {
+            inner,
+            produced: 0,
+            compressed: None,
+            limits,
+        }
+    }
+
+    fn gzip(inner: R, compressed: Arc<AtomicU64>, limits: Limits) -> LimitedReader<R> {
+        LimitedReader {
+            inner,
+            produced: 0,
+            compressed: Some(compressed),
+            limits,
+        }
+    }
+
+    fn check(&self) -> io::Result<()> {
+        if self.produced > self.limits.max_decompressed_bytes {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "input exceeds the maximum size of {} bytes (MAX_OBJECT_BYTES)",
+                    self.limits.max_decompressed_bytes
+                ),
+            ));
+        }
+        if let Some(compressed) = &self.compressed {
+            const SLACK: u64 = 1024 * 1024;
+            let c = compressed.load(Ordering::Relaxed).max(1);
+            if self.produced > SLACK && self.produced / c > self.limits.max_ratio {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "decompression ratio exceeds {}:1 after {} bytes (MAX_DECOMPRESSION_RATIO): refusing a likely decompression bomb",
+                        self.limits.max_ratio, self.produced
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for LimitedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.produced += n as u64;
+        self.check()?;
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for LimitedReader<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.check()?;
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.produced += amt as u64;
+        self.inner.consume(amt);
+    }
+}
+
+/// One line read from a source (without the `\n` or `\r\n`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct SourceLine<'a> {
+    /// 1-based line number in the input.
+    pub number: u64,
+    /// The line's bytes, or its first `max_line_bytes` bytes when it was too long.
+    pub bytes: &'a [u8],
+    /// The full length when the line exceeded the limit.
+    pub too_long: Option<u64>,
+}
+
+/// Reads lines of bounded length: memory stays flat whatever the input.
+pub struct LineReader {
+    inner: Box<dyn BufRead + Send>,
+    buf: Vec<u8>,
+    max: usize,
+    number: u64,
+    bytes_read: u64,
+}
+
+impl LineReader {
+    pub fn new(inner: Box<dyn BufRead + Send>, max_line_bytes: usize) -> LineReader {
+        LineReader {
+            inner,
+            buf: Vec::with_capacity(1024),
+            max: max_line_bytes,
+            number: 0,
+            bytes_read: 0,
+        }
+    }
+
+    /// Decompressed bytes consumed so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    /// The next line, `None` at the end of input. An I/O error (truncated gzip, a
+    /// limit exceeded, a failed download) ends the input with that error.
+    pub fn next_line(&mut self) -> io::Result<Option<SourceLine<'_>>> {
+        self.buf.clear();
+        let mut total: u64 = 0;
+        let mut saw_any = false;
+        loop {
+            let available = match self.inner.fill_buf() {
+                Ok(a) => a,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if available.is_empty() {
+                if !saw_any {
+                    return Ok(None);
+                }
+                break;
+            }
+            saw_any = true;
+            let (chunk, consumed, done) = match memchr::memchr(b'\n', available) {
+                Some(i) => (&available[..i], i + 1, true),
+                None => (available, available.len(), false),
+            };
+            total += chunk.len() as u64;
+            let room = self.max.saturating_sub(self.buf.len());
+            self.buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            self.inner.consume(consumed);
+            self.bytes_read += consumed as u64;
+            if done {
+                break;
+            }
+        }
+        self.number += 1;
+        let too_long = (total > self.max as u64).then_some(total);
+        if too_long.is_none() && self.buf.last() == Some(&b'\r') {
+            self.buf.pop();
+        }
+        Ok(Some(SourceLine {
+            number: self.number,
+            bytes: &self.buf,
+            too_long,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn lines(input: Vec<u8>, limits: Limits) -> io::Result<Vec<(u64, String, Option<u64>)>> {
+        let mut r = open_lines(io::Cursor::new(input), limits)?;
+        let mut out = Vec::new();
+        while let Some(l) = r.next_line()? {
+            out.push((
+                l.number,
+                String::from_utf8_lossy(l.bytes).into_owned(),
+                l.too_long,
+            ));
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn plain_and_multi_member_gzip() {
+        let plain = lines(b"a\r\nb\n\nc".to_vec(), Limits::default()).unwrap();
+        assert_eq!(
+            plain.iter().map(|l| l.1.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "", "c"]
+        );
+        let mut two = gzip(b"a\nb\n");
+        two.extend(gzip(b"c\n"));
+        let gz = lines(two, Limits::default()).unwrap();
+        assert_eq!(
+            gz.iter().map(|l| l.1.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        assert_eq!(gz[2].0, 3);
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_flagged() {
+        let limits = Limits {
+            max_line_bytes: 4,
+            ..Limits::default()
+        };
+        let got = lines(b"abcdefgh\nxy\n".to_vec(), limits).unwrap();
+        assert_eq!(got[0], (1, "abcd".to_string(), Some(8)));
+        assert_eq!(got[1], (2, "xy".to_string(), None));
+    }
+
+    #[test]
+    fn truncated_gzip_is_an_error() {
+        let data = gzip(&b"2 1 eni-1 1.2.3.4 5.6.7.8 1 2 6 1 40 1 2 ACCEPT OK\n".repeat(1000));
+        let cut = data[..data.len() / 2].to_vec();
+        assert!(lines(cut, Limits::default()).is_err());
+    }
+
+    #[test]
+    fn gzip_bomb_is_refused() {
+        let zeros = vec![0u8; 64 * 1024 * 1024];
+        let err = lines(gzip(&zeros), Limits::default()).unwrap_err();
+        assert!(err.to_string().contains("decompression ratio"), "{err}");
+        let small = Limits {
+            max_decompressed_bytes: 10,
+            ..Limits::default()
+        };
+        assert!(lines(b"0123456789abc\n".to_vec(), small).is_err());
+    }
+}

@@ -1,0 +1,166 @@
+//! The real binary's `process` command: files, stdin, gzip, summary, exit status.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use common::gzip;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_flowlog-forwarder");
+const LINE: &str =
+    "2 123456789010 eni-1 10.0.0.1 10.0.0.2 443 51000 6 10 840 1600000000 1600000060 ACCEPT OK\n";
+
+fn run(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for var in [
+        "LOG_FORMAT",
+        "INTERNAL_CIDRS",
+        "VPC_CIDR_PREFIX",
+        "ACTIONS",
+        "DESTINATION_URL",
+        "AWS_LAMBDA_RUNTIME_API",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    let mut child = cmd.spawn().expect("spawn");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn docs(out: &Output) -> Vec<Value> {
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each stdout line is a JSON document"))
+        .collect()
+}
+
+fn summary(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr);
+    err.lines()
+        .rfind(|l| l.starts_with("summary "))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("flowlog-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn processes_the_shipped_sample() {
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/events/flowlogs/sample.log.gz");
+    let out = run(&["process", sample], &[], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = docs(&out);
+    assert_eq!(d.len(), 61);
+    assert_eq!(
+        summary(&out),
+        "summary read=61 forwarded=61 filtered=0 malformed=0 failed=0 inputs=1 input_errors=0"
+    );
+    assert!(d.iter().all(|doc| doc["event"]["dataset"] == "aws.vpcflow"));
+}
+
+#[test]
+fn stdin_gzip_and_filters_from_environment() {
+    let input = gzip(format!("{LINE}{}", LINE.replace("10.0.0.2", "8.8.8.8")).as_bytes());
+    let out = run(
+        &["process", "-"],
+        &[("INTERNAL_CIDRS", "10.0.0.0/8")],
+        &input,
+    );
+    assert!(out.status.success());
+    let d = docs(&out);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0]["destination"]["ip"], "8.8.8.8");
+    assert!(
+        summary(&out).contains("read=2 forwarded=1 filtered=1"),
+        "{}",
+        summary(&out)
+    );
+}
+
+#[test]
+fn log_format_option() {
+    let out = run(
+        &["process", "--log-format", "${dstaddr} ${srcaddr}"],
+        &[],
+        b"1.1.1.1 2.2.2.2\n",
+    );
+    assert!(out.status.success());
+    assert_eq!(docs(&out)[0]["source"]["ip"], "2.2.2.2");
+}
+
+#[test]
+fn truncated_gzip_fails_the_input_and_keeps_what_was_read() {
+    let full = gzip(LINE.repeat(5000).as_bytes());
+    let cut = temp_file("cut.log.gz", &full[..full.len() * 3 / 4]);
+    let good = temp_file("good.log", LINE.as_bytes());
+    let out = run(
+        &["process", cut.to_str().unwrap(), good.to_str().unwrap()],
+        &[],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cut.log.gz") && err.contains("after line"),
+        "{err}"
+    );
+    let d = docs(&out);
+    assert!(d.len() > 1 && d.len() < 5001, "{}", d.len());
+    assert!(summary(&out).contains("input_errors=1"));
+}
+
+#[test]
+fn missing_file_is_an_input_error() {
+    let out = run(&["process", "/nonexistent/flow.log"], &[], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/flow.log"));
+}
+
+#[test]
+fn bad_arguments_and_configuration_exit_2() {
+    let out = run(&["process", "--bogus"], &[], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["process"], &[("INTERNAL_CIDRS", "10.0.0.0/40")], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("INTERNAL_CIDRS"));
+    let out = run(&["process", "--log-format", "${oops"], &[], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["frobnicate"], &[], b"");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn help_documents_commands_and_variables() {
+    let out = run(&["--help"], &[], b"");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for word in [
+        "process",
+        "--log-format",
+        "DESTINATION_URL",
+        "INTERNAL_CIDRS",
+        "ACTIONS",
+        "INCLUDE_ORIGINAL",
+        "LOG_FORMAT",
+    ] {
+        assert!(help.contains(word), "{word}");
+    }
+}

@@ -1,0 +1,93 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use flowlog_forwarder::config::Config;
+use flowlog_forwarder::ecs::Origin;
+use flowlog_forwarder::pipeline::{Counts, IdSeed, Outcome, RecordSettings, UnitProcessor};
+use flowlog_forwarder::source::{self, Limits};
+use serde_json::Value;
+
+/// Record settings from environment-style variables.
+pub fn settings(vars: &[(&str, &str)]) -> RecordSettings {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::from_lookup(|k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+        .expect("valid test configuration")
+        .records
+}
+
+/// Runs `input` (plain or gzip bytes) through source -> parse -> filter -> normalize as
+/// one S3 object, returning the documents and the counts.
+pub fn run_bytes(
+    settings: &RecordSettings,
+    input: Vec<u8>,
+    limits: Limits,
+) -> (Vec<Value>, Counts) {
+    let mut lines = source::open_lines(std::io::Cursor::new(input), limits).expect("open");
+    let mut unit = UnitProcessor::new(
+        settings,
+        Origin::s3("test-bucket", "AWSLogs/x.log.gz"),
+        IdSeed::new(&["s3", "test-bucket", "AWSLogs/x.log.gz", "etag"]),
+    );
+    let mut docs = Vec::new();
+    let mut buf = Vec::new();
+    while let Some(line) = lines.next_line().expect("read") {
+        buf.clear();
+        if let Outcome::Document { .. } = unit.process_line(&line, &mut buf) {
+            let doc: Value = serde_json::from_slice(&buf).unwrap_or_else(|e| {
+                panic!(
+                    "invalid JSON document ({e}): {}",
+                    String::from_utf8_lossy(&buf)
+                )
+            });
+            docs.push(doc);
+            unit.counts.forwarded += 1;
+        }
+    }
+    (docs, unit.counts)
+}
+
+/// Runs text lines through the pipeline.
+pub fn run(settings: &RecordSettings, text: &str) -> (Vec<Value>, Counts) {
+    run_bytes(settings, text.as_bytes().to_vec(), Limits::default())
+}
+
+/// The single document of one record line, parsed with `format` (None: default v2).
+pub fn one(format: Option<&str>, line: &str) -> Value {
+    let s = match format {
+        Some(f) => settings(&[("LOG_FORMAT", f)]),
+        None => settings(&[]),
+    };
+    let (docs, counts) = run(&s, line);
+    assert_eq!(docs.len(), 1, "{counts:?}");
+    docs.into_iter().next().unwrap()
+}
+
+/// A value by dotted path ("source.ip"); keys are nested objects.
+pub fn get<'v>(doc: &'v Value, path: &str) -> Option<&'v Value> {
+    let mut v = doc;
+    for part in path.split('.') {
+        v = v.get(part)?;
+    }
+    Some(v)
+}
+
+pub fn get_str<'v>(doc: &'v Value, path: &str) -> Option<&'v str> {
+    get(doc, path).and_then(Value::as_str)
+}
+
+pub fn is_failure(doc: &Value) -> bool {
+    doc["tags"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|v| v == "_flowlog_parse_failure"))
+}
+
+/// Gzips bytes.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
