@@ -8,7 +8,14 @@ use std::net::IpAddr;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
-use crate::flowlog::{Column, Field, FlowRecord};
+use crate::flowlog::{Field, FlowRecord};
+
+/// A JSON key literal with its leading separator: `k!("ip")` is `,"ip":`.
+macro_rules! k {
+    ($key:literal) => {
+        concat!(",\"", $key, "\":")
+    };
+}
 
 /// Where a unit's records came from, pre-rendered once per unit.
 #[derive(Debug, Clone, Default)]
@@ -77,124 +84,133 @@ pub struct DocContext<'a> {
 
 /// Appends the ECS document for `rec` to `out` (no trailing newline).
 pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<'_>) {
+    out.reserve(2048);
+    let start = rec.start.map(timestamp_literal);
+    let end = rec.end.map(timestamp_literal);
     let mut w = Writer::new(out);
-    w.key("@timestamp");
-    write_timestamp(w.out, rec.end.or(rec.start).unwrap_or(ctx.now));
+    w.key(k!("@timestamp"));
+    match end.or(start) {
+        Some(t) => w.out.extend_from_slice(&t),
+        None => write_timestamp(w.out, ctx.now),
+    }
 
     let action = rec.get(Field::Action);
-    w.begin_object("event");
-    w.raw("kind", b"\"event\"");
-    w.raw("category", b"[\"network\"]");
+    w.begin_object(k!("event"));
+    w.raw(k!("kind"), b"\"event\"");
+    w.raw(k!("category"), b"[\"network\"]");
     match action {
         Some("ACCEPT") => {
-            w.raw("type", b"[\"connection\",\"allowed\"]");
-            w.raw("action", b"\"accept\"");
-            w.raw("outcome", b"\"success\"");
+            w.raw(k!("type"), b"[\"connection\",\"allowed\"]");
+            w.raw(k!("action"), b"\"accept\"");
+            w.raw(k!("outcome"), b"\"success\"");
         }
         Some("REJECT") => {
-            w.raw("type", b"[\"connection\",\"denied\"]");
-            w.raw("action", b"\"reject\"");
-            w.raw("outcome", b"\"failure\"");
+            w.raw(k!("type"), b"[\"connection\",\"denied\"]");
+            w.raw(k!("action"), b"\"reject\"");
+            w.raw(k!("outcome"), b"\"failure\"");
         }
         Some(other) => {
-            w.raw("type", b"[\"connection\"]");
-            w.string("action", &other.to_ascii_lowercase());
+            w.raw(k!("type"), b"[\"connection\"]");
+            w.string(k!("action"), &other.to_ascii_lowercase());
         }
-        None => w.raw("type", b"[\"connection\"]"),
+        None => w.raw(k!("type"), b"[\"connection\"]"),
     }
-    w.raw("module", b"\"aws\"");
-    w.raw("dataset", b"\"aws.vpcflow\"");
-    w.string("id", ctx.event_id);
-    if let Some(t) = rec.start {
-        w.key("start");
-        write_timestamp(w.out, t);
+    w.raw(k!("module"), b"\"aws\"");
+    w.raw(k!("dataset"), b"\"aws.vpcflow\"");
+    w.string(k!("id"), ctx.event_id);
+    if let Some(t) = start {
+        w.key(k!("start"));
+        w.out.extend_from_slice(&t);
     }
-    if let Some(t) = rec.end {
-        w.key("end");
-        write_timestamp(w.out, t);
+    if let Some(t) = end {
+        w.key(k!("end"));
+        w.out.extend_from_slice(&t);
     }
-    w.opt_string("reason", rec.get(Field::RejectReason));
-    w.opt_string("original", ctx.original);
+    w.opt_string(k!("reason"), rec.get(Field::RejectReason));
+    w.opt_string(k!("original"), ctx.original);
     w.end_object();
 
     let srcaddr = rec.get(Field::SrcAddr);
     let dstaddr = rec.get(Field::DstAddr);
-    w.begin_object("source");
+    w.begin_object(k!("source"));
     if let Some(a) = srcaddr {
-        w.string("address", a);
-        w.string("ip", a);
+        w.string(k!("address"), a);
+        w.string(k!("ip"), a);
     }
-    w.opt_u64("port", rec.srcport.map(u64::from));
-    w.opt_u64("bytes", rec.bytes);
-    w.opt_u64("packets", rec.packets);
+    w.opt_u64(k!("port"), rec.srcport.map(u64::from));
+    w.opt_u64(k!("bytes"), rec.bytes);
+    w.opt_u64(k!("packets"), rec.packets);
     w.end_object();
 
-    w.begin_object("destination");
+    w.begin_object(k!("destination"));
     if let Some(a) = dstaddr {
-        w.string("address", a);
-        w.string("ip", a);
+        w.string(k!("address"), a);
+        w.string(k!("ip"), a);
     }
-    w.opt_u64("port", rec.dstport.map(u64::from));
+    w.opt_u64(k!("port"), rec.dstport.map(u64::from));
     w.end_object();
 
-    w.begin_object("network");
-    w.opt_u64("bytes", rec.bytes);
-    w.opt_u64("packets", rec.packets);
+    w.begin_object(k!("network"));
+    w.opt_u64(k!("bytes"), rec.bytes);
+    w.opt_u64(k!("packets"), rec.packets);
     if let Some(p) = rec.protocol {
-        w.key("iana_number");
+        w.key(k!("iana_number"));
         w.out.push(b'"');
         w.out
             .extend_from_slice(itoa::Buffer::new().format(p).as_bytes());
         w.out.push(b'"');
         if let Some(name) = transport_name(p) {
-            w.string("transport", name);
+            w.string(k!("transport"), name);
         }
     }
     match rec.srcaddr.or(rec.dstaddr) {
-        Some(IpAddr::V4(_)) => w.raw("type", b"\"ipv4\""),
-        Some(IpAddr::V6(_)) => w.raw("type", b"\"ipv6\""),
+        Some(IpAddr::V4(_)) => w.raw(k!("type"), b"\"ipv4\""),
+        Some(IpAddr::V6(_)) => w.raw(k!("type"), b"\"ipv6\""),
         None => {}
     }
     if let Some(id) = community_id(rec) {
-        w.string("community_id", &id);
+        w.key(k!("community_id"));
+        w.out.push(b'"');
+        w.out.extend_from_slice(id.as_bytes());
+        w.out.push(b'"');
     }
-    w.opt_string("direction", rec.get(Field::FlowDirection));
+    w.opt_string(k!("direction"), rec.get(Field::FlowDirection));
     w.end_object();
 
     write_related_ip(&mut w, rec);
 
-    w.begin_object("cloud");
-    w.raw("provider", b"\"aws\"");
-    w.begin_object("service");
+    w.begin_object(k!("cloud"));
+    w.raw(k!("provider"), b"\"aws\"");
+    w.begin_object(k!("service"));
     if is_transit_gateway(rec) {
-        w.raw("name", b"\"transitgateway\"");
+        w.raw(k!("name"), b"\"transitgateway\"");
     } else {
-        w.raw("name", b"\"vpc\"");
+        w.raw(k!("name"), b"\"vpc\"");
     }
     w.end_object();
     if let Some(id) = rec.get(Field::AccountId) {
-        w.begin_object("account");
-        w.string("id", id);
+        w.begin_object(k!("account"));
+        w.string(k!("id"), id);
         w.end_object();
     }
     if let Some(id) = rec.get(Field::InstanceId) {
-        w.begin_object("instance");
-        w.string("id", id);
+        w.begin_object(k!("instance"));
+        w.string(k!("id"), id);
         w.end_object();
     }
-    w.opt_string("region", rec.get(Field::Region));
-    w.opt_string("availability_zone", rec.get(Field::AzId));
+    w.opt_string(k!("region"), rec.get(Field::Region));
+    w.opt_string(k!("availability_zone"), rec.get(Field::AzId));
     w.end_object();
 
     write_ecs_task_fields(&mut w, rec);
 
-    w.begin_object("aws");
+    w.begin_object(k!("aws"));
     write_vpcflow(&mut w, rec);
     w.members(&ctx.origin.aws_members);
     w.end_object();
 
-    w.begin_object("ecs");
-    w.raw("version", b"\"8.11.0\"");
+    w.begin_object(k!("ecs"));
+    w.raw(k!("version"), b"\"8.11.0\"");
     w.end_object();
     w.members(&ctx.origin.top_members);
     w.finish();
@@ -204,28 +220,28 @@ pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<
 /// reason, and the `_flowlog_parse_failure` tag, so that nothing is silently lost.
 pub fn write_failure_document(out: &mut Vec<u8>, raw: &str, error: &str, ctx: &DocContext<'_>) {
     let mut w = Writer::new(out);
-    w.key("@timestamp");
+    w.key(k!("@timestamp"));
     write_timestamp(w.out, ctx.now);
-    w.begin_object("event");
-    w.raw("kind", b"\"pipeline_error\"");
-    w.raw("category", b"[\"network\"]");
-    w.raw("module", b"\"aws\"");
-    w.raw("dataset", b"\"aws.vpcflow\"");
-    w.string("id", ctx.event_id);
-    w.string("original", raw);
+    w.begin_object(k!("event"));
+    w.raw(k!("kind"), b"\"pipeline_error\"");
+    w.raw(k!("category"), b"[\"network\"]");
+    w.raw(k!("module"), b"\"aws\"");
+    w.raw(k!("dataset"), b"\"aws.vpcflow\"");
+    w.string(k!("id"), ctx.event_id);
+    w.string(k!("original"), raw);
     w.end_object();
-    w.begin_object("error");
-    w.string("message", error);
+    w.begin_object(k!("error"));
+    w.string(k!("message"), error);
     w.end_object();
-    w.raw("tags", b"[\"_flowlog_parse_failure\"]");
-    w.begin_object("cloud");
-    w.raw("provider", b"\"aws\"");
+    w.raw(k!("tags"), b"[\"_flowlog_parse_failure\"]");
+    w.begin_object(k!("cloud"));
+    w.raw(k!("provider"), b"\"aws\"");
     w.end_object();
-    w.begin_object("aws");
+    w.begin_object(k!("aws"));
     w.members(&ctx.origin.aws_members);
     w.end_object();
-    w.begin_object("ecs");
-    w.raw("version", b"\"8.11.0\"");
+    w.begin_object(k!("ecs"));
+    w.raw(k!("version"), b"\"8.11.0\"");
     w.end_object();
     w.members(&ctx.origin.top_members);
     w.finish();
@@ -246,8 +262,8 @@ fn write_related_ip(w: &mut Writer<'_>, rec: &FlowRecord<'_>) {
             continue;
         }
         if n == 0 {
-            w.begin_object("related");
-            w.key("ip");
+            w.begin_object(k!("related"));
+            w.key(k!("ip"));
             w.out.push(b'[');
         } else {
             w.out.push(b',');
@@ -272,53 +288,45 @@ fn write_ecs_task_fields(w: &mut Writer<'_>, rec: &FlowRecord<'_>) {
         || instance_id.is_some()
         || instance_arn.is_some()
     {
-        w.begin_object("orchestrator");
-        w.begin_object("cluster");
-        w.opt_string("id", cluster_arn);
-        w.opt_string("name", cluster_name);
+        w.begin_object(k!("orchestrator"));
+        w.begin_object(k!("cluster"));
+        w.opt_string(k!("id"), cluster_arn);
+        w.opt_string(k!("name"), cluster_name);
         w.end_object();
-        w.begin_object("resource");
-        w.opt_string("id", instance_id);
-        w.opt_string("name", instance_arn);
+        w.begin_object(k!("resource"));
+        w.opt_string(k!("id"), instance_id);
+        w.opt_string(k!("name"), instance_arn);
         if instance_id.is_some() || instance_arn.is_some() {
-            w.raw("type", b"\"container\"");
+            w.raw(k!("type"), b"\"container\"");
         }
         w.end_object();
-        w.raw("type", b"\"ecs\"");
+        w.raw(k!("type"), b"\"ecs\"");
         w.end_object();
     }
     if let Some(name) = rec.get(Field::EcsServiceName) {
-        w.begin_object("service");
-        w.string("name", name);
+        w.begin_object(k!("service"));
+        w.string(k!("name"), name);
         w.end_object();
     }
     if let Some(id) = rec.get(Field::EcsContainerId) {
-        w.begin_object("container");
-        w.string("id", id);
+        w.begin_object(k!("container"));
+        w.string(k!("id"), id);
         w.end_object();
     }
 }
 
 fn write_vpcflow(w: &mut Writer<'_>, rec: &FlowRecord<'_>) {
-    use crate::flowlog::fields::VpcflowKey;
-    w.begin_object("vpcflow");
-    for (column, value) in rec.columns() {
-        let Some(value) = value else { continue };
-        match column {
-            Column::Known(field) => {
-                if let VpcflowKey::Top(key) = field.vpcflow_key() {
-                    w.string(key, value);
-                }
-            }
-            Column::Unknown { key, .. } => w.string_escaped_key(key, value),
-        }
+    w.begin_object(k!("vpcflow"));
+    for (key, value) in rec.vpcflow_members() {
+        w.prerendered_key(key);
+        write_str(w.out, value);
     }
     let sub_type = rec.get(Field::SublocationType);
     let sub_id = rec.get(Field::SublocationId);
     if sub_type.is_some() || sub_id.is_some() {
-        w.begin_object("sublocation");
-        w.opt_string("type", sub_type);
-        w.opt_string("id", sub_id);
+        w.begin_object(k!("sublocation"));
+        w.opt_string(k!("type"), sub_type);
+        w.opt_string(k!("id"), sub_id);
         w.end_object();
     }
     if let Some(flags) = rec.tcp_flags {
@@ -336,7 +344,7 @@ fn write_vpcflow(w: &mut Writer<'_>, rec: &FlowRecord<'_>) {
                 continue;
             }
             if first {
-                w.key("tcp_flags_array");
+                w.key(k!("tcp_flags_array"));
                 w.out.push(b'[');
                 first = false;
             } else {
@@ -381,7 +389,7 @@ pub fn transport_name(protocol: u8) -> Option<&'static str> {
 
 /// Community ID v1 (seed 0) of the record's flow, when addresses and protocol exist
 /// (and ports, for the protocols that have them).
-pub fn community_id(rec: &FlowRecord<'_>) -> Option<String> {
+pub fn community_id(rec: &FlowRecord<'_>) -> Option<CommunityId> {
     let (src, dst, proto) = (rec.srcaddr?, rec.dstaddr?, rec.protocol?);
     let ports = match proto {
         6 | 17 | 132 | 1 | 58 => Some((rec.srcport?, rec.dstport?)),
@@ -393,7 +401,12 @@ pub fn community_id(rec: &FlowRecord<'_>) -> Option<String> {
 /// Community ID v1 with seed 0, per the Community ID specification: ICMP and ICMPv6
 /// type/code take the place of ports (with request/reply pairing); the endpoints are
 /// ordered so that both directions of a flow hash alike.
-pub fn community_id_v1(src: IpAddr, dst: IpAddr, proto: u8, ports: Option<(u16, u16)>) -> String {
+pub fn community_id_v1(
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    ports: Option<(u16, u16)>,
+) -> CommunityId {
     let (mut sa, mut da) = (src, dst);
     let mut ports = ports;
     let mut one_way = false;
@@ -426,10 +439,37 @@ pub fn community_id_v1(src: IpAddr, dst: IpAddr, proto: u8, ports: Option<(u16, 
         hasher.update(dp.to_be_bytes());
     }
     let digest = hasher.finalize();
-    let mut out = String::with_capacity(30);
-    out.push_str("1:");
-    base64::engine::general_purpose::STANDARD.encode_string(digest, &mut out);
-    out
+    let mut id = CommunityId([0u8; 30]);
+    id.0[..2].copy_from_slice(b"1:");
+    // 20 bytes encode to exactly 28 base64 characters.
+    let _ = base64::engine::general_purpose::STANDARD.encode_slice(digest, &mut id.0[2..]);
+    id
+}
+
+/// A Community ID v1 string (`1:` and 28 base64 characters), kept on the stack.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CommunityId([u8; 30]);
+
+impl CommunityId {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for CommunityId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for CommunityId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }
 
 /// Orders IPv4 before IPv6, then by address bytes.
@@ -487,6 +527,11 @@ fn icmp6_reply_type(t: u16) -> Option<u16> {
 
 /// Writes `"YYYY-MM-DDTHH:MM:SSZ"` for Unix seconds `t` (UTC, RFC 3339).
 pub fn write_timestamp(out: &mut Vec<u8>, t: u64) {
+    out.extend_from_slice(&timestamp_literal(t));
+}
+
+/// `"YYYY-MM-DDTHH:MM:SSZ"` (with the quotes) for Unix seconds `t`.
+fn timestamp_literal(t: u64) -> [u8; 22] {
     let days = (t / 86_400) as i64;
     let secs = t % 86_400;
     let (y, m, d) = civil_from_days(days);
@@ -498,7 +543,7 @@ pub fn write_timestamp(out: &mut Vec<u8>, t: u64) {
     put2(&mut buf[12..14], (secs / 3600) as u32);
     put2(&mut buf[15..17], (secs / 60 % 60) as u32);
     put2(&mut buf[18..20], (secs % 60) as u32);
-    out.extend_from_slice(&buf);
+    buf
 }
 
 /// RFC 3339 text of Unix seconds, for callers outside document writing.
@@ -529,8 +574,15 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// Appends `s` as a JSON string literal, escaped.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
     let bytes = s.as_bytes();
+    if !needs_escape(bytes) {
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    out.push(b'"');
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escape: &[u8] = match b {
@@ -539,7 +591,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
             b'\n' => b"\\n",
             b'\r' => b"\\r",
             b'\t' => b"\\t",
-            0..=0x1f | 0x7f => b"",
+            0..=0x1f => b"",
             _ => continue,
         };
         out.extend_from_slice(&bytes[start..i]);
@@ -555,6 +607,35 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Whether `bytes` holds a `"`, `\\` or control character, eight bytes at a time.
+/// May answer `true` for a clean string (then the escaping loop copies it unchanged),
+/// never `false` for one that needs escaping.
+#[inline]
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let special = |x: u64| {
+        let control = x.wrapping_sub(ONES * 0x20) & !x;
+        let q = x ^ (ONES * b'"' as u64);
+        let quote = q.wrapping_sub(ONES) & !q;
+        let b = x ^ (ONES * b'\\' as u64);
+        let backslash = b.wrapping_sub(ONES) & !b;
+        (control | quote | backslash) & HIGH != 0
+    };
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        if special(u64::from_le_bytes(word)) {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// Minimal streaming JSON object writer. Objects are opened lazily in effect: an
@@ -588,15 +669,14 @@ impl<'b> Writer<'b> {
         }
     }
 
-    /// Writes `"key":` (the key must need no escaping).
-    fn key(&mut self, key: &str) {
-        self.sep();
-        self.out.push(b'"');
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
+    /// Writes a `k!` key literal (`,"key":`), without its comma when it is the first
+    /// member of the object.
+    #[inline]
+    fn key(&mut self, key: &'static str) {
+        self.prerendered_key(key);
     }
 
-    fn begin_object(&mut self, key: &str) {
+    fn begin_object(&mut self, key: &'static str) {
         let mark = (self.out.len(), self.first[self.depth]);
         self.key(key);
         self.out.push(b'{');
@@ -617,30 +697,34 @@ impl<'b> Writer<'b> {
         }
     }
 
-    fn raw(&mut self, key: &str, json: &[u8]) {
+    fn raw(&mut self, key: &'static str, json: &[u8]) {
         self.key(key);
         self.out.extend_from_slice(json);
     }
 
-    fn string(&mut self, key: &str, value: &str) {
+    fn string(&mut self, key: &'static str, value: &str) {
         self.key(key);
         write_str(self.out, value);
     }
 
-    fn string_escaped_key(&mut self, key: &str, value: &str) {
-        self.sep();
-        write_str(self.out, key);
-        self.out.push(b':');
-        write_str(self.out, value);
+    /// Writes a key rendered like `k!` (`,"key":`) at run time.
+    fn prerendered_key(&mut self, key: &str) {
+        let bytes = key.as_bytes();
+        if self.first[self.depth] {
+            self.first[self.depth] = false;
+            self.out.extend_from_slice(&bytes[1..]);
+        } else {
+            self.out.extend_from_slice(bytes);
+        }
     }
 
-    fn opt_string(&mut self, key: &str, value: Option<&str>) {
+    fn opt_string(&mut self, key: &'static str, value: Option<&str>) {
         if let Some(v) = value {
             self.string(key, v);
         }
     }
 
-    fn opt_u64(&mut self, key: &str, value: Option<u64>) {
+    fn opt_u64(&mut self, key: &'static str, value: Option<u64>) {
         if let Some(v) = value {
             self.key(key);
             self.out

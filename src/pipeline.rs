@@ -69,12 +69,14 @@ impl IdSeed {
         bytes[..16].copy_from_slice(&self.0.to_le_bytes());
         bytes[16..].copy_from_slice(&line.to_le_bytes());
         let h = xxhash_rust::xxh3::xxh3_128(&bytes);
-        out.clear();
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        for b in h.to_be_bytes() {
-            out.push(HEX[(b >> 4) as usize] as char);
-            out.push(HEX[(b & 0xf) as usize] as char);
+        let mut hex = [0u8; 32];
+        for (i, b) in h.to_be_bytes().into_iter().enumerate() {
+            hex[2 * i] = HEX[(b >> 4) as usize];
+            hex[2 * i + 1] = HEX[(b & 0xf) as usize];
         }
+        out.clear();
+        out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
     }
 }
 

@@ -49,20 +49,24 @@ impl std::error::Error for ParseError {}
 pub fn split_columns(text: &str, spans: &mut Vec<Span>) {
     spans.clear();
     let bytes = text.as_bytes();
-    let mut i = 0;
-    let n = bytes.len();
-    while i < n {
-        while i < n && bytes[i].is_ascii_whitespace() {
-            i += 1;
+    // Space, \t, \n, \x0c, \r: the ASCII whitespace of `u8::is_ascii_whitespace`.
+    #[inline(always)]
+    fn is_space(b: u8) -> bool {
+        b <= b' ' && (b == b' ' || (b'\t'..=b'\r').contains(&b) && b != 0x0b)
+    }
+    let mut start = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        match (is_space(b), start) {
+            (true, Some(s)) => {
+                spans.push((s as u32, i as u32));
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
         }
-        if i == n {
-            break;
-        }
-        let start = i;
-        while i < n && !bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        spans.push((start as u32, i as u32));
+    }
+    if let Some(s) = start {
+        spans.push((s as u32, bytes.len() as u32));
     }
 }
 
@@ -198,11 +202,14 @@ impl<'a> FlowRecord<'a> {
         (v != "-").then_some(v)
     }
 
-    /// Every column with its raw value (`None` for `-`), in format order.
-    pub fn columns(&self) -> impl Iterator<Item = (&'a Column, Option<&'a str>)> + '_ {
-        self.schema.columns().iter().enumerate().map(|(i, c)| {
+    /// Every present value with its pre-rendered `aws.vpcflow` key (`,"key":`), in
+    /// format order; values not kept under `aws.vpcflow` are skipped.
+    pub fn vpcflow_members(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
+        let schema = self.schema;
+        (0..schema.len()).filter_map(move |i| {
+            let key = schema.vpcflow_key(i);
             let v = self.value_at(i);
-            (c, (v != "-").then_some(v))
+            (!key.is_empty() && v != "-").then_some((key, v))
         })
     }
 

@@ -2,7 +2,7 @@
 //! Built from a `LOG_FORMAT` string (`${version} ${srcaddr} ...` or bare names), from
 //! the header line AWS writes at the top of every S3 object, or from the default format.
 
-use super::fields::{Field, DEFAULT_FORMAT};
+use super::fields::{Field, VpcflowKey, DEFAULT_FORMAT};
 
 /// What one column of a record holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +21,9 @@ pub enum Column {
 pub struct Schema {
     columns: Vec<Column>,
     position: [u16; Field::COUNT],
+    /// Per column, its `aws.vpcflow` member key pre-rendered as JSON (`,"account_id":`),
+    /// or empty when the value is not kept there.
+    vpcflow_keys: Vec<Box<str>>,
 }
 
 const ABSENT: u16 = u16::MAX;
@@ -87,7 +90,29 @@ impl Schema {
                 position[*field as usize] = i as u16;
             }
         }
-        Ok(Schema { columns, position })
+        let vpcflow_keys = columns
+            .iter()
+            .map(|c| {
+                let key = match c {
+                    Column::Known(f) => match f.vpcflow_key() {
+                        VpcflowKey::Top(k) => k,
+                        VpcflowKey::Sublocation(_) | VpcflowKey::None => return Box::from(""),
+                    },
+                    Column::Unknown { key, .. } => key.as_str(),
+                };
+                let mut rendered = vec![b','];
+                crate::ecs::write_str(&mut rendered, key);
+                rendered.push(b':');
+                String::from_utf8(rendered)
+                    .unwrap_or_default()
+                    .into_boxed_str()
+            })
+            .collect();
+        Ok(Schema {
+            columns,
+            position,
+            vpcflow_keys,
+        })
     }
 
     /// Recognises a header line (`version account-id interface-id ...`): every token is
@@ -112,6 +137,12 @@ impl Schema {
             return None;
         }
         Schema::parse_format(line).ok()
+    }
+
+    /// The pre-rendered `aws.vpcflow` key of column `i` (`,"key":`), empty if none.
+    #[inline]
+    pub fn vpcflow_key(&self, i: usize) -> &str {
+        &self.vpcflow_keys[i]
     }
 
     pub fn columns(&self) -> &[Column] {
