@@ -3,13 +3,16 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use crate::config::Config;
 use crate::ecs::Origin;
 use crate::flowlog::Schema;
-use crate::pipeline::{Counts, IdSeed, Outcome, UnitProcessor};
+use crate::pipeline::{run_lines, Counts, IdSeed, UnitProcessor};
+use crate::sink::http::HttpSink;
+use crate::sink::{Batch, BatchLimits, DeliveryReport, Output};
 use crate::source;
 
 pub const HELP: &str = "\
@@ -27,8 +30,11 @@ COMMANDS:
                Writes one ECS JSON document per record to standard output (NDJSON), and a
                one-line summary to standard error:
                  summary read=N forwarded=N filtered=N malformed=N failed=N inputs=N input_errors=N
-               Exit status: 0 when every input was read to its end, 1 when an input failed
-               (unreadable, truncated gzip, over a limit), 2 for bad arguments or configuration.
+               With --destination / DESTINATION_URL, documents are POSTed instead (batched,
+               gzip, retried). Exit status: 0 when every input was read to its end and
+               every document delivered; 1 when an input failed (unreadable, truncated
+               gzip, over a limit) or documents could not be delivered; 2 for bad
+               arguments or configuration.
 
 OPTIONS:
     --log-format FORMAT    Format of lines without a header, as LOG_FORMAT:
@@ -46,7 +52,12 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
     COMPRESSION            gzip | none, for request bodies                     (default gzip)
     BATCH_MAX_BYTES        uncompressed bytes per request                      (default 1048576)
     BATCH_MAX_EVENTS       documents per request                               (default 10000)
-    MAX_RETRIES            retries of one request                              (default 5)
+    MAX_RETRIES            retries of one request (408, 429, 5xx, timeouts)    (default 5)
+    REQUEST_TIMEOUT_MS     timeout of one request                              (default 30000)
+    RETRY_BASE_DELAY_MS    backoff base: retry n waits up to base*2^(n-1)      (default 200)
+    RETRY_MAX_DELAY_MS     backoff cap                                         (default 20000)
+    MAX_IN_FLIGHT          requests in flight at once                          (default 4)
+    ALLOW_PLAIN_HTTP       true allows http:// to a non-loopback host          (default false)
     LOG_FORMAT             format for inputs without a header line             (default AWS v2 format)
     INTERNAL_CIDRS         comma list; records whose source AND destination are both inside are
                            dropped (counted). 'a.b.c.d/n' and IPv6 CIDRs match by value; entries
@@ -165,44 +176,136 @@ fn process_command(args: &[String]) -> ExitCode {
         Ok(c) => c,
         Err(e) => return usage_error(&e),
     };
-    if config.destination_url.is_some() {
-        return usage_error("HTTP destinations are not available in this build; use stdout");
-    }
+    let http = match &config.destination_url {
+        None => None,
+        Some(url) => match HttpSink::new(&config, url) {
+            Ok(s) => Some(s),
+            Err(e) => return usage_error(&e.0),
+        },
+    };
+    crate::logging::init_cli();
     let inputs = if opts.positional.is_empty() {
         vec!["-".to_string()]
     } else {
         opts.positional
     };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let config = Arc::new(config);
+    let result = runtime.block_on(process_inputs(config, inputs.clone(), http));
+    let (counts, input_errors) = match result {
+        Ok(r) => r,
+        Err(e) => return output_error(e),
+    };
+    eprintln!(
+        "summary read={} forwarded={} filtered={} malformed={} failed={} inputs={} input_errors={}",
+        counts.read,
+        counts.forwarded,
+        counts.filtered,
+        counts.malformed,
+        counts.failed,
+        inputs.len(),
+        input_errors
+    );
+    if input_errors > 0 || counts.failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
 
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::with_capacity(256 * 1024, stdout.lock());
+/// Reads the inputs on a blocking thread, batch by batch, while the destination
+/// (standard output, or HTTP requests in flight) takes the batches.
+async fn process_inputs(
+    config: Arc<Config>,
+    inputs: Vec<String>,
+    http: Option<HttpSink>,
+) -> io::Result<(Counts, u64)> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(2);
+    let producer_config = config.clone();
+    let producer = tokio::task::spawn_blocking(move || read_inputs(&producer_config, &inputs, tx));
+
+    let mut report = DeliveryReport::default();
+    match http {
+        Some(sink) => {
+            let mut session = sink.session(None);
+            while let Some(batch) = rx.recv().await {
+                session.submit(batch).await;
+            }
+            report = session.finish().await;
+        }
+        None => {
+            let mut out = Output::new(io::BufWriter::with_capacity(
+                256 * 1024,
+                io::stdout().lock(),
+            ));
+            while let Some(batch) = rx.recv().await {
+                out.write_batch(&batch, &mut report)?;
+            }
+            out.flush()?;
+        }
+    }
+    let (units, input_errors) = producer.await.map_err(io::Error::other)?;
     let mut total = Counts::default();
-    let mut input_errors = 0u64;
-    let mut doc = Vec::with_capacity(4096);
-    for input in &inputs {
+    for (i, mut counts) in units.into_iter().enumerate() {
+        let delivered = report.unit(i as u32);
+        counts.forwarded = delivered.delivered;
+        counts.failed = delivered.failed;
+        if let Some(error) = delivered.error {
+            eprintln!(
+                "error: input {}: {} documents not delivered: {error}",
+                i + 1,
+                delivered.failed
+            );
+        }
+        total.add(&counts);
+    }
+    Ok((total, input_errors))
+}
+
+/// Reads every input through the record path; returns the counts of each input and the
+/// number of inputs that could not be read to their end.
+fn read_inputs(
+    config: &Config,
+    inputs: &[String],
+    tx: tokio::sync::mpsc::Sender<Batch>,
+) -> (Vec<Counts>, u64) {
+    let limits = BatchLimits::new(
+        config.batch_max_bytes,
+        config.batch_max_events,
+        config.destination_format,
+        config.destination_index.as_deref(),
+    );
+    let mut batch = Batch::default();
+    let mut all = Vec::with_capacity(inputs.len());
+    let mut input_errors = 0;
+    let mut emit = |b: Batch| tx.blocking_send(b).is_ok();
+    for (index, input) in inputs.iter().enumerate() {
+        let name = if input == "-" {
+            "<stdin>"
+        } else {
+            input.as_str()
+        };
         let reader: Box<dyn Read + Send> = if input == "-" {
             Box::new(io::stdin())
         } else {
             match File::open(input) {
                 Ok(f) => Box::new(f),
                 Err(e) => {
-                    eprintln!("error: {input}: {e}");
+                    eprintln!("error: {name}: {e}");
                     input_errors += 1;
+                    all.push(Counts::default());
                     continue;
                 }
-            }
-        };
-        let name = if input == "-" {
-            "<stdin>"
-        } else {
-            input.as_str()
-        };
-        let mut lines = match source::open_lines(reader, config.limits) {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("error: {name}: {e}");
-                input_errors += 1;
-                continue;
             }
         };
         let mut unit = UnitProcessor::new(
@@ -210,48 +313,28 @@ fn process_command(args: &[String]) -> ExitCode {
             Origin::file(name),
             IdSeed::new(&["file", name]),
         );
-        let mut last_line = 0;
-        let result = loop {
-            let line = match lines.next_line() {
-                Ok(Some(line)) => line,
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(format!("after line {last_line}: {e}")),
-            };
-            last_line = line.number;
-            doc.clear();
-            if let Outcome::Document { .. } = unit.process_line(&line, &mut doc) {
-                doc.push(b'\n');
-                if let Err(e) = out.write_all(&doc) {
-                    return output_error(e);
-                }
-                unit.counts.forwarded += 1;
-                unit.counts.bytes_out += doc.len() as u64;
-            }
-        };
+        let result = source::open_lines(reader, config.limits)
+            .map_err(|e| e.to_string())
+            .and_then(|mut lines| {
+                run_lines(
+                    &mut lines,
+                    &mut unit,
+                    index as u32,
+                    &limits,
+                    &mut batch,
+                    &mut emit,
+                )
+            });
         if let Err(e) = result {
             eprintln!("error: {name}: {e}");
             input_errors += 1;
         }
-        total.add(&unit.counts);
+        all.push(unit.counts);
     }
-    if let Err(e) = out.flush() {
-        return output_error(e);
+    if !batch.is_empty() {
+        emit(batch);
     }
-    eprintln!(
-        "summary read={} forwarded={} filtered={} malformed={} failed={} inputs={} input_errors={}",
-        total.read,
-        total.forwarded,
-        total.filtered,
-        total.malformed,
-        total.failed,
-        inputs.len(),
-        input_errors
-    );
-    if input_errors > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
+    (all, input_errors)
 }
 
 fn output_error(e: io::Error) -> ExitCode {

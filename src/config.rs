@@ -2,6 +2,7 @@
 //! once at cold start. A bad value fails with a message naming the variable.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::filter::Filter;
 use crate::flowlog::Schema;
@@ -30,6 +31,15 @@ pub struct Config {
     pub batch_max_bytes: usize,
     pub batch_max_events: usize,
     pub max_retries: u32,
+    /// One HTTP request's timeout (REQUEST_TIMEOUT_MS).
+    pub request_timeout: Duration,
+    /// Backoff base and cap (RETRY_BASE_DELAY_MS, RETRY_MAX_DELAY_MS).
+    pub retry_base_delay: Duration,
+    pub retry_max_delay: Duration,
+    /// Requests in flight at once (MAX_IN_FLIGHT).
+    pub max_in_flight: usize,
+    /// Plain http to a non-loopback host (ALLOW_PLAIN_HTTP); https otherwise.
+    pub allow_plain_http: bool,
     pub records: RecordSettings,
     pub limits: Limits,
 }
@@ -52,6 +62,11 @@ impl std::fmt::Debug for Config {
             .field("batch_max_bytes", &self.batch_max_bytes)
             .field("batch_max_events", &self.batch_max_events)
             .field("max_retries", &self.max_retries)
+            .field("request_timeout", &self.request_timeout)
+            .field("retry_base_delay", &self.retry_base_delay)
+            .field("retry_max_delay", &self.retry_max_delay)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("allow_plain_http", &self.allow_plain_http)
             .field("log_format", &self.records.schema.to_format_string())
             .field("filter", &self.records.filter)
             .field("include_original", &self.records.include_original)
@@ -145,6 +160,13 @@ impl Config {
             number("BATCH_MAX_BYTES", 1024 * 1024, 1024, 256 * 1024 * 1024)? as usize;
         let batch_max_events = number("BATCH_MAX_EVENTS", 10_000, 1, 10_000_000)? as usize;
         let max_retries = number("MAX_RETRIES", 5, 0, 100)? as u32;
+        let request_timeout =
+            Duration::from_millis(number("REQUEST_TIMEOUT_MS", 30_000, 10, 900_000)?);
+        let retry_base_delay =
+            Duration::from_millis(number("RETRY_BASE_DELAY_MS", 200, 1, 60_000)?);
+        let retry_max_delay =
+            Duration::from_millis(number("RETRY_MAX_DELAY_MS", 20_000, 1, 600_000)?);
+        let max_in_flight = number("MAX_IN_FLIGHT", 4, 1, 64)? as usize;
         let defaults = Limits::default();
         let limits = Limits {
             max_line_bytes: number(
@@ -169,19 +191,13 @@ impl Config {
         let internal = get("INTERNAL_CIDRS").or_else(|| get("VPC_CIDR_PREFIX"));
         let filter =
             Filter::parse(internal.as_deref(), get("ACTIONS").as_deref()).map_err(ConfigError)?;
-        let include_original = match get("INCLUDE_ORIGINAL")
-            .map(|v| v.to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("false") | Some("0") | Some("no") => false,
-            Some("true") | Some("1") | Some("yes") => true,
-            Some(other) => {
-                return Err(err(
-                    "INCLUDE_ORIGINAL",
-                    format!("'{other}' is not true or false"),
-                ))
-            }
+        let flag = |name: &str| match get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+            None | Some("false") | Some("0") | Some("no") => Ok(false),
+            Some("true") | Some("1") | Some("yes") => Ok(true),
+            Some(other) => Err(err(name, format!("'{other}' is not true or false"))),
         };
+        let include_original = flag("INCLUDE_ORIGINAL")?;
+        let allow_plain_http = flag("ALLOW_PLAIN_HTTP")?;
 
         Ok(Config {
             destination_url,
@@ -193,6 +209,11 @@ impl Config {
             batch_max_bytes,
             batch_max_events,
             max_retries,
+            request_timeout,
+            retry_base_delay,
+            retry_max_delay,
+            max_in_flight,
+            allow_plain_http,
             records: RecordSettings {
                 schema,
                 filter,

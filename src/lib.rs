@@ -10,5 +10,7 @@ pub mod config;
 pub mod ecs;
 pub mod filter;
 pub mod flowlog;
+pub mod logging;
 pub mod pipeline;
+pub mod sink;
 pub mod source;

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::ecs::{self, DocContext, Origin};
 use crate::filter::Filter;
 use crate::flowlog::{Line, LineParser, Schema};
+use crate::sink::{Batch, BatchLimits, DocMeta};
 use crate::source::SourceLine;
 
 /// Counters of a unit or an invocation. Every record read is forwarded, filtered or
@@ -43,8 +44,9 @@ pub enum Outcome {
     /// Dropped by a configured filter (counted).
     Filtered,
     /// A document was appended to the output buffer; `malformed` when it is the
-    /// parse-failure document.
-    Document { malformed: bool },
+    /// parse-failure document; `time` is its `@timestamp` in Unix seconds. Its
+    /// `event.id` is `UnitProcessor::event_id`.
+    Document { malformed: bool, time: u64 },
 }
 
 /// Where the deterministic event ids of a unit come from.
@@ -130,7 +132,17 @@ impl<'s> UnitProcessor<'s> {
         id: &str,
         out: &mut Vec<u8>,
     ) -> Outcome {
-        self.process(number, message.as_bytes(), None, id, out)
+        self.id.clear();
+        self.id.push_str(id);
+        let id = std::mem::take(&mut self.id);
+        let outcome = self.process(number, message.as_bytes(), None, &id, out);
+        self.id = id;
+        outcome
+    }
+
+    /// The `event.id` of the last document written.
+    pub fn event_id(&self) -> &str {
+        &self.id
     }
 
     fn process(
@@ -173,7 +185,10 @@ impl<'s> UnitProcessor<'s> {
                     return Outcome::Filtered;
                 }
                 ecs::write_document(out, &rec, &ctx);
-                Outcome::Document { malformed: false }
+                Outcome::Document {
+                    malformed: false,
+                    time: rec.end.or(rec.start).unwrap_or(self.now),
+                }
             }
             Line::Invalid(e) => {
                 let error = format!("line {number}: {e}");
@@ -192,7 +207,10 @@ impl<'s> UnitProcessor<'s> {
             now: self.now,
         };
         ecs::write_failure_document(out, raw, error, &ctx);
-        Outcome::Document { malformed: true }
+        Outcome::Document {
+            malformed: true,
+            time: self.now,
+        }
     }
 }
 
@@ -202,4 +220,43 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Reads every line of `lines` through `unit` into `batch`, handing each full batch to
+/// `emit` (which answers false when nobody takes batches any more). The last, partial
+/// batch stays in `batch` for the caller, so units of one run share batches.
+/// An error ends the unit: the input could not be read to its end.
+pub fn run_lines(
+    lines: &mut crate::source::LineReader,
+    unit: &mut UnitProcessor<'_>,
+    unit_index: u32,
+    limits: &BatchLimits,
+    batch: &mut Batch,
+    emit: &mut dyn FnMut(Batch) -> bool,
+) -> Result<(), String> {
+    let mut doc = Vec::with_capacity(4096);
+    let mut last_line = 0;
+    loop {
+        let line = match lines.next_line() {
+            Ok(Some(line)) => line,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(format!("after line {last_line}: {e}")),
+        };
+        last_line = line.number;
+        doc.clear();
+        if let Outcome::Document { time, .. } = unit.process_line(&line, &mut doc) {
+            if batch.would_overflow(limits, doc.len()) && !emit(std::mem::take(batch)) {
+                return Err("delivery stopped".to_string());
+            }
+            batch.push(
+                &doc,
+                DocMeta {
+                    unit: unit_index,
+                    time,
+                    id: unit.event_id(),
+                },
+                limits,
+            );
+        }
+    }
 }

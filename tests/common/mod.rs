@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use flowlog_forwarder::config::Config;
 use flowlog_forwarder::ecs::Origin;
 use flowlog_forwarder::pipeline::{Counts, IdSeed, Outcome, RecordSettings, UnitProcessor};

@@ -1,0 +1,326 @@
+//! Sink: where documents go. Collects documents into batches bounded by
+//! BATCH_MAX_BYTES / BATCH_MAX_EVENTS, frames them for the destination (NDJSON,
+//! Elasticsearch `_bulk`, Splunk HEC), and accounts, per work unit, for every document
+//! delivered or failed. `http` sends batches; `Output` writes to standard output.
+
+pub mod http;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use crate::config::DestinationFormat;
+
+/// What the sink needs to know of one document besides its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct DocMeta<'a> {
+    /// The work unit (S3 object, CloudWatch batch, file) the document belongs to.
+    pub unit: u32,
+    /// Unix seconds of `@timestamp` (Splunk HEC `time`).
+    pub time: u64,
+    /// `event.id` (Elasticsearch `_id`).
+    pub id: &'a str,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Item {
+    start: u32,
+    end: u32,
+    unit: u32,
+    time: u64,
+    id_start: u32,
+    id_end: u32,
+}
+
+/// Documents waiting to be sent together.
+#[derive(Debug, Default)]
+pub struct Batch {
+    docs: Vec<u8>,
+    ids: String,
+    items: Vec<Item>,
+    /// Framed size of the whole batch, for BATCH_MAX_BYTES.
+    framed_bytes: usize,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Uncompressed body size of the whole batch.
+    pub fn framed_bytes(&self) -> usize {
+        self.framed_bytes
+    }
+
+    /// Whether adding a document of `doc_len` bytes would pass a limit. An empty batch
+    /// always takes a document, so one larger than the limit is still sent (alone).
+    pub fn would_overflow(&self, limits: &BatchLimits, doc_len: usize) -> bool {
+        !self.is_empty()
+            && (self.items.len() >= limits.max_events
+                || self.framed_bytes + doc_len + limits.overhead > limits.max_bytes)
+    }
+
+    pub fn push(&mut self, doc: &[u8], meta: DocMeta<'_>, limits: &BatchLimits) {
+        let start = self.docs.len() as u32;
+        self.docs.extend_from_slice(doc);
+        let id_start = self.ids.len() as u32;
+        self.ids.push_str(meta.id);
+        self.items.push(Item {
+            start,
+            end: self.docs.len() as u32,
+            unit: meta.unit,
+            time: meta.time,
+            id_start,
+            id_end: self.ids.len() as u32,
+        });
+        self.framed_bytes += doc.len() + limits.overhead + meta.id.len();
+    }
+
+    fn doc(&self, i: usize) -> &[u8] {
+        let it = &self.items[i];
+        &self.docs[it.start as usize..it.end as usize]
+    }
+
+    fn id(&self, i: usize) -> &str {
+        let it = &self.items[i];
+        &self.ids[it.id_start as usize..it.id_end as usize]
+    }
+
+    fn unit(&self, i: usize) -> u32 {
+        self.items[i].unit
+    }
+
+    /// Documents per unit, for accounting.
+    pub fn units(&self) -> BTreeMap<u32, u64> {
+        let mut m = BTreeMap::new();
+        for it in &self.items {
+            *m.entry(it.unit).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+/// Batch limits and the per-document framing overhead of the destination format.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub max_bytes: usize,
+    pub max_events: usize,
+    overhead: usize,
+}
+
+impl BatchLimits {
+    pub fn new(
+        max_bytes: usize,
+        max_events: usize,
+        format: DestinationFormat,
+        index: Option<&str>,
+    ) -> BatchLimits {
+        let index_len = index.map(str::len).unwrap_or(0);
+        let overhead = match format {
+            DestinationFormat::Ndjson => 1,
+            DestinationFormat::Elasticsearch => 40 + index_len,
+            DestinationFormat::SplunkHec => 80 + index_len,
+        };
+        BatchLimits {
+            max_bytes,
+            max_events,
+            overhead,
+        }
+    }
+}
+
+/// Frames the documents `which` of `batch` as one request body.
+pub fn frame(
+    format: DestinationFormat,
+    index: Option<&str>,
+    batch: &Batch,
+    which: &[usize],
+) -> Vec<u8> {
+    let mut body = Vec::with_capacity(batch.framed_bytes() + 64);
+    for &i in which {
+        match format {
+            DestinationFormat::Ndjson => {}
+            DestinationFormat::Elasticsearch => {
+                body.extend_from_slice(b"{\"create\":{");
+                if let Some(index) = index {
+                    body.extend_from_slice(b"\"_index\":");
+                    crate::ecs::write_str(&mut body, index);
+                    body.push(b',');
+                }
+                body.extend_from_slice(b"\"_id\":");
+                crate::ecs::write_str(&mut body, batch.id(i));
+                body.extend_from_slice(b"}}\n");
+            }
+            DestinationFormat::SplunkHec => {
+                body.extend_from_slice(b"{\"time\":");
+                body.extend_from_slice(itoa::Buffer::new().format(batch.items[i].time).as_bytes());
+                body.extend_from_slice(b",\"sourcetype\":\"aws:cloudwatchlogs:vpcflow\"");
+                if let Some(index) = index {
+                    body.extend_from_slice(b",\"index\":");
+                    crate::ecs::write_str(&mut body, index);
+                }
+                body.extend_from_slice(b",\"event\":");
+            }
+        }
+        body.extend_from_slice(batch.doc(i));
+        if format == DestinationFormat::SplunkHec {
+            body.push(b'}');
+        }
+        body.push(b'\n');
+    }
+    body
+}
+
+/// Per-unit delivery accounting.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UnitDelivery {
+    pub delivered: u64,
+    pub failed: u64,
+    /// The first reason a document of this unit failed.
+    pub error: Option<String>,
+}
+
+/// What was delivered, by unit.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DeliveryReport {
+    pub units: BTreeMap<u32, UnitDelivery>,
+}
+
+impl DeliveryReport {
+    pub fn delivered(&mut self, unit: u32, n: u64) {
+        self.units.entry(unit).or_default().delivered += n;
+    }
+
+    pub fn failed(&mut self, unit: u32, n: u64, reason: &str) {
+        let u = self.units.entry(unit).or_default();
+        u.failed += n;
+        if u.error.is_none() {
+            u.error = Some(reason.to_string());
+        }
+    }
+
+    pub fn merge(&mut self, other: DeliveryReport) {
+        for (unit, d) in other.units {
+            let u = self.units.entry(unit).or_default();
+            u.delivered += d.delivered;
+            u.failed += d.failed;
+            if u.error.is_none() {
+                u.error = d.error;
+            }
+        }
+    }
+
+    pub fn unit(&self, unit: u32) -> UnitDelivery {
+        self.units.get(&unit).cloned().unwrap_or_default()
+    }
+}
+
+/// Writes NDJSON to standard output (the destination outside Lambda by default).
+pub struct Output<W: Write> {
+    out: W,
+}
+
+impl<W: Write> Output<W> {
+    pub fn new(out: W) -> Output<W> {
+        Output { out }
+    }
+
+    /// Writes every document of the batch, one per line.
+    pub fn write_batch(
+        &mut self,
+        batch: &Batch,
+        report: &mut DeliveryReport,
+    ) -> std::io::Result<()> {
+        for i in 0..batch.len() {
+            self.out.write_all(batch.doc(i))?;
+            self.out.write_all(b"\n")?;
+        }
+        for (unit, n) in batch.units() {
+            report.delivered(unit, n);
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(format: DestinationFormat) -> (Batch, BatchLimits) {
+        let limits = BatchLimits::new(1 << 20, 100, format, Some("idx"));
+        let mut b = Batch::default();
+        b.push(
+            br#"{"a":1}"#,
+            DocMeta {
+                unit: 0,
+                time: 5,
+                id: "id-1",
+            },
+            &limits,
+        );
+        b.push(
+            br#"{"a":2}"#,
+            DocMeta {
+                unit: 1,
+                time: 6,
+                id: "id-2",
+            },
+            &limits,
+        );
+        (b, limits)
+    }
+
+    #[test]
+    fn frames_each_format() {
+        let (b, _) = batch(DestinationFormat::Ndjson);
+        assert_eq!(
+            frame(DestinationFormat::Ndjson, None, &b, &[0, 1]),
+            b"{\"a\":1}\n{\"a\":2}\n"
+        );
+        let es = frame(DestinationFormat::Elasticsearch, Some("idx"), &b, &[1]);
+        assert_eq!(
+            es,
+            b"{\"create\":{\"_index\":\"idx\",\"_id\":\"id-2\"}}\n{\"a\":2}\n"
+        );
+        let hec = frame(DestinationFormat::SplunkHec, Some("main"), &b, &[0]);
+        assert_eq!(
+            String::from_utf8(hec).unwrap(),
+            "{\"time\":5,\"sourcetype\":\"aws:cloudwatchlogs:vpcflow\",\"index\":\"main\",\"event\":{\"a\":1}}\n"
+        );
+    }
+
+    #[test]
+    fn limits() {
+        let limits = BatchLimits::new(100, 2, DestinationFormat::Ndjson, None);
+        let mut b = Batch::default();
+        assert!(!b.would_overflow(&limits, 1000));
+        b.push(
+            &[b'x'; 10],
+            DocMeta {
+                unit: 0,
+                time: 0,
+                id: "",
+            },
+            &limits,
+        );
+        assert!(!b.would_overflow(&limits, 10));
+        assert!(b.would_overflow(&limits, 95));
+        b.push(
+            &[b'x'; 10],
+            DocMeta {
+                unit: 0,
+                time: 0,
+                id: "",
+            },
+            &limits,
+        );
+        assert!(b.would_overflow(&limits, 1));
+    }
+}

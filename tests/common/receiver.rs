@@ -1,0 +1,208 @@
+//! A real HTTP/1.1 receiver on 127.0.0.1 for delivery tests: answers each request as
+//! scripted (status, headers, body, or a hang), records every request with its decoded
+//! body, and keeps connections alive as HTTP clients expect.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How to answer one request.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    Status {
+        code: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// Read the request, then say nothing for this long and close.
+    Hang(Duration),
+    /// Answer from a function of the decoded request body.
+    With(fn(&str) -> (u16, String)),
+}
+
+impl Reply {
+    pub fn ok() -> Reply {
+        Reply::Status {
+            code: 200,
+            headers: vec![],
+            body: "{}".into(),
+        }
+    }
+    pub fn status(code: u16) -> Reply {
+        Reply::Status {
+            code,
+            headers: vec![],
+            body: format!("{{\"status\":{code}}}"),
+        }
+    }
+    pub fn retry_after(code: u16, seconds: u64) -> Reply {
+        Reply::Status {
+            code,
+            headers: vec![("Retry-After".into(), seconds.to_string())],
+            body: String::new(),
+        }
+    }
+}
+
+/// One request as received.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub at: Instant,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    /// The body, gunzipped when Content-Encoding is gzip.
+    pub body: String,
+    /// What was answered (0 for a hang).
+    pub status: u16,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub struct Receiver {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+}
+
+struct State {
+    script: Vec<Reply>,
+    /// Answer once the script is used up.
+    then: Reply,
+    requests: Vec<Request>,
+}
+
+impl Receiver {
+    /// Starts a receiver answering `script` in order, then `then` for ever.
+    pub fn start(script: Vec<Reply>, then: Reply) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let url = format!("http://{}/ingest", listener.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(State {
+            script,
+            then,
+            requests: Vec::new(),
+        }));
+        let shared = state.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let shared = shared.clone();
+                thread::spawn(move || serve(stream, shared));
+            }
+        });
+        Receiver { url, state }
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.state.lock().unwrap().requests.clone()
+    }
+}
+
+fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut raw = vec![0u8; len];
+        if reader.read_exact(&mut raw).is_err() {
+            return;
+        }
+        let gzipped = headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("content-encoding") && v == "gzip");
+        let body = if gzipped {
+            let mut s = String::new();
+            flate2::read::MultiGzDecoder::new(&raw[..])
+                .read_to_string(&mut s)
+                .expect("gzip body decodes");
+            s
+        } else {
+            String::from_utf8(raw).expect("utf-8 body")
+        };
+        let reply = {
+            let mut st = state.lock().unwrap();
+            if st.script.is_empty() {
+                st.then.clone()
+            } else {
+                st.script.remove(0)
+            }
+        };
+        let (status, answer) = match reply {
+            Reply::Hang(d) => {
+                state.lock().unwrap().requests.push(Request {
+                    at: Instant::now(),
+                    path,
+                    headers,
+                    body,
+                    status: 0,
+                });
+                thread::sleep(d);
+                return;
+            }
+            Reply::Status {
+                code,
+                headers: extra,
+                body: text,
+            } => (code, (extra, text)),
+            Reply::With(f) => {
+                let (code, text) = f(&body);
+                (code, (vec![], text))
+            }
+        };
+        state.lock().unwrap().requests.push(Request {
+            at: Instant::now(),
+            path,
+            headers,
+            body,
+            status,
+        });
+        let (extra, text) = answer;
+        let mut response = format!(
+            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nContent-Type: application/json\r\n",
+            text.len()
+        );
+        for (k, v) in extra {
+            response.push_str(&format!("{k}: {v}\r\n"));
+        }
+        response.push_str("\r\n");
+        response.push_str(&text);
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}

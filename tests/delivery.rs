@@ -1,0 +1,368 @@
+//! HTTP delivery through the real binary (`process --destination`) to a scripted local
+//! receiver: every record is received exactly once (by event.id) or reported failed,
+//! with the attempts and backoff the contract specifies.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::receiver::{Receiver, Reply, Request};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_flowlog-forwarder");
+
+/// A flow log file with `n` distinct records.
+fn input(name: &str, n: usize) -> String {
+    let dir = std::env::temp_dir().join(format!("flowlog-delivery-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    let mut text = String::from("version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "2 123456789012 eni-1 10.0.{}.{} 203.0.113.{} {} 443 6 {} {} 1700000000 1700000060 ACCEPT OK\n",
+            i / 250,
+            i % 250,
+            i % 200,
+            1024 + i,
+            i + 1,
+            (i + 1) * 60
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn run(file: &str, url: &str, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["process", "--destination", url, file]);
+    for var in [
+        "DESTINATION_URL",
+        "DESTINATION_FORMAT",
+        "DESTINATION_HEADERS",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LOG_LEVEL",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("RETRY_BASE_DELAY_MS", "20")
+        .env("RETRY_MAX_DELAY_MS", "200");
+    cmd.envs(env.iter().copied());
+    cmd.output().expect("run")
+}
+
+/// The event ids `process` produces for a file (its stdout run).
+fn expected_ids(file: &str) -> Vec<String> {
+    let out = Command::new(BIN)
+        .args(["process", file])
+        .env_remove("DESTINATION_URL")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["event"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Documents of a request body, for any of the three formats.
+fn documents(req: &Request) -> Vec<Value> {
+    let lines: Vec<Value> = req
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each body line is JSON"))
+        .collect();
+    if lines.first().is_some_and(|l| l.get("create").is_some()) {
+        return lines.chunks(2).map(|pair| pair[1].clone()).collect();
+    }
+    lines
+        .into_iter()
+        .map(|l| {
+            if l.get("event").is_some_and(|e| e.get("id").is_none()) {
+                l["event"].clone()
+            } else {
+                l
+            }
+        })
+        .collect()
+}
+
+/// How many times each id was accepted (answered 2xx, for bulk: item not failed).
+fn accepted(requests: &[Request]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for r in requests.iter().filter(|r| (200..300).contains(&r.status)) {
+        for d in documents(r) {
+            *m.entry(d["event"]["id"].as_str().unwrap().to_string())
+                .or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+fn summary(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .rfind(|l| l.starts_with("summary "))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn assert_all_once(file: &str, requests: &[Request]) {
+    let want = expected_ids(file);
+    let got = accepted(requests);
+    assert_eq!(got.len(), want.len(), "every record received");
+    for id in &want {
+        assert_eq!(got.get(id), Some(&1), "{id} received exactly once");
+    }
+}
+
+#[test]
+fn ok_gzip_bodies_all_received_once() {
+    let rx = Receiver::start(vec![], Reply::ok());
+    let file = input("ok.log", 300);
+    let out = run(&file, &rx.url, &[("BATCH_MAX_EVENTS", "100")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reqs = rx.requests();
+    assert_eq!(reqs.len(), 3);
+    for r in &reqs {
+        assert_eq!(r.header("content-encoding"), Some("gzip"));
+        assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
+        assert_eq!(r.path, "/ingest");
+    }
+    assert_all_once(&file, &reqs);
+    assert_eq!(
+        summary(&out),
+        "summary read=300 forwarded=300 filtered=0 malformed=0 failed=0 inputs=1 input_errors=0"
+    );
+}
+
+#[test]
+fn retry_after_is_honoured() {
+    let rx = Receiver::start(vec![Reply::retry_after(429, 1)], Reply::ok());
+    let file = input("429.log", 10);
+    let out = run(&file, &rx.url, &[]);
+    assert!(out.status.success());
+    let reqs = rx.requests();
+    assert_eq!(reqs.len(), 2);
+    let waited = reqs[1].at - reqs[0].at;
+    assert!(waited >= Duration::from_millis(950), "waited {waited:?}");
+    assert_all_once(&file, &reqs);
+}
+
+#[test]
+fn server_errors_are_retried_with_capped_backoff() {
+    let rx = Receiver::start(vec![Reply::status(500), Reply::status(503)], Reply::ok());
+    let file = input("500.log", 10);
+    let out = run(&file, &rx.url, &[]);
+    assert!(out.status.success());
+    let reqs = rx.requests();
+    assert_eq!(reqs.len(), 3, "two retries");
+    // Full jitter: retry n waits at most min(200ms cap, 20ms * 2^(n-1)) (+ scheduling).
+    assert!(reqs[1].at - reqs[0].at < Duration::from_millis(20 + 150));
+    assert!(reqs[2].at - reqs[1].at < Duration::from_millis(40 + 150));
+    assert_all_once(&file, &reqs);
+}
+
+#[test]
+fn retries_are_bounded_and_the_failure_reported() {
+    let rx = Receiver::start(vec![], Reply::status(503));
+    let file = input("503.log", 10);
+    let out = run(&file, &rx.url, &[("MAX_RETRIES", "2")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(rx.requests().len(), 3);
+    assert!(
+        summary(&out).contains("forwarded=0 filtered=0 malformed=0 failed=10"),
+        "{}",
+        summary(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 503"));
+}
+
+#[test]
+fn a_hanging_receiver_times_out_and_is_retried() {
+    let rx = Receiver::start(vec![Reply::Hang(Duration::from_secs(3))], Reply::ok());
+    let file = input("hang.log", 10);
+    let out = run(&file, &rx.url, &[("REQUEST_TIMEOUT_MS", "300")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reqs = rx.requests();
+    assert_eq!(reqs.len(), 2);
+    assert!(reqs[1].at - reqs[0].at >= Duration::from_millis(300));
+    assert!(
+        reqs[1].at - reqs[0].at < Duration::from_secs(2),
+        "did not wait for the hang"
+    );
+    assert_all_once(&file, &reqs);
+}
+
+#[test]
+fn payload_too_large_is_split_and_retried() {
+    let rx = Receiver::start(vec![Reply::status(413), Reply::status(413)], Reply::ok());
+    let file = input("413.log", 40);
+    let out = run(&file, &rx.url, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reqs = rx.requests();
+    // 40 -> 413; 20 -> 413; 10 + 10 -> ok; 20 -> ok.
+    assert_eq!(
+        reqs.iter().map(|r| documents(r).len()).collect::<Vec<_>>(),
+        [40, 20, 10, 10, 20]
+    );
+    assert_all_once(&file, &reqs);
+}
+
+#[test]
+fn unauthorized_is_permanent_reported_and_not_retried() {
+    let rx = Receiver::start(vec![], Reply::status(401));
+    let file = input("401.log", 10);
+    let out = run(&file, &rx.url, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(rx.requests().len(), 1);
+    assert!(summary(&out).contains("failed=10"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 401"));
+}
+
+fn bulk_half_429_some_400(body: &str) -> (u16, String) {
+    // Items alternate: even positions 429 (retry), position 1 gets 400, others 201.
+    let n = body.lines().count() / 2;
+    let items: Vec<String> = (0..n)
+        .map(|i| match i {
+            1 => r#"{"create":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [source.port]"}}}"#.to_string(),
+            i if i % 2 == 0 => r#"{"create":{"status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}}"#.to_string(),
+            _ => r#"{"create":{"status":201}}"#.to_string(),
+        })
+        .collect();
+    (
+        200,
+        format!(r#"{{"errors":true,"items":[{}]}}"#, items.join(",")),
+    )
+}
+
+#[test]
+fn elasticsearch_bulk_retries_only_rejected_items() {
+    let rx = Receiver::start(
+        vec![Reply::With(bulk_half_429_some_400)],
+        Reply::Status {
+            code: 200,
+            headers: vec![],
+            body: r#"{"errors":false,"items":[]}"#.into(),
+        },
+    );
+    let file = input("bulk.log", 6);
+    let out = run(&file, &rx.url, &[("DESTINATION_FORMAT", "elasticsearch")]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the 400 item is a reported failure"
+    );
+    let reqs = rx.requests();
+    assert_eq!(reqs.len(), 2);
+    let first: Vec<Value> = reqs[0]
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(first.len(), 12);
+    for pair in first.chunks(2) {
+        assert_eq!(pair[0]["create"]["_index"], "logs-aws.vpcflow-default");
+        assert_eq!(pair[0]["create"]["_id"], pair[1]["event"]["id"]);
+    }
+    // Only the three 429 items (positions 0, 2, 4) are sent again.
+    let again: Vec<Value> = documents(&reqs[1]);
+    let ids = |docs: &[Value], pos: &[usize]| {
+        pos.iter()
+            .map(|&i| docs[i]["event"]["id"].clone())
+            .collect::<Vec<_>>()
+    };
+    let first_docs = documents(&reqs[0]);
+    assert_eq!(ids(&again, &[0, 1, 2]), ids(&first_docs, &[0, 2, 4]));
+    assert!(
+        summary(&out).contains("forwarded=5 filtered=0 malformed=0 failed=1"),
+        "{}",
+        summary(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mapper_parsing_exception"));
+}
+
+#[test]
+fn splunk_hec_envelope() {
+    let rx = Receiver::start(vec![], Reply::ok());
+    let file = input("hec.log", 2);
+    let out = run(
+        &file,
+        &rx.url,
+        &[
+            ("DESTINATION_FORMAT", "splunk-hec"),
+            ("DESTINATION_INDEX", "netflow"),
+            (
+                "DESTINATION_HEADERS",
+                r#"{"Authorization":"Splunk 0000-token"}"#,
+            ),
+        ],
+    );
+    assert!(out.status.success());
+    let reqs = rx.requests();
+    assert_eq!(reqs[0].header("authorization"), Some("Splunk 0000-token"));
+    let events: Vec<Value> = reqs[0]
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events[0]["time"], 1700000060);
+    assert_eq!(events[0]["sourcetype"], "aws:cloudwatchlogs:vpcflow");
+    assert_eq!(events[0]["index"], "netflow");
+    assert_eq!(events[0]["event"]["event"]["dataset"], "aws.vpcflow");
+}
+
+#[test]
+fn secrets_never_appear_in_output_or_logs() {
+    let rx = Receiver::start(vec![], Reply::status(500));
+    let file = input("secret.log", 3);
+    let url = rx.url.replace("http://", "http://svc-user:pa55-w0rd-x@") + "?token=qu3ry-s3cret";
+    let out = run(
+        &file,
+        &url,
+        &[
+            ("MAX_RETRIES", "1"),
+            ("LOG_LEVEL", "debug"),
+            (
+                "DESTINATION_HEADERS",
+                r#"{"Authorization":"Bearer t0k3n-v4lue","X-Api-Key":"k3y-v4lue"}"#,
+            ),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("HTTP 500"), "{all}");
+    for secret in ["pa55-w0rd-x", "qu3ry-s3cret", "t0k3n-v4lue", "k3y-v4lue"] {
+        assert!(!all.contains(secret), "{secret} leaked: {all}");
+    }
+}
+
+#[test]
+fn plain_http_to_a_remote_host_is_refused() {
+    let file = input("plain.log", 1);
+    let out = run(&file, "http://192.0.2.10/ingest", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ALLOW_PLAIN_HTTP"));
+}
