@@ -10,9 +10,9 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::ecs::Origin;
 use crate::flowlog::Schema;
+use crate::handler::Handler;
 use crate::pipeline::{run_lines, Counts, IdSeed, UnitProcessor};
-use crate::sink::http::HttpSink;
-use crate::sink::{Batch, BatchLimits, DeliveryReport, Output};
+use crate::sink::{Batch, BatchLimits, Destination};
 use crate::source;
 
 pub const HELP: &str = "\
@@ -21,6 +21,7 @@ flowlog-forwarder: AWS VPC and Transit Gateway Flow Logs to ECS documents, forwa
 USAGE:
     flowlog-forwarder                      inside AWS Lambda (AWS_LAMBDA_RUNTIME_API set): run the function
     flowlog-forwarder process [OPTIONS] [FILE|-]...
+    flowlog-forwarder invoke EVENT.json [--s3-dir DIR] [--response FILE] [OPTIONS]
     flowlog-forwarder --help | --version
 
 COMMANDS:
@@ -36,7 +37,17 @@ COMMANDS:
                gzip, over a limit) or documents could not be delivered; 2 for bad
                arguments or configuration.
 
+    invoke     Run the Lambda handler once on an event file, exactly as in Lambda: every
+               trigger shape (S3, SQS, SNS in SQS, EventBridge, CloudWatch Logs). Documents
+               go to the destination (standard output by default). S3 objects are read from
+               --s3-dir DIR (DIR/bucket/key) when given, else from S3 (AWS_ENDPOINT_URL
+               honoured). The handler's response JSON is written to --response FILE and is
+               always the last line on standard error. Exit status 0 even when the response
+               reports failures; 1 when the handler returned an error (as Lambda records it).
+
 OPTIONS:
+    --s3-dir DIR           invoke: read S3 objects from DIR/bucket/key instead of S3.
+    --response FILE        invoke: write the handler response JSON to FILE.
     --log-format FORMAT    Format of lines without a header, as LOG_FORMAT:
                            '${version} ${account-id} ...' or bare names. Default: AWS default v2.
     --destination URL      Where documents go, as DESTINATION_URL ('stdout' is standard output).
@@ -93,6 +104,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
     };
     match command.as_str() {
         "process" => process_command(rest),
+        "invoke" => invoke_command(rest),
         other => usage_error(&format!("unknown command '{other}'")),
     }
 }
@@ -107,6 +119,8 @@ fn usage_error(message: &str) -> ExitCode {
 struct Options {
     log_format: Option<String>,
     destination: Option<String>,
+    s3_dir: Option<String>,
+    response: Option<String>,
     positional: Vec<String>,
 }
 
@@ -131,6 +145,8 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         match name {
             "--log-format" => opts.log_format = Some(value(&mut i)?),
             "--destination" => opts.destination = Some(value(&mut i)?),
+            "--s3-dir" => opts.s3_dir = Some(value(&mut i)?),
+            "--response" => opts.response = Some(value(&mut i)?),
             "-" => opts.positional.push(arg.clone()),
             "--" => {
                 opts.positional.extend(args[i + 1..].iter().cloned());
@@ -176,12 +192,9 @@ fn process_command(args: &[String]) -> ExitCode {
         Ok(c) => c,
         Err(e) => return usage_error(&e),
     };
-    let http = match &config.destination_url {
-        None => None,
-        Some(url) => match HttpSink::new(&config, url) {
-            Ok(s) => Some(s),
-            Err(e) => return usage_error(&e.0),
-        },
+    let destination = match Destination::from_config(&config) {
+        Ok(d) => d,
+        Err(e) => return usage_error(&e.0),
     };
     crate::logging::init_cli();
     let inputs = if opts.positional.is_empty() {
@@ -201,7 +214,7 @@ fn process_command(args: &[String]) -> ExitCode {
         }
     };
     let config = Arc::new(config);
-    let result = runtime.block_on(process_inputs(config, inputs.clone(), http));
+    let result = runtime.block_on(process_inputs(config, inputs.clone(), destination));
     let (counts, input_errors) = match result {
         Ok(r) => r,
         Err(e) => return output_error(e),
@@ -228,32 +241,16 @@ fn process_command(args: &[String]) -> ExitCode {
 async fn process_inputs(
     config: Arc<Config>,
     inputs: Vec<String>,
-    http: Option<HttpSink>,
+    destination: Destination,
 ) -> io::Result<(Counts, u64)> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(2);
     let producer_config = config.clone();
     let producer = tokio::task::spawn_blocking(move || read_inputs(&producer_config, &inputs, tx));
-
-    let mut report = DeliveryReport::default();
-    match http {
-        Some(sink) => {
-            let mut session = sink.session(None);
-            while let Some(batch) = rx.recv().await {
-                session.submit(batch).await;
-            }
-            report = session.finish().await;
-        }
-        None => {
-            let mut out = Output::new(io::BufWriter::with_capacity(
-                256 * 1024,
-                io::stdout().lock(),
-            ));
-            while let Some(batch) = rx.recv().await {
-                out.write_batch(&batch, &mut report)?;
-            }
-            out.flush()?;
-        }
+    let mut session = destination.session(None);
+    while let Some(batch) = rx.recv().await {
+        session.submit(batch).await;
     }
+    let report = session.finish().await;
     let (units, input_errors) = producer.await.map_err(io::Error::other)?;
     let mut total = Counts::default();
     for (i, mut counts) in units.into_iter().enumerate() {
@@ -335,6 +332,116 @@ fn read_inputs(
         emit(batch);
     }
     (all, input_errors)
+}
+
+fn invoke_command(args: &[String]) -> ExitCode {
+    let opts = match parse_options(args) {
+        Ok(o) => o,
+        Err(e) => return usage_error(&e),
+    };
+    let [event_path] = opts.positional.as_slice() else {
+        return usage_error("invoke takes exactly one EVENT.json");
+    };
+    let payload: serde_json::Value = match std::fs::read(event_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("not JSON: {e}")))
+    {
+        Ok(v) => v,
+        Err(e) => return usage_error(&format!("{event_path}: {e}")),
+    };
+    let config = match load_config(&opts) {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e),
+    };
+    crate::logging::init_cli();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let s3_dir = opts.s3_dir.map(std::path::PathBuf::from);
+    runtime.block_on(async move {
+        let handler = match Handler::new(config, s3_dir).await {
+            Ok(h) => h,
+            Err(e) => return usage_error(&e),
+        };
+        // As long as the longest Lambda invocation may run.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+        let (response, summary) = handler.handle(&payload, Some(deadline)).await;
+        eprintln!("{summary}");
+        match response {
+            Ok(response) => {
+                let text = response.to_string();
+                if let Some(path) = &opts.response {
+                    if let Err(e) = std::fs::write(path, format!("{text}\n")) {
+                        eprintln!("error: writing {path}: {e}");
+                        eprintln!("{text}");
+                        return ExitCode::from(1);
+                    }
+                }
+                eprintln!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                let text = serde_json::json!({ "errorType": "HandlerError", "errorMessage": e.0 })
+                    .to_string();
+                if let Some(path) = &opts.response {
+                    let _ = std::fs::write(path, format!("{text}\n"));
+                }
+                eprintln!("{text}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+/// Inside Lambda: validate the configuration once (a bad one fails the cold start with
+/// a message naming the variable), then run the runtime loop.
+pub fn run_lambda() -> ExitCode {
+    crate::logging::init_lambda();
+    let config = match Config::from_env() {
+        Ok(c) if c.destination_url.is_some() => c,
+        Ok(_) => {
+            tracing::error!("DESTINATION_URL: required in Lambda (an http(s) URL)");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "invalid configuration");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let handler = match Handler::new(config, None).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "cold start failed");
+                return ExitCode::from(2);
+            }
+        };
+        match handler.run_lambda().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "runtime loop ended");
+                ExitCode::from(1)
+            }
+        }
+    })
 }
 
 fn output_error(e: io::Error) -> ExitCode {

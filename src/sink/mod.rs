@@ -218,6 +218,72 @@ impl DeliveryReport {
     }
 }
 
+/// Where documents go: standard output (outside Lambda only) or an HTTP receiver.
+#[derive(Clone)]
+pub enum Destination {
+    Stdout,
+    Http(http::HttpSink),
+}
+
+impl Destination {
+    /// Builds the destination the configuration names.
+    pub fn from_config(
+        config: &crate::config::Config,
+    ) -> Result<Destination, crate::config::ConfigError> {
+        match &config.destination_url {
+            None => Ok(Destination::Stdout),
+            Some(url) => Ok(Destination::Http(http::HttpSink::new(config, url)?)),
+        }
+    }
+
+    /// A session for one run or invocation; no request starts past `deadline`.
+    pub fn session(&self, deadline: Option<std::time::Instant>) -> Session {
+        match self {
+            Destination::Stdout => {
+                Session::Stdout(Output::new(std::io::stdout()), DeliveryReport::default())
+            }
+            Destination::Http(sink) => Session::Http(sink.session(deadline)),
+        }
+    }
+}
+
+/// Batches of one run or invocation on their way to the destination.
+pub enum Session {
+    Stdout(Output<std::io::Stdout>, DeliveryReport),
+    Http(http::Session),
+}
+
+impl Session {
+    pub async fn submit(&mut self, batch: Batch) {
+        match self {
+            Session::Stdout(out, report) => {
+                if let Err(e) = out.write_batch(&batch, report) {
+                    for (unit, n) in batch.units() {
+                        report.failed(unit, n, &format!("writing standard output: {e}"));
+                    }
+                }
+            }
+            Session::Http(s) => s.submit(batch).await,
+        }
+    }
+
+    /// Waits for every batch; what was delivered, by unit.
+    pub async fn finish(self) -> DeliveryReport {
+        match self {
+            Session::Stdout(mut out, mut report) => {
+                if let Err(e) = out.flush() {
+                    let units: Vec<u32> = report.units.keys().copied().collect();
+                    for unit in units {
+                        report.failed(unit, 0, &format!("writing standard output: {e}"));
+                    }
+                }
+                report
+            }
+            Session::Http(s) => s.finish().await,
+        }
+    }
+}
+
 /// Writes NDJSON to standard output (the destination outside Lambda by default).
 pub struct Output<W: Write> {
     out: W,

@@ -1,0 +1,494 @@
+//! The Lambda handler: wires trigger -> source -> pipeline -> sink for one invocation
+//! and builds the response (shared/DESIGN.md section 5): SQS `batchItemFailures`
+//! listing exactly the messages not fully delivered, or an error for the other
+//! triggers so that Lambda retries and then sends the event to the on-failure
+//! destination. Also the cold start (configuration, secret, clients) and the
+//! per-invocation summary in CloudWatch Embedded Metric Format.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::config::{parse_headers, Config};
+use crate::ecs::Origin;
+use crate::pipeline::{run_lines, Counts, IdSeed, Outcome, UnitProcessor};
+use crate::sink::{Batch, BatchLimits, Destination, DocMeta};
+use crate::source;
+use crate::trigger::{self, Delivery, LogBatch, S3Object, Source, WorkUnit};
+
+/// Where S3 objects are read from.
+#[derive(Clone)]
+pub enum ObjectStore {
+    S3(aws_sdk_s3::Client),
+    /// `DIR/bucket/key` on local disk (`invoke --s3-dir`).
+    Dir(PathBuf),
+}
+
+/// Everything created once per cold start and reused by every invocation.
+pub struct Handler {
+    config: Arc<Config>,
+    destination: Destination,
+    objects: ObjectStore,
+    /// Stop starting new units when less than this remains before the deadline.
+    deadline_margin: Duration,
+}
+
+/// The handler failed the invocation (Lambda records an error and retries).
+#[derive(Debug)]
+pub struct HandlerError(pub String);
+
+impl std::fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HandlerError {}
+
+/// What became of one unit.
+#[derive(Debug, Default)]
+struct UnitResult {
+    counts: Counts,
+    /// Why the unit is not fully delivered, when it is not.
+    error: Option<String>,
+}
+
+impl Handler {
+    /// Cold start: fetches the destination secret when DESTINATION_SECRET_ARN is set,
+    /// builds the HTTP client and the S3 client (or the local object directory).
+    pub async fn new(mut config: Config, s3_dir: Option<PathBuf>) -> Result<Handler, String> {
+        let aws = if s3_dir.is_none() || config.destination_secret_arn.is_some() {
+            Some(
+                aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .load()
+                    .await,
+            )
+        } else {
+            None
+        };
+        if let (Some(arn), Some(aws)) = (config.destination_secret_arn.clone(), &aws) {
+            let headers = fetch_secret_headers(aws, &arn).await?;
+            config.destination_headers.extend(headers);
+        }
+        let destination = Destination::from_config(&config).map_err(|e| e.0)?;
+        let objects = match (s3_dir, &aws) {
+            (Some(dir), _) => ObjectStore::Dir(dir),
+            (None, Some(aws)) => {
+                let endpoint_set = std::env::var_os("AWS_ENDPOINT_URL").is_some()
+                    || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+                let s3_config = aws_sdk_s3::config::Builder::from(aws)
+                    .force_path_style(endpoint_set)
+                    .build();
+                ObjectStore::S3(aws_sdk_s3::Client::from_conf(s3_config))
+            }
+            (None, None) => return Err("no object store".to_string()),
+        };
+        let margin_ms = std::env::var("DEADLINE_MARGIN_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3000);
+        Ok(Handler {
+            config: Arc::new(config),
+            destination,
+            objects,
+            deadline_margin: Duration::from_millis(margin_ms),
+        })
+    }
+
+    /// Handles one invocation payload. `deadline` is when Lambda stops the function.
+    /// Returns the response and the invocation's summary (already logged by the caller).
+    pub async fn handle(
+        &self,
+        payload: &Value,
+        deadline: Option<Instant>,
+    ) -> (Result<Value, HandlerError>, Value) {
+        let started = Instant::now();
+        let invocation = match trigger::decode(payload) {
+            Ok(inv) => inv,
+            Err(e) => {
+                let summary = summary_json(&Counts::default(), 0, 0, started);
+                return (
+                    Err(HandlerError(format!("malformed payload: {e}"))),
+                    summary,
+                );
+            }
+        };
+        // Deliveries end a little before the deadline, so the response gets out.
+        let delivery_deadline =
+            deadline.map(|d| d.checked_sub(Duration::from_millis(500)).unwrap_or(d));
+        let (tx, mut rx) = mpsc::channel::<Batch>(2);
+        let mut session = self.destination.session(delivery_deadline);
+        let consumer = tokio::spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                session.submit(batch).await;
+            }
+            session.finish().await
+        });
+
+        let limits = BatchLimits::new(
+            self.config.batch_max_bytes,
+            self.config.batch_max_events,
+            self.config.destination_format,
+            self.config.destination_index.as_deref(),
+        );
+        let mut results: Vec<UnitResult> = Vec::with_capacity(invocation.units.len());
+        let mut batch = Batch::default();
+        for (index, unit) in invocation.units.iter().enumerate() {
+            let near_deadline =
+                deadline.is_some_and(|d| Instant::now() + self.deadline_margin >= d);
+            if near_deadline {
+                results.push(UnitResult {
+                    counts: Counts::default(),
+                    error: Some("not started: the invocation deadline is near".to_string()),
+                });
+                continue;
+            }
+            let (result, rest) = self.run_unit(unit, index as u32, &limits, batch, &tx).await;
+            batch = rest;
+            results.push(result);
+        }
+        if !batch.is_empty() {
+            let _ = tx.send(batch).await;
+        }
+        drop(tx);
+        let report = match consumer.await {
+            Ok(r) => r,
+            Err(e) => {
+                let summary = summary_json(&Counts::default(), invocation.units.len(), 0, started);
+                return (
+                    Err(HandlerError(format!("delivery task failed: {e}"))),
+                    summary,
+                );
+            }
+        };
+
+        // Per unit: forwarded and failed from the delivery report; a unit is done only
+        // when it was read to its end and every document it produced was delivered.
+        let mut total = Counts::default();
+        let mut failed_units = Vec::new();
+        for (index, (unit, result)) in invocation.units.iter().zip(results.iter_mut()).enumerate() {
+            let delivered = report.unit(index as u32);
+            let produced = result.counts.read - result.counts.filtered;
+            result.counts.forwarded = delivered.delivered;
+            result.counts.failed = produced.saturating_sub(delivered.delivered);
+            if result.error.is_none() && result.counts.failed > 0 {
+                result.error = Some(delivered.error.clone().unwrap_or_else(|| {
+                    format!("{} documents not delivered", result.counts.failed)
+                }));
+            }
+            total.add(&result.counts);
+            if let Some(error) = &result.error {
+                tracing::error!(unit = %unit_name(unit), message_id = unit.message_id.as_deref().unwrap_or(""),
+                    read = result.counts.read, forwarded = result.counts.forwarded, failed = result.counts.failed,
+                    error = %error, "unit not fully delivered");
+                failed_units.push((unit, error.clone()));
+            }
+        }
+        for (id, why) in &invocation.bad_messages {
+            tracing::error!(message_id = %id, error = %why, "undecodable SQS message");
+        }
+        let failures = failed_units.len() + invocation.bad_messages.len();
+        let summary = summary_json(&total, invocation.units.len(), failures, started);
+        let response = match invocation.delivery {
+            Delivery::Sqs => {
+                let mut ids: BTreeSet<&str> = invocation
+                    .bad_messages
+                    .iter()
+                    .map(|(id, _)| id.as_str())
+                    .collect();
+                ids.extend(
+                    failed_units
+                        .iter()
+                        .filter_map(|(u, _)| u.message_id.as_deref()),
+                );
+                let items: Vec<Value> = ids
+                    .into_iter()
+                    .map(|id| json!({ "itemIdentifier": id }))
+                    .collect();
+                Ok(json!({ "batchItemFailures": items }))
+            }
+            Delivery::Direct if failed_units.is_empty() => Ok(json!({
+                "status": "delivered",
+                "units": invocation.units.len(),
+                "ignored": invocation.ignored,
+                "read": total.read,
+                "forwarded": total.forwarded,
+                "filtered": total.filtered,
+                "malformed": total.malformed,
+            })),
+            Delivery::Direct => {
+                let (unit, error) = &failed_units[0];
+                Err(HandlerError(format!(
+                    "{} of {} units not fully delivered; first: {}: {error}",
+                    failed_units.len(),
+                    invocation.units.len(),
+                    unit_name(unit)
+                )))
+            }
+        };
+        (response, summary)
+    }
+
+    /// Runs one unit, carrying the partial batch through; returns it for the next unit.
+    async fn run_unit(
+        &self,
+        unit: &WorkUnit,
+        index: u32,
+        limits: &BatchLimits,
+        batch: Batch,
+        tx: &mpsc::Sender<Batch>,
+    ) -> (UnitResult, Batch) {
+        match &unit.source {
+            Source::CloudWatch(logs) => self.run_cloudwatch(logs, index, limits, batch, tx).await,
+            Source::S3(obj) => {
+                let reader = match self.open_object(obj).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return (
+                            UnitResult {
+                                counts: Counts::default(),
+                                error: Some(e),
+                            },
+                            batch,
+                        )
+                    }
+                };
+                let config = self.config.clone();
+                let obj = obj.clone();
+                let tx = tx.clone();
+                let limits = *limits;
+                let work = tokio::task::spawn_blocking(move || {
+                    let mut batch = batch;
+                    let seed = IdSeed::new(&[
+                        "s3",
+                        &obj.bucket,
+                        &obj.key,
+                        obj.version_id
+                            .as_deref()
+                            .or(obj.etag.as_deref())
+                            .unwrap_or(""),
+                    ]);
+                    let mut processor = UnitProcessor::new(
+                        &config.records,
+                        Origin::s3(&obj.bucket, &obj.key),
+                        seed,
+                    );
+                    let mut emit = |b: Batch| tx.blocking_send(b).is_ok();
+                    let result = source::open_lines(reader, config.limits)
+                        .map_err(|e| e.to_string())
+                        .and_then(|mut lines| {
+                            run_lines(
+                                &mut lines,
+                                &mut processor,
+                                index,
+                                &limits,
+                                &mut batch,
+                                &mut emit,
+                            )
+                        });
+                    let error = result.err().map(|e| format!("{}: {e}", obj.uri()));
+                    (
+                        UnitResult {
+                            counts: processor.counts,
+                            error,
+                        },
+                        batch,
+                    )
+                });
+                match work.await {
+                    Ok(r) => r,
+                    Err(e) => (
+                        UnitResult {
+                            counts: Counts::default(),
+                            error: Some(format!("reading task failed: {e}")),
+                        },
+                        Batch::default(),
+                    ),
+                }
+            }
+        }
+    }
+
+    async fn run_cloudwatch(
+        &self,
+        logs: &LogBatch,
+        index: u32,
+        limits: &BatchLimits,
+        mut batch: Batch,
+        tx: &mpsc::Sender<Batch>,
+    ) -> (UnitResult, Batch) {
+        let mut processor = UnitProcessor::new(
+            &self.config.records,
+            Origin::cloudwatch(&logs.log_group, &logs.log_stream),
+            IdSeed::new(&["cloudwatch", &logs.log_group, &logs.log_stream]),
+        );
+        let mut doc = Vec::with_capacity(4096);
+        for (i, event) in logs.log_events.iter().enumerate() {
+            doc.clear();
+            if let Outcome::Document { time, .. } =
+                processor.process_event(i as u64 + 1, &event.message, &event.id, &mut doc)
+            {
+                if batch.would_overflow(limits, doc.len())
+                    && tx.send(std::mem::take(&mut batch)).await.is_err()
+                {
+                    return (
+                        UnitResult {
+                            counts: processor.counts,
+                            error: Some("delivery stopped".into()),
+                        },
+                        batch,
+                    );
+                }
+                batch.push(
+                    &doc,
+                    DocMeta {
+                        unit: index,
+                        time,
+                        id: processor.event_id(),
+                    },
+                    limits,
+                );
+            }
+        }
+        (
+            UnitResult {
+                counts: processor.counts,
+                error: None,
+            },
+            batch,
+        )
+    }
+
+    /// Opens an object for streaming: a GetObject response body read as it arrives.
+    async fn open_object(&self, obj: &S3Object) -> Result<Box<dyn Read + Send>, String> {
+        match &self.objects {
+            ObjectStore::Dir(dir) => {
+                let path = dir.join(&obj.bucket).join(&obj.key);
+                std::fs::File::open(&path)
+                    .map(|f| Box::new(f) as Box<dyn Read + Send>)
+                    .map_err(|e| format!("{}: {e} ({})", obj.uri(), path.display()))
+            }
+            ObjectStore::S3(client) => {
+                let mut request = client.get_object().bucket(&obj.bucket).key(&obj.key);
+                if let Some(v) = &obj.version_id {
+                    request = request.version_id(v);
+                }
+                let output = request.send().await.map_err(|e| {
+                    use aws_sdk_s3::error::ProvideErrorMetadata;
+                    let code = e.code().unwrap_or("error");
+                    let message = e
+                        .message()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| e.to_string());
+                    format!("{}: GetObject failed: {code}: {message}", obj.uri())
+                })?;
+                let reader = output.body.into_async_read();
+                Ok(Box::new(tokio_util::io::SyncIoBridge::new(reader)))
+            }
+        }
+    }
+
+    /// Runs the Lambda runtime loop with this handler.
+    pub async fn run_lambda(self) -> Result<(), lambda_runtime::Error> {
+        let handler = Arc::new(self);
+        lambda_runtime::run(lambda_runtime::service_fn(
+            move |event: lambda_runtime::LambdaEvent<Value>| {
+                let handler = handler.clone();
+                async move {
+                    let deadline = deadline_instant(event.context.deadline);
+                    let (response, summary) = handler.handle(&event.payload, Some(deadline)).await;
+                    println!("{summary}");
+                    response.map_err(lambda_runtime::Error::from)
+                }
+            },
+        ))
+        .await
+    }
+}
+
+/// The Lambda deadline (milliseconds since the epoch) as an `Instant`.
+fn deadline_instant(deadline_ms: u64) -> Instant {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
+
+fn unit_name(unit: &WorkUnit) -> String {
+    match &unit.source {
+        Source::S3(o) => o.uri(),
+        Source::CloudWatch(b) => format!("cloudwatch:{}/{}", b.log_group, b.log_stream),
+    }
+}
+
+/// Reads DESTINATION_SECRET_ARN: a Secrets Manager secret holding the JSON object of
+/// request headers. Errors never include the secret's content.
+async fn fetch_secret_headers(
+    aws: &aws_config::SdkConfig,
+    arn: &str,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let client = aws_sdk_secretsmanager::Client::new(aws);
+    let out = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| {
+            use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+            format!(
+                "DESTINATION_SECRET_ARN: cannot read the secret: {}",
+                e.code().unwrap_or("error")
+            )
+        })?;
+    let text = out
+        .secret_string()
+        .ok_or("DESTINATION_SECRET_ARN: the secret has no SecretString")?;
+    parse_headers(text).map_err(|_| {
+        "DESTINATION_SECRET_ARN: the secret is not a JSON object of header names to strings"
+            .to_string()
+    })
+}
+
+/// One summary per invocation, in CloudWatch Embedded Metric Format: the counters
+/// become metrics in the `FlowlogForwarder` namespace without API calls.
+fn summary_json(total: &Counts, units: usize, failures: usize, started: Instant) -> Value {
+    let millis = started.elapsed().as_millis() as u64;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let function =
+        std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".to_string());
+    let metric = |name: &str, unit: &str| json!({ "Name": name, "Unit": unit });
+    json!({
+        "_aws": {
+            "Timestamp": now_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": "FlowlogForwarder",
+                "Dimensions": [["FunctionName"]],
+                "Metrics": [
+                    metric("Units", "Count"), metric("RecordsRead", "Count"), metric("RecordsForwarded", "Count"),
+                    metric("RecordsFiltered", "Count"), metric("RecordsMalformed", "Count"), metric("RecordsFailed", "Count"),
+                    metric("FailedUnits", "Count"), metric("BytesIn", "Bytes"), metric("Milliseconds", "Milliseconds"),
+                ],
+            }],
+        },
+        "message": "invocation summary",
+        "FunctionName": function,
+        "Units": units,
+        "RecordsRead": total.read,
+        "RecordsForwarded": total.forwarded,
+        "RecordsFiltered": total.filtered,
+        "RecordsMalformed": total.malformed,
+        "RecordsFailed": total.failed,
+        "FailedUnits": failures,
+        "BytesIn": total.bytes_in,
+        "Milliseconds": millis,
+    })
+}

@@ -1,0 +1,450 @@
+//! Trigger decoding: a Lambda invocation payload becomes work units. Accepted shapes:
+//! S3 event notifications (`Records[].s3`), SQS events whose bodies are S3
+//! notifications, SNS envelopes of them, EventBridge "Object Created" events or
+//! `s3:TestEvent`, EventBridge "Object Created" delivered directly, SNS events, and
+//! CloudWatch Logs subscription payloads (`awslogs.data`, base64 of gzip of JSON).
+
+use std::io::Read;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// What one work unit reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    S3(S3Object),
+    CloudWatch(LogBatch),
+}
+
+/// An S3 object named by a notification (key already URL-decoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Object {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: Option<String>,
+    pub etag: Option<String>,
+    pub size: Option<u64>,
+    pub event_time: Option<String>,
+}
+
+impl S3Object {
+    /// `s3://bucket/key` for messages.
+    pub fn uri(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// The decoded data of a CloudWatch Logs subscription delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogBatch {
+    pub message_type: String,
+    #[serde(default)]
+    pub owner: String,
+    #[serde(default)]
+    pub log_group: String,
+    #[serde(default)]
+    pub log_stream: String,
+    #[serde(default)]
+    pub log_events: Vec<LogEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LogEvent {
+    pub id: String,
+    #[serde(default)]
+    pub timestamp: i64,
+    pub message: String,
+}
+
+/// One unit of work, tagged with the SQS message it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkUnit {
+    pub source: Source,
+    pub message_id: Option<String>,
+}
+
+/// How the function was invoked, which decides how failures are reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// SQS: failures are reported per message in `batchItemFailures`.
+    Sqs,
+    /// S3, SNS, EventBridge, CloudWatch Logs: any failure fails the invocation.
+    Direct,
+}
+
+/// A decoded invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub delivery: Delivery,
+    pub units: Vec<WorkUnit>,
+    /// SQS messages whose body could not be decoded, with the reason.
+    pub bad_messages: Vec<(String, String)>,
+    /// Messages acknowledged and ignored (`s3:TestEvent`, `CONTROL_MESSAGE`, events
+    /// other than object creation).
+    pub ignored: u64,
+}
+
+/// Most bytes a CloudWatch Logs payload may decompress to.
+const MAX_AWSLOGS_BYTES: u64 = 64 * 1024 * 1024;
+
+pub const ACCEPTED: &str = "expected one of: an S3 event notification (Records[].s3), an SQS event \
+(Records[].body holding an S3 notification, an SNS envelope of one, or an EventBridge \"Object Created\" event), \
+an SNS event, an EventBridge \"Object Created\" event, or a CloudWatch Logs subscription payload (awslogs.data)";
+
+/// Decodes an invocation payload.
+pub fn decode(payload: &Value) -> Result<Invocation, String> {
+    let mut inv = Invocation {
+        delivery: Delivery::Direct,
+        units: Vec::new(),
+        bad_messages: Vec::new(),
+        ignored: 0,
+    };
+    if let Some(data) = payload.get("awslogs").and_then(|a| a.get("data")) {
+        let data = data.as_str().ok_or("awslogs.data is not a string")?;
+        let batch = decode_awslogs(data)?;
+        if batch.message_type == "CONTROL_MESSAGE" {
+            inv.ignored += 1;
+        } else {
+            inv.units.push(WorkUnit {
+                source: Source::CloudWatch(batch),
+                message_id: None,
+            });
+        }
+        return Ok(inv);
+    }
+    if is_eventbridge(payload) {
+        match eventbridge_object(payload)? {
+            Some(obj) => inv.units.push(WorkUnit {
+                source: Source::S3(obj),
+                message_id: None,
+            }),
+            None => inv.ignored += 1,
+        }
+        return Ok(inv);
+    }
+    let Some(records) = payload.get("Records").and_then(Value::as_array) else {
+        return Err(format!("unrecognized event: {ACCEPTED}"));
+    };
+    let source_of = |r: &Value| {
+        r.get("eventSource")
+            .or_else(|| r.get("EventSource"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    if records.first().is_some_and(|r| source_of(r) == "aws:sqs") {
+        inv.delivery = Delivery::Sqs;
+        for record in records {
+            let Some(id) = record.get("messageId").and_then(Value::as_str) else {
+                return Err("SQS record without messageId".to_string());
+            };
+            let body = record.get("body").and_then(Value::as_str).unwrap_or("");
+            match decode_message_body(body) {
+                Ok(Body::Objects(objs)) => inv.units.extend(objs.into_iter().map(|o| WorkUnit {
+                    source: Source::S3(o),
+                    message_id: Some(id.to_string()),
+                })),
+                Ok(Body::Ignored) => inv.ignored += 1,
+                Err(e) => inv.bad_messages.push((id.to_string(), e)),
+            }
+        }
+        return Ok(inv);
+    }
+    for record in records {
+        match source_of(record).as_str() {
+            "aws:s3" => match s3_record(record)? {
+                Some(obj) => inv.units.push(WorkUnit {
+                    source: Source::S3(obj),
+                    message_id: None,
+                }),
+                None => inv.ignored += 1,
+            },
+            "aws:sns" => {
+                let message = record
+                    .pointer("/Sns/Message")
+                    .and_then(Value::as_str)
+                    .ok_or("SNS record without Sns.Message")?;
+                match decode_message_body(message)? {
+                    Body::Objects(objs) => inv.units.extend(objs.into_iter().map(|o| WorkUnit {
+                        source: Source::S3(o),
+                        message_id: None,
+                    })),
+                    Body::Ignored => inv.ignored += 1,
+                }
+            }
+            other => return Err(format!("unrecognized record source '{other}': {ACCEPTED}")),
+        }
+    }
+    Ok(inv)
+}
+
+enum Body {
+    Objects(Vec<S3Object>),
+    Ignored,
+}
+
+/// An SQS message body or SNS message: an S3 notification, an SNS envelope of one, an
+/// EventBridge event, or `s3:TestEvent`.
+fn decode_message_body(body: &str) -> Result<Body, String> {
+    let v: Value =
+        serde_json::from_str(body).map_err(|e| format!("message body is not JSON: {e}"))?;
+    if v.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+        return Ok(Body::Ignored);
+    }
+    if v.get("Type").and_then(Value::as_str) == Some("Notification") {
+        let inner = v
+            .get("Message")
+            .and_then(Value::as_str)
+            .ok_or("SNS envelope without a Message string")?;
+        return decode_message_body(inner);
+    }
+    if is_eventbridge(&v) {
+        return Ok(match eventbridge_object(&v)? {
+            Some(obj) => Body::Objects(vec![obj]),
+            None => Body::Ignored,
+        });
+    }
+    let records = v.get("Records").and_then(Value::as_array).ok_or_else(|| {
+        "message body is not an S3 notification, SNS envelope, EventBridge event or s3:TestEvent".to_string()
+    })?;
+    let mut objs = Vec::new();
+    for r in records {
+        if let Some(obj) = s3_record(r)? {
+            objs.push(obj);
+        }
+    }
+    Ok(if objs.is_empty() {
+        Body::Ignored
+    } else {
+        Body::Objects(objs)
+    })
+}
+
+/// One `Records[]` entry of an S3 notification; `None` for events other than
+/// ObjectCreated.
+fn s3_record(r: &Value) -> Result<Option<S3Object>, String> {
+    let event = r
+        .get("eventName")
+        .and_then(Value::as_str)
+        .unwrap_or("ObjectCreated:Put");
+    if !event.starts_with("ObjectCreated") {
+        return Ok(None);
+    }
+    let s3 = r.get("s3").ok_or("S3 record without s3")?;
+    let bucket = s3
+        .pointer("/bucket/name")
+        .and_then(Value::as_str)
+        .ok_or("S3 record without s3.bucket.name")?;
+    let raw_key = s3
+        .pointer("/object/key")
+        .and_then(Value::as_str)
+        .ok_or("S3 record without s3.object.key")?;
+    let key = url_decode_key(raw_key).map_err(|e| format!("s3.object.key '{raw_key}': {e}"))?;
+    Ok(Some(S3Object {
+        bucket: bucket.to_string(),
+        key,
+        version_id: s3
+            .pointer("/object/versionId")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        etag: s3
+            .pointer("/object/eTag")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        size: s3.pointer("/object/size").and_then(Value::as_u64),
+        event_time: r
+            .get("eventTime")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    }))
+}
+
+fn is_eventbridge(v: &Value) -> bool {
+    v.get("detail-type").is_some() && v.get("source").is_some() && v.get("detail").is_some()
+}
+
+/// An EventBridge event: the object of "Object Created" from aws.s3, `None` for other
+/// S3 event types. Keys in EventBridge events are not URL-encoded.
+fn eventbridge_object(v: &Value) -> Result<Option<S3Object>, String> {
+    if v.get("source").and_then(Value::as_str) != Some("aws.s3") {
+        return Err(format!(
+            "EventBridge event from '{}' is not from aws.s3",
+            v["source"]
+        ));
+    }
+    if v.get("detail-type").and_then(Value::as_str) != Some("Object Created") {
+        return Ok(None);
+    }
+    let d = &v["detail"];
+    let bucket = d
+        .pointer("/bucket/name")
+        .and_then(Value::as_str)
+        .ok_or("EventBridge event without detail.bucket.name")?;
+    let key = d
+        .pointer("/object/key")
+        .and_then(Value::as_str)
+        .ok_or("EventBridge event without detail.object.key")?;
+    Ok(Some(S3Object {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        version_id: d
+            .pointer("/object/version-id")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        etag: d
+            .pointer("/object/etag")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        size: d.pointer("/object/size").and_then(Value::as_u64),
+        event_time: v.get("time").and_then(Value::as_str).map(str::to_string),
+    }))
+}
+
+/// Decodes an S3 notification key: `+` is a space, `%XX` a byte; UTF-8 required.
+pub fn url_decode_key(key: &str) -> Result<String, String> {
+    let b = key.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = b.get(i + 1..i + 3).ok_or("truncated %-escape")?;
+                let s = std::str::from_utf8(hex).map_err(|_| "bad %-escape")?;
+                out.push(u8::from_str_radix(s, 16).map_err(|_| format!("bad %-escape '%{s}'"))?);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| "not UTF-8 once decoded".to_string())
+}
+
+/// base64, then gzip, then JSON, with a bound on the decompressed size.
+pub fn decode_awslogs(data: &str) -> Result<LogBatch, String> {
+    let compressed = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| format!("awslogs.data is not base64: {e}"))?;
+    let mut json = Vec::new();
+    flate2::read::MultiGzDecoder::new(&compressed[..])
+        .take(MAX_AWSLOGS_BYTES + 1)
+        .read_to_end(&mut json)
+        .map_err(|e| format!("awslogs.data is not gzip: {e}"))?;
+    if json.len() as u64 > MAX_AWSLOGS_BYTES {
+        return Err(format!(
+            "awslogs.data decompresses to more than {MAX_AWSLOGS_BYTES} bytes"
+        ));
+    }
+    serde_json::from_slice(&json)
+        .map_err(|e| format!("awslogs.data is not a CloudWatch Logs batch: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn s3_event(key: &str) -> Value {
+        json!({"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","eventTime":"2024-01-01T00:00:00.000Z",
+            "s3":{"bucket":{"name":"b"},"object":{"key":key,"size":10,"eTag":"e1","versionId":"v1"}}}]})
+    }
+
+    #[test]
+    fn s3_direct_with_encoded_key() {
+        let inv = decode(&s3_event("AWSLogs/a+b%C3%A9%2Bc.log.gz")).unwrap();
+        assert_eq!(inv.delivery, Delivery::Direct);
+        let Source::S3(o) = &inv.units[0].source else {
+            panic!()
+        };
+        assert_eq!(o.key, "AWSLogs/a bé+c.log.gz");
+        assert_eq!(o.version_id.as_deref(), Some("v1"));
+    }
+
+    #[test]
+    fn sqs_bodies_of_every_kind() {
+        let s3 = s3_event("k1").to_string();
+        let sns = json!({"Type":"Notification","Message": s3_event("k2").to_string()}).to_string();
+        let eb = json!({"detail-type":"Object Created","source":"aws.s3","time":"t","detail":{"bucket":{"name":"b"},"object":{"key":"k 3","size":1}}}).to_string();
+        let test = json!({"Service":"Amazon S3","Event":"s3:TestEvent"}).to_string();
+        let payload = json!({"Records":[
+            {"eventSource":"aws:sqs","messageId":"m1","body":s3},
+            {"eventSource":"aws:sqs","messageId":"m2","body":sns},
+            {"eventSource":"aws:sqs","messageId":"m3","body":eb},
+            {"eventSource":"aws:sqs","messageId":"m4","body":test},
+            {"eventSource":"aws:sqs","messageId":"m5","body":"garbage"},
+        ]});
+        let inv = decode(&payload).unwrap();
+        assert_eq!(inv.delivery, Delivery::Sqs);
+        let keys: Vec<_> = inv
+            .units
+            .iter()
+            .map(|u| match &u.source {
+                Source::S3(o) => (o.key.clone(), u.message_id.clone().unwrap()),
+                _ => panic!(),
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("k1".into(), "m1".into()),
+                ("k2".into(), "m2".into()),
+                ("k 3".into(), "m3".into())
+            ]
+        );
+        assert_eq!(inv.ignored, 1);
+        assert_eq!(inv.bad_messages.len(), 1);
+        assert_eq!(inv.bad_messages[0].0, "m5");
+    }
+
+    #[test]
+    fn cloudwatch_and_control_message() {
+        let encode = |v: Value| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut e, v.to_string().as_bytes()).unwrap();
+            base64::engine::general_purpose::STANDARD.encode(e.finish().unwrap())
+        };
+        let data = encode(
+            json!({"messageType":"DATA_MESSAGE","owner":"1","logGroup":"g","logStream":"s","subscriptionFilters":["f"],
+            "logEvents":[{"id":"e1","timestamp":1,"message":"2 1 eni-1 - - - - - - - 1 2 - NODATA"}]}),
+        );
+        let inv = decode(&json!({"awslogs":{"data":data}})).unwrap();
+        let Source::CloudWatch(b) = &inv.units[0].source else {
+            panic!()
+        };
+        assert_eq!(
+            (b.log_group.as_str(), b.log_events[0].id.as_str()),
+            ("g", "e1")
+        );
+        let control = encode(
+            json!({"messageType":"CONTROL_MESSAGE","logEvents":[{"id":"","timestamp":0,"message":"CWL CONTROL MESSAGE: Checking health of destination Kinesis stream."}]}),
+        );
+        let inv = decode(&json!({"awslogs":{"data":control}})).unwrap();
+        assert!(inv.units.is_empty());
+        assert_eq!(inv.ignored, 1);
+        assert!(decode(&json!({"awslogs":{"data":"!!"}}))
+            .unwrap_err()
+            .contains("base64"));
+    }
+
+    #[test]
+    fn unrecognized_payload_names_the_accepted_shapes() {
+        for bad in [
+            json!({}),
+            json!({"foo":1}),
+            json!([1]),
+            json!({"Records":[{"eventSource":"aws:kinesis"}]}),
+        ] {
+            let e = decode(&bad).unwrap_err();
+            assert!(
+                e.contains("S3 event notification") && e.contains("awslogs.data"),
+                "{e}"
+            );
+        }
+        assert!(url_decode_key("a%zz").is_err());
+        assert!(url_decode_key("a%2").is_err());
+        assert!(url_decode_key("%ff").is_err());
+    }
+}
