@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod moto;
 pub mod receiver;
 
 use flowlog_forwarder::config::Config;
