@@ -1,0 +1,235 @@
+//! The real binary in Lambda mode, driven through a small Lambda Runtime API server on
+//! 127.0.0.1 (GET next invocation, POST response / error): an SQS event (objects read
+//! from moto through the real SDK) and a CloudWatch Logs event, delivered over HTTP.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::moto::{moto, put_objects};
+use common::receiver::{Receiver, Reply};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_flowlog-forwarder");
+
+#[derive(Default)]
+struct RuntimeState {
+    events: Vec<Value>,
+    /// (request id, "response" | "error", body)
+    results: Vec<(String, String, String)>,
+    init_errors: Vec<String>,
+}
+
+fn start_runtime_api(events: Vec<Value>) -> (String, Arc<Mutex<RuntimeState>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let state = Arc::new(Mutex::new(RuntimeState {
+        events,
+        ..Default::default()
+    }));
+    let shared = state.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let shared = shared.clone();
+            std::thread::spawn(move || serve(stream, shared));
+        }
+    });
+    (addr, state)
+}
+
+fn serve(stream: TcpStream, state: Arc<Mutex<RuntimeState>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (method, path) = (
+            parts.next().unwrap_or("").to_string(),
+            parts.next().unwrap_or("").to_string(),
+        );
+        let mut len = 0usize;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            if h.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0u8; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let body = String::from_utf8_lossy(&body).into_owned();
+        let response = if method == "GET" && path.ends_with("/runtime/invocation/next") {
+            let next = {
+                let mut st = state.lock().unwrap();
+                if st.events.is_empty() {
+                    None
+                } else {
+                    Some((st.results.len() + st.events.len(), st.events.remove(0)))
+                }
+            };
+            let Some((n, event)) = next else {
+                // No more events: hold the request as Lambda does between invocations.
+                std::thread::sleep(Duration::from_secs(600));
+                return;
+            };
+            let deadline = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                + 60_000;
+            let text = event.to_string();
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: req-{n}\r\n\
+                 Lambda-Runtime-Deadline-Ms: {deadline}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:flowlog-forwarder\r\n\
+                 Lambda-Runtime-Trace-Id: Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419;Sampled=1\r\n\
+                 Content-Length: {}\r\n\r\n{text}",
+                text.len()
+            )
+        } else if method == "POST" && path.contains("/runtime/invocation/") {
+            let mut segs = path.rsplit('/');
+            let kind = segs.next().unwrap_or("").to_string();
+            let id = segs.next().unwrap_or("").to_string();
+            state.lock().unwrap().results.push((id, kind, body));
+            "HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}".to_string()
+        } else if method == "POST" && path.ends_with("/runtime/init/error") {
+            state.lock().unwrap().init_errors.push(body);
+            "HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}".to_string()
+        } else {
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string()
+        };
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn cloudwatch_event() -> Value {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/events/cloudwatch-logs.json"
+    ))
+    .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn sqs_and_cloudwatch_events_through_the_runtime_api() {
+    let header = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n";
+    let body = format!("{header}2 123456789012 eni-1 10.0.0.1 198.51.100.1 1024 443 6 1 60 1700000000 1700000060 ACCEPT OK\n");
+    put_objects("runtime", &[("obj.log", body.into_bytes())]);
+    let s3 = json!({"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"runtime"},"object":{"key":"obj.log","eTag":"e"}}}]});
+    let sqs = json!({"Records":[
+        {"messageId":"ok-1","receiptHandle":"r","body":s3.to_string(),"eventSource":"aws:sqs"},
+        {"messageId":"bad-2","receiptHandle":"r","body":"{\"not\":\"s3\"}","eventSource":"aws:sqs"}]});
+    let (api, state) =
+        start_runtime_api(vec![sqs, cloudwatch_event(), json!({"unexpected": true})]);
+    let rx = Receiver::start(vec![], Reply::ok());
+
+    let started = Instant::now();
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(moto().env())
+        .env("AWS_LAMBDA_RUNTIME_API", &api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "flowlog-forwarder")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/flowlog-forwarder")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "2024/11/24/[$LATEST]abc")
+        .env("DESTINATION_URL", &rx.url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while state.lock().unwrap().results.len() < 3 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&out.stdout).into_owned();
+    let st = state.lock().unwrap();
+    assert!(st.init_errors.is_empty(), "{:?}", st.init_errors);
+    assert_eq!(
+        st.results.len(),
+        3,
+        "logs: {logs}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (_, kind, body) = &st.results[0];
+    assert_eq!(kind, "response");
+    assert_eq!(
+        serde_json::from_str::<Value>(body).unwrap(),
+        json!({"batchItemFailures":[{"itemIdentifier":"bad-2"}]})
+    );
+    let (_, kind, body) = &st.results[1];
+    assert_eq!(kind, "response");
+    assert_eq!(serde_json::from_str::<Value>(body).unwrap()["forwarded"], 4);
+    let (_, kind, body) = &st.results[2];
+    assert_eq!(
+        kind, "error",
+        "an unrecognized payload is an invocation error"
+    );
+    assert!(body.contains("awslogs.data"), "{body}");
+
+    // 1 document from S3, 4 from CloudWatch, at the receiver.
+    let docs: Vec<Value> = rx
+        .requests()
+        .iter()
+        .flat_map(|r| {
+            r.body
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<Value>>()
+        })
+        .collect();
+    assert_eq!(docs.len(), 5);
+    assert!(docs
+        .iter()
+        .any(|d| d["aws"]["cloudwatch"]["log_group"] == "/vpc/flowlogs"));
+    assert!(docs
+        .iter()
+        .any(|d| d["aws"]["s3"]["bucket"]["name"] == "runtime"));
+
+    // One EMF summary line per invocation on stdout.
+    let summaries: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("_aws").is_some())
+        .collect();
+    assert_eq!(summaries.len(), 3, "{logs}");
+    assert_eq!(summaries[1]["RecordsForwarded"], 4);
+    assert_eq!(
+        summaries[1]["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "FlowlogForwarder"
+    );
+}
+
+#[test]
+fn missing_destination_fails_the_cold_start() {
+    let (api, _state) = start_runtime_api(vec![]);
+    let out = Command::new(BIN)
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", &api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "f")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("DESTINATION_URL"));
+}
