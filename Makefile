@@ -1,5 +1,5 @@
 # flowlog-forwarder developer targets. `make help` lists them.
-.PHONY: help run test lint bench
+.PHONY: help run invoke test lint bench bench-process
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -7,7 +7,10 @@ help:
 run: ## Process the shipped sample flow log to NDJSON on stdout
 	cargo run --release -- process events/flowlogs/sample.log.gz
 
-test: ## Run every test (what CI runs)
+invoke: ## Run the handler once on an event: make invoke EVENT=events/sqs-s3.json
+	cargo run --release -- invoke $(or $(EVENT),events/s3-put.json) --s3-dir events/s3
+
+test: ## Run every test (what CI runs; needs moto_server: pip install 'moto[server]')
 	cargo test --locked
 
 lint: ## Formatting and clippy, warnings as errors
@@ -16,3 +19,6 @@ lint: ## Formatting and clippy, warnings as errors
 
 bench: ## Criterion benchmarks of parse + normalize + serialize
 	cargo bench --bench pipeline
+
+bench-process: ## Whole-process throughput and peak RSS: make bench-process RECORDS=3000000
+	benches/process.sh $(or $(RECORDS),1000000)
