@@ -202,16 +202,9 @@ fn process_command(args: &[String]) -> ExitCode {
     } else {
         opts.positional
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match cli_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let config = Arc::new(config);
     let result = runtime.block_on(process_inputs(config, inputs.clone(), destination));
@@ -354,16 +347,9 @@ fn invoke_command(args: &[String]) -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     crate::logging::init_cli();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match cli_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let s3_dir = opts.s3_dir.map(std::path::PathBuf::from);
     runtime.block_on(async move {
@@ -442,6 +428,19 @@ pub fn run_lambda() -> ExitCode {
             }
         }
     })
+}
+
+/// The async runtime of the `process` and `invoke` commands (two workers: the machine
+/// Lambda gives a function of moderate memory).
+fn cli_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::from(1)
+        })
 }
 
 fn output_error(e: io::Error) -> ExitCode {
