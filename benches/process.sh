@@ -56,3 +56,28 @@ trap 'kill $RECEIVER 2>/dev/null || true' EXIT
 sleep 1
 /usr/bin/time -v "$BIN" process --destination "http://127.0.0.1:$PORT/" "$INPUT" 2> "$OUT/time-http.txt" || true
 grep -E "summary|Elapsed|Maximum resident" "$OUT/time-http.txt"
+
+echo "== invoke (the Lambda handler) on an S3 event for the same object, HTTP destination"
+mkdir -p "$OUT/s3/bench-bucket"
+cp -f "$INPUT" "$OUT/s3/bench-bucket/flows.log.gz"
+printf '{"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"bench-bucket"},"object":{"key":"flows.log.gz","eTag":"e"}}}]}' > "$OUT/s3-event.json"
+/usr/bin/time -v "$BIN" invoke "$OUT/s3-event.json" --s3-dir "$OUT/s3" --destination "http://127.0.0.1:$PORT/" 2> "$OUT/time-invoke.txt" || true
+grep -E '"status"|Elapsed|Maximum resident' "$OUT/time-invoke.txt"
+
+if command -v moto_server >/dev/null 2>&1; then
+  echo "== invoke reading the object from a local S3 API server (moto) with aws-sdk-s3"
+  MPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  moto_server -H 127.0.0.1 -p "$MPORT" > /dev/null 2>&1 &
+  MOTO=$!
+  trap 'kill $RECEIVER $MOTO 2>/dev/null || true' EXIT
+  sleep 2
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$MPORT" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+  python3 - "$INPUT" <<'PY'
+import sys, boto3
+s3 = boto3.client("s3")
+s3.create_bucket(Bucket="bench-bucket")
+s3.upload_file(sys.argv[1], "bench-bucket", "flows.log.gz")
+PY
+  /usr/bin/time -v "$BIN" invoke "$OUT/s3-event.json" --destination "http://127.0.0.1:$PORT/" 2> "$OUT/time-invoke-s3.txt" || true
+  grep -E '"status"|Elapsed|Maximum resident' "$OUT/time-invoke-s3.txt"
+fi
