@@ -148,7 +148,10 @@ impl Handler {
                 });
                 continue;
             }
+            let (size, event_time) = unit_context(unit);
+            tracing::debug!(unit = %unit_name(unit), size, event_time, "unit started");
             let (result, rest) = self.run_unit(unit, index as u32, &limits, batch, &tx).await;
+            tracing::debug!(unit = %unit_name(unit), read = result.counts.read, error = ?result.error, "unit read");
             batch = rest;
             results.push(result);
         }
@@ -156,6 +159,7 @@ impl Handler {
             let _ = tx.send(batch).await;
         }
         drop(tx);
+        tracing::debug!("all units read; waiting for deliveries");
         let report = match consumer.await {
             Ok(r) => r,
             Err(e) => {
@@ -183,7 +187,8 @@ impl Handler {
             }
             total.add(&result.counts);
             if let Some(error) = &result.error {
-                tracing::error!(unit = %unit_name(unit), message_id = unit.message_id.as_deref().unwrap_or(""),
+                let (size, event_time) = unit_context(unit);
+                tracing::error!(unit = %unit_name(unit), size, event_time, message_id = unit.message_id.as_deref().unwrap_or(""),
                     read = result.counts.read, forwarded = result.counts.forwarded, failed = result.counts.failed,
                     error = %error, "unit not fully delivered");
                 failed_units.push((unit, error.clone()));
@@ -401,6 +406,13 @@ impl Handler {
                 let handler = handler.clone();
                 async move {
                     let deadline = deadline_instant(event.context.deadline);
+                    tracing::debug!(
+                        deadline_ms = event.context.deadline,
+                        remaining_ms = deadline
+                            .saturating_duration_since(Instant::now())
+                            .as_millis() as u64,
+                        "invocation received"
+                    );
                     let (response, summary) = handler.handle(&event.payload, Some(deadline)).await;
                     println!("{summary}");
                     response.map_err(lambda_runtime::Error::from)
@@ -418,6 +430,15 @@ fn deadline_instant(deadline_ms: u64) -> Instant {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
+
+/// Object size and notification time (S3), or event count and first event time
+/// (CloudWatch), for logs.
+fn unit_context(unit: &WorkUnit) -> (u64, &str) {
+    match &unit.source {
+        Source::S3(o) => (o.size.unwrap_or(0), o.event_time.as_deref().unwrap_or("")),
+        Source::CloudWatch(b) => (b.log_events.len() as u64, ""),
+    }
 }
 
 fn unit_name(unit: &WorkUnit) -> String {

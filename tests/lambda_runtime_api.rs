@@ -19,16 +19,26 @@ const BIN: &str = env!("CARGO_BIN_EXE_flowlog-forwarder");
 #[derive(Default)]
 struct RuntimeState {
     events: Vec<Value>,
+    /// Milliseconds from "next" to each invocation's deadline (60 s when 0).
+    deadline_after_ms: u128,
     /// (request id, "response" | "error", body)
     results: Vec<(String, String, String)>,
     init_errors: Vec<String>,
 }
 
 fn start_runtime_api(events: Vec<Value>) -> (String, Arc<Mutex<RuntimeState>>) {
+    start_runtime_api_with_deadline(events, 0)
+}
+
+fn start_runtime_api_with_deadline(
+    events: Vec<Value>,
+    deadline_after_ms: u128,
+) -> (String, Arc<Mutex<RuntimeState>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let state = Arc::new(Mutex::new(RuntimeState {
         events,
+        deadline_after_ms,
         ..Default::default()
     }));
     let shared = state.clone();
@@ -88,11 +98,15 @@ fn serve(stream: TcpStream, state: Arc<Mutex<RuntimeState>>) {
                 std::thread::sleep(Duration::from_secs(600));
                 return;
             };
+            let after = match state.lock().unwrap().deadline_after_ms {
+                0 => 60_000,
+                ms => ms,
+            };
             let deadline = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_millis()
-                + 60_000;
+                + after;
             let text = event.to_string();
             format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: req-{n}\r\n\
@@ -232,4 +246,73 @@ fn missing_destination_fails_the_cold_start() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("DESTINATION_URL"));
+}
+
+fn lambda_command(api: &str, destination: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(moto().env())
+        .env("AWS_LAMBDA_RUNTIME_API", api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "flowlog-forwarder")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/flowlog-forwarder")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "2024/11/24/[$LATEST]abc")
+        .env("DESTINATION_URL", destination)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// A destination that never answers: the function reports every message of the batch
+/// as failed before its deadline instead of being killed by the timeout.
+#[test]
+fn slow_destination_reports_unfinished_messages_before_the_deadline() {
+    let header = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n";
+    let line = "2 123456789012 eni-1 10.0.0.1 198.51.100.1 1024 443 6 1 60 1700000000 1700000060 ACCEPT OK\n";
+    put_objects(
+        "deadline",
+        &[
+            ("a.log", format!("{header}{line}").into_bytes()),
+            ("b.log", format!("{header}{line}").into_bytes()),
+        ],
+    );
+    let body = |key: &str| {
+        json!({"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"deadline"},"object":{"key":key}}}]}).to_string()
+    };
+    let sqs = json!({"Records":[
+        {"messageId":"a","receiptHandle":"r","body":body("a.log"),"eventSource":"aws:sqs"},
+        {"messageId":"b","receiptHandle":"r","body":body("b.log"),"eventSource":"aws:sqs"}]});
+    let (api, state) = start_runtime_api_with_deadline(vec![sqs], 4_000);
+    let rx = Receiver::start(vec![], Reply::Hang(Duration::from_secs(30)));
+    let started = Instant::now();
+    let mut child = lambda_command(&api, &rx.url)
+        .env("DEADLINE_MARGIN_MS", "1000")
+        .spawn()
+        .unwrap();
+    while state.lock().unwrap().results.is_empty() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let answered = started.elapsed();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let st = state.lock().unwrap();
+    assert_eq!(
+        st.results.len(),
+        1,
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        answered < Duration::from_secs(4),
+        "answered after {answered:?}, past the deadline"
+    );
+    let (_, kind, body) = &st.results[0];
+    assert_eq!(kind, "response");
+    assert_eq!(
+        serde_json::from_str::<Value>(body).unwrap(),
+        json!({"batchItemFailures":[{"itemIdentifier":"a"},{"itemIdentifier":"b"}]})
+    );
 }

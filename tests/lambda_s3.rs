@@ -270,9 +270,14 @@ fn malformed_payload_is_an_error_naming_the_accepted_shapes() {
 }
 
 fn create_secret(name: &str, value: &str) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        let creds = aws_sdk_secretsmanager::config::Credentials::new("testing", "testing", None, None, "test");
+        let creds = aws_sdk_secretsmanager::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        );
         let config = aws_sdk_secretsmanager::config::Builder::new()
             .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
             .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
@@ -280,35 +285,83 @@ fn create_secret(name: &str, value: &str) -> String {
             .credentials_provider(creds)
             .build();
         let client = aws_sdk_secretsmanager::Client::from_conf(config);
-        let out = client.create_secret().name(name).secret_string(value).send().await.expect("create_secret");
+        let out = client
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .expect("create_secret");
         out.arn().unwrap().to_string()
     })
 }
 
 #[test]
 fn destination_headers_from_secrets_manager_are_used_and_never_logged() {
-    put_objects("secret", &[("s.log", format!("{HEADER}{}", records(2, 7)).into_bytes())]);
-    let arn = create_secret("flowlog-dest", r#"{"Authorization":"Splunk s3cr3t-hec-t0ken"}"#);
+    put_objects(
+        "secret",
+        &[("s.log", format!("{HEADER}{}", records(2, 7)).into_bytes())],
+    );
+    let arn = create_secret(
+        "flowlog-dest",
+        r#"{"Authorization":"Splunk s3cr3t-hec-t0ken"}"#,
+    );
     let rx = Receiver::start(vec![Reply::status(503)], Reply::ok());
     let (out, _, last) = invoke(
         &s3_notification("secret", "s.log"),
-        &[("DESTINATION_URL", &rx.url), ("DESTINATION_SECRET_ARN", &arn), ("LOG_LEVEL", "debug"), ("RETRY_BASE_DELAY_MS", "10")],
+        &[
+            ("DESTINATION_URL", &rx.url),
+            ("DESTINATION_SECRET_ARN", &arn),
+            ("LOG_LEVEL", "debug"),
+            ("RETRY_BASE_DELAY_MS", "10"),
+        ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(serde_json::from_str::<Value>(&last).unwrap()["status"], "delivered");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&last).unwrap()["status"],
+        "delivered"
+    );
     let reqs = rx.requests();
     assert_eq!(reqs.len(), 2);
-    assert!(reqs.iter().all(|r| r.header("authorization") == Some("Splunk s3cr3t-hec-t0ken")));
-    let logs = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(reqs
+        .iter()
+        .all(|r| r.header("authorization") == Some("Splunk s3cr3t-hec-t0ken")));
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!logs.contains("s3cr3t-hec-t0ken"), "{logs}");
 
     // A secret that is not a JSON object fails the cold start, naming the variable only.
     let bad = create_secret("flowlog-bad", "Splunk n0t-js0n-t0ken");
-    let (out, _, _) = invoke(&s3_notification("secret", "s.log"), &[("DESTINATION_URL", &rx.url), ("DESTINATION_SECRET_ARN", &bad)]);
+    let (out, _, _) = invoke(
+        &s3_notification("secret", "s.log"),
+        &[
+            ("DESTINATION_URL", &rx.url),
+            ("DESTINATION_SECRET_ARN", &bad),
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("DESTINATION_SECRET_ARN") && !err.contains("n0t-js0n-t0ken"), "{err}");
-    let (out, _, _) = invoke(&s3_notification("secret", "s.log"), &[("DESTINATION_URL", &rx.url), ("DESTINATION_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf")]);
+    assert!(
+        err.contains("DESTINATION_SECRET_ARN") && !err.contains("n0t-js0n-t0ken"),
+        "{err}"
+    );
+    let (out, _, _) = invoke(
+        &s3_notification("secret", "s.log"),
+        &[
+            ("DESTINATION_URL", &rx.url),
+            (
+                "DESTINATION_SECRET_ARN",
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf",
+            ),
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ResourceNotFoundException"));
 }

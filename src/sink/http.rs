@@ -176,6 +176,12 @@ impl HttpSink {
                     return;
                 }
             };
+            tracing::debug!(
+                attempt,
+                documents = group.len(),
+                timeout_ms = timeout.as_millis() as u64,
+                "sending batch"
+            );
             let result = self
                 .client
                 .post(&s.url)
