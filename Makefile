@@ -1,24 +1,48 @@
-# flowlog-forwarder developer targets. `make help` lists them.
-.PHONY: help run invoke test lint bench bench-process
+# flowlog-forwarder developer targets. `make help` lists them. Each target checks for
+# the tools it needs and says how to install what is missing.
+.PHONY: help run invoke test lint bench bench-process cold-start build deploy
+
+ARCH ?= arm64
+EVENT ?= events/s3-put.json
 
 help:
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-run: ## Process the shipped sample flow log to NDJSON on stdout
+run: ## Process the shipped sample flow log to NDJSON on stdout (the README main job)
 	cargo run --release -- process events/flowlogs/sample.log.gz
 
 invoke: ## Run the handler once on an event: make invoke EVENT=events/sqs-s3.json
-	cargo run --release -- invoke $(or $(EVENT),events/s3-put.json) --s3-dir events/s3
+	cargo run --release -- invoke $(EVENT) --s3-dir events/s3
 
-test: ## Run every test (what CI runs; needs moto_server: pip install 'moto[server]')
+test: ## Every test, as CI runs them (needs moto_server: pip install 'moto[server]')
+	@command -v moto_server >/dev/null || { echo "missing moto_server: pip install 'moto[server]'"; exit 1; }
 	cargo test --locked
 
-lint: ## Formatting and clippy, warnings as errors
+lint: ## cargo fmt --check, clippy -D warnings, cfn-lint template.yaml, cargo deny (if installed)
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --locked -- -D warnings
+	@command -v cfn-lint >/dev/null || { echo "missing cfn-lint: pip install cfn-lint"; exit 1; }
+	cfn-lint template.yaml
+	@if command -v cargo-deny >/dev/null; then cargo deny check advisories bans sources; \
+	 else echo "cargo-deny not installed (cargo install cargo-deny): dependency audit skipped"; fi
 
-bench: ## Criterion benchmarks of parse + normalize + serialize
+bench: ## Criterion benchmarks of parse + normalize + serialize (BENCHMARKS.md)
 	cargo bench --bench pipeline
 
 bench-process: ## Whole-process throughput and peak RSS: make bench-process RECORDS=3000000
 	benches/process.sh $(or $(RECORDS),1000000)
+
+cold-start: ## Binary size and cold start (spawn to first runtime API 'next' call)
+	benches/cold-start.sh
+
+build: ## Lambda package with cargo-lambda: target/lambda/flowlog-forwarder/bootstrap (ARCH=arm64|x86_64)
+	@command -v cargo-lambda >/dev/null || { echo "missing cargo-lambda: pip install cargo-lambda (brings zig), or see https://www.cargo-lambda.info"; exit 1; }
+	@if [ "$(ARCH)" = arm64 ] && ! rustup target list --installed 2>/dev/null | grep -q aarch64-unknown-linux-gnu; then \
+	 echo "missing the arm64 Rust target: rustup target add aarch64-unknown-linux-gnu"; exit 1; fi
+	cargo lambda build --release --$(ARCH)
+
+deploy: ## sam build && sam deploy --guided (AWS credentials needed)
+	@command -v sam >/dev/null || { echo "missing the SAM CLI: pip install aws-sam-cli"; exit 1; }
+	@command -v cargo-lambda >/dev/null || { echo "missing cargo-lambda: pip install cargo-lambda"; exit 1; }
+	sam build --beta-features
+	sam deploy --guided
