@@ -249,7 +249,8 @@ async fn process_inputs(
     for (i, mut counts) in units.into_iter().enumerate() {
         let delivered = report.unit(i as u32);
         counts.forwarded = delivered.delivered;
-        counts.failed = delivered.failed;
+        // Whatever was produced and not delivered failed: read = forwarded + filtered + failed.
+        counts.failed = (counts.read - counts.filtered).saturating_sub(delivered.delivered);
         if let Some(error) = delivered.error {
             eprintln!(
                 "error: input {}: {} documents not delivered: {error}",

@@ -49,7 +49,14 @@ fn run(file: &str, url: &str, env: &[(&str, &str)]) -> Output {
     cmd.env("RETRY_BASE_DELAY_MS", "20")
         .env("RETRY_MAX_DELAY_MS", "200");
     cmd.envs(env.iter().copied());
-    cmd.output().expect("run")
+    let out = cmd.output().expect("run");
+    if out.status.code() != Some(2) {
+        assert_eq!(
+            common::assert_accounting(&String::from_utf8_lossy(&out.stderr)),
+            1
+        );
+    }
+    out
 }
 
 /// The event ids `process` produces for a file (its stdout run).

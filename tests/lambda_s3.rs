@@ -64,6 +64,13 @@ fn invoke(event: &Value, env: &[(&str, &str)]) -> (Output, Vec<Value>, String) {
     cmd.envs(moto().env());
     cmd.envs(env.iter().copied());
     let out = cmd.output().unwrap();
+    if out.status.code() != Some(2) {
+        assert_eq!(
+            common::assert_accounting(&String::from_utf8_lossy(&out.stderr)),
+            1,
+            "one summary per invocation"
+        );
+    }
     let docs = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON document"))

@@ -87,6 +87,40 @@ pub fn is_failure(doc: &Value) -> bool {
         .is_some_and(|t| t.iter().any(|v| v == "_flowlog_parse_failure"))
 }
 
+/// Checks the accounting invariant on a run's output: every summary (the CLI's
+/// `summary ...` line, the handler's EMF JSON line) says read = forwarded + filtered +
+/// failed. Returns how many summaries were checked.
+pub fn assert_accounting(stderr: &str) -> usize {
+    let mut checked = 0;
+    for line in stderr.lines() {
+        if let Some(rest) = line.strip_prefix("summary ") {
+            let field = |name: &str| -> u64 {
+                rest.split_whitespace()
+                    .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("{name} in {line}"))
+            };
+            assert_eq!(
+                field("read"),
+                field("forwarded") + field("filtered") + field("failed"),
+                "{line}"
+            );
+            checked += 1;
+        } else if let Ok(v) = serde_json::from_str::<Value>(line) {
+            if v.get("_aws").is_some() {
+                let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {line}"));
+                assert_eq!(
+                    n("RecordsRead"),
+                    n("RecordsForwarded") + n("RecordsFiltered") + n("RecordsFailed"),
+                    "{line}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    checked
+}
+
 /// Gzips bytes.
 pub fn gzip(data: &[u8]) -> Vec<u8> {
     use std::io::Write;

@@ -21,6 +21,11 @@ pub enum Reply {
     Hang(Duration),
     /// Answer from a function of the decoded request body.
     With(fn(&str) -> (u16, String)),
+    /// Declare `declared` body bytes, send only `body`, then close the connection.
+    Truncated { body: Vec<u8>, declared: usize },
+    /// Answer `code` to about `percent` % of requests (pseudo-random, reproducible),
+    /// 200 to the others.
+    FailSome { percent: u64, code: u16 },
 }
 
 impl Reply {
@@ -69,7 +74,10 @@ impl Request {
 }
 
 pub struct Receiver {
+    /// `http://127.0.0.1:PORT/ingest`.
     pub url: String,
+    /// `http://127.0.0.1:PORT` (as an S3 endpoint).
+    pub base: String,
     state: Arc<Mutex<State>>,
 }
 
@@ -84,7 +92,8 @@ impl Receiver {
     /// Starts a receiver answering `script` in order, then `then` for ever.
     pub fn start(script: Vec<Reply>, then: Reply) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        let url = format!("http://{}/ingest", listener.local_addr().unwrap());
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let url = format!("{base}/ingest");
         let state = Arc::new(Mutex::new(State {
             script,
             then,
@@ -98,7 +107,7 @@ impl Receiver {
                 thread::spawn(move || serve(stream, shared));
             }
         });
-        Receiver { url, state }
+        Receiver { url, base, state }
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -154,15 +163,51 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
         } else {
             String::from_utf8(raw).expect("utf-8 body")
         };
-        let reply = {
+        let (reply, index) = {
             let mut st = state.lock().unwrap();
-            if st.script.is_empty() {
+            let index = st.requests.len() as u64;
+            let reply = if st.script.is_empty() {
                 st.then.clone()
             } else {
                 st.script.remove(0)
+            };
+            (reply, index)
+        };
+        let reply = match reply {
+            Reply::FailSome { percent, code } => {
+                // splitmix64 of the request index: reproducible, evenly spread.
+                let mut z = index.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^= z >> 31;
+                if z % 100 < percent {
+                    Reply::status(code)
+                } else {
+                    Reply::ok()
+                }
             }
+            other => other,
         };
         let (status, answer) = match reply {
+            Reply::FailSome { .. } => unreachable!("resolved above"),
+            Reply::Truncated {
+                body: partial,
+                declared,
+            } => {
+                state.lock().unwrap().requests.push(Request {
+                    at: Instant::now(),
+                    path,
+                    headers,
+                    body,
+                    status: 200,
+                });
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {declared}\r\nContent-Type: application/octet-stream\r\n\r\n");
+                let _ = writer.write_all(head.as_bytes());
+                let _ = writer.write_all(&partial);
+                let _ = writer.flush();
+                let _ = writer.shutdown(std::net::Shutdown::Both);
+                return;
+            }
             Reply::Hang(d) => {
                 state.lock().unwrap().requests.push(Request {
                     at: Instant::now(),
@@ -192,10 +237,13 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
             status,
         });
         let (extra, text) = answer;
-        let mut response = format!(
-            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nContent-Type: application/json\r\n",
-            text.len()
-        );
+        let mut response = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", text.len());
+        if !extra
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            response.push_str("Content-Type: application/json\r\n");
+        }
         for (k, v) in extra {
             response.push_str(&format!("{k}: {v}\r\n"));
         }
