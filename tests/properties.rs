@@ -7,6 +7,7 @@ use common::{get, run_bytes, settings};
 use flowlog_forwarder::flowlog::{Field, Kind, Line, LineParser, Schema};
 use flowlog_forwarder::source::Limits;
 use proptest::prelude::*;
+use proptest::strategy::Strategy;
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
@@ -104,4 +105,98 @@ fn value_for(field: Field, seed: u64) -> String {
 fn parser_reports_header_for_a_header() {
     let mut p = LineParser::new(Schema::default_v2());
     assert!(matches!(p.parse("version srcaddr"), Line::Header));
+}
+
+/// Arbitrary JSON values of limited depth, biased toward the keys triggers use.
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let key = prop_oneof![
+        Just("Records".to_string()),
+        Just("eventSource".to_string()),
+        Just("s3".to_string()),
+        Just("body".to_string()),
+        Just("messageId".to_string()),
+        Just("awslogs".to_string()),
+        Just("data".to_string()),
+        Just("Message".to_string()),
+        Just("Type".to_string()),
+        Just("detail-type".to_string()),
+        Just("source".to_string()),
+        Just("detail".to_string()),
+        Just("bucket".to_string()),
+        Just("object".to_string()),
+        Just("key".to_string()),
+        Just("name".to_string()),
+        "[a-zA-Z:-]{0,12}",
+    ];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        prop_oneof![
+            Just("aws:sqs".to_string()),
+            Just("aws:s3".to_string()),
+            Just("aws.s3".to_string()),
+            Just("Object Created".to_string()),
+            Just("Notification".to_string()),
+            Just("%zz+%C3".to_string()),
+            ".{0,40}"
+        ]
+        .prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 64, 6, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::vec((key.clone(), inner), 0..5)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn trigger_decoder_never_panics(payload in json_value()) {
+        let _ = flowlog_forwarder::trigger::decode(&payload);
+        // The same value as an SQS body and as an SNS message.
+        let sqs = serde_json::json!({"Records":[{"eventSource":"aws:sqs","messageId":"m","body": payload.to_string()}]});
+        let decoded = flowlog_forwarder::trigger::decode(&sqs);
+        prop_assert!(decoded.is_ok(), "an SQS event always decodes; bad bodies are per-message failures");
+        let inv = decoded.unwrap();
+        prop_assert!(inv.units.len() + inv.bad_messages.len() + inv.ignored as usize >= 1);
+    }
+
+    #[test]
+    fn awslogs_decoder_never_panics(data in "[A-Za-z0-9+/=]{0,200}", bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = flowlog_forwarder::trigger::decode_awslogs(&data);
+        use base64::Engine as _;
+        let gz = common::gzip(&bytes);
+        let _ = flowlog_forwarder::trigger::decode_awslogs(&base64::engine::general_purpose::STANDARD.encode(gz));
+    }
+
+    #[test]
+    fn format_parser_never_panics(format in ".{0,200}") {
+        if let Ok(schema) = Schema::parse_format(&format) {
+            prop_assert!(!schema.is_empty());
+            // What it prints parses back to the same schema.
+            prop_assert_eq!(Schema::parse_format(&schema.to_format_string()).unwrap(), schema);
+        }
+    }
+
+    #[test]
+    fn json_strings_round_trip(s in any::<String>()) {
+        let mut out = Vec::new();
+        flowlog_forwarder::ecs::write_str(&mut out, &s);
+        let back: String = serde_json::from_slice(&out).expect("valid JSON string");
+        prop_assert_eq!(back, s);
+    }
+
+    #[test]
+    fn documents_of_arbitrary_text_fields_are_valid_json(values in proptest::collection::vec("[^ \t\r\n\u{b}\u{c}]{1,30}", 3)) {
+        let line = values.join(" ");
+        let s = settings(&[("LOG_FORMAT", "interface-id vpc-id brand-new-field")]);
+        let (docs, counts) = run_bytes(&s, line.into_bytes(), Limits::default());
+        prop_assert_eq!(docs.len() as u64, counts.read);
+    }
 }
