@@ -4,134 +4,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::moto::{moto, put_objects};
 use common::receiver::{Receiver, Reply};
+use common::runtime_api::{start_runtime_api, start_runtime_api_with_deadline};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowlog-forwarder");
-
-#[derive(Default)]
-struct RuntimeState {
-    events: Vec<Value>,
-    /// Milliseconds from "next" to each invocation's deadline (60 s when 0).
-    deadline_after_ms: u128,
-    /// (request id, "response" | "error", body)
-    results: Vec<(String, String, String)>,
-    init_errors: Vec<String>,
-}
-
-fn start_runtime_api(events: Vec<Value>) -> (String, Arc<Mutex<RuntimeState>>) {
-    start_runtime_api_with_deadline(events, 0)
-}
-
-fn start_runtime_api_with_deadline(
-    events: Vec<Value>,
-    deadline_after_ms: u128,
-) -> (String, Arc<Mutex<RuntimeState>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let state = Arc::new(Mutex::new(RuntimeState {
-        events,
-        deadline_after_ms,
-        ..Default::default()
-    }));
-    let shared = state.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let shared = shared.clone();
-            std::thread::spawn(move || serve(stream, shared));
-        }
-    });
-    (addr, state)
-}
-
-fn serve(stream: TcpStream, state: Arc<Mutex<RuntimeState>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let (method, path) = (
-            parts.next().unwrap_or("").to_string(),
-            parts.next().unwrap_or("").to_string(),
-        );
-        let mut len = 0usize;
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            if h.trim().is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0u8; len];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let body = String::from_utf8_lossy(&body).into_owned();
-        let response = if method == "GET" && path.ends_with("/runtime/invocation/next") {
-            let next = {
-                let mut st = state.lock().unwrap();
-                if st.events.is_empty() {
-                    None
-                } else {
-                    Some((st.results.len() + st.events.len(), st.events.remove(0)))
-                }
-            };
-            let Some((n, event)) = next else {
-                // No more events: hold the request as Lambda does between invocations.
-                std::thread::sleep(Duration::from_secs(600));
-                return;
-            };
-            let after = match state.lock().unwrap().deadline_after_ms {
-                0 => 60_000,
-                ms => ms,
-            };
-            let deadline = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis()
-                + after;
-            let text = event.to_string();
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: req-{n}\r\n\
-                 Lambda-Runtime-Deadline-Ms: {deadline}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:flowlog-forwarder\r\n\
-                 Lambda-Runtime-Trace-Id: Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419;Sampled=1\r\n\
-                 Content-Length: {}\r\n\r\n{text}",
-                text.len()
-            )
-        } else if method == "POST" && path.contains("/runtime/invocation/") {
-            let mut segs = path.rsplit('/');
-            let kind = segs.next().unwrap_or("").to_string();
-            let id = segs.next().unwrap_or("").to_string();
-            state.lock().unwrap().results.push((id, kind, body));
-            "HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}".to_string()
-        } else if method == "POST" && path.ends_with("/runtime/init/error") {
-            state.lock().unwrap().init_errors.push(body);
-            "HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}".to_string()
-        } else {
-            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string()
-        };
-        if writer.write_all(response.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
 
 fn cloudwatch_event() -> Value {
     let text = std::fs::read_to_string(concat!(

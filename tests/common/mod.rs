@@ -3,6 +3,7 @@
 
 pub mod moto;
 pub mod receiver;
+pub mod runtime_api;
 
 use flowlog_forwarder::config::Config;
 use flowlog_forwarder::ecs::Origin;
