@@ -31,7 +31,14 @@ fn run(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
     cmd.envs(env.iter().copied());
     let mut child = cmd.spawn().expect("spawn");
     child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
+    let out = child.wait_with_output().unwrap();
+    if out.status.code() != Some(2) && args.first() == Some(&"process") {
+        assert_eq!(
+            common::assert_accounting(&String::from_utf8_lossy(&out.stderr)),
+            1
+        );
+    }
+    out
 }
 
 fn docs(out: &Output) -> Vec<Value> {

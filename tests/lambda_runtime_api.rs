@@ -57,6 +57,11 @@ fn sqs_and_cloudwatch_events_through_the_runtime_api() {
     }
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        common::assert_accounting(&String::from_utf8_lossy(&out.stdout)),
+        3,
+        "one summary per invocation"
+    );
     let logs = String::from_utf8_lossy(&out.stdout).into_owned();
     let st = state.lock().unwrap();
     assert!(st.init_errors.is_empty(), "{:?}", st.init_errors);
