@@ -11,9 +11,9 @@ use crate::config::Config;
 use crate::ecs::Origin;
 use crate::flowlog::Schema;
 use crate::handler::Handler;
-use crate::pipeline::{run_lines, Counts, IdSeed, UnitProcessor};
+use crate::pipeline::{run_lines, run_parquet, Counts, IdSeed, UnitProcessor};
 use crate::sink::{Batch, BatchLimits, Destination};
-use crate::source;
+use crate::source::{self, Compression};
 
 pub const HELP: &str = "\
 flowlog-forwarder: AWS VPC and Transit Gateway Flow Logs to ECS documents, forwarded over HTTP.
@@ -304,18 +304,48 @@ fn read_inputs(
             Origin::file(name),
             IdSeed::new(&["file", name]),
         );
-        let result = source::open_lines(reader, config.limits)
-            .map_err(|e| e.to_string())
-            .and_then(|mut lines| {
-                run_lines(
-                    &mut lines,
-                    &mut unit,
-                    index as u32,
-                    &limits,
-                    &mut batch,
-                    &mut emit,
-                )
-            });
+        let result = match source::sniff_reader(reader) {
+            Err(e) => Err(e.to_string()),
+            Ok((Compression::Parquet, reader)) => {
+                // Parquet needs random access: the file itself, or standard input in memory.
+                if input == "-" {
+                    let mut data = Vec::new();
+                    match reader
+                        .take(config.limits.max_decompressed_bytes + 1)
+                        .read_to_end(&mut data)
+                    {
+                        Err(e) => Err(e.to_string()),
+                        Ok(_) if data.len() as u64 > config.limits.max_decompressed_bytes => {
+                            Err("input exceeds the maximum size (MAX_OBJECT_BYTES)".to_string())
+                        }
+                        Ok(_) => run_parquet(
+                            bytes::Bytes::from(data),
+                            &mut unit,
+                            index as u32,
+                            &limits,
+                            &mut batch,
+                            &mut emit,
+                        ),
+                    }
+                } else {
+                    File::open(input).map_err(|e| e.to_string()).and_then(|f| {
+                        run_parquet(f, &mut unit, index as u32, &limits, &mut batch, &mut emit)
+                    })
+                }
+            }
+            Ok((_, reader)) => source::open_lines(reader, config.limits)
+                .map_err(|e| e.to_string())
+                .and_then(|mut lines| {
+                    run_lines(
+                        &mut lines,
+                        &mut unit,
+                        index as u32,
+                        &limits,
+                        &mut batch,
+                        &mut emit,
+                    )
+                }),
+        };
         if let Err(e) = result {
             eprintln!("error: {name}: {e}");
             input_errors += 1;

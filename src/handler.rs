@@ -16,9 +16,9 @@ use tokio::sync::mpsc;
 
 use crate::config::{parse_headers, Config};
 use crate::ecs::Origin;
-use crate::pipeline::{run_lines, Counts, IdSeed, Outcome, UnitProcessor};
+use crate::pipeline::{run_lines, run_parquet, Counts, IdSeed, Outcome, UnitProcessor};
 use crate::sink::{Batch, BatchLimits, Destination, DocMeta};
-use crate::source;
+use crate::source::{self, s3::RangedObject, Compression};
 use crate::trigger::{self, Delivery, LogBatch, S3Object, Source, WorkUnit};
 
 /// Where S3 objects are read from.
@@ -251,7 +251,7 @@ impl Handler {
         match &unit.source {
             Source::CloudWatch(logs) => self.run_cloudwatch(logs, index, limits, batch, tx).await,
             Source::S3(obj) => {
-                let reader = match self.open_object(obj).await {
+                let (reader, len) = match self.open_object(obj).await {
                     Ok(r) => r,
                     Err(e) => {
                         return (
@@ -267,6 +267,8 @@ impl Handler {
                 let obj = obj.clone();
                 let tx = tx.clone();
                 let limits = *limits;
+                let objects = self.objects.clone();
+                let runtime = tokio::runtime::Handle::current();
                 let work = tokio::task::spawn_blocking(move || {
                     let mut batch = batch;
                     let seed = IdSeed::new(&[
@@ -284,18 +286,60 @@ impl Handler {
                         seed,
                     );
                     let mut emit = |b: Batch| tx.blocking_send(b).is_ok();
-                    let result = source::open_lines(reader, config.limits)
-                        .map_err(|e| e.to_string())
-                        .and_then(|mut lines| {
-                            run_lines(
-                                &mut lines,
-                                &mut processor,
-                                index,
-                                &limits,
-                                &mut batch,
-                                &mut emit,
-                            )
-                        });
+                    let result = match source::sniff_reader(reader) {
+                        Err(e) => Err(e.to_string()),
+                        Ok((Compression::Parquet, reader)) => {
+                            // Parquet is read by ranges (footer, then row groups): the
+                            // stream is dropped unread.
+                            drop(reader);
+                            match &objects {
+                                ObjectStore::Dir(dir) => {
+                                    std::fs::File::open(dir.join(&obj.bucket).join(&obj.key))
+                                        .map_err(|e| e.to_string())
+                                        .and_then(|f| {
+                                            run_parquet(
+                                                f,
+                                                &mut processor,
+                                                index,
+                                                &limits,
+                                                &mut batch,
+                                                &mut emit,
+                                            )
+                                        })
+                                }
+                                ObjectStore::S3(client) => {
+                                    let ranged = RangedObject::new(
+                                        client.clone(),
+                                        runtime.clone(),
+                                        &obj.bucket,
+                                        &obj.key,
+                                        obj.version_id.as_deref(),
+                                        len,
+                                    );
+                                    run_parquet(
+                                        ranged,
+                                        &mut processor,
+                                        index,
+                                        &limits,
+                                        &mut batch,
+                                        &mut emit,
+                                    )
+                                }
+                            }
+                        }
+                        Ok((_, reader)) => source::open_lines(reader, config.limits)
+                            .map_err(|e| e.to_string())
+                            .and_then(|mut lines| {
+                                run_lines(
+                                    &mut lines,
+                                    &mut processor,
+                                    index,
+                                    &limits,
+                                    &mut batch,
+                                    &mut emit,
+                                )
+                            }),
+                    };
                     let error = result.err().map(|e| format!("{}: {e}", obj.uri()));
                     (
                         UnitResult {
@@ -370,30 +414,18 @@ impl Handler {
     }
 
     /// Opens an object for streaming: a GetObject response body read as it arrives.
-    async fn open_object(&self, obj: &S3Object) -> Result<Box<dyn Read + Send>, String> {
+    async fn open_object(&self, obj: &S3Object) -> Result<(Box<dyn Read + Send>, u64), String> {
         match &self.objects {
             ObjectStore::Dir(dir) => {
                 let path = dir.join(&obj.bucket).join(&obj.key);
-                std::fs::File::open(&path)
-                    .map(|f| Box::new(f) as Box<dyn Read + Send>)
-                    .map_err(|e| format!("{}: {e} ({})", obj.uri(), path.display()))
+                let file = std::fs::File::open(&path)
+                    .map_err(|e| format!("{}: {e} ({})", obj.uri(), path.display()))?;
+                let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+                Ok((Box::new(file), len))
             }
             ObjectStore::S3(client) => {
-                let mut request = client.get_object().bucket(&obj.bucket).key(&obj.key);
-                if let Some(v) = &obj.version_id {
-                    request = request.version_id(v);
-                }
-                let output = request.send().await.map_err(|e| {
-                    use aws_sdk_s3::error::ProvideErrorMetadata;
-                    let code = e.code().unwrap_or("error");
-                    let message = e
-                        .message()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| e.to_string());
-                    format!("{}: GetObject failed: {code}: {message}", obj.uri())
-                })?;
-                let reader = output.body.into_async_read();
-                Ok(Box::new(tokio_util::io::SyncIoBridge::new(reader)))
+                source::s3::open_stream(client, &obj.bucket, &obj.key, obj.version_id.as_deref())
+                    .await
             }
         }
     }

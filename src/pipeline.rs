@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::ecs::{self, DocContext, Origin};
 use crate::filter::Filter;
-use crate::flowlog::{Line, LineParser, Schema};
+use crate::flowlog::{FlowRecord, Line, LineParser, Schema, Span};
 use crate::sink::{Batch, BatchLimits, DocMeta};
 use crate::source::SourceLine;
 
@@ -178,23 +178,42 @@ impl<'s> UnitProcessor<'s> {
         };
         match self.parser.parse(text) {
             Line::Blank | Line::Header => Outcome::Skipped,
-            Line::Record(rec) => {
-                self.counts.read += 1;
-                if self.settings.filter.check(&rec).is_some() {
-                    self.counts.filtered += 1;
-                    return Outcome::Filtered;
-                }
-                ecs::write_document(out, &rec, &ctx);
-                Outcome::Document {
-                    malformed: false,
-                    time: rec.end.or(rec.start).unwrap_or(self.now),
-                }
-            }
+            Line::Record(rec) => accept(&mut self.counts, &self.settings.filter, &rec, &ctx, out),
             Line::Invalid(e) => {
                 let error = format!("line {number}: {e}");
                 self.failure(text, &error, id, out)
             }
         }
+    }
+
+    /// Processes one record whose values are already split (a Parquet row): `text` is
+    /// the row as a line, `spans` its values, one per `schema` column. Its id derives
+    /// from the row number as a line's from its line number.
+    pub fn process_columns(
+        &mut self,
+        number: u64,
+        schema: &Schema,
+        text: &str,
+        spans: &[Span],
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        self.seed.id(number, &mut self.id);
+        let id = std::mem::take(&mut self.id);
+        self.counts.bytes_in += text.len() as u64;
+        let outcome = match FlowRecord::from_spans(text, schema, spans) {
+            Ok(rec) => {
+                let ctx = DocContext {
+                    event_id: &id,
+                    origin: &self.origin,
+                    original: self.settings.include_original.then_some(text),
+                    now: self.now,
+                };
+                accept(&mut self.counts, &self.settings.filter, &rec, &ctx, out)
+            }
+            Err(e) => self.failure(text, &format!("row {number}: {e}"), &id, out),
+        };
+        self.id = id;
+        outcome
     }
 
     fn failure(&mut self, raw: &str, error: &str, id: &str, out: &mut Vec<u8>) -> Outcome {
@@ -211,6 +230,26 @@ impl<'s> UnitProcessor<'s> {
             malformed: true,
             time: self.now,
         }
+    }
+}
+
+/// A valid record: counted, then filtered (counted) or written as a document.
+fn accept(
+    counts: &mut Counts,
+    filter: &Filter,
+    rec: &FlowRecord<'_>,
+    ctx: &DocContext<'_>,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    counts.read += 1;
+    if filter.check(rec).is_some() {
+        counts.filtered += 1;
+        return Outcome::Filtered;
+    }
+    ecs::write_document(out, rec, ctx);
+    Outcome::Document {
+        malformed: false,
+        time: rec.end.or(rec.start).unwrap_or(ctx.now),
     }
 }
 
@@ -259,4 +298,36 @@ pub fn run_lines(
             );
         }
     }
+}
+
+/// Reads every row of a Parquet object through `unit` into `batch`, as `run_lines`.
+pub fn run_parquet<R: parquet::file::reader::ChunkReader + 'static>(
+    reader: R,
+    unit: &mut UnitProcessor<'_>,
+    unit_index: u32,
+    limits: &BatchLimits,
+    batch: &mut Batch,
+    emit: &mut dyn FnMut(Batch) -> bool,
+) -> Result<(), String> {
+    let mut doc = Vec::with_capacity(4096);
+    crate::source::parquet::read_rows(reader, |number, schema, text, spans| {
+        doc.clear();
+        if let Outcome::Document { time, .. } =
+            unit.process_columns(number, schema, text, spans, &mut doc)
+        {
+            if batch.would_overflow(limits, doc.len()) && !emit(std::mem::take(batch)) {
+                return Err("delivery stopped".to_string());
+            }
+            batch.push(
+                &doc,
+                DocMeta {
+                    unit: unit_index,
+                    time,
+                    id: unit.event_id(),
+                },
+                limits,
+            );
+        }
+        Ok(())
+    })
 }

@@ -9,6 +9,9 @@ use std::sync::Arc;
 
 use flate2::bufread::MultiGzDecoder;
 
+pub mod parquet;
+pub mod s3;
+
 /// Input limits (shared/DESIGN.md section 5). Exceeding one is a reported failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -50,6 +53,25 @@ pub fn sniff(prefix: &[u8]) -> Compression {
 }
 
 const READ_BUFFER: usize = 256 * 1024;
+
+/// Reads the first bytes of `reader` to tell its compression; returns it with a reader
+/// that still yields every byte.
+pub fn sniff_reader(
+    mut reader: Box<dyn Read + Send>,
+) -> io::Result<(Compression, Box<dyn Read + Send>)> {
+    let mut prefix = [0u8; 4];
+    let mut n = 0;
+    while n < prefix.len() {
+        match reader.read(&mut prefix[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let whole: Box<dyn Read + Send> = Box::new(io::Cursor::new(prefix[..n].to_vec()).chain(reader));
+    Ok((sniff(&prefix[..n]), whole))
+}
 
 /// Opens `reader` as text lines, decompressing gzip when the content is gzip.
 /// Parquet must be read with the Parquet reader instead and is refused here.

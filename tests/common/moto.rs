@@ -75,7 +75,14 @@ pub fn put_objects(bucket: &str, objects: &[(&str, Vec<u8>)]) {
         .unwrap();
     rt.block_on(async {
         let client = moto().client().await;
-        let _ = client.create_bucket().bucket(bucket).send().await;
+        if let Err(e) = client.create_bucket().bucket(bucket).send().await {
+            use aws_sdk_s3::error::ProvideErrorMetadata;
+            let code = e.code().unwrap_or_default();
+            assert!(
+                code.starts_with("BucketAlready"),
+                "create_bucket {bucket}: {e:?}"
+            );
+        }
         for (key, bytes) in objects {
             client
                 .put_object()

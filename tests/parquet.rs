@@ -1,0 +1,367 @@
+//! Parquet flow log objects: files written with the parquet crate's writer (AWS column
+//! names and types, nulls, several row groups, Transit Gateway columns) give the same
+//! documents as the same records in text; through moto and the handler with ranged
+//! reads; corrupt files are clear errors naming the object and column.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+
+use common::moto::{moto, put_objects};
+use parquet::basic::{Compression, GzipLevel};
+use parquet::data_type::ByteArray;
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::parser::parse_message_type;
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_flowlog-forwarder");
+
+#[derive(Clone, Copy)]
+enum T {
+    I32,
+    I64,
+    Str,
+    F64,
+}
+
+/// A Parquet file of `rows` (text values, `-` for null) with `columns` (name, type).
+fn parquet_file(columns: &[(&str, T)], rows: &[Vec<&str>], row_group_rows: usize) -> Vec<u8> {
+    let fields: Vec<String> = columns
+        .iter()
+        .map(|(name, t)| match t {
+            T::I32 => format!("optional int32 {name};"),
+            T::I64 => format!("optional int64 {name};"),
+            T::Str => format!("optional binary {name} (STRING);"),
+            T::F64 => format!("optional double {name};"),
+        })
+        .collect();
+    let schema = Arc::new(
+        parse_message_type(&format!("message flowlogs {{ {} }}", fields.join(" "))).unwrap(),
+    );
+    let props = Arc::new(
+        WriterProperties::builder()
+            .set_compression(Compression::GZIP(GzipLevel::default()))
+            .set_max_row_group_size(row_group_rows)
+            .build(),
+    );
+    let mut writer = SerializedFileWriter::new(Vec::new(), schema, props).unwrap();
+    for chunk in rows.chunks(row_group_rows) {
+        let mut group = writer.next_row_group().unwrap();
+        let mut j = 0;
+        while let Some(mut col) = group.next_column().unwrap() {
+            let values: Vec<&str> = chunk.iter().map(|r| r[j]).collect();
+            let defs: Vec<i16> = values.iter().map(|v| i16::from(*v != "-")).collect();
+            let present = values.iter().filter(|v| **v != "-");
+            use parquet::column::writer::ColumnWriter::*;
+            match col.untyped() {
+                Int32ColumnWriter(w) => w
+                    .write_batch(
+                        &present.map(|v| v.parse().unwrap()).collect::<Vec<i32>>(),
+                        Some(&defs),
+                        None,
+                    )
+                    .unwrap(),
+                Int64ColumnWriter(w) => w
+                    .write_batch(
+                        &present.map(|v| v.parse().unwrap()).collect::<Vec<i64>>(),
+                        Some(&defs),
+                        None,
+                    )
+                    .unwrap(),
+                ByteArrayColumnWriter(w) => w
+                    .write_batch(
+                        &present.map(|v| ByteArray::from(*v)).collect::<Vec<_>>(),
+                        Some(&defs),
+                        None,
+                    )
+                    .unwrap(),
+                DoubleColumnWriter(w) => w
+                    .write_batch(
+                        &present.map(|v| v.parse().unwrap()).collect::<Vec<f64>>(),
+                        Some(&defs),
+                        None,
+                    )
+                    .unwrap(),
+                _ => unreachable!(),
+            };
+            col.close().unwrap();
+            j += 1;
+        }
+        group.close().unwrap();
+    }
+    writer.into_inner().unwrap()
+}
+
+fn temp(name: &str, bytes: &[u8]) -> String {
+    let dir = std::env::temp_dir().join(format!("flowlog-parquet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn process(args: &[&str]) -> (std::process::Output, Vec<Value>) {
+    let out = Command::new(BIN)
+        .arg("process")
+        .args(args)
+        .env_remove("DESTINATION_URL")
+        .env_remove("LOG_FORMAT")
+        .output()
+        .unwrap();
+    let docs = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (out, docs)
+}
+
+/// A document without what depends on the file rather than the record.
+fn comparable(mut d: Value) -> Value {
+    d.as_object_mut().unwrap().remove("log");
+    d["event"].as_object_mut().unwrap().remove("id");
+    d
+}
+
+/// The AWS Parquet types of the v5 fields (docs: "Parquet data type").
+const V5: &[(&str, T)] = &[
+    ("version", T::I32),
+    ("account_id", T::Str),
+    ("interface_id", T::Str),
+    ("srcaddr", T::Str),
+    ("dstaddr", T::Str),
+    ("srcport", T::I32),
+    ("dstport", T::I32),
+    ("protocol", T::I32),
+    ("packets", T::I64),
+    ("bytes", T::I64),
+    ("start", T::I64),
+    ("end", T::I64),
+    ("action", T::Str),
+    ("log_status", T::Str),
+    ("vpc_id", T::Str),
+    ("subnet_id", T::Str),
+    ("instance_id", T::Str),
+    ("tcp_flags", T::I32),
+    ("type", T::Str),
+    ("pkt_srcaddr", T::Str),
+    ("pkt_dstaddr", T::Str),
+    ("region", T::Str),
+    ("az_id", T::Str),
+    ("sublocation_type", T::Str),
+    ("sublocation_id", T::Str),
+    ("pkt_src_aws_service", T::Str),
+    ("pkt_dst_aws_service", T::Str),
+    ("flow_direction", T::Str),
+    ("traffic_path", T::I32),
+    ("next_gen_column", T::Str),
+];
+
+fn v5_rows() -> Vec<String> {
+    (0..10)
+        .map(|i| {
+            if i == 4 {
+                // NODATA: nulls in most columns.
+                return "5 123456789012 eni-1 - - - - - - - 1700000000 1700000060 - NODATA vpc-1 subnet-1 - - - - - eu-west-1 euw1-az1 - - - - - - -".to_string();
+            }
+            format!(
+                "5 123456789012 eni-1 10.0.0.{i} 2001:db8::{i} {} 443 6 {} {} 1700000000 1700000060 {} OK vpc-1 subnet-1 i-0abc {} IPv6 10.0.0.{i} 52.95.128.{i} eu-west-1 euw1-az1 - - {} - {} {} extra-{i}",
+                1024 + i,
+                i + 1,
+                (i + 1) * 60,
+                if i % 3 == 0 { "REJECT" } else { "ACCEPT" },
+                i % 32,
+                if i % 2 == 0 { "S3" } else { "-" },
+                if i % 2 == 0 { "egress" } else { "ingress" },
+                if i % 2 == 0 { "8" } else { "-" },
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn parquet_and_text_give_the_same_documents() {
+    let rows = v5_rows();
+    let header = V5
+        .iter()
+        .map(|(n, _)| n.replace('_', "-"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let text = temp(
+        "v5.log",
+        format!("{header}\n{}\n", rows.join("\n")).as_bytes(),
+    );
+    let split: Vec<Vec<&str>> = rows.iter().map(|r| r.split(' ').collect()).collect();
+    let pq = temp("v5.log.parquet", &parquet_file(V5, &split, 3));
+    let (out_text, text_docs) = process(&[&text]);
+    let (out_pq, pq_docs) = process(&[&pq]);
+    assert!(
+        out_text.status.success() && out_pq.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out_pq.stderr)
+    );
+    assert_eq!(pq_docs.len(), 10);
+    assert!(String::from_utf8_lossy(&out_pq.stderr)
+        .contains("summary read=10 forwarded=10 filtered=0 malformed=0"));
+    for (t, p) in text_docs.into_iter().zip(pq_docs) {
+        assert_eq!(comparable(t), comparable(p));
+    }
+}
+
+#[test]
+fn transit_gateway_columns_and_int64_protocol() {
+    let cols: &[(&str, T)] = &[
+        ("version", T::I32),
+        ("resource_type", T::Str),
+        ("account_id", T::Str),
+        ("tgw_id", T::Str),
+        ("tgw_attachment_id", T::Str),
+        ("srcaddr", T::Str),
+        ("dstaddr", T::Str),
+        ("srcport", T::I32),
+        ("dstport", T::I32),
+        ("protocol", T::I64),
+        ("packets", T::I64),
+        ("bytes", T::I64),
+        ("start", T::I64),
+        ("end", T::I64),
+        ("log_status", T::Str),
+        ("packets_lost_no_route", T::I64),
+    ];
+    let row = "6 TransitGateway 123456789012 tgw-1 tgw-attach-1 10.0.1.15 10.1.2.20 43210 5432 6 12 3400 1732435200 1732435260 OK 3";
+    let pq = temp(
+        "tgw.log.parquet",
+        &parquet_file(cols, &[row.split(' ').collect()], 10),
+    );
+    let (out, docs) = process(&[&pq]);
+    assert!(out.status.success());
+    let d = &docs[0];
+    assert_eq!(d["cloud"]["service"]["name"], "transitgateway");
+    assert_eq!(d["network"]["transport"], "tcp");
+    assert_eq!(d["aws"]["vpcflow"]["packets_lost_no_route"], "3");
+    assert_eq!(d["aws"]["vpcflow"]["tgw_attachment_id"], "tgw-attach-1");
+}
+
+#[test]
+fn parquet_from_standard_input() {
+    let rows = v5_rows();
+    let split: Vec<Vec<&str>> = rows.iter().map(|r| r.split(' ').collect()).collect();
+    let bytes = parquet_file(V5, &split, 4);
+    let mut child = Command::new(BIN)
+        .args(["process", "-"])
+        .env_remove("DESTINATION_URL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 10);
+}
+
+#[test]
+fn corrupt_parquet_is_a_clear_error() {
+    let rows = v5_rows();
+    let split: Vec<Vec<&str>> = rows.iter().map(|r| r.split(' ').collect()).collect();
+    let good = parquet_file(V5, &split, 5);
+
+    let truncated = temp("truncated.log.parquet", &good[..good.len() - 12]);
+    let (out, _) = process(&[&truncated]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("truncated.log.parquet") && err.contains("Parquet"),
+        "{err}"
+    );
+
+    let mut bad_magic = good.clone();
+    let n = bad_magic.len();
+    bad_magic[n - 4..].copy_from_slice(b"XXXX");
+    let (out, _) = process(&[&temp("magic.log.parquet", &bad_magic)]);
+    assert_eq!(out.status.code(), Some(1));
+
+    let wrong_type = parquet_file(
+        &[("srcaddr", T::I64), ("dstport", T::I32)],
+        &[vec!["1", "2"]],
+        5,
+    );
+    let (out, _) = process(&[&temp("type.log.parquet", &wrong_type)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("column 'srcaddr' has type INT64"), "{err}");
+
+    let double = parquet_file(
+        &[("srcaddr", T::Str), ("bytes", T::F64)],
+        &[vec!["1.2.3.4", "2.5"]],
+        5,
+    );
+    let (out, _) = process(&[&temp("double.log.parquet", &double)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("column 'bytes' has type DOUBLE"));
+}
+
+fn invoke(event: &Value) -> (std::process::Output, Vec<Value>, Value) {
+    let path = temp(
+        &format!(
+            "event-{}.json",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ),
+        event.to_string().as_bytes(),
+    );
+    let out = Command::new(BIN)
+        .args(["invoke", &path])
+        .env_remove("DESTINATION_URL")
+        .envs(moto().env())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(common::assert_accounting(&stderr), 1, "{stderr}");
+    let docs = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (
+        out,
+        docs,
+        serde_json::from_str(stderr.lines().last().unwrap()).unwrap(),
+    )
+}
+
+#[test]
+fn parquet_objects_through_s3_and_the_handler() {
+    let rows = v5_rows();
+    let split: Vec<Vec<&str>> = rows.iter().map(|r| r.split(' ').collect()).collect();
+    let good = parquet_file(V5, &split, 3);
+    let key = "AWSLogs/aws-account-id=123456789012/aws-service=vpcflowlogs/aws-region=eu-west-1/year=2024/month=11/day=24/hour=08/123456789012_vpcflowlogs_eu-west-1_fl-1_20241124T0800Z_hash.log.parquet";
+    put_objects(
+        "parquet-objects",
+        &[
+            (key, good.clone()),
+            ("broken.log.parquet", good[..good.len() - 12].to_vec()),
+        ],
+    );
+    let body = |k: &str| {
+        json!({"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"parquet-objects"},"object":{"key":k,"eTag":"e"}}}]}).to_string()
+    };
+    let event = json!({"Records":[
+        {"messageId":"good","body":body(key),"eventSource":"aws:sqs"},
+        {"messageId":"broken","body":body("broken.log.parquet"),"eventSource":"aws:sqs"}]});
+    let (out, docs, response) = invoke(&event);
+    assert!(out.status.success());
+    assert_eq!(
+        response,
+        json!({"batchItemFailures":[{"itemIdentifier":"broken"}]})
+    );
+    assert_eq!(docs.len(), 10);
+    assert_eq!(docs[0]["aws"]["s3"]["object"]["key"], key);
+    assert_eq!(docs[0]["network"]["type"], "ipv4");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("s3://parquet-objects/broken.log.parquet")
+    );
+}
