@@ -1,6 +1,6 @@
 # flowlog-forwarder developer targets. `make help` lists them. Each target checks for
 # the tools it needs and says how to install what is missing.
-.PHONY: help run invoke test lint bench bench-process cold-start build deploy
+.PHONY: help run invoke test lint audit bench bench-process cold-start build deploy
 
 ARCH ?= arm64
 EVENT ?= events/s3-put.json
@@ -18,13 +18,16 @@ test: ## Every test, as CI runs them (needs moto_server: pip install 'moto[serve
 	@command -v moto_server >/dev/null || { echo "missing moto_server: pip install 'moto[server]'"; exit 1; }
 	cargo test --locked
 
-lint: ## cargo fmt --check, clippy -D warnings, cfn-lint template.yaml, cargo deny (if installed)
+lint: ## cargo fmt --check, clippy -D warnings, cfn-lint template.yaml, cargo deny (bans, sources, licenses)
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --locked -- -D warnings
 	@command -v cfn-lint >/dev/null || { echo "missing cfn-lint: pip install cfn-lint"; exit 1; }
 	cfn-lint template.yaml
-	@if command -v cargo-deny >/dev/null; then cargo deny check advisories bans sources; \
-	 else echo "cargo-deny not installed (cargo install cargo-deny): dependency audit skipped"; fi
+	@command -v cargo-deny >/dev/null || { echo "missing cargo-deny: cargo install cargo-deny --locked"; exit 1; }
+	cargo deny check bans sources licenses
+
+audit: ## RustSec advisories for every dependency (needs network access to the advisory database)
+	cargo deny check advisories
 
 bench: ## Criterion benchmarks of parse + normalize + serialize (BENCHMARKS.md)
 	cargo bench --bench pipeline
