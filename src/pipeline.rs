@@ -284,18 +284,12 @@ pub fn run_lines(
         last_line = line.number;
         doc.clear();
         if let Outcome::Document { time, .. } = unit.process_line(&line, &mut doc) {
-            if batch.would_overflow(limits, doc.len()) && !emit(std::mem::take(batch)) {
-                return Err("delivery stopped".to_string());
-            }
-            batch.push(
-                &doc,
-                DocMeta {
-                    unit: unit_index,
-                    time,
-                    id: unit.event_id(),
-                },
-                limits,
-            );
+            let meta = DocMeta {
+                unit: unit_index,
+                time,
+                id: unit.event_id(),
+            };
+            add_document(batch, limits, emit, &doc, meta)?;
         }
     }
 }
@@ -315,19 +309,29 @@ pub fn run_parquet<R: parquet::file::reader::ChunkReader + 'static>(
         if let Outcome::Document { time, .. } =
             unit.process_columns(number, schema, text, spans, &mut doc)
         {
-            if batch.would_overflow(limits, doc.len()) && !emit(std::mem::take(batch)) {
-                return Err("delivery stopped".to_string());
-            }
-            batch.push(
-                &doc,
-                DocMeta {
-                    unit: unit_index,
-                    time,
-                    id: unit.event_id(),
-                },
-                limits,
-            );
+            let meta = DocMeta {
+                unit: unit_index,
+                time,
+                id: unit.event_id(),
+            };
+            add_document(batch, limits, emit, &doc, meta)?;
         }
         Ok(())
     })
+}
+
+/// Adds a document to `batch`, first handing the batch to `emit` when the document
+/// would push it past a limit.
+fn add_document(
+    batch: &mut Batch,
+    limits: &BatchLimits,
+    emit: &mut dyn FnMut(Batch) -> bool,
+    doc: &[u8],
+    meta: DocMeta<'_>,
+) -> Result<(), String> {
+    if batch.would_overflow(limits, doc.len()) && !emit(std::mem::take(batch)) {
+        return Err("delivery stopped".to_string());
+    }
+    batch.push(doc, meta, limits);
+    Ok(())
 }

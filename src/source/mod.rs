@@ -54,11 +54,9 @@ pub fn sniff(prefix: &[u8]) -> Compression {
 
 const READ_BUFFER: usize = 256 * 1024;
 
-/// Reads the first bytes of `reader` to tell its compression; returns it with a reader
-/// that still yields every byte.
-pub fn sniff_reader(
-    mut reader: Box<dyn Read + Send>,
-) -> io::Result<(Compression, Box<dyn Read + Send>)> {
+/// Reads up to the first four bytes (fewer only at the end of input): one read of a
+/// pipe may return fewer than asked.
+fn read_prefix<R: Read>(reader: &mut R) -> io::Result<([u8; 4], usize)> {
     let mut prefix = [0u8; 4];
     let mut n = 0;
     while n < prefix.len() {
@@ -69,6 +67,15 @@ pub fn sniff_reader(
             Err(e) => return Err(e),
         }
     }
+    Ok((prefix, n))
+}
+
+/// Reads the first bytes of `reader` to tell its compression; returns it with a reader
+/// that still yields every byte.
+pub fn sniff_reader(
+    mut reader: Box<dyn Read + Send>,
+) -> io::Result<(Compression, Box<dyn Read + Send>)> {
+    let (prefix, n) = read_prefix(&mut reader)?;
     let whole: Box<dyn Read + Send> = Box::new(io::Cursor::new(prefix[..n].to_vec()).chain(reader));
     Ok((sniff(&prefix[..n]), whole))
 }
@@ -81,17 +88,7 @@ pub fn open_lines<R: Read + Send + 'static>(reader: R, limits: Limits) -> io::Re
         count: Arc::new(AtomicU64::new(0)),
     };
     let compressed_count = counted.count.clone();
-    // Read the first bytes by hand: one read of a pipe may return fewer than four.
-    let mut prefix = [0u8; 4];
-    let mut n = 0;
-    while n < prefix.len() {
-        match counted.read(&mut prefix[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    let (prefix, n) = read_prefix(&mut counted)?;
     let compression = sniff(&prefix[..n]);
     let whole = io::Cursor::new(prefix[..n].to_vec()).chain(counted);
     let buffered = BufReader::with_capacity(READ_BUFFER, whole);
