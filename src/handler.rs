@@ -528,7 +528,8 @@ fn summary_json(total: &Counts, units: usize, failures: usize, started: Instant)
                 "Metrics": [
                     metric("Units", "Count"), metric("RecordsRead", "Count"), metric("RecordsForwarded", "Count"),
                     metric("RecordsFiltered", "Count"), metric("RecordsMalformed", "Count"), metric("RecordsFailed", "Count"),
-                    metric("FailedUnits", "Count"), metric("BytesIn", "Bytes"), metric("Milliseconds", "Milliseconds"),
+                    metric("FailedUnits", "Count"), metric("BytesIn", "Bytes"),
+                    metric("BytesOut", "Bytes"), metric("Milliseconds", "Milliseconds"),
                 ],
             }],
         },
@@ -542,6 +543,7 @@ fn summary_json(total: &Counts, units: usize, failures: usize, started: Instant)
         "RecordsFailed": total.failed,
         "FailedUnits": failures,
         "BytesIn": total.bytes_in,
+        "BytesOut": total.bytes_out,
         "Milliseconds": millis,
     })
 }

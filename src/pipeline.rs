@@ -225,7 +225,9 @@ impl<'s> UnitProcessor<'s> {
             original: None,
             now: self.now,
         };
+        let start = out.len();
         ecs::write_failure_document(out, raw, error, &ctx);
+        self.counts.bytes_out += (out.len() - start) as u64;
         Outcome::Document {
             malformed: true,
             time: self.now,
@@ -246,7 +248,9 @@ fn accept(
         counts.filtered += 1;
         return Outcome::Filtered;
     }
+    let start = out.len();
     ecs::write_document(out, rec, ctx);
+    counts.bytes_out += (out.len() - start) as u64;
     Outcome::Document {
         malformed: false,
         time: rec.end.or(rec.start).unwrap_or(ctx.now),
