@@ -115,7 +115,10 @@ fn sqs_and_cloudwatch_events_through_the_runtime_api() {
         .collect();
     assert_eq!(summaries.len(), 3, "{logs}");
     assert_eq!(summaries[1]["RecordsForwarded"], 4);
-    assert!(summaries[1]["BytesIn"].as_u64().unwrap() > 0 && summaries[1]["BytesOut"].as_u64().unwrap() > 0);
+    assert!(
+        summaries[1]["BytesIn"].as_u64().unwrap() > 0
+            && summaries[1]["BytesOut"].as_u64().unwrap() > 0
+    );
     assert_eq!(
         summaries[1]["_aws"]["CloudWatchMetrics"][0]["Namespace"],
         "FlowlogForwarder"
