@@ -74,6 +74,7 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
                            dropped (counted). 'a.b.c.d/n' and IPv6 CIDRs match by value; entries
                            without '/' are text prefixes. VPC_CIDR_PREFIX is read as well.
     ACTIONS                comma list of actions to keep: ACCEPT, REJECT (NODATA/SKIPDATA always kept)
+    LOG_STREAM_PREFIX      comma list: CloudWatch Logs events of other streams are skipped (counted filtered)
     INCLUDE_ORIGINAL       true adds event.original, the raw line               (default false)
     MAX_LINE_BYTES         longest accepted line                               (default 262144)
     MAX_OBJECT_BYTES       most bytes one input may decompress to              (default 4 GiB)

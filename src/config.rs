@@ -40,6 +40,8 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Plain http to a non-loopback host (ALLOW_PLAIN_HTTP); https otherwise.
     pub allow_plain_http: bool,
+    /// CloudWatch Logs streams to forward (LOG_STREAM_PREFIX); empty forwards all.
+    pub log_stream_prefixes: Vec<String>,
     pub records: RecordSettings,
     pub limits: Limits,
 }
@@ -67,6 +69,7 @@ impl std::fmt::Debug for Config {
             .field("retry_max_delay", &self.retry_max_delay)
             .field("max_in_flight", &self.max_in_flight)
             .field("allow_plain_http", &self.allow_plain_http)
+            .field("log_stream_prefixes", &self.log_stream_prefixes)
             .field("log_format", &self.records.schema.to_format_string())
             .field("filter", &self.records.filter)
             .field("include_original", &self.records.include_original)
@@ -214,6 +217,15 @@ impl Config {
             retry_max_delay,
             max_in_flight,
             allow_plain_http,
+            log_stream_prefixes: get("LOG_STREAM_PREFIX")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
             records: RecordSettings {
                 schema,
                 filter,

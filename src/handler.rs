@@ -376,6 +376,25 @@ impl Handler {
             Origin::cloudwatch(&logs.log_group, &logs.log_stream),
             IdSeed::new(&["cloudwatch", &logs.log_group, &logs.log_stream]),
         );
+        let prefixes = &self.config.log_stream_prefixes;
+        if !prefixes.is_empty()
+            && !prefixes
+                .iter()
+                .any(|p| logs.log_stream.starts_with(p.as_str()))
+        {
+            // A stream the user did not ask for (LOG_STREAM_PREFIX): acknowledged, and
+            // its records counted as filtered.
+            let n = logs.log_events.len() as u64;
+            processor.counts.read += n;
+            processor.counts.filtered += n;
+            return (
+                UnitResult {
+                    counts: processor.counts,
+                    error: None,
+                },
+                batch,
+            );
+        }
         let mut doc = Vec::with_capacity(4096);
         for (i, event) in logs.log_events.iter().enumerate() {
             doc.clear();

@@ -206,3 +206,56 @@ fn slow_destination_reports_unfinished_messages_before_the_deadline() {
         json!({"batchItemFailures":[{"itemIdentifier":"a"},{"itemIdentifier":"b"}]})
     );
 }
+
+#[test]
+fn log_stream_prefix_skips_other_streams_counting_them_filtered() {
+    let (api, state) = start_runtime_api(vec![cloudwatch_event()]);
+    let rx = Receiver::start(vec![], Reply::ok());
+    let mut child = lambda_command(&api, &rx.url)
+        .env("LOG_STREAM_PREFIX", "other-,also-other")
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while state.lock().unwrap().results.is_empty() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let st = state.lock().unwrap();
+    let (_, kind, body) = &st.results[0];
+    assert_eq!(kind, "response");
+    let response: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        (
+            response["read"].as_u64(),
+            response["filtered"].as_u64(),
+            response["forwarded"].as_u64()
+        ),
+        (Some(4), Some(4), Some(0))
+    );
+    assert!(rx.requests().is_empty());
+    assert_eq!(
+        common::assert_accounting(&String::from_utf8_lossy(&out.stdout)),
+        1
+    );
+}
+
+#[test]
+fn log_stream_prefix_forwards_matching_streams() {
+    let (api, state) = start_runtime_api(vec![cloudwatch_event()]);
+    let rx = Receiver::start(vec![], Reply::ok());
+    let mut child = lambda_command(&api, &rx.url)
+        .env("LOG_STREAM_PREFIX", "other-, eni-0a1b")
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while state.lock().unwrap().results.is_empty() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let st = state.lock().unwrap();
+    let response: Value = serde_json::from_str(&st.results[0].2).unwrap();
+    assert_eq!(response["forwarded"].as_u64(), Some(4));
+    assert_eq!(rx.requests().len(), 1);
+}
