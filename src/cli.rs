@@ -58,7 +58,8 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
     DESTINATION_URL        http(s) URL of the receiver; 'stdout' outside Lambda (default outside Lambda)
     DESTINATION_FORMAT     ndjson | elasticsearch | splunk-hec                 (default ndjson)
     DESTINATION_HEADERS    JSON object of extra request headers (auth tokens; never logged)
-    DESTINATION_SECRET_ARN Secrets Manager secret holding that JSON object instead
+    DESTINATION_SECRET_ARN Secrets Manager secret or SSM SecureString parameter holding that JSON
+                           object, or the destination URL itself (read once per cold start)
     DESTINATION_INDEX      elasticsearch index/data stream (default logs-aws.vpcflow-default), splunk index
     COMPRESSION            gzip | none, for request bodies                     (default gzip)
     BATCH_MAX_BYTES        uncompressed bytes per request                      (default 1048576)
@@ -424,7 +425,7 @@ fn invoke_command(args: &[String]) -> ExitCode {
 pub fn run_lambda() -> ExitCode {
     crate::logging::init_lambda();
     let config = match Config::from_env() {
-        Ok(c) if c.destination_url.is_some() => c,
+        Ok(c) if c.destination_url.is_some() || c.destination_secret_arn.is_some() => c,
         Ok(_) => {
             tracing::error!("DESTINATION_URL: required in Lambda (an http(s) URL)");
             return ExitCode::from(2);
@@ -446,6 +447,12 @@ pub fn run_lambda() -> ExitCode {
     };
     runtime.block_on(async move {
         let handler = match Handler::new(config, None).await {
+            Ok(h) if h.delivers_to_stdout() => {
+                tracing::error!(
+                    "DESTINATION_URL: required in Lambda (an http(s) URL, or in the secret)"
+                );
+                return ExitCode::from(2);
+            }
             Ok(h) => h,
             Err(e) => {
                 tracing::error!(error = %e, "cold start failed");

@@ -263,7 +263,9 @@ pub fn parse_headers(json: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(headers)
 }
 
-/// A URL fit for logs and messages: user info and query string are removed.
+/// A URL fit for logs and messages: scheme, host and port only. User info, path and
+/// query are removed: receivers put tokens in any of them (a Sumo Logic HTTP source URL
+/// carries its token in the path).
 pub fn redact_url(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
         Some((s, r)) => (s, r),
@@ -275,13 +277,8 @@ pub fn redact_url(url: &str) -> String {
         .rsplit_once('@')
         .map(|(_, h)| h)
         .unwrap_or(authority);
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    let query = if rest.contains('?') {
-        "?<redacted>"
-    } else {
-        ""
-    };
-    format!("{scheme}://{host}{path}{query}")
+    let hidden = if path.is_empty() { "" } else { "/<redacted>" };
+    format!("{scheme}://{host}{hidden}")
 }
 
 #[cfg(test)]
@@ -344,9 +341,13 @@ mod tests {
     fn urls_are_redacted() {
         assert_eq!(
             redact_url("https://user:pw@host:9200/_bulk?token=x"),
-            "https://host:9200/_bulk?<redacted>"
+            "https://host:9200/<redacted>"
         );
-        assert_eq!(redact_url("http://h/p"), "http://h/p");
+        assert_eq!(
+            redact_url("https://collectors.sumologic.com/receiver/v1/http/ZaVnC4dhaV2ZxLDQ=="),
+            "https://collectors.sumologic.com/<redacted>"
+        );
+        assert_eq!(redact_url("http://h"), "http://h");
         let c = config(&[
             ("DESTINATION_URL", "https://u:pw-s3cr3t@h/"),
             (

@@ -72,8 +72,8 @@ impl Handler {
             None
         };
         if let (Some(arn), Some(aws)) = (config.destination_secret_arn.clone(), &aws) {
-            let headers = fetch_secret_headers(aws, &arn).await?;
-            config.destination_headers.extend(headers);
+            let value = fetch_secret(aws, &arn).await?;
+            apply_secret(&mut config, &value)?;
         }
         let destination = Destination::from_config(&config).map_err(|e| e.0)?;
         let objects = match (s3_dir, &aws) {
@@ -449,6 +449,11 @@ impl Handler {
         }
     }
 
+    /// Whether documents go to standard output (not allowed inside Lambda).
+    pub fn delivers_to_stdout(&self) -> bool {
+        matches!(self.destination, Destination::Stdout)
+    }
+
     /// Runs the Lambda runtime loop with this handler.
     pub async fn run_lambda(self) -> Result<(), lambda_runtime::Error> {
         let handler = Arc::new(self);
@@ -499,32 +504,65 @@ fn unit_name(unit: &WorkUnit) -> String {
     }
 }
 
-/// Reads DESTINATION_SECRET_ARN: a Secrets Manager secret holding the JSON object of
-/// request headers. Errors never include the secret's content.
-async fn fetch_secret_headers(
-    aws: &aws_config::SdkConfig,
-    arn: &str,
-) -> Result<std::collections::BTreeMap<String, String>, String> {
+/// Reads DESTINATION_SECRET_ARN: a Secrets Manager secret, or an SSM Parameter Store
+/// (SecureString) parameter when the ARN is `arn:...:ssm:...:parameter/...`. Errors
+/// never include the secret's content.
+async fn fetch_secret(aws: &aws_config::SdkConfig, arn: &str) -> Result<String, String> {
+    let fail = |code: Option<&str>| {
+        format!(
+            "DESTINATION_SECRET_ARN: cannot read the secret: {}",
+            code.unwrap_or("error")
+        )
+    };
+    if arn.split(':').nth(2) == Some("ssm") {
+        use aws_sdk_ssm::error::ProvideErrorMetadata;
+        let client = aws_sdk_ssm::Client::new(aws);
+        let out = client
+            .get_parameter()
+            .name(arn)
+            .with_decryption(true)
+            .send()
+            .await
+            .map_err(|e| fail(e.code()))?;
+        return out
+            .parameter()
+            .and_then(|p| p.value())
+            .map(str::to_string)
+            .ok_or_else(|| "DESTINATION_SECRET_ARN: the parameter has no value".to_string());
+    }
+    use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
     let client = aws_sdk_secretsmanager::Client::new(aws);
     let out = client
         .get_secret_value()
         .secret_id(arn)
         .send()
         .await
-        .map_err(|e| {
-            use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
-            format!(
-                "DESTINATION_SECRET_ARN: cannot read the secret: {}",
-                e.code().unwrap_or("error")
-            )
+        .map_err(|e| fail(e.code()))?;
+    out.secret_string()
+        .map(str::to_string)
+        .ok_or_else(|| "DESTINATION_SECRET_ARN: the secret has no SecretString".to_string())
+}
+
+/// Applies the secret's value: a JSON object of request headers (auth tokens), or the
+/// destination URL itself (as Sumo Logic HTTP source URLs, which embed their token).
+fn apply_secret(config: &mut Config, value: &str) -> Result<(), String> {
+    let value = value.trim();
+    if value.starts_with('{') {
+        let headers = parse_headers(value).map_err(|_| {
+            "DESTINATION_SECRET_ARN: the secret is not a JSON object of header names to strings"
+                .to_string()
         })?;
-    let text = out
-        .secret_string()
-        .ok_or("DESTINATION_SECRET_ARN: the secret has no SecretString")?;
-    parse_headers(text).map_err(|_| {
-        "DESTINATION_SECRET_ARN: the secret is not a JSON object of header names to strings"
-            .to_string()
-    })
+        config.destination_headers.extend(headers);
+        return Ok(());
+    }
+    if value.starts_with("https://") || value.starts_with("http://") {
+        config.destination_url = Some(value.to_string());
+        return Ok(());
+    }
+    Err(
+        "DESTINATION_SECRET_ARN: the secret is neither a JSON object of headers nor an http(s) URL"
+            .to_string(),
+    )
 }
 
 /// One summary per invocation, in CloudWatch Embedded Metric Format: the counters

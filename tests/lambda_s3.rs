@@ -372,3 +372,85 @@ fn destination_headers_from_secrets_manager_are_used_and_never_logged() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ResourceNotFoundException"));
 }
+
+fn put_ssm_parameter(name: &str, value: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let creds = aws_sdk_ssm::config::Credentials::new("testing", "testing", None, None, "test");
+        let config = aws_sdk_ssm::config::Builder::new()
+            .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
+            .region(aws_sdk_ssm::config::Region::new("us-east-1"))
+            .endpoint_url(&moto().endpoint)
+            .credentials_provider(creds)
+            .build();
+        let client = aws_sdk_ssm::Client::from_conf(config);
+        client
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+            .await
+            .expect("put_parameter");
+        format!("arn:aws:ssm:us-east-1:123456789012:parameter{name}")
+    })
+}
+
+#[test]
+fn destination_from_an_ssm_securestring_parameter() {
+    put_objects(
+        "ssm-secret",
+        &[("s.log", format!("{HEADER}{}", records(2, 8)).into_bytes())],
+    );
+    // Headers form.
+    let rx = Receiver::start(vec![], Reply::ok());
+    let arn = put_ssm_parameter("/flowlog/headers", r#"{"X-Sumo-Token":"ssm-t0k3n-h3ader"}"#);
+    let (out, _, last) = invoke(
+        &s3_notification("ssm-secret", "s.log"),
+        &[
+            ("DESTINATION_URL", &rx.url),
+            ("DESTINATION_SECRET_ARN", &arn),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&last).unwrap()["status"],
+        "delivered"
+    );
+    assert_eq!(
+        rx.requests()[0].header("x-sumo-token"),
+        Some("ssm-t0k3n-h3ader")
+    );
+    // URL form (as the Sumo Logic Lambda keeps its HTTP source endpoint): no DESTINATION_URL.
+    let rx2 = Receiver::start(vec![Reply::status(503)], Reply::ok());
+    let url_arn = put_ssm_parameter(
+        "/flowlog/endpoint",
+        &format!("{}/receiver/v1/http/ssm-URL-t0k3n", rx2.base),
+    );
+    let (out, _, _) = invoke(
+        &s3_notification("ssm-secret", "s.log"),
+        &[("DESTINATION_SECRET_ARN", &url_arn), ("LOG_LEVEL", "debug")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The first request was answered 503 and retried: the retry is logged, the token not.
+    assert_eq!(rx2.requests().len(), 2);
+    assert_eq!(rx2.requests()[1].path, "/receiver/v1/http/ssm-URL-t0k3n");
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!logs.contains("ssm-URL-t0k3n"), "{logs}");
+}
