@@ -5,11 +5,11 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::moto::{moto, put_objects};
 use common::receiver::{Receiver, Reply};
-use common::runtime_api::{start_runtime_api, start_runtime_api_with_deadline};
+use common::runtime_api::{start_runtime_api, start_runtime_api_with_deadline, wait_for_results};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowlog-forwarder");
@@ -36,7 +36,6 @@ fn sqs_and_cloudwatch_events_through_the_runtime_api() {
         start_runtime_api(vec![sqs, cloudwatch_event(), json!({"unexpected": true})]);
     let rx = Receiver::start(vec![], Reply::ok());
 
-    let started = Instant::now();
     let mut child = Command::new(BIN)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -52,9 +51,7 @@ fn sqs_and_cloudwatch_events_through_the_runtime_api() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    while state.lock().unwrap().results.len() < 3 && started.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_results(&state, 3, Duration::from_secs(60));
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     assert_eq!(
@@ -176,15 +173,12 @@ fn slow_destination_reports_unfinished_messages_before_the_deadline() {
         {"messageId":"b","receiptHandle":"r","body":body("b.log"),"eventSource":"aws:sqs"}]});
     let (api, state) = start_runtime_api_with_deadline(vec![sqs], 4_000);
     let rx = Receiver::start(vec![], Reply::Hang(Duration::from_secs(30)));
-    let started = Instant::now();
     let mut child = lambda_command(&api, &rx.url)
         .env("DEADLINE_MARGIN_MS", "1000")
         .spawn()
         .unwrap();
-    while state.lock().unwrap().results.is_empty() && started.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let answered = started.elapsed();
+    // Measured from just after the spawn; the deadline was set when `next` answered.
+    let answered = wait_for_results(&state, 1, Duration::from_secs(30));
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     let st = state.lock().unwrap();
@@ -215,10 +209,7 @@ fn log_stream_prefix_skips_other_streams_counting_them_filtered() {
         .env("LOG_STREAM_PREFIX", "other-,also-other")
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while state.lock().unwrap().results.is_empty() && started.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_results(&state, 1, Duration::from_secs(30));
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     let st = state.lock().unwrap();
@@ -248,10 +239,7 @@ fn log_stream_prefix_forwards_matching_streams() {
         .env("LOG_STREAM_PREFIX", "other-, eni-0a1b")
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while state.lock().unwrap().results.is_empty() && started.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_results(&state, 1, Duration::from_secs(30));
     let _ = child.kill();
     let _ = child.wait();
     let st = state.lock().unwrap();

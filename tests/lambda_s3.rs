@@ -282,16 +282,7 @@ fn create_secret(name: &str, value: &str) -> String {
         .build()
         .unwrap();
     rt.block_on(async {
-        let creds = aws_sdk_secretsmanager::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        );
-        let config = aws_sdk_secretsmanager::config::Builder::new()
-            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
-            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
-            .endpoint_url(&moto().endpoint)
-            .credentials_provider(creds)
-            .build();
-        let client = aws_sdk_secretsmanager::Client::from_conf(config);
+        let client = aws_sdk_secretsmanager::Client::new(&moto().sdk_config());
         let out = client
             .create_secret()
             .name(name)
@@ -379,14 +370,7 @@ fn put_ssm_parameter(name: &str, value: &str) -> String {
         .build()
         .unwrap();
     rt.block_on(async {
-        let creds = aws_sdk_ssm::config::Credentials::new("testing", "testing", None, None, "test");
-        let config = aws_sdk_ssm::config::Builder::new()
-            .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
-            .region(aws_sdk_ssm::config::Region::new("us-east-1"))
-            .endpoint_url(&moto().endpoint)
-            .credentials_provider(creds)
-            .build();
-        let client = aws_sdk_ssm::Client::from_conf(config);
+        let client = aws_sdk_ssm::Client::new(&moto().sdk_config());
         client
             .put_parameter()
             .name(name)

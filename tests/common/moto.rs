@@ -84,14 +84,20 @@ impl Moto {
         ]
     }
 
+    /// AWS SDK configuration for this server (any service client derives from it).
+    pub fn sdk_config(&self) -> aws_config::SdkConfig {
+        let creds = aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test");
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(creds))
+            .build()
+    }
+
     /// A real aws-sdk-s3 client for this server.
     pub async fn client(&self) -> aws_sdk_s3::Client {
-        let creds = aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test");
-        let config = aws_sdk_s3::config::Builder::new()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(creds)
+        let config = aws_sdk_s3::config::Builder::from(&self.sdk_config())
             .force_path_style(true)
             .build();
         aws_sdk_s3::Client::from_conf(config)

@@ -131,3 +131,13 @@ fn serve(stream: TcpStream, state: Arc<Mutex<RuntimeState>>) {
         }
     }
 }
+
+/// Waits until the function has posted `n` results (responses or errors), at most
+/// `limit`; returns how long it took.
+pub fn wait_for_results(state: &Arc<Mutex<RuntimeState>>, n: usize, limit: Duration) -> Duration {
+    let started = Instant::now();
+    while state.lock().unwrap().results.len() < n && started.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    started.elapsed()
+}
