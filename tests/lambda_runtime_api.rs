@@ -7,9 +7,11 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::moto::{moto, put_objects};
+use common::moto::put_objects;
 use common::receiver::{Receiver, Reply};
-use common::runtime_api::{start_runtime_api, start_runtime_api_with_deadline, wait_for_results};
+use common::runtime_api::{
+    lambda_command, start_runtime_api, start_runtime_api_with_deadline, wait_for_results,
+};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowlog-forwarder");
@@ -36,17 +38,7 @@ fn sqs_and_cloudwatch_events_through_the_runtime_api() {
         start_runtime_api(vec![sqs, cloudwatch_event(), json!({"unexpected": true})]);
     let rx = Receiver::start(vec![], Reply::ok());
 
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(moto().env())
-        .env("AWS_LAMBDA_RUNTIME_API", &api)
-        .env("AWS_LAMBDA_FUNCTION_NAME", "flowlog-forwarder")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/flowlog-forwarder")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "2024/11/24/[$LATEST]abc")
-        .env("DESTINATION_URL", &rx.url)
+    let mut child = lambda_command(BIN, &api, &rx.url)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -135,23 +127,6 @@ fn missing_destination_fails_the_cold_start() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("DESTINATION_URL"));
 }
 
-fn lambda_command(api: &str, destination: &str) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(moto().env())
-        .env("AWS_LAMBDA_RUNTIME_API", api)
-        .env("AWS_LAMBDA_FUNCTION_NAME", "flowlog-forwarder")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/flowlog-forwarder")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "2024/11/24/[$LATEST]abc")
-        .env("DESTINATION_URL", destination)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
 /// A destination that never answers: the function reports every message of the batch
 /// as failed before its deadline instead of being killed by the timeout.
 #[test]
@@ -173,7 +148,7 @@ fn slow_destination_reports_unfinished_messages_before_the_deadline() {
         {"messageId":"b","receiptHandle":"r","body":body("b.log"),"eventSource":"aws:sqs"}]});
     let (api, state) = start_runtime_api_with_deadline(vec![sqs], 4_000);
     let rx = Receiver::start(vec![], Reply::Hang(Duration::from_secs(30)));
-    let mut child = lambda_command(&api, &rx.url)
+    let mut child = lambda_command(BIN, &api, &rx.url)
         .env("DEADLINE_MARGIN_MS", "1000")
         .spawn()
         .unwrap();
@@ -205,7 +180,7 @@ fn slow_destination_reports_unfinished_messages_before_the_deadline() {
 fn log_stream_prefix_skips_other_streams_counting_them_filtered() {
     let (api, state) = start_runtime_api(vec![cloudwatch_event()]);
     let rx = Receiver::start(vec![], Reply::ok());
-    let mut child = lambda_command(&api, &rx.url)
+    let mut child = lambda_command(BIN, &api, &rx.url)
         .env("LOG_STREAM_PREFIX", "other-,also-other")
         .spawn()
         .unwrap();
@@ -235,7 +210,7 @@ fn log_stream_prefix_skips_other_streams_counting_them_filtered() {
 fn log_stream_prefix_forwards_matching_streams() {
     let (api, state) = start_runtime_api(vec![cloudwatch_event()]);
     let rx = Receiver::start(vec![], Reply::ok());
-    let mut child = lambda_command(&api, &rx.url)
+    let mut child = lambda_command(BIN, &api, &rx.url)
         .env("LOG_STREAM_PREFIX", "other-, eni-0a1b")
         .spawn()
         .unwrap();

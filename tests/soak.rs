@@ -8,12 +8,12 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::moto::{moto, put_objects};
+use common::moto::put_objects;
 use common::receiver::{Receiver, Reply};
-use common::runtime_api::start_runtime_api;
+use common::runtime_api::{lambda_command, start_runtime_api};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowlog-forwarder");
@@ -75,17 +75,7 @@ fn soak_no_record_lost_or_duplicated_beyond_idempotent_retries() {
         .map(event)
         .collect();
     let (api, state) = start_runtime_api(initial);
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(moto().env())
-        .env("AWS_LAMBDA_RUNTIME_API", &api)
-        .env("AWS_LAMBDA_FUNCTION_NAME", "soak")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "g")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "s")
-        .env("DESTINATION_URL", &rx.url)
+    let mut child = lambda_command(BIN, &api, &rx.url)
         .env("MAX_RETRIES", "0")
         .env("BATCH_MAX_EVENTS", "20")
         .env("LOG_LEVEL", "error")

@@ -141,3 +141,23 @@ pub fn wait_for_results(state: &Arc<Mutex<RuntimeState>>, n: usize, limit: Durat
     }
     started.elapsed()
 }
+
+/// The binary `bin` in Lambda mode against the Runtime API at `api`, with the
+/// environment Lambda sets, S3 at moto, and documents sent to `destination`; standard
+/// output and error piped.
+pub fn lambda_command(bin: &str, api: &str, destination: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(super::moto::moto().env())
+        .env("AWS_LAMBDA_RUNTIME_API", api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "flowlog-forwarder")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/flowlog-forwarder")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "2024/11/24/[$LATEST]abc")
+        .env("DESTINATION_URL", destination)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd
+}
