@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::ecs::Origin;
+use crate::enrich::EniCache;
 use crate::flowlog::Schema;
 use crate::handler::Handler;
 use crate::pipeline::{run_lines, run_parquet, Counts, IdSeed, UnitProcessor};
@@ -31,6 +32,7 @@ COMMANDS:
                Writes one ECS JSON document per record to standard output (NDJSON), and a
                one-line summary to standard error:
                  summary read=N forwarded=N filtered=N malformed=N failed=N inputs=N input_errors=N
+                 (then enriched=N unenriched=N with ENRICH_ENI)
                With --destination / DESTINATION_URL, documents are POSTed instead (batched,
                gzip, retried). Exit status: 0 when every input was read to its end and
                every document delivered; 1 when an input failed (unreadable, truncated
@@ -76,6 +78,11 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
                            without '/' are text prefixes. VPC_CIDR_PREFIX is read as well.
     ACTIONS                comma list of actions to keep: ACCEPT, REJECT (NODATA/SKIPDATA always kept)
     LOG_STREAM_PREFIX      comma list: CloudWatch Logs events of other streams are skipped (counted filtered)
+    ENRICH_ENI             true adds the interface's security groups, VPC, subnet and instance,
+                           and network.direction (inbound/outbound/internal) when the record has
+                           no flow-direction, from ec2:DescribeNetworkInterfaces/DescribeVpcs;
+                           a failed lookup forwards records unenriched (counted) (default false)
+    ENRICH_ENI_TTL_SECONDS how long EC2 answers are cached, not-found too      (default 300)
     INCLUDE_ORIGINAL       true adds event.original, the raw line               (default false)
     MAX_LINE_BYTES         longest accepted line                               (default 262144)
     MAX_OBJECT_BYTES       most bytes one input may decompress to              (default 4 GiB)
@@ -209,13 +216,34 @@ fn process_command(args: &[String]) -> ExitCode {
         Err(code) => return code,
     };
     let config = Arc::new(config);
-    let result = runtime.block_on(process_inputs(config, inputs.clone(), destination));
+    let result = runtime.block_on(async {
+        let enrich = if config.enrich_eni {
+            let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .load()
+                .await;
+            Some(Arc::new(EniCache::from_sdk_config(
+                &aws,
+                config.enrich_eni_ttl,
+            )))
+        } else {
+            None
+        };
+        process_inputs(config.clone(), inputs.clone(), destination, enrich).await
+    });
     let (counts, input_errors) = match result {
         Ok(r) => r,
         Err(e) => return output_error(e),
     };
+    let enrichment = if config.enrich_eni {
+        format!(
+            " enriched={} unenriched={}",
+            counts.enriched, counts.unenriched
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
-        "summary read={} forwarded={} filtered={} malformed={} failed={} inputs={} input_errors={}",
+        "summary read={} forwarded={} filtered={} malformed={} failed={} inputs={} input_errors={}{enrichment}",
         counts.read,
         counts.forwarded,
         counts.filtered,
@@ -237,10 +265,12 @@ async fn process_inputs(
     config: Arc<Config>,
     inputs: Vec<String>,
     destination: Destination,
+    enrich: Option<Arc<EniCache>>,
 ) -> io::Result<(Counts, u64)> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(2);
     let producer_config = config.clone();
-    let producer = tokio::task::spawn_blocking(move || read_inputs(&producer_config, &inputs, tx));
+    let producer =
+        tokio::task::spawn_blocking(move || read_inputs(&producer_config, &inputs, enrich, tx));
     let mut session = destination.session(None);
     while let Some(batch) = rx.recv().await {
         session.submit(batch).await;
@@ -270,6 +300,7 @@ async fn process_inputs(
 fn read_inputs(
     config: &Config,
     inputs: &[String],
+    enrich: Option<Arc<EniCache>>,
     tx: tokio::sync::mpsc::Sender<Batch>,
 ) -> (Vec<Counts>, u64) {
     let limits = BatchLimits::new(
@@ -305,7 +336,8 @@ fn read_inputs(
             &config.records,
             Origin::file(name),
             IdSeed::new(&["file", name]),
-        );
+        )
+        .with_enrichment(enrich.clone());
         let result = match source::sniff_reader(reader) {
             Err(e) => Err(e.to_string()),
             Ok((Compression::Parquet, reader)) => {
@@ -352,7 +384,7 @@ fn read_inputs(
             eprintln!("error: {name}: {e}");
             input_errors += 1;
         }
-        all.push(unit.counts);
+        all.push(unit.counts());
     }
     if !batch.is_empty() {
         emit(batch);

@@ -42,6 +42,10 @@ pub struct Config {
     pub allow_plain_http: bool,
     /// CloudWatch Logs streams to forward (LOG_STREAM_PREFIX); empty forwards all.
     pub log_stream_prefixes: Vec<String>,
+    /// Security groups, VPC, subnet, instance and direction from EC2 (ENRICH_ENI).
+    pub enrich_eni: bool,
+    /// How long EC2 answers are cached (ENRICH_ENI_TTL_SECONDS).
+    pub enrich_eni_ttl: Duration,
     pub records: RecordSettings,
     pub limits: Limits,
 }
@@ -70,6 +74,8 @@ impl std::fmt::Debug for Config {
             .field("max_in_flight", &self.max_in_flight)
             .field("allow_plain_http", &self.allow_plain_http)
             .field("log_stream_prefixes", &self.log_stream_prefixes)
+            .field("enrich_eni", &self.enrich_eni)
+            .field("enrich_eni_ttl", &self.enrich_eni_ttl)
             .field("log_format", &self.records.schema.to_format_string())
             .field("filter", &self.records.filter)
             .field("include_original", &self.records.include_original)
@@ -201,6 +207,8 @@ impl Config {
         };
         let include_original = flag("INCLUDE_ORIGINAL")?;
         let allow_plain_http = flag("ALLOW_PLAIN_HTTP")?;
+        let enrich_eni = flag("ENRICH_ENI")?;
+        let enrich_eni_ttl = Duration::from_secs(number("ENRICH_ENI_TTL_SECONDS", 300, 1, 86_400)?);
 
         Ok(Config {
             destination_url,
@@ -226,6 +234,8 @@ impl Config {
                         .collect()
                 })
                 .unwrap_or_default(),
+            enrich_eni,
+            enrich_eni_ttl,
             records: RecordSettings {
                 schema,
                 filter,
@@ -303,6 +313,8 @@ mod tests {
         assert_eq!(c.batch_max_events, 10_000);
         assert_eq!(c.max_retries, 5);
         assert_eq!(c.records.schema, Schema::default_v2());
+        assert!(!c.enrich_eni);
+        assert_eq!(c.enrich_eni_ttl, Duration::from_secs(300));
         assert_eq!(
             config(&[("DESTINATION_FORMAT", "elasticsearch")])
                 .unwrap()
@@ -325,6 +337,8 @@ mod tests {
             ("INTERNAL_CIDRS", "10.0.0.0/99"),
             ("ACTIONS", "DROP"),
             ("INCLUDE_ORIGINAL", "maybe"),
+            ("ENRICH_ENI", "maybe"),
+            ("ENRICH_ENI_TTL_SECONDS", "0"),
         ] {
             let e = config(&[(name, value)]).unwrap_err();
             assert!(e.0.starts_with(name), "{e}");

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
+use crate::enrich::Interface;
 use crate::flowlog::{Field, FlowRecord};
 
 /// A JSON key literal with its leading separator: `k!("ip")` is `,"ip":`.
@@ -80,6 +81,8 @@ pub struct DocContext<'a> {
     pub original: Option<&'a str>,
     /// Unix seconds used for `@timestamp` when the record has neither end nor start.
     pub now: u64,
+    /// The record's network interface as EC2 describes it (ENRICH_ENI).
+    pub interface: Option<&'a Interface>,
 }
 
 /// Appends the ECS document for `rec` to `out` (no trailing newline).
@@ -174,7 +177,11 @@ pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<
         w.out.extend_from_slice(id.as_bytes());
         w.out.push(b'"');
     }
-    w.opt_string(k!("direction"), rec.get(Field::FlowDirection));
+    let direction = rec.get(Field::FlowDirection).or_else(|| {
+        ctx.interface
+            .and_then(|i| i.direction(rec.srcaddr, rec.dstaddr))
+    });
+    w.opt_string(k!("direction"), direction);
     w.end_object();
 
     write_related_ip(&mut w, rec);
@@ -193,7 +200,10 @@ pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<
         w.string(k!("id"), id);
         w.end_object();
     }
-    if let Some(id) = rec.get(Field::InstanceId) {
+    let instance_id = rec
+        .get(Field::InstanceId)
+        .or_else(|| ctx.interface.and_then(|i| i.instance_id.as_deref()));
+    if let Some(id) = instance_id {
         w.begin_object(k!("instance"));
         w.string(k!("id"), id);
         w.end_object();
@@ -205,7 +215,7 @@ pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<
     write_ecs_task_fields(&mut w, rec);
 
     w.begin_object(k!("aws"));
-    write_vpcflow(&mut w, rec);
+    write_vpcflow(&mut w, rec, ctx.interface);
     w.members(&ctx.origin.aws_members);
     w.end_object();
 
@@ -315,11 +325,28 @@ fn write_ecs_task_fields(w: &mut Writer<'_>, rec: &FlowRecord<'_>) {
     }
 }
 
-fn write_vpcflow(w: &mut Writer<'_>, rec: &FlowRecord<'_>) {
+fn write_vpcflow(w: &mut Writer<'_>, rec: &FlowRecord<'_>, interface: Option<&Interface>) {
     w.begin_object(k!("vpcflow"));
     for (key, value) in rec.vpcflow_members() {
         w.prerendered_key(key);
         write_str(w.out, value);
+    }
+    if let Some(i) = interface {
+        if rec.get(Field::VpcId).is_none() {
+            w.opt_string(k!("vpc_id"), i.vpc_id.as_deref());
+        }
+        if rec.get(Field::SubnetId).is_none() {
+            w.opt_string(k!("subnet_id"), i.subnet_id.as_deref());
+        }
+        w.key(k!("security_group_ids"));
+        w.out.push(b'[');
+        for (n, group) in i.security_group_ids.iter().enumerate() {
+            if n > 0 {
+                w.out.push(b',');
+            }
+            write_str(w.out, group);
+        }
+        w.out.push(b']');
     }
     let sub_type = rec.get(Field::SublocationType);
     let sub_id = rec.get(Field::SublocationId);

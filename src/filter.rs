@@ -6,46 +6,65 @@ use std::net::IpAddr;
 
 use crate::flowlog::{Field, FlowRecord};
 
-/// One INTERNAL_CIDRS entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Internal {
-    /// A real CIDR block (`10.0.0.0/8`, `fd00::/8`), matched on the address value.
-    Cidr { network: IpAddr, prefix: u8 },
-    /// A plain text prefix (`10.0.`), as Sumo Logic's VPC_CIDR_PREFIX.
-    TextPrefix(String),
+/// A CIDR block (`10.0.0.0/8`, `fd00::/8`), matched on the address value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
 }
 
-impl Internal {
-    /// Parses an entry: with `/` a CIDR (the address is masked to the prefix), without
-    /// a plain string prefix.
-    pub fn parse(entry: &str) -> Result<Internal, String> {
-        let entry = entry.trim();
-        if entry.is_empty() {
-            return Err("empty entry".to_string());
-        }
-        let Some((addr, len)) = entry.split_once('/') else {
-            return Ok(Internal::TextPrefix(entry.to_string()));
-        };
+impl Cidr {
+    /// Parses `address/length`; the address is masked to the prefix.
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let text = text.trim();
+        let (addr, len) = text
+            .split_once('/')
+            .ok_or_else(|| format!("'{text}' is not a CIDR block (address/length)"))?;
         let addr: IpAddr = addr
             .parse()
-            .map_err(|_| format!("'{entry}': '{addr}' is not an IP address"))?;
+            .map_err(|_| format!("'{text}': '{addr}' is not an IP address"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix: u8 = len
             .parse()
             .ok()
             .filter(|p| *p <= max)
-            .ok_or_else(|| format!("'{entry}': prefix length must be 0-{max}"))?;
-        Ok(Internal::Cidr {
+            .ok_or_else(|| format!("'{text}': prefix length must be 0-{max}"))?;
+        Ok(Cidr {
             network: mask(addr, prefix),
             prefix,
         })
     }
 
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.network.is_ipv4() == ip.is_ipv4() && mask(ip, self.prefix) == self.network
+    }
+}
+
+/// One INTERNAL_CIDRS entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Internal {
+    Cidr(Cidr),
+    /// A plain text prefix (`10.0.`), as Sumo Logic's VPC_CIDR_PREFIX.
+    TextPrefix(String),
+}
+
+impl Internal {
+    /// Parses an entry: with `/` a CIDR, without a plain string prefix.
+    pub fn parse(entry: &str) -> Result<Internal, String> {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            return Err("empty entry".to_string());
+        }
+        if entry.contains('/') {
+            Cidr::parse(entry).map(Internal::Cidr)
+        } else {
+            Ok(Internal::TextPrefix(entry.to_string()))
+        }
+    }
+
     fn contains(&self, ip: IpAddr, text: &str) -> bool {
         match self {
-            Internal::Cidr { network, prefix } => {
-                network.is_ipv4() == ip.is_ipv4() && mask(ip, *prefix) == *network
-            }
+            Internal::Cidr(cidr) => cidr.contains(ip),
             Internal::TextPrefix(p) => text.starts_with(p.as_str()),
         }
     }

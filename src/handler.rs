@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{parse_headers, Config};
 use crate::ecs::Origin;
+use crate::enrich::EniCache;
 use crate::pipeline::{run_lines, run_parquet, Counts, IdSeed, Outcome, UnitProcessor};
 use crate::sink::{Batch, BatchLimits, Destination, DocMeta};
 use crate::source::{self, s3::RangedObject, Compression};
@@ -34,6 +35,8 @@ pub struct Handler {
     config: Arc<Config>,
     destination: Destination,
     objects: ObjectStore,
+    /// EC2 interface answers, when ENRICH_ENI is on.
+    enrich: Option<Arc<EniCache>>,
     /// Stop starting new units when less than this remains before the deadline.
     deadline_margin: Duration,
 }
@@ -60,17 +63,19 @@ struct UnitResult {
 
 impl Handler {
     /// Cold start: fetches the destination secret when DESTINATION_SECRET_ARN is set,
-    /// builds the HTTP client and the S3 client (or the local object directory).
+    /// builds the HTTP client, the S3 client (or the local object directory) and, for
+    /// ENRICH_ENI, the EC2 client.
     pub async fn new(mut config: Config, s3_dir: Option<PathBuf>) -> Result<Handler, String> {
-        let aws = if s3_dir.is_none() || config.destination_secret_arn.is_some() {
-            Some(
-                aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .load()
-                    .await,
-            )
-        } else {
-            None
-        };
+        let aws =
+            if s3_dir.is_none() || config.destination_secret_arn.is_some() || config.enrich_eni {
+                Some(
+                    aws_config::defaults(aws_config::BehaviorVersion::latest())
+                        .load()
+                        .await,
+                )
+            } else {
+                None
+            };
         if let (Some(arn), Some(aws)) = (config.destination_secret_arn.clone(), &aws) {
             let value = fetch_secret(aws, &arn).await?;
             apply_secret(&mut config, &value)?;
@@ -88,6 +93,13 @@ impl Handler {
             }
             (None, None) => return Err("no object store".to_string()),
         };
+        let enrich = match &aws {
+            Some(aws) if config.enrich_eni => Some(Arc::new(EniCache::from_sdk_config(
+                aws,
+                config.enrich_eni_ttl,
+            ))),
+            _ => None,
+        };
         let margin_ms = std::env::var("DEADLINE_MARGIN_MS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -96,6 +108,7 @@ impl Handler {
             config: Arc::new(config),
             destination,
             objects,
+            enrich,
             deadline_margin: Duration::from_millis(margin_ms),
         })
     }
@@ -108,10 +121,11 @@ impl Handler {
         deadline: Option<Instant>,
     ) -> (Result<Value, HandlerError>, Value) {
         let started = Instant::now();
+        let ec2_requests_before = self.ec2_requests();
         let invocation = match trigger::decode(payload) {
             Ok(inv) => inv,
             Err(e) => {
-                let summary = summary_json(&Counts::default(), 0, 0, started);
+                let summary = summary_json(&Counts::default(), 0, 0, 0, started);
                 return (
                     Err(HandlerError(format!("malformed payload: {e}"))),
                     summary,
@@ -163,7 +177,8 @@ impl Handler {
         let report = match consumer.await {
             Ok(r) => r,
             Err(e) => {
-                let summary = summary_json(&Counts::default(), invocation.units.len(), 0, started);
+                let summary =
+                    summary_json(&Counts::default(), invocation.units.len(), 0, 0, started);
                 return (
                     Err(HandlerError(format!("delivery task failed: {e}"))),
                     summary,
@@ -198,7 +213,14 @@ impl Handler {
             tracing::error!(message_id = %id, error = %why, "undecodable SQS message");
         }
         let failures = failed_units.len() + invocation.bad_messages.len();
-        let summary = summary_json(&total, invocation.units.len(), failures, started);
+        let ec2_requests = self.ec2_requests() - ec2_requests_before;
+        let summary = summary_json(
+            &total,
+            invocation.units.len(),
+            failures,
+            ec2_requests,
+            started,
+        );
         let response = match invocation.delivery {
             Delivery::Sqs => {
                 let mut ids: BTreeSet<&str> = invocation
@@ -225,6 +247,8 @@ impl Handler {
                 "forwarded": total.forwarded,
                 "filtered": total.filtered,
                 "malformed": total.malformed,
+                "enriched": total.enriched,
+                "unenriched": total.unenriched,
             })),
             Delivery::Direct => {
                 let (unit, error) = &failed_units[0];
@@ -268,6 +292,7 @@ impl Handler {
                 let tx = tx.clone();
                 let limits = *limits;
                 let objects = self.objects.clone();
+                let enrich = self.enrich.clone();
                 let runtime = tokio::runtime::Handle::current();
                 let work = tokio::task::spawn_blocking(move || {
                     let mut batch = batch;
@@ -284,7 +309,8 @@ impl Handler {
                         &config.records,
                         Origin::s3(&obj.bucket, &obj.key),
                         seed,
-                    );
+                    )
+                    .with_enrichment(enrich);
                     let mut emit = |b: Batch| tx.blocking_send(b).is_ok();
                     let result = match source::sniff_reader(reader) {
                         Err(e) => Err(e.to_string()),
@@ -343,7 +369,7 @@ impl Handler {
                     let error = result.err().map(|e| format!("{}: {e}", obj.uri()));
                     (
                         UnitResult {
-                            counts: processor.counts,
+                            counts: processor.counts(),
                             error,
                         },
                         batch,
@@ -375,7 +401,8 @@ impl Handler {
             &self.config.records,
             Origin::cloudwatch(&logs.log_group, &logs.log_stream),
             IdSeed::new(&["cloudwatch", &logs.log_group, &logs.log_stream]),
-        );
+        )
+        .with_enrichment(self.enrich.clone());
         let prefixes = &self.config.log_stream_prefixes;
         if !prefixes.is_empty()
             && !prefixes
@@ -385,15 +412,20 @@ impl Handler {
             // A stream the user did not ask for (LOG_STREAM_PREFIX): acknowledged, and
             // its records counted as filtered.
             let n = logs.log_events.len() as u64;
-            processor.counts.read += n;
-            processor.counts.filtered += n;
+            processor.count_filtered(n);
             return (
                 UnitResult {
-                    counts: processor.counts,
+                    counts: processor.counts(),
                     error: None,
                 },
                 batch,
             );
+        }
+        // The batch is in memory: its interfaces are looked up together, up front.
+        if self.enrich.is_some() {
+            let messages = logs.log_events.iter().map(|e| e.message.as_bytes());
+            let ids = processor.interface_ids(messages);
+            processor.prefetch(&ids).await;
         }
         let mut doc = Vec::with_capacity(4096);
         for (i, event) in logs.log_events.iter().enumerate() {
@@ -406,7 +438,7 @@ impl Handler {
                 {
                     return (
                         UnitResult {
-                            counts: processor.counts,
+                            counts: processor.counts(),
                             error: Some("delivery stopped".into()),
                         },
                         batch,
@@ -425,7 +457,7 @@ impl Handler {
         }
         (
             UnitResult {
-                counts: processor.counts,
+                counts: processor.counts(),
                 error: None,
             },
             batch,
@@ -447,6 +479,11 @@ impl Handler {
                     .await
             }
         }
+    }
+
+    /// EC2 requests made by ENRICH_ENI since the cold start.
+    fn ec2_requests(&self) -> u64 {
+        self.enrich.as_ref().map_or(0, |c| c.calls())
     }
 
     /// Whether documents go to standard output (not allowed inside Lambda).
@@ -567,7 +604,13 @@ fn apply_secret(config: &mut Config, value: &str) -> Result<(), String> {
 
 /// One summary per invocation, in CloudWatch Embedded Metric Format: the counters
 /// become metrics in the `FlowlogForwarder` namespace without API calls.
-fn summary_json(total: &Counts, units: usize, failures: usize, started: Instant) -> Value {
+fn summary_json(
+    total: &Counts,
+    units: usize,
+    failures: usize,
+    ec2_requests: u64,
+    started: Instant,
+) -> Value {
     let millis = started.elapsed().as_millis() as u64;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -585,7 +628,8 @@ fn summary_json(total: &Counts, units: usize, failures: usize, started: Instant)
                 "Metrics": [
                     metric("Units", "Count"), metric("RecordsRead", "Count"), metric("RecordsForwarded", "Count"),
                     metric("RecordsFiltered", "Count"), metric("RecordsMalformed", "Count"), metric("RecordsFailed", "Count"),
-                    metric("FailedUnits", "Count"), metric("BytesIn", "Bytes"),
+                    metric("FailedUnits", "Count"), metric("RecordsEnriched", "Count"),
+                    metric("RecordsUnenriched", "Count"), metric("Ec2Requests", "Count"), metric("BytesIn", "Bytes"),
                     metric("BytesOut", "Bytes"), metric("Milliseconds", "Milliseconds"),
                 ],
             }],
@@ -599,6 +643,9 @@ fn summary_json(total: &Counts, units: usize, failures: usize, started: Instant)
         "RecordsMalformed": total.malformed,
         "RecordsFailed": total.failed,
         "FailedUnits": failures,
+        "RecordsEnriched": total.enriched,
+        "RecordsUnenriched": total.unenriched,
+        "Ec2Requests": ec2_requests,
         "BytesIn": total.bytes_in,
         "BytesOut": total.bytes_out,
         "Milliseconds": millis,

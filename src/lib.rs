@@ -2,12 +2,14 @@
 //!
 //! The data flow, one module per stage (shared/DESIGN.md):
 //! `source` (bytes to lines) -> `flowlog` (lines to records) -> `filter` ->
-//! `ecs` (records to documents), driven per work unit by `pipeline`; `cli` runs it
+//! `ecs` (records to documents, with `enrich` adding the EC2 details of the record's
+//! network interface when ENRICH_ENI is on), driven per work unit by `pipeline`; `cli` runs it
 //! from the command line, with `config` holding the validated environment.
 
 pub mod cli;
 pub mod config;
 pub mod ecs;
+pub mod enrich;
 pub mod filter;
 pub mod flowlog;
 pub mod handler;

@@ -2,17 +2,23 @@
 //! line -> parse -> filter -> normalize into a document buffer, with the unit's
 //! counts and deterministic event ids. Used alike by the CLI and the Lambda handler.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::ecs::{self, DocContext, Origin};
+use crate::enrich::{EniCache, Interface, Lookup};
 use crate::filter::Filter;
-use crate::flowlog::{FlowRecord, Line, LineParser, Schema, Span};
+use crate::flowlog::{Field, FlowRecord, Line, LineParser, Schema, Span};
 use crate::sink::{Batch, BatchLimits, DocMeta};
 use crate::source::SourceLine;
 
 /// Counters of a unit or an invocation. Every record read is forwarded, filtered or
 /// failed: `read == forwarded + filtered + failed`. `malformed` records are forwarded
-/// as parse-failure documents and so are counted in `forwarded` too.
+/// as parse-failure documents and so are counted in `forwarded` too. With ENRICH_ENI,
+/// `enriched` documents carry their interface's details and `unenriched` ones went out
+/// without them because the EC2 lookup failed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Counts {
     pub read: u64,
@@ -20,6 +26,8 @@ pub struct Counts {
     pub filtered: u64,
     pub malformed: u64,
     pub failed: u64,
+    pub enriched: u64,
+    pub unenriched: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
 }
@@ -31,6 +39,8 @@ impl Counts {
         self.filtered += other.filtered;
         self.malformed += other.malformed;
         self.failed += other.failed;
+        self.enriched += other.enriched;
+        self.unenriched += other.unenriched;
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
     }
@@ -93,25 +103,81 @@ pub struct RecordSettings {
 
 /// Processes the lines of one unit.
 pub struct UnitProcessor<'s> {
-    settings: &'s RecordSettings,
     parser: LineParser,
-    origin: Origin,
     seed: IdSeed,
-    now: u64,
     id: String,
-    pub counts: Counts,
+    docs: Documents<'s>,
+}
+
+/// Writes a unit's documents and keeps its counts.
+struct Documents<'s> {
+    settings: &'s RecordSettings,
+    origin: Origin,
+    now: u64,
+    enrich: Option<Arc<EniCache>>,
+    counts: Counts,
 }
 
 impl<'s> UnitProcessor<'s> {
     pub fn new(settings: &'s RecordSettings, origin: Origin, seed: IdSeed) -> UnitProcessor<'s> {
         UnitProcessor {
             parser: LineParser::new(settings.schema.clone()),
-            settings,
-            origin,
             seed,
-            now: unix_now(),
             id: String::with_capacity(40),
-            counts: Counts::default(),
+            docs: Documents {
+                settings,
+                origin,
+                now: unix_now(),
+                enrich: None,
+                counts: Counts::default(),
+            },
+        }
+    }
+
+    /// Enriches documents from `cache` (ENRICH_ENI). Interfaces are looked up ahead of
+    /// the records that need them: `run_lines` and `run_parquet` do it for a few
+    /// thousand records at a time; other callers use `interface_ids` and `prefetch`.
+    pub fn with_enrichment(mut self, cache: Option<Arc<EniCache>>) -> UnitProcessor<'s> {
+        self.docs.enrich = cache;
+        self
+    }
+
+    /// The unit's counts so far.
+    pub fn counts(&self) -> Counts {
+        self.docs.counts
+    }
+
+    /// Counts `n` records that were read and dropped by a filter outside the record
+    /// path (LOG_STREAM_PREFIX).
+    pub fn count_filtered(&mut self, n: u64) {
+        self.docs.counts.read += n;
+        self.docs.counts.filtered += n;
+    }
+
+    /// The interface ids of the records among `lines`, read with the current schema (a
+    /// header line among them switches it, as it will when they are processed).
+    pub fn interface_ids<'t>(&self, lines: impl Iterator<Item = &'t [u8]>) -> Vec<String> {
+        let mut parser = LineParser::new(self.parser.schema().clone());
+        let mut ids = HashSet::new();
+        for bytes in lines {
+            let Ok(text) = std::str::from_utf8(bytes) else {
+                continue;
+            };
+            if let Line::Record(rec) = parser.parse(text) {
+                if let Some(id) = rec.get(Field::InterfaceId) {
+                    if !ids.contains(id) {
+                        ids.insert(id.to_string());
+                    }
+                }
+            }
+        }
+        ids.into_iter().collect()
+    }
+
+    /// Looks up the interfaces `ids` when enriching (see `EniCache::prefetch`).
+    pub async fn prefetch(&self, ids: &[String]) {
+        if let Some(cache) = &self.docs.enrich {
+            cache.prefetch(ids.iter().map(String::as_str)).await;
         }
     }
 
@@ -153,35 +219,29 @@ impl<'s> UnitProcessor<'s> {
         id: &str,
         out: &mut Vec<u8>,
     ) -> Outcome {
-        self.counts.bytes_in += bytes.len() as u64;
+        self.docs.counts.bytes_in += bytes.len() as u64;
         if let Some(len) = too_long {
             let raw = String::from_utf8_lossy(bytes);
             let error = format!(
                 "line {number}: {len} bytes, longer than the maximum of {} (MAX_LINE_BYTES); event.original holds its start",
                 bytes.len()
             );
-            return self.failure(&raw, &error, id, out);
+            return self.docs.failure(&raw, &error, id, out);
         }
         let text = match std::str::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
                 let raw = String::from_utf8_lossy(bytes);
                 let error = format!("line {number}: not valid UTF-8 ({e})");
-                return self.failure(&raw, &error, id, out);
+                return self.docs.failure(&raw, &error, id, out);
             }
-        };
-        let ctx = DocContext {
-            event_id: id,
-            origin: &self.origin,
-            original: self.settings.include_original.then_some(text),
-            now: self.now,
         };
         match self.parser.parse(text) {
             Line::Blank | Line::Header => Outcome::Skipped,
-            Line::Record(rec) => accept(&mut self.counts, &self.settings.filter, &rec, &ctx, out),
+            Line::Record(rec) => self.docs.accept(&rec, text, id, out),
             Line::Invalid(e) => {
                 let error = format!("line {number}: {e}");
-                self.failure(text, &error, id, out)
+                self.docs.failure(text, &error, id, out)
             }
         }
     }
@@ -199,23 +259,58 @@ impl<'s> UnitProcessor<'s> {
     ) -> Outcome {
         self.seed.id(number, &mut self.id);
         let id = std::mem::take(&mut self.id);
-        self.counts.bytes_in += text.len() as u64;
+        self.docs.counts.bytes_in += text.len() as u64;
         let outcome = match FlowRecord::from_spans(text, schema, spans) {
-            Ok(rec) => {
-                let ctx = DocContext {
-                    event_id: &id,
-                    origin: &self.origin,
-                    original: self.settings.include_original.then_some(text),
-                    now: self.now,
-                };
-                accept(&mut self.counts, &self.settings.filter, &rec, &ctx, out)
-            }
-            Err(e) => self.failure(text, &format!("row {number}: {e}"), &id, out),
+            Ok(rec) => self.docs.accept(&rec, text, &id, out),
+            Err(e) => self
+                .docs
+                .failure(text, &format!("row {number}: {e}"), &id, out),
         };
         self.id = id;
         outcome
     }
+}
 
+impl Documents<'_> {
+    /// A valid record (`text` is its input): counted, then filtered (counted) or
+    /// written as a document, enriched with its interface's details when known.
+    fn accept(&mut self, rec: &FlowRecord<'_>, text: &str, id: &str, out: &mut Vec<u8>) -> Outcome {
+        self.counts.read += 1;
+        if self.settings.filter.check(rec).is_some() {
+            self.counts.filtered += 1;
+            return Outcome::Filtered;
+        }
+        let interface: Option<Arc<Interface>> = match &self.enrich {
+            None => None,
+            Some(cache) => match rec.get(Field::InterfaceId).map(|id| cache.get(id)) {
+                Some(Lookup::Found(interface)) => {
+                    self.counts.enriched += 1;
+                    Some(interface)
+                }
+                Some(Lookup::Failed) => {
+                    self.counts.unenriched += 1;
+                    None
+                }
+                Some(Lookup::NotFound) | None => None,
+            },
+        };
+        let ctx = DocContext {
+            event_id: id,
+            origin: &self.origin,
+            original: self.settings.include_original.then_some(text),
+            now: self.now,
+            interface: interface.as_deref(),
+        };
+        let start = out.len();
+        ecs::write_document(out, rec, &ctx);
+        self.counts.bytes_out += (out.len() - start) as u64;
+        Outcome::Document {
+            malformed: false,
+            time: rec.end.or(rec.start).unwrap_or(self.now),
+        }
+    }
+
+    /// A line or row that is not a valid record: its parse-failure document.
     fn failure(&mut self, raw: &str, error: &str, id: &str, out: &mut Vec<u8>) -> Outcome {
         self.counts.read += 1;
         self.counts.malformed += 1;
@@ -224,6 +319,7 @@ impl<'s> UnitProcessor<'s> {
             origin: &self.origin,
             original: None,
             now: self.now,
+            interface: None,
         };
         let start = out.len();
         ecs::write_failure_document(out, raw, error, &ctx);
@@ -235,28 +331,6 @@ impl<'s> UnitProcessor<'s> {
     }
 }
 
-/// A valid record: counted, then filtered (counted) or written as a document.
-fn accept(
-    counts: &mut Counts,
-    filter: &Filter,
-    rec: &FlowRecord<'_>,
-    ctx: &DocContext<'_>,
-    out: &mut Vec<u8>,
-) -> Outcome {
-    counts.read += 1;
-    if filter.check(rec).is_some() {
-        counts.filtered += 1;
-        return Outcome::Filtered;
-    }
-    let start = out.len();
-    ecs::write_document(out, rec, ctx);
-    counts.bytes_out += (out.len() - start) as u64;
-    Outcome::Document {
-        malformed: false,
-        time: rec.end.or(rec.start).unwrap_or(ctx.now),
-    }
-}
-
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -264,6 +338,12 @@ pub fn unix_now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+/// Lines read ahead of processing when documents are enriched, so that the interfaces
+/// of many records are looked up in one EC2 call: at most this many lines...
+const LOOKAHEAD_LINES: usize = 4096;
+/// ...and this many bytes.
+const LOOKAHEAD_BYTES: usize = 4 * 1024 * 1024;
 
 /// Reads every line of `lines` through `unit` into `batch`, handing each full batch to
 /// `emit` (which answers false when nobody takes batches any more). The last, partial
@@ -277,7 +357,10 @@ pub fn run_lines(
     batch: &mut Batch,
     emit: &mut dyn FnMut(Batch) -> bool,
 ) -> Result<(), String> {
-    let mut doc = Vec::with_capacity(4096);
+    let mut out = Output::new(unit_index, limits, batch, emit);
+    if unit.docs.enrich.is_some() {
+        return run_lines_looking_ahead(lines, unit, &mut out);
+    }
     let mut last_line = 0;
     loop {
         let line = match lines.next_line() {
@@ -286,19 +369,64 @@ pub fn run_lines(
             Err(e) => return Err(format!("after line {last_line}: {e}")),
         };
         last_line = line.number;
-        doc.clear();
-        if let Outcome::Document { time, .. } = unit.process_line(&line, &mut doc) {
-            let meta = DocMeta {
-                unit: unit_index,
-                time,
-                id: unit.event_id(),
+        out.add_line(unit, &line)?;
+    }
+}
+
+/// `run_lines` for enriched documents: the interfaces of up to LOOKAHEAD_LINES lines
+/// are looked up before those lines are processed.
+fn run_lines_looking_ahead(
+    lines: &mut crate::source::LineReader,
+    unit: &mut UnitProcessor<'_>,
+    out: &mut Output<'_>,
+) -> Result<(), String> {
+    let mut held: Vec<u8> = Vec::new();
+    // (line number, start, end, full length when too long)
+    let mut ranges: Vec<(u64, usize, usize, Option<u64>)> = Vec::new();
+    let mut last_line = 0;
+    loop {
+        held.clear();
+        ranges.clear();
+        let mut end = Ok(false);
+        while ranges.len() < LOOKAHEAD_LINES && held.len() < LOOKAHEAD_BYTES {
+            match lines.next_line() {
+                Ok(Some(line)) => {
+                    last_line = line.number;
+                    let start = held.len();
+                    held.extend_from_slice(line.bytes);
+                    ranges.push((line.number, start, held.len(), line.too_long));
+                }
+                Ok(None) => {
+                    end = Ok(true);
+                    break;
+                }
+                Err(e) => {
+                    end = Err(format!("after line {last_line}: {e}"));
+                    break;
+                }
+            }
+        }
+        if let Some(cache) = &unit.docs.enrich {
+            let ids = unit.interface_ids(ranges.iter().map(|&(_, s, e, _)| &held[s..e]));
+            prefetch_blocking(cache, ids.iter().map(String::as_str));
+        }
+        for &(number, start, stop, too_long) in &ranges {
+            let line = SourceLine {
+                number,
+                bytes: &held[start..stop],
+                too_long,
             };
-            add_document(batch, limits, emit, &doc, meta)?;
+            out.add_line(unit, &line)?;
+        }
+        // Lines read before an error are processed; then the error ends the unit.
+        if end? {
+            return Ok(());
         }
     }
 }
 
 /// Reads every row of a Parquet object through `unit` into `batch`, as `run_lines`.
+/// When enriching, the interfaces of each decoded batch of rows are looked up first.
 pub fn run_parquet<R: parquet::file::reader::ChunkReader + 'static>(
     reader: R,
     unit: &mut UnitProcessor<'_>,
@@ -307,21 +435,82 @@ pub fn run_parquet<R: parquet::file::reader::ChunkReader + 'static>(
     batch: &mut Batch,
     emit: &mut dyn FnMut(Batch) -> bool,
 ) -> Result<(), String> {
-    let mut doc = Vec::with_capacity(4096);
-    crate::source::parquet::read_rows(reader, |number, schema, text, spans| {
-        doc.clear();
-        if let Outcome::Document { time, .. } =
-            unit.process_columns(number, schema, text, spans, &mut doc)
-        {
-            let meta = DocMeta {
-                unit: unit_index,
-                time,
-                id: unit.event_id(),
-            };
-            add_document(batch, limits, emit, &doc, meta)?;
+    let mut out = Output::new(unit_index, limits, batch, emit);
+    let enrich = unit.docs.enrich.clone();
+    crate::source::parquet::read_rows(
+        reader,
+        |ids| {
+            if let Some(cache) = &enrich {
+                prefetch_blocking(cache, ids);
+            }
+        },
+        |number, schema, text, spans| {
+            out.doc.clear();
+            if let Outcome::Document { time, .. } =
+                unit.process_columns(number, schema, text, spans, &mut out.doc)
+            {
+                out.add(unit, time)?;
+            }
+            Ok(())
+        },
+    )
+}
+
+/// `EniCache::prefetch` from a thread that may block (an object's reader thread).
+fn prefetch_blocking<'a>(cache: &EniCache, ids: impl IntoIterator<Item = &'a str>) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime.block_on(cache.prefetch(ids)),
+        Err(_) => tracing::warn!("no async runtime: interfaces not looked up"),
+    }
+}
+
+/// Where a unit's documents go: the shared batch, handed to `emit` when full.
+struct Output<'a> {
+    unit_index: u32,
+    limits: &'a BatchLimits,
+    batch: &'a mut Batch,
+    emit: &'a mut dyn FnMut(Batch) -> bool,
+    /// The document being built.
+    doc: Vec<u8>,
+}
+
+impl<'a> Output<'a> {
+    fn new(
+        unit_index: u32,
+        limits: &'a BatchLimits,
+        batch: &'a mut Batch,
+        emit: &'a mut dyn FnMut(Batch) -> bool,
+    ) -> Output<'a> {
+        Output {
+            unit_index,
+            limits,
+            batch,
+            emit,
+            doc: Vec::with_capacity(4096),
+        }
+    }
+
+    fn add_line(
+        &mut self,
+        unit: &mut UnitProcessor<'_>,
+        line: &SourceLine<'_>,
+    ) -> Result<(), String> {
+        self.doc.clear();
+        if let Outcome::Document { time, .. } = unit.process_line(line, &mut self.doc) {
+            self.add(unit, time)?;
         }
         Ok(())
-    })
+    }
+
+    /// Adds the document in `doc` (the last one `unit` wrote).
+    fn add(&mut self, unit: &UnitProcessor<'_>, time: u64) -> Result<(), String> {
+        let meta = DocMeta {
+            unit: self.unit_index,
+            time,
+            id: unit.event_id(),
+        };
+        add_document(self.batch, self.limits, self.emit, &self.doc, meta)
+    }
 }
 
 /// Adds a document to `batch`, first handing the batch to `emit` when the document

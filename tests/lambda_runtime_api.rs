@@ -78,16 +78,7 @@ fn sqs_and_cloudwatch_events_through_the_runtime_api() {
     assert!(body.contains("awslogs.data"), "{body}");
 
     // 1 document from S3, 4 from CloudWatch, at the receiver.
-    let docs: Vec<Value> = rx
-        .requests()
-        .iter()
-        .flat_map(|r| {
-            r.body
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect::<Vec<Value>>()
-        })
-        .collect();
+    let docs = rx.documents();
     assert_eq!(docs.len(), 5);
     assert!(docs
         .iter()

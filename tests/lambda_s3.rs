@@ -240,19 +240,9 @@ fn destination_down_reports_every_message_then_redelivery_uses_the_same_ids() {
         json!({"batchItemFailures":[]})
     );
     let ids: Vec<String> = rx
-        .requests()
+        .documents()
         .iter()
-        .flat_map(|r| {
-            r.body
-                .lines()
-                .map(|l| {
-                    serde_json::from_str::<Value>(l).unwrap()["event"]["id"]
-                        .as_str()
-                        .unwrap()
-                        .to_string()
-                })
-                .collect::<Vec<_>>()
-        })
+        .map(|d| d["event"]["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids.len(), 5);
     // Same ids as the stdout run of the same event.

@@ -57,3 +57,20 @@ fn environment_variables_are_ones_the_function_reads() {
         assert!(help.contains(var), "{var} is not a documented variable");
     }
 }
+
+#[test]
+fn ec2_permissions_only_when_enrichment_is_on() {
+    let action = "Action: [ec2:DescribeNetworkInterfaces, ec2:DescribeVpcs]";
+    assert_eq!(TEMPLATE.matches("Action: [ec2:").count(), 1);
+    let at = TEMPLATE
+        .find(action)
+        .expect("the two read-only EC2 actions");
+    let block = &TEMPLATE[TEMPLATE[..at].rfind("- !If").expect("inside an !If")..at];
+    assert_eq!(
+        block.lines().nth(1).map(str::trim),
+        Some("- EnrichEniOn"),
+        "{block}"
+    );
+    assert!(TEMPLATE.contains("EnrichEniOn: !Equals [!Ref EnrichEni, \"true\"]"));
+    assert!(TEMPLATE.contains("ENRICH_ENI: !Ref EnrichEni"));
+}

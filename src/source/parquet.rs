@@ -21,8 +21,11 @@ const BATCH_ROWS: usize = 4096;
 /// Reads a Parquet object and calls `row(row_number, schema, text, spans)` for every row:
 /// `text` is the row as a line (values separated by one space, `-` for null), `spans`
 /// its values; `row_number` is 1-based over the whole object. An error names the column.
+/// Before the rows of each decoded batch, `interfaces` gets the batch's `interface-id`
+/// values (for ENI lookups ahead of the rows).
 pub fn read_rows<R: ChunkReader + 'static>(
     reader: R,
+    mut interfaces: impl FnMut(&mut dyn Iterator<Item = &str>),
     mut row: impl FnMut(u64, &Schema, &str, &[Span]) -> Result<(), String>,
 ) -> Result<(), String> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(reader)
@@ -66,6 +69,9 @@ pub fn read_rows<R: ChunkReader + 'static>(
     if columns.is_empty() {
         return Err("the Parquet file has no columns".to_string());
     }
+    let interface_column = columns
+        .iter()
+        .position(|c| *c == Column::Known(Field::InterfaceId));
     let schema = Schema::from_columns(columns).map_err(|e| format!("Parquet columns: {e}"))?;
     let batches = builder
         .with_batch_size(BATCH_ROWS)
@@ -86,6 +92,9 @@ pub fn read_rows<R: ChunkReader + 'static>(
                     .ok_or_else(|| format!("column '{name}' has type {}", a.data_type()))
             })
             .collect::<Result<_, _>>()?;
+        if let Some(values) = interface_column.map(|j| &arrays[j]) {
+            interfaces(&mut (0..batch.num_rows()).filter_map(|r| values.text(r)));
+        }
         for r in 0..batch.num_rows() {
             text.clear();
             spans.clear();
@@ -134,6 +143,16 @@ impl<'a> Values<'a> {
             return Some(Values::LargeStr(a));
         }
         any.downcast_ref::<BinaryArray>().map(Values::Binary)
+    }
+
+    /// Row `r`'s value when the column holds strings and it is not null.
+    fn text(&self, r: usize) -> Option<&'a str> {
+        match self {
+            Values::Str(a) if a.is_valid(r) => Some(a.value(r)),
+            Values::LargeStr(a) if a.is_valid(r) => Some(a.value(r)),
+            Values::Binary(a) if a.is_valid(r) => std::str::from_utf8(a.value(r)).ok(),
+            _ => None,
+        }
     }
 
     /// Appends row `r`'s value as text (`-` for null or empty).

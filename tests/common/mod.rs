@@ -1,7 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod moto;
+pub mod parquet_file;
 pub mod receiver;
 pub mod runtime_api;
 
@@ -47,10 +49,11 @@ pub fn run_bytes(
                 )
             });
             docs.push(doc);
-            unit.counts.forwarded += 1;
         }
     }
-    (docs, unit.counts)
+    let mut counts = unit.counts();
+    counts.forwarded = docs.len() as u64;
+    (docs, counts)
 }
 
 /// Runs text lines through the pipeline.

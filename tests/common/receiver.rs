@@ -3,11 +3,13 @@
 //! body, and keeps connections alive as HTTP clients expect.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use super::http::{read_request, RawRequest};
 
 /// How to answer one request.
 #[derive(Clone, Debug)]
@@ -113,44 +115,31 @@ impl Receiver {
     pub fn requests(&self) -> Vec<Request> {
         self.state.lock().unwrap().requests.clone()
     }
+
+    /// Every NDJSON document received, in order.
+    pub fn documents(&self) -> Vec<serde_json::Value> {
+        self.requests()
+            .iter()
+            .flat_map(|r| {
+                r.body
+                    .lines()
+                    .map(|l| serde_json::from_str(l).expect("a JSON document"))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
 }
 
 fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
     let mut writer = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let path = request_line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("")
-            .to_string();
-        let mut headers = Vec::new();
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':') {
-                headers.push((k.trim().to_string(), v.trim().to_string()));
-            }
-        }
-        let len: usize = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        let mut raw = vec![0u8; len];
-        if reader.read_exact(&mut raw).is_err() {
-            return;
-        }
+    while let Some(request) = read_request(&mut reader) {
+        let RawRequest {
+            path,
+            headers,
+            body: raw,
+            ..
+        } = request;
         let gzipped = headers
             .iter()
             .any(|(k, v)| k.eq_ignore_ascii_case("content-encoding") && v == "gzip");

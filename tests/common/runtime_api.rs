@@ -4,12 +4,14 @@
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use super::http::read_request;
 
 #[derive(Default)]
 pub struct RuntimeState {
@@ -49,36 +51,9 @@ pub fn start_runtime_api_with_deadline(
 fn serve(stream: TcpStream, state: Arc<Mutex<RuntimeState>>) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let (method, path) = (
-            parts.next().unwrap_or("").to_string(),
-            parts.next().unwrap_or("").to_string(),
-        );
-        let mut len = 0usize;
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            if h.trim().is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0u8; len];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let body = String::from_utf8_lossy(&body).into_owned();
+    while let Some(request) = read_request(&mut reader) {
+        let (method, path) = (request.method, request.path);
+        let body = String::from_utf8_lossy(&request.body).into_owned();
         let response = if method == "GET" && path.ends_with("/runtime/invocation/next") {
             // Wait for an event, as Lambda holds `next` between invocations.
             let waiting = Instant::now();
