@@ -456,16 +456,30 @@ pub fn community_id_v1(
         std::mem::swap(&mut sa, &mut da);
         (dp, sp)
     };
-    let mut hasher = Sha1::new();
-    hasher.update(0u16.to_be_bytes());
-    hash_addr(&mut hasher, sa);
-    hash_addr(&mut hasher, da);
-    hasher.update([proto, 0]);
-    if ports.is_some() {
-        hasher.update(sp.to_be_bytes());
-        hasher.update(dp.to_be_bytes());
+    // seed (0), source and destination addresses, protocol, padding, ports: at most
+    // 2 + 16 + 16 + 2 + 4 bytes, hashed in one call.
+    let mut message = [0u8; 40];
+    let mut n = 2;
+    for addr in [sa, da] {
+        match addr {
+            IpAddr::V4(v4) => {
+                message[n..n + 4].copy_from_slice(&v4.octets());
+                n += 4;
+            }
+            IpAddr::V6(v6) => {
+                message[n..n + 16].copy_from_slice(&v6.octets());
+                n += 16;
+            }
+        }
     }
-    let digest = hasher.finalize();
+    message[n] = proto;
+    n += 2;
+    if ports.is_some() {
+        message[n..n + 2].copy_from_slice(&sp.to_be_bytes());
+        message[n + 2..n + 4].copy_from_slice(&dp.to_be_bytes());
+        n += 4;
+    }
+    let digest = Sha1::digest(&message[..n]);
     let mut id = CommunityId([0u8; 30]);
     id.0[..2].copy_from_slice(b"1:");
     // 20 bytes encode to exactly 28 base64 characters.
@@ -508,13 +522,6 @@ fn addr_key(a: IpAddr) -> (u8, [u8; 16]) {
             (4, b)
         }
         IpAddr::V6(v6) => (6, v6.octets()),
-    }
-}
-
-fn hash_addr(h: &mut Sha1, a: IpAddr) {
-    match a {
-        IpAddr::V4(v4) => h.update(v4.octets()),
-        IpAddr::V6(v6) => h.update(v6.octets()),
     }
 }
 

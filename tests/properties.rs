@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{get, run_bytes, settings};
+use common::{get, run_bytes, settings, try_run_bytes};
 use flowlog_forwarder::flowlog::{Field, Kind, Line, LineParser, Schema};
 use flowlog_forwarder::source::Limits;
 use proptest::prelude::*;
@@ -15,7 +15,9 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic_and_give_valid_json(input in proptest::collection::vec(any::<u8>(), 0..2048)) {
         let limits = Limits { max_line_bytes: 512, ..Limits::default() };
-        let (docs, counts) = run_bytes(&settings(&[]), input, limits);
+        // A corrupt gzip stream (the input may start with the gzip magic) ends with a
+        // read error, which the handler reports as the object's failure.
+        let (docs, counts, _error) = try_run_bytes(&settings(&[]), input, limits);
         prop_assert_eq!(docs.len() as u64, counts.read - counts.filtered);
     }
 
@@ -102,6 +104,17 @@ fn value_for(field: Field, seed: u64) -> String {
 }
 
 #[test]
+fn gzip_magic_then_garbage_is_a_read_error_not_a_panic() {
+    let mut input = vec![0x1f, 0x8b];
+    input
+        .extend_from_slice(b"not really gzip\n2 1 eni-1 1.1.1.1 2.2.2.2 1 2 6 1 1 1 1 ACCEPT OK\n");
+    let (docs, counts, error) = try_run_bytes(&settings(&[]), input, Limits::default());
+    assert!(docs.is_empty());
+    assert_eq!(counts.read, 0);
+    assert!(error.is_some_and(|e| e.contains("gzip")));
+}
+
+#[test]
 fn parser_reports_header_for_a_header() {
     let mut p = LineParser::new(Schema::default_v2());
     assert!(matches!(p.parse("version srcaddr"), Line::Header));
@@ -182,6 +195,12 @@ proptest! {
             // What it prints parses back to the same schema.
             prop_assert_eq!(Schema::parse_format(&schema.to_format_string()).unwrap(), schema);
         }
+    }
+
+    #[test]
+    fn ip_parser_agrees_with_the_standard_library(s in "[0-9.:a-f]{0,20}") {
+        let ours = flowlog_forwarder::flowlog::record::parse_ip(&s);
+        prop_assert_eq!(ours, s.parse::<std::net::IpAddr>().ok());
     }
 
     #[test]

@@ -144,7 +144,7 @@ impl<'a> FlowRecord<'a> {
             match field.kind() {
                 Kind::Text => {}
                 Kind::Ip => {
-                    let ip: IpAddr = value.parse().map_err(|_| invalid("invalid IP address"))?;
+                    let ip = parse_ip(value).ok_or_else(|| invalid("invalid IP address"))?;
                     match field {
                         Field::SrcAddr => record.srcaddr = Some(ip),
                         Field::DstAddr => record.dstaddr = Some(ip),
@@ -242,6 +242,41 @@ pub fn parse_u64(s: &str) -> Option<u64> {
     Some(n)
 }
 
+/// Parses an IP address as `IpAddr::from_str` does, with a fast path for the common
+/// dotted-quad IPv4 form (four 1-3 digit octets up to 255, no leading zeros).
+#[inline]
+pub fn parse_ip(s: &str) -> Option<IpAddr> {
+    let b = s.as_bytes();
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    for (n, octet) in octets.iter_mut().enumerate() {
+        if n > 0 {
+            if b.get(i) != Some(&b'.') {
+                return s.parse().ok();
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut v: u32 = 0;
+        while let Some(d) = b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|d| *d <= 9) {
+            v = v * 10 + d as u32;
+            i += 1;
+            if i - start > 3 {
+                return s.parse().ok();
+            }
+        }
+        let len = i - start;
+        if len == 0 || v > 255 || (len > 1 && b[start] == b'0') {
+            return s.parse().ok();
+        }
+        *octet = v as u8;
+    }
+    if i != b.len() {
+        return s.parse().ok();
+    }
+    Some(IpAddr::from(octets))
+}
+
 /// A value cut to a length fit for an error message.
 pub fn shorten(value: &str) -> String {
     const MAX: usize = 64;
@@ -292,5 +327,36 @@ mod tests {
         assert_eq!(parse_u64("-1"), None);
         assert_eq!(parse_u64("+1"), None);
         assert_eq!(parse_u64(""), None);
+    }
+
+    #[test]
+    fn ip_fast_path_accepts_exactly_what_the_standard_parser_accepts() {
+        for s in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.1.5",
+            "1.2.3.4",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1.2.3.4 ",
+            "1..3.4",
+            "1.2.3.",
+            ".1.2.3",
+            "1234.1.1.1",
+            "1.2.3.0400",
+            "::1",
+            "2001:db8::1",
+            "::ffff:1.2.3.4",
+            "fe80::1%eth0",
+            "",
+            "-",
+            "1.2.3.-4",
+            "1.2.3.+4",
+            "0.0.0.00",
+        ] {
+            assert_eq!(parse_ip(s), s.parse::<IpAddr>().ok(), "{s:?}");
+        }
     }
 }

@@ -31,7 +31,22 @@ pub fn run_bytes(
     input: Vec<u8>,
     limits: Limits,
 ) -> (Vec<Value>, Counts) {
-    let mut lines = source::open_lines(std::io::Cursor::new(input), limits).expect("open");
+    let (docs, counts, error) = try_run_bytes(settings, input, limits);
+    assert_eq!(error, None, "the input reads to its end");
+    (docs, counts)
+}
+
+/// `run_bytes` for inputs that may not read to their end (a corrupt gzip stream): the
+/// documents and counts up to the read error, and the error.
+pub fn try_run_bytes(
+    settings: &RecordSettings,
+    input: Vec<u8>,
+    limits: Limits,
+) -> (Vec<Value>, Counts, Option<String>) {
+    let mut lines = match source::open_lines(std::io::Cursor::new(input), limits) {
+        Ok(lines) => lines,
+        Err(e) => return (Vec::new(), Counts::default(), Some(e.to_string())),
+    };
     let mut unit = UnitProcessor::new(
         settings,
         Origin::s3("test-bucket", "AWSLogs/x.log.gz"),
@@ -39,7 +54,16 @@ pub fn run_bytes(
     );
     let mut docs = Vec::new();
     let mut buf = Vec::new();
-    while let Some(line) = lines.next_line().expect("read") {
+    let mut error = None;
+    loop {
+        let line = match lines.next_line() {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        };
         buf.clear();
         if let Outcome::Document { .. } = unit.process_line(&line, &mut buf) {
             let doc: Value = serde_json::from_slice(&buf).unwrap_or_else(|e| {
@@ -53,7 +77,7 @@ pub fn run_bytes(
     }
     let mut counts = unit.counts();
     counts.forwarded = docs.len() as u64;
-    (docs, counts)
+    (docs, counts, error)
 }
 
 /// Runs text lines through the pipeline.
