@@ -3,7 +3,10 @@
 //! counts and deterministic event ids. Used alike by the CLI and the Lambda handler.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+use parquet::file::reader::ChunkReader;
 
 use serde::Serialize;
 
@@ -12,6 +15,7 @@ use crate::enrich::{EniCache, Interface, Lookup};
 use crate::filter::Filter;
 use crate::flowlog::{Field, FlowRecord, Line, LineParser, Schema, Span};
 use crate::sink::{Batch, BatchLimits, DocMeta};
+use crate::source::parquet::ParquetObject;
 use crate::source::SourceLine;
 
 /// Counters of a unit or an invocation. Every record read is forwarded, filtered or
@@ -140,6 +144,15 @@ impl<'s> UnitProcessor<'s> {
     pub fn with_enrichment(mut self, cache: Option<Arc<EniCache>>) -> UnitProcessor<'s> {
         self.docs.enrich = cache;
         self
+    }
+
+    /// A processor for the same unit on another thread (Parquet row groups): same
+    /// settings, origin and ids, counts of its own (see `run_parquet`).
+    fn fork(&self) -> UnitProcessor<'s> {
+        let mut fork = UnitProcessor::new(self.docs.settings, self.docs.origin.clone(), self.seed)
+            .with_enrichment(self.docs.enrich.clone());
+        fork.docs.now = self.docs.now;
+        fork
     }
 
     /// The unit's counts so far.
@@ -408,7 +421,8 @@ fn run_lines_looking_ahead(
         }
         if let Some(cache) = &unit.docs.enrich {
             let ids = unit.interface_ids(ranges.iter().map(|&(_, s, e, _)| &held[s..e]));
-            prefetch_blocking(cache, ids.iter().map(String::as_str));
+            let runtime = tokio::runtime::Handle::try_current().ok();
+            prefetch_blocking(cache, runtime.as_ref(), ids.iter().map(String::as_str));
         }
         for &(number, start, stop, too_long) in &ranges {
             let line = SourceLine {
@@ -425,9 +439,16 @@ fn run_lines_looking_ahead(
     }
 }
 
-/// Reads every row of a Parquet object through `unit` into `batch`, as `run_lines`.
-/// When enriching, the interfaces of each decoded batch of rows are looked up first.
-pub fn run_parquet<R: parquet::file::reader::ChunkReader + 'static>(
+/// Threads reading the row groups of one Parquet object, at most.
+const MAX_PARQUET_THREADS: usize = 4;
+
+/// Reads every row of a Parquet object through `unit`, as `run_lines`. Row groups are
+/// independent, so they are shared out among threads (one per core, at most
+/// MAX_PARQUET_THREADS and one per row group), each filling batches of its own; full
+/// batches reach `emit` on the caller's thread. Row numbers, and so event ids, do not
+/// depend on the thread. When enriching, the interfaces of each decoded batch of rows
+/// are looked up before its rows.
+pub fn run_parquet<R: ChunkReader + 'static>(
     reader: R,
     unit: &mut UnitProcessor<'_>,
     unit_index: u32,
@@ -435,13 +456,90 @@ pub fn run_parquet<R: parquet::file::reader::ChunkReader + 'static>(
     batch: &mut Batch,
     emit: &mut dyn FnMut(Batch) -> bool,
 ) -> Result<(), String> {
-    let mut out = Output::new(unit_index, limits, batch, emit);
+    let object = ParquetObject::open(reader)?;
+    let runtime = tokio::runtime::Handle::try_current().ok();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_PARQUET_THREADS)
+        .min(object.row_groups());
+    if threads <= 1 {
+        let mut out = Output::new(unit_index, limits, batch, emit);
+        for group in 0..object.row_groups() {
+            read_row_group(&object, group, unit, &mut out, runtime.as_ref())?;
+        }
+        return Ok(());
+    }
+    let next_group = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(threads);
+    std::thread::scope(|scope| {
+        let mut workers = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let mut worker = unit.fork();
+            let tx = tx.clone();
+            let (object, next_group, stop) = (&object, &next_group, &stop);
+            let runtime = runtime.as_ref();
+            workers.push(scope.spawn(move || {
+                let mut batch = Batch::default();
+                let mut send = |b: Batch| !stop.load(Ordering::Relaxed) && tx.send(b).is_ok();
+                let mut out = Output::new(unit_index, limits, &mut batch, &mut send);
+                let mut result = Ok(());
+                while !stop.load(Ordering::Relaxed) {
+                    let group = next_group.fetch_add(1, Ordering::Relaxed);
+                    if group >= object.row_groups() {
+                        break;
+                    }
+                    result = read_row_group(object, group, &mut worker, &mut out, runtime);
+                    if result.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                }
+                drop(out);
+                // What was read goes out even after an error, as in `run_lines`.
+                if !batch.is_empty() {
+                    let _ = tx.send(batch);
+                }
+                (worker.counts(), result)
+            }));
+        }
+        drop(tx);
+        let mut delivering = true;
+        for b in rx {
+            if delivering && !emit(b) {
+                delivering = false;
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+        let mut result = Ok(());
+        for worker in workers {
+            let (counts, r) = worker
+                .join()
+                .unwrap_or_else(|_| (Counts::default(), Err("a reading thread panicked".into())));
+            unit.docs.counts.add(&counts);
+            result = result.and(r);
+        }
+        if !delivering {
+            return Err("delivery stopped".to_string());
+        }
+        result
+    })
+}
+
+/// Reads one row group of `object` through `unit` into `out`.
+fn read_row_group<R: ChunkReader + 'static>(
+    object: &ParquetObject<R>,
+    group: usize,
+    unit: &mut UnitProcessor<'_>,
+    out: &mut Output<'_>,
+    runtime: Option<&tokio::runtime::Handle>,
+) -> Result<(), String> {
     let enrich = unit.docs.enrich.clone();
-    crate::source::parquet::read_rows(
-        reader,
+    object.read_row_group(
+        group,
         |ids| {
             if let Some(cache) = &enrich {
-                prefetch_blocking(cache, ids);
+                prefetch_blocking(cache, runtime, ids);
             }
         },
         |number, schema, text, spans| {
@@ -456,11 +554,16 @@ pub fn run_parquet<R: parquet::file::reader::ChunkReader + 'static>(
     )
 }
 
-/// `EniCache::prefetch` from a thread that may block (an object's reader thread).
-fn prefetch_blocking<'a>(cache: &EniCache, ids: impl IntoIterator<Item = &'a str>) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => runtime.block_on(cache.prefetch(ids)),
-        Err(_) => tracing::warn!("no async runtime: interfaces not looked up"),
+/// `EniCache::prefetch` from a thread that may block (an object's reader thread), on
+/// `runtime` (the caller's, captured before any reading thread was started).
+fn prefetch_blocking<'a>(
+    cache: &EniCache,
+    runtime: Option<&tokio::runtime::Handle>,
+    ids: impl IntoIterator<Item = &'a str>,
+) {
+    match runtime {
+        Some(runtime) => runtime.block_on(cache.prefetch(ids)),
+        None => tracing::warn!("no async runtime: interfaces not looked up"),
     }
 }
 

@@ -1,118 +1,261 @@
-//! Parquet flow log objects (`FileFormat: parquet`, `*.log.parquet`): read row group by
-//! row group with the parquet crate's column readers, in batches of rows, so memory is
-//! bounded by what one row group's pages need, not by the object. Each row is handed to
-//! the caller as text values with spans, exactly as a text line's columns, so that the
-//! same record gives the same document whichever format it came in.
+//! Parquet flow log objects (`FileFormat: parquet`, `*.log.parquet`): the footer is read
+//! once, then row groups are read one at a time with the parquet crate's Arrow reader,
+//! in batches of rows, so memory is bounded by what the row groups being read need, not
+//! by the object. Row groups are independent: several threads may read different ones
+//! of one object at once. Each row is handed to the caller as text values with spans,
+//! exactly as a text line's columns, so that the same record gives the same document
+//! whichever format it came in.
 //!
 //! Columns are the flow log field names with `_` for `-` (`account_id`, `log_status`);
 //! physical types INT32, INT64 or BYTE_ARRAY (string); null is absent (`-`). Unknown
 //! columns pass through like unknown text fields.
 
+use std::fs::File;
+use std::io::Read;
+use std::sync::Arc;
+
 use arrow_array::{Array, BinaryArray, Int32Array, Int64Array, LargeStringArray, StringArray};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::basic::Type as PhysicalType;
-use parquet::file::reader::ChunkReader;
+use parquet::errors::ParquetError;
+use parquet::file::reader::{ChunkReader, Length};
 
 use crate::flowlog::{Column, Field, Kind, Schema, Span};
 
 /// Rows decoded per batch (memory: one batch of every column).
 const BATCH_ROWS: usize = 4096;
 
-/// Reads a Parquet object and calls `row(row_number, schema, text, spans)` for every row:
-/// `text` is the row as a line (values separated by one space, `-` for null), `spans`
-/// its values; `row_number` is 1-based over the whole object. An error names the column.
-/// Before the rows of each decoded batch, `interfaces` gets the batch's `interface-id`
-/// values (for ENI lookups ahead of the rows).
-pub fn read_rows<R: ChunkReader + 'static>(
-    reader: R,
-    mut interfaces: impl FnMut(&mut dyn Iterator<Item = &str>),
-    mut row: impl FnMut(u64, &Schema, &str, &[Span]) -> Result<(), String>,
-) -> Result<(), String> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(reader)
-        .map_err(|e| format!("not a readable Parquet file: {e}"))?;
-    let descr = builder.parquet_schema();
-    let mut columns = Vec::with_capacity(descr.num_columns());
-    let mut names = Vec::with_capacity(descr.num_columns());
-    for col in descr.columns() {
-        let name = col.path().string();
-        if col.max_rep_level() > 0 || col.path().parts().len() != 1 {
-            return Err(format!(
-                "column '{name}' is nested or repeated; flow log columns are flat"
-            ));
-        }
-        let column = match Field::from_name(&name) {
-            Some(f) => Column::Known(f),
-            None => Column::Unknown {
-                key: name.replace('-', "_"),
-                name: name.clone(),
-            },
-        };
-        match (col.physical_type(), &column) {
-            (PhysicalType::BYTE_ARRAY, _) => {}
-            (PhysicalType::INT32 | PhysicalType::INT64, Column::Known(f))
-                if matches!(f.kind(), Kind::Ip | Kind::Text) =>
-            {
+/// A Parquet object whose footer was read and whose columns were checked.
+pub struct ParquetObject<R> {
+    reader: Arc<R>,
+    metadata: ArrowReaderMetadata,
+    schema: Schema,
+    names: Vec<String>,
+    interface_column: Option<usize>,
+    /// Rows before each row group: row numbers run on over the whole object.
+    rows_before: Vec<u64>,
+}
+
+impl<R: ChunkReader + 'static> ParquetObject<R> {
+    /// Reads the footer and checks every column (flat, a known type for its field).
+    /// An error names the column.
+    pub fn open(reader: R) -> Result<ParquetObject<R>, String> {
+        let metadata = ArrowReaderMetadata::load(&reader, ArrowReaderOptions::default())
+            .map_err(|e| format!("not a readable Parquet file: {e}"))?;
+        let descr = metadata.metadata().file_metadata().schema_descr();
+        let mut columns = Vec::with_capacity(descr.num_columns());
+        let mut names = Vec::with_capacity(descr.num_columns());
+        for col in descr.columns() {
+            let name = col.path().string();
+            if col.max_rep_level() > 0 || col.path().parts().len() != 1 {
                 return Err(format!(
-                    "column '{name}' has type {}; the field {} is a string",
-                    col.physical_type(),
-                    f.name()
+                    "column '{name}' is nested or repeated; flow log columns are flat"
                 ));
             }
-            (PhysicalType::INT32 | PhysicalType::INT64, _) => {}
-            (other, _) => {
-                return Err(format!("column '{name}' has type {other}; flow log columns are INT32, INT64 or BYTE_ARRAY"));
+            let column = match Field::from_name(&name) {
+                Some(f) => Column::Known(f),
+                None => Column::Unknown {
+                    key: name.replace('-', "_"),
+                    name: name.clone(),
+                },
+            };
+            match (col.physical_type(), &column) {
+                (PhysicalType::BYTE_ARRAY, _) => {}
+                (PhysicalType::INT32 | PhysicalType::INT64, Column::Known(f))
+                    if matches!(f.kind(), Kind::Ip | Kind::Text) =>
+                {
+                    return Err(format!(
+                        "column '{name}' has type {}; the field {} is a string",
+                        col.physical_type(),
+                        f.name()
+                    ));
+                }
+                (PhysicalType::INT32 | PhysicalType::INT64, _) => {}
+                (other, _) => {
+                    return Err(format!("column '{name}' has type {other}; flow log columns are INT32, INT64 or BYTE_ARRAY"));
+                }
             }
+            columns.push(column);
+            names.push(name);
         }
-        columns.push(column);
-        names.push(name);
+        if columns.is_empty() {
+            return Err("the Parquet file has no columns".to_string());
+        }
+        let interface_column = columns
+            .iter()
+            .position(|c| *c == Column::Known(Field::InterfaceId));
+        let schema = Schema::from_columns(columns).map_err(|e| format!("Parquet columns: {e}"))?;
+        let mut rows_before = Vec::new();
+        let mut total = 0u64;
+        for group in metadata.metadata().row_groups() {
+            rows_before.push(total);
+            total += u64::try_from(group.num_rows()).unwrap_or(0);
+        }
+        Ok(ParquetObject {
+            reader: Arc::new(reader),
+            metadata,
+            schema,
+            names,
+            interface_column,
+            rows_before,
+        })
     }
-    if columns.is_empty() {
-        return Err("the Parquet file has no columns".to_string());
+
+    pub fn row_groups(&self) -> usize {
+        self.rows_before.len()
     }
-    let interface_column = columns
-        .iter()
-        .position(|c| *c == Column::Known(Field::InterfaceId));
-    let schema = Schema::from_columns(columns).map_err(|e| format!("Parquet columns: {e}"))?;
-    let batches = builder
+
+    /// Reads row group `index`, calling `row(row_number, schema, text, spans)` for every
+    /// row: `text` is the row as a line (values separated by one space, `-` for null),
+    /// `spans` its values; `row_number` is 1-based over the whole object. Before the
+    /// rows of each decoded batch, `interfaces` gets the batch's `interface-id` values
+    /// (for ENI lookups ahead of the rows). An error names the row and column.
+    pub fn read_row_group(
+        &self,
+        index: usize,
+        mut interfaces: impl FnMut(&mut dyn Iterator<Item = &str>),
+        mut row: impl FnMut(u64, &Schema, &str, &[Span]) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut number = self.rows_before.get(index).copied().unwrap_or(0);
+        let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            SharedReader(self.reader.clone()),
+            self.metadata.clone(),
+        )
+        .with_row_groups(vec![index])
         .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(|e| format!("not a readable Parquet file: {e}"))?;
-
-    let mut text = String::with_capacity(1024);
-    let mut spans: Vec<Span> = Vec::with_capacity(schema.len());
-    let mut number: u64 = 0;
-    for batch in batches {
-        let batch = batch.map_err(|e| format!("after row {number}: {e}"))?;
-        let arrays: Vec<Values<'_>> = batch
-            .columns()
-            .iter()
-            .zip(&names)
-            .map(|(a, name)| {
-                Values::of(a.as_ref())
-                    .ok_or_else(|| format!("column '{name}' has type {}", a.data_type()))
-            })
-            .collect::<Result<_, _>>()?;
-        if let Some(values) = interface_column.map(|j| &arrays[j]) {
-            interfaces(&mut (0..batch.num_rows()).filter_map(|r| values.text(r)));
-        }
-        for r in 0..batch.num_rows() {
-            text.clear();
-            spans.clear();
-            for (j, values) in arrays.iter().enumerate() {
-                if j > 0 {
-                    text.push(' ');
-                }
-                let start = text.len();
-                values
-                    .append(r, &mut text)
-                    .map_err(|e| format!("row {}, column '{}': {e}", number + 1, names[j]))?;
-                if text.len() > u32::MAX as usize {
-                    return Err(format!("row {} longer than 4 GiB", number + 1));
-                }
-                spans.push((start as u32, text.len() as u32));
+        let (schema, names) = (&self.schema, &self.names);
+        let mut text = String::with_capacity(1024);
+        let mut spans: Vec<Span> = Vec::with_capacity(schema.len());
+        for batch in batches {
+            let batch = batch.map_err(|e| format!("after row {number}: {e}"))?;
+            let arrays: Vec<Values<'_>> = batch
+                .columns()
+                .iter()
+                .zip(names)
+                .map(|(a, name)| {
+                    Values::of(a.as_ref())
+                        .ok_or_else(|| format!("column '{name}' has type {}", a.data_type()))
+                })
+                .collect::<Result<_, _>>()?;
+            if let Some(values) = self.interface_column.map(|j| &arrays[j]) {
+                interfaces(&mut (0..batch.num_rows()).filter_map(|r| values.text(r)));
             }
-            number += 1;
-            row(number, &schema, &text, &spans)?;
+            for r in 0..batch.num_rows() {
+                text.clear();
+                spans.clear();
+                for (j, values) in arrays.iter().enumerate() {
+                    if j > 0 {
+                        text.push(' ');
+                    }
+                    let start = text.len();
+                    values
+                        .append(r, &mut text)
+                        .map_err(|e| format!("row {}, column '{}': {e}", number + 1, names[j]))?;
+                    if text.len() > u32::MAX as usize {
+                        return Err(format!("row {} longer than 4 GiB", number + 1));
+                    }
+                    spans.push((start as u32, text.len() as u32));
+                }
+                number += 1;
+                row(number, schema, &text, &spans)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One object shared by the threads reading its row groups.
+struct SharedReader<R>(Arc<R>);
+
+impl<R: ChunkReader> Length for SharedReader<R> {
+    fn len(&self) -> u64 {
+        self.0.len()
+    }
+}
+
+impl<R: ChunkReader> ChunkReader for SharedReader<R> {
+    type T = R::T;
+
+    fn get_read(&self, start: u64) -> Result<Self::T, ParquetError> {
+        self.0.get_read(start)
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> Result<Bytes, ParquetError> {
+        self.0.get_bytes(start, length)
+    }
+}
+
+/// A local Parquet file read by position, so that threads reading different row groups
+/// never share a file offset (the parquet crate's `File` reader seeks one shared
+/// descriptor).
+pub struct ParquetFile(Arc<File>);
+
+impl ParquetFile {
+    pub fn new(file: File) -> ParquetFile {
+        ParquetFile(Arc::new(file))
+    }
+}
+
+impl Length for ParquetFile {
+    fn len(&self) -> u64 {
+        self.0.metadata().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+impl ChunkReader for ParquetFile {
+    type T = ReadAt;
+
+    fn get_read(&self, start: u64) -> Result<ReadAt, ParquetError> {
+        Ok(ReadAt {
+            file: self.0.clone(),
+            position: start,
+        })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> Result<Bytes, ParquetError> {
+        let mut buf = vec![0u8; length];
+        read_exact_at(&self.0, &mut buf, start)?;
+        Ok(buf.into())
+    }
+}
+
+/// Reads a file from a position on, without moving the descriptor's offset.
+pub struct ReadAt {
+    file: Arc<File>,
+    position: u64,
+}
+
+impl Read for ReadAt {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = read_at(&self.file, buf, self.position)?;
+        self.position += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
+}
+
+fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        match read_at(file, buf, offset)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
         }
     }
     Ok(())

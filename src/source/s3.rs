@@ -53,8 +53,10 @@ fn describe<E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Display>(
     format!("{}: {op} failed: {code}: {message}", uri(bucket, key))
 }
 
-/// Random access to an S3 object by ranged GetObject, for the Parquet reader. Used on a
-/// blocking thread: each fetch blocks on the runtime `handle`.
+/// Random access to an S3 object by ranged GetObject, for the Parquet reader. Used on
+/// blocking threads: each fetch blocks on the runtime `handle`. The last two windows
+/// fetched are kept, so that two threads reading different row groups do not evict
+/// each other's.
 pub struct RangedObject {
     client: aws_sdk_s3::Client,
     handle: tokio::runtime::Handle,
@@ -62,8 +64,8 @@ pub struct RangedObject {
     key: String,
     version_id: Option<String>,
     len: u64,
-    /// The last window fetched: its start offset and bytes.
-    window: Mutex<(u64, Bytes)>,
+    /// The windows fetched last (start offset and bytes), most recent first.
+    windows: Mutex<[(u64, Bytes); 2]>,
 }
 
 impl RangedObject {
@@ -82,7 +84,7 @@ impl RangedObject {
             key: key.to_string(),
             version_id: version_id.map(str::to_string),
             len,
-            window: Mutex::new((0, Bytes::new())),
+            windows: Mutex::new([(0, Bytes::new()), (0, Bytes::new())]),
         }
     }
 
@@ -96,13 +98,17 @@ impl RangedObject {
             )));
         }
         let want = want.min(self.len - start);
-        let mut window = self
-            .window
+        let mut windows = self
+            .windows
             .lock()
             .map_err(|_| ParquetError::General("window lock poisoned".into()))?;
-        let (w_start, bytes) = &*window;
-        if start >= *w_start && start + want <= w_start + bytes.len() as u64 {
-            return Ok(bytes.slice((start - w_start) as usize..));
+        for i in 0..windows.len() {
+            let (w_start, bytes) = &windows[i];
+            if start >= *w_start && start + want <= w_start + bytes.len() as u64 {
+                let slice = bytes.slice((start - w_start) as usize..);
+                windows[..=i].rotate_right(1);
+                return Ok(slice);
+            }
         }
         let end = (start + want.max(WINDOW)).min(self.len);
         if end == start {
@@ -136,7 +142,8 @@ impl RangedObject {
                 body.len()
             )));
         }
-        *window = (start, body.clone());
+        windows.rotate_right(1);
+        windows[0] = (start, body.clone());
         Ok(body)
     }
 }
