@@ -88,8 +88,7 @@ pub struct DocContext<'a> {
 /// Appends the ECS document for `rec` to `out` (no trailing newline).
 pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<'_>) {
     out.reserve(2048);
-    let start = rec.start.map(timestamp_literal);
-    let end = rec.end.map(timestamp_literal);
+    let (start, end) = timestamp_literals(rec.start, rec.end);
     let mut w = Writer::new(out);
     w.key(k!("@timestamp"));
     match end.or(start) {
@@ -137,8 +136,8 @@ pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<
     let dstaddr = rec.get(Field::DstAddr);
     w.begin_object(k!("source"));
     if let Some(a) = srcaddr {
-        w.string(k!("address"), a);
-        w.string(k!("ip"), a);
+        w.ip_text(k!("address"), a);
+        w.ip_text(k!("ip"), a);
     }
     w.opt_u64(k!("port"), rec.srcport.map(u64::from));
     w.opt_u64(k!("bytes"), rec.bytes);
@@ -147,8 +146,8 @@ pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<
 
     w.begin_object(k!("destination"));
     if let Some(a) = dstaddr {
-        w.string(k!("address"), a);
-        w.string(k!("ip"), a);
+        w.ip_text(k!("address"), a);
+        w.ip_text(k!("ip"), a);
     }
     w.opt_u64(k!("port"), rec.dstport.map(u64::from));
     w.end_object();
@@ -280,7 +279,7 @@ fn write_related_ip(w: &mut Writer<'_>, rec: &FlowRecord<'_>) {
         }
         seen[n] = Some(ip);
         n += 1;
-        write_str(w.out, rec.get(field).unwrap_or_default());
+        write_plain_str(w.out, rec.get(field).unwrap_or_default());
     }
     if n > 0 {
         w.out.push(b']');
@@ -566,14 +565,42 @@ pub fn write_timestamp(out: &mut Vec<u8>, t: u64) {
 
 /// `"YYYY-MM-DDTHH:MM:SSZ"` (with the quotes) for Unix seconds `t`.
 fn timestamp_literal(t: u64) -> [u8; 22] {
-    let days = (t / 86_400) as i64;
-    let secs = t % 86_400;
-    let (y, m, d) = civil_from_days(days);
+    with_time_of_day(date_literal(t / 86_400), t)
+}
+
+/// The literals of a record's start and end; they usually fall on the same day, whose
+/// date is then computed once.
+fn timestamp_literals(
+    start: Option<u64>,
+    end: Option<u64>,
+) -> (Option<[u8; 22]>, Option<[u8; 22]>) {
+    match (start, end) {
+        (Some(s), Some(e)) if s / 86_400 == e / 86_400 => {
+            let date = date_literal(s / 86_400);
+            (
+                Some(with_time_of_day(date, s)),
+                Some(with_time_of_day(date, e)),
+            )
+        }
+        _ => (start.map(timestamp_literal), end.map(timestamp_literal)),
+    }
+}
+
+/// `"YYYY-MM-DDT00:00:00Z"` for a day since the Unix epoch.
+fn date_literal(days: u64) -> [u8; 22] {
+    let (y, m, d) = civil_from_days(days as i64);
     let mut buf = *b"\"0000-00-00T00:00:00Z\"";
     put2(&mut buf[1..3], (y / 100) as u32);
     put2(&mut buf[3..5], (y % 100) as u32);
     put2(&mut buf[6..8], m);
     put2(&mut buf[9..11], d);
+    buf
+}
+
+/// `date` (from `date_literal`) with the time of day of Unix seconds `t`.
+fn with_time_of_day(date: [u8; 22], t: u64) -> [u8; 22] {
+    let secs = t % 86_400;
+    let mut buf = date;
     put2(&mut buf[12..14], (secs / 3600) as u32);
     put2(&mut buf[15..17], (secs / 60 % 60) as u32);
     put2(&mut buf[18..20], (secs % 60) as u32);
@@ -640,6 +667,16 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Appends `s`, which has nothing to escape, as a JSON string literal.
+#[inline]
+fn write_plain_str(out: &mut Vec<u8>, s: &str) {
+    debug_assert!(!needs_escape(s.as_bytes()), "{s:?}");
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
     out.push(b'"');
 }
 
@@ -752,6 +789,13 @@ impl<'b> Writer<'b> {
         }
     }
 
+    /// An IP address field's text: the parser validated it, so it holds only hex
+    /// digits, dots and colons, nothing to escape.
+    fn ip_text(&mut self, key: &'static str, value: &str) {
+        self.key(key);
+        write_plain_str(self.out, value);
+    }
+
     fn opt_string(&mut self, key: &'static str, value: Option<&str>) {
         if let Some(v) = value {
             self.string(key, v);
@@ -794,6 +838,14 @@ mod tests {
             format_timestamp(crate::flowlog::record::MAX_TIMESTAMP),
             "9999-12-31T23:59:59Z"
         );
+        let text = |l: Option<[u8; 22]>| l.map(|b| String::from_utf8(b.to_vec()).unwrap());
+        let (s, e) = timestamp_literals(Some(86_399), Some(86_400));
+        assert_eq!(text(s).as_deref(), Some("\"1970-01-01T23:59:59Z\""));
+        assert_eq!(text(e).as_deref(), Some("\"1970-01-02T00:00:00Z\""));
+        let (s, e) = timestamp_literals(Some(1418530010), Some(1418530070));
+        assert_eq!(text(s).as_deref(), Some("\"2014-12-14T04:06:50Z\""));
+        assert_eq!(text(e).as_deref(), Some("\"2014-12-14T04:07:50Z\""));
+        assert_eq!(timestamp_literals(None, Some(0)).0, None);
     }
 
     #[test]

@@ -198,6 +198,14 @@ proptest! {
     }
 
     #[test]
+    fn column_split_agrees_with_split_ascii_whitespace(s in "[ \t\r\n\x0b\x0c\x00!a-z0-9.\u{e9}]{0,80}") {
+        let mut spans = Vec::new();
+        flowlog_forwarder::flowlog::record::split_columns(&s, &mut spans);
+        let ours: Vec<&str> = spans.iter().map(|&(a, b)| &s[a as usize..b as usize]).collect();
+        prop_assert_eq!(ours, s.split_ascii_whitespace().collect::<Vec<_>>());
+    }
+
+    #[test]
     fn ip_parser_agrees_with_the_standard_library(s in "[0-9.:a-f]{0,20}") {
         let ours = flowlog_forwarder::flowlog::record::parse_ip(&s);
         prop_assert_eq!(ours, s.parse::<std::net::IpAddr>().ok());

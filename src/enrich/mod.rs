@@ -3,21 +3,21 @@
 //! addresses and its VPC's CIDR blocks when the record has no `flow-direction`.
 //!
 //! Interfaces are looked up with ec2:DescribeNetworkInterfaces, many ids per call, and
-//! their VPCs with ec2:DescribeVpcs. Answers are cached across invocations for
+//! their VPCs with ec2:DescribeVpcs (see `ec2`). Answers are cached across invocations for
 //! ENRICH_ENI_TTL_SECONDS, "no such interface" too. A failed lookup (throttling, access
 //! denied, timeout) is remembered for a short while and the records of those interfaces
 //! go out unenriched (counted by the caller): enrichment never holds records back
 //! beyond the EC2 client's retry budget.
 
+mod ec2;
+
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::{Filter, NetworkInterface, Vpc};
-
 use crate::filter::Cidr;
+use ec2::{Ec2, NetworkInterface};
 
 /// Interface ids per DescribeNetworkInterfaces call (EC2 accepts 200 values a filter).
 const IDS_PER_CALL: usize = 200;
@@ -82,44 +82,26 @@ type Blocks = Arc<Vec<Cidr>>;
 
 /// Interface and VPC answers shared by every invocation of a Lambda instance.
 pub struct EniCache {
-    client: aws_sdk_ec2::Client,
+    ec2: Ec2,
     ttl: Duration,
     interfaces: Mutex<HashMap<String, Entry<Lookup>>>,
     vpcs: Mutex<HashMap<String, Entry<Blocks>>>,
-    calls: AtomicU64,
 }
 
 impl EniCache {
-    /// A cache whose EC2 client has a short retry budget (3 attempts, 8 s at most), so
-    /// that throttling costs records their enrichment, not their delivery time.
+    /// A cache asking EC2 with the credentials and region of `aws`.
     pub fn from_sdk_config(aws: &aws_config::SdkConfig, ttl: Duration) -> EniCache {
-        use aws_sdk_ec2::config::{retry::RetryConfig, timeout::TimeoutConfig};
-        let config = aws_sdk_ec2::config::Builder::from(aws)
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(3)
-                    .with_initial_backoff(Duration::from_millis(200))
-                    .with_max_backoff(Duration::from_secs(2)),
-            )
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_attempt_timeout(Duration::from_secs(3))
-                    .operation_timeout(Duration::from_secs(8))
-                    .build(),
-            )
-            .build();
         EniCache {
-            client: aws_sdk_ec2::Client::from_conf(config),
+            ec2: Ec2::new(aws),
             ttl,
             interfaces: Mutex::new(HashMap::new()),
             vpcs: Mutex::new(HashMap::new()),
-            calls: AtomicU64::new(0),
         }
     }
 
     /// EC2 requests made so far (DescribeNetworkInterfaces and DescribeVpcs pages).
     pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
+        self.ec2.requests()
     }
 
     /// The cached answer for `id`; `Failed` when it was never looked up.
@@ -180,31 +162,13 @@ impl EniCache {
 
     /// The interfaces among `ids` that EC2 knows, with their VPCs' blocks.
     async fn describe(&self, ids: &[String]) -> Result<HashMap<String, Interface>, String> {
-        let filter = Filter::builder()
-            .name("network-interface-id")
-            .set_values(Some(ids.to_vec()))
-            .build();
-        let mut pages = self
-            .client
-            .describe_network_interfaces()
-            .filters(filter)
-            .into_paginator()
-            .send();
-        let mut found = HashMap::new();
-        while let Some(page) = pages.next().await {
-            self.calls.fetch_add(1, Ordering::Relaxed);
-            let page = page.map_err(|e| {
-                format!(
-                    "DescribeNetworkInterfaces: {}",
-                    aws_sdk_ec2::error::DisplayErrorContext(&e)
-                )
-            })?;
-            for ni in page.network_interfaces() {
-                if let Some(id) = ni.network_interface_id() {
-                    found.insert(id.to_string(), interface_of(ni));
-                }
-            }
-        }
+        let mut found: HashMap<String, Interface> = self
+            .ec2
+            .describe_network_interfaces(ids)
+            .await?
+            .into_iter()
+            .map(|ni| (ni.id.clone(), interface_of(ni)))
+            .collect();
         let vpc_ids: Vec<&str> = found
             .values()
             .filter_map(|i| i.vpc_id.as_deref())
@@ -239,29 +203,9 @@ impl EniCache {
         if missing.is_empty() {
             return Ok(blocks);
         }
-        let filter = Filter::builder()
-            .name("vpc-id")
-            .set_values(Some(missing.clone()))
-            .build();
-        let mut pages = self
-            .client
-            .describe_vpcs()
-            .filters(filter)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            self.calls.fetch_add(1, Ordering::Relaxed);
-            let page = page.map_err(|e| {
-                format!(
-                    "DescribeVpcs: {}",
-                    aws_sdk_ec2::error::DisplayErrorContext(&e)
-                )
-            })?;
-            for vpc in page.vpcs() {
-                if let Some(id) = vpc.vpc_id() {
-                    blocks.insert(id.to_string(), Arc::new(vpc_cidrs(vpc)));
-                }
-            }
+        for vpc in self.ec2.describe_vpcs(&missing).await? {
+            let cidrs = vpc.cidr_blocks.iter().filter_map(|b| Cidr::parse(b).ok());
+            blocks.insert(vpc.id, Arc::new(cidrs.collect()));
         }
         let expires = Instant::now() + self.ttl;
         let mut cached = lock(&self.vpcs);
@@ -285,74 +229,21 @@ fn is_interface_id(id: &str) -> bool {
             .is_some_and(|hex| !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-fn interface_of(ni: &NetworkInterface) -> Interface {
+fn interface_of(ni: NetworkInterface) -> Interface {
     let mut addresses: Vec<IpAddr> = Vec::new();
-    let candidates = std::iter::once(ni.private_ip_address())
-        .chain(
-            ni.private_ip_addresses()
-                .iter()
-                .map(|a| a.private_ip_address()),
-        )
-        .chain(ni.ipv6_addresses().iter().map(|a| a.ipv6_address()));
-    for ip in candidates
-        .flatten()
-        .filter_map(|a| a.parse::<IpAddr>().ok())
-    {
+    for ip in ni.addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()) {
         if !addresses.contains(&ip) {
             addresses.push(ip);
         }
     }
     Interface {
-        vpc_id: ni.vpc_id().map(str::to_string),
-        subnet_id: ni.subnet_id().map(str::to_string),
-        instance_id: ni
-            .attachment()
-            .and_then(|a| a.instance_id())
-            .map(str::to_string),
-        security_group_ids: ni
-            .groups()
-            .iter()
-            .filter_map(|g| g.group_id())
-            .map(str::to_string)
-            .collect(),
+        vpc_id: ni.vpc_id,
+        subnet_id: ni.subnet_id,
+        instance_id: ni.instance_id,
+        security_group_ids: ni.group_ids,
         addresses,
         vpc_cidrs: Vec::new(),
     }
-}
-
-fn vpc_cidrs(vpc: &Vpc) -> Vec<Cidr> {
-    use aws_sdk_ec2::types::VpcCidrBlockStateCode as State;
-    let mut blocks = Vec::new();
-    let v4 = vpc
-        .cidr_block_association_set()
-        .iter()
-        .filter(|a| {
-            a.cidr_block_state()
-                .and_then(|s| s.state())
-                .map_or(true, |s| *s == State::Associated)
-        })
-        .map(|a| a.cidr_block());
-    let v6 = vpc
-        .ipv6_cidr_block_association_set()
-        .iter()
-        .filter(|a| {
-            a.ipv6_cidr_block_state()
-                .and_then(|s| s.state())
-                .map_or(true, |s| *s == State::Associated)
-        })
-        .map(|a| a.ipv6_cidr_block());
-    for text in std::iter::once(vpc.cidr_block())
-        .chain(v4)
-        .chain(v6)
-        .flatten()
-    {
-        if let Ok(cidr) = Cidr::parse(text) {
-            if !blocks.contains(&cidr) {
-                blocks.push(cidr);
-            }
-        }
-    }
-    blocks
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
