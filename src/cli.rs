@@ -218,9 +218,7 @@ fn process_command(args: &[String]) -> ExitCode {
     let config = Arc::new(config);
     let result = runtime.block_on(async {
         let enrich = if config.enrich_eni {
-            let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .load()
-                .await;
+            let aws = crate::handler::load_aws_config().await;
             Some(Arc::new(EniCache::from_sdk_config(
                 &aws,
                 config.enrich_eni_ttl,

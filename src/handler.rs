@@ -68,11 +68,7 @@ impl Handler {
     pub async fn new(mut config: Config, s3_dir: Option<PathBuf>) -> Result<Handler, String> {
         let aws =
             if s3_dir.is_none() || config.destination_secret_arn.is_some() || config.enrich_eni {
-                Some(
-                    aws_config::defaults(aws_config::BehaviorVersion::latest())
-                        .load()
-                        .await,
-                )
+                Some(load_aws_config().await)
             } else {
                 None
             };
@@ -539,6 +535,23 @@ fn unit_name(unit: &WorkUnit) -> String {
         Source::S3(o) => o.uri(),
         Source::CloudWatch(b) => format!("cloudwatch:{}/{}", b.log_group, b.log_stream),
     }
+}
+
+/// The AWS clients' HTTPS client: rustls with ring (see Cargo.toml).
+pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+/// AWS configuration from the environment (region, credentials, endpoints), with
+/// `https_client`.
+pub async fn load_aws_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https_client())
+        .load()
+        .await
 }
 
 /// Reads DESTINATION_SECRET_ARN: a Secrets Manager secret, or an SSM Parameter Store

@@ -1,6 +1,6 @@
 //! ENRICH_ENI against the local moto server: a VPC, a subnet, security groups, an
 //! interface with primary and secondary addresses and an instance's interface, created
-//! with the real aws-sdk-ec2. The real binary runs in Lambda mode (Runtime API on
+//! with boto3. The real binary runs in Lambda mode (Runtime API on
 //! 127.0.0.1), its EC2 requests passing through a counting proxy that can also answer
 //! RequestLimitExceeded. Checks the direction, groups, VPC/subnet/instance fill-in,
 //! caching across invocations (requests counted at the proxy), and throttling: records
@@ -38,89 +38,51 @@ struct Network {
     instance_id: String,
 }
 
+/// Creates the network in moto with boto3 (installed with moto[server]).
 fn create_network() -> Network {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let ec2 = aws_sdk_ec2::Client::new(&moto().sdk_config());
-        let vpc = ec2
-            .create_vpc()
-            .cidr_block("10.0.0.0/16")
-            .send()
-            .await
-            .unwrap();
-        let vpc_id = vpc.vpc().unwrap().vpc_id().unwrap().to_string();
-        let subnet = ec2
-            .create_subnet()
-            .vpc_id(&vpc_id)
-            .cidr_block("10.0.1.0/24")
-            .send()
-            .await
-            .unwrap();
-        let subnet_id = subnet.subnet().unwrap().subnet_id().unwrap().to_string();
-        let mut groups = Vec::new();
-        for name in ["web", "ssh"] {
-            let sg = ec2
-                .create_security_group()
-                .group_name(format!("{name}-{vpc_id}"))
-                .description(name)
-                .vpc_id(&vpc_id)
-                .send()
-                .await
-                .unwrap();
-            groups.push(sg.group_id().unwrap().to_string());
-        }
-        use aws_sdk_ec2::types::PrivateIpAddressSpecification as Ip;
-        let eni = ec2
-            .create_network_interface()
-            .subnet_id(&subnet_id)
-            .private_ip_address("10.0.1.10")
-            .private_ip_addresses(
-                Ip::builder()
-                    .private_ip_address("10.0.1.10")
-                    .primary(true)
-                    .build(),
-            )
-            .private_ip_addresses(
-                Ip::builder()
-                    .private_ip_address("10.0.1.11")
-                    .primary(false)
-                    .build(),
-            )
-            .groups(&groups[0])
-            .groups(&groups[1])
-            .send()
-            .await
-            .unwrap();
-        let eni = eni
-            .network_interface()
+    let script = r#"
+import json, sys, boto3
+ec2 = boto3.client("ec2", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="testing", aws_secret_access_key="testing")
+vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+groups = [ec2.create_security_group(GroupName=f"{n}-{vpc}", Description=n, VpcId=vpc)["GroupId"]
+          for n in ("web", "ssh")]
+eni = ec2.create_network_interface(SubnetId=subnet, Groups=groups, PrivateIpAddress="10.0.1.10",
+    PrivateIpAddresses=[{"PrivateIpAddress": "10.0.1.10", "Primary": True},
+                        {"PrivateIpAddress": "10.0.1.11", "Primary": False}])["NetworkInterface"]
+instance = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1,
+                             SubnetId=subnet)["Instances"][0]
+print(json.dumps({"vpc_id": vpc, "subnet_id": subnet, "groups": groups,
+    "eni": eni["NetworkInterfaceId"],
+    "instance_eni": instance["NetworkInterfaces"][0]["NetworkInterfaceId"],
+    "instance_ip": instance["PrivateIpAddress"], "instance_id": instance["InstanceId"]}))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &moto().endpoint])
+        .output()
+        .expect("python3 with boto3 (installed with moto[server])");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = |k: &str| v[k].as_str().unwrap().to_string();
+    Network {
+        vpc_id: text("vpc_id"),
+        subnet_id: text("subnet_id"),
+        groups: v["groups"]
+            .as_array()
             .unwrap()
-            .network_interface_id()
-            .unwrap()
-            .to_string();
-        let run = ec2
-            .run_instances()
-            .image_id("ami-12c6146b")
-            .min_count(1)
-            .max_count(1)
-            .subnet_id(&subnet_id)
-            .send()
-            .await
-            .unwrap();
-        let instance = &run.instances()[0];
-        let ni = &instance.network_interfaces()[0];
-        Network {
-            vpc_id,
-            subnet_id,
-            groups,
-            eni,
-            instance_eni: ni.network_interface_id().unwrap().to_string(),
-            instance_ip: instance.private_ip_address().unwrap().to_string(),
-            instance_id: instance.instance_id().unwrap().to_string(),
-        }
-    })
+            .iter()
+            .map(|g| g.as_str().unwrap().to_string())
+            .collect(),
+        eni: text("eni"),
+        instance_eni: text("instance_eni"),
+        instance_ip: text("instance_ip"),
+        instance_id: text("instance_id"),
+    }
 }
 
 /// An HTTP proxy to moto that records the EC2 Action of every request and answers

@@ -256,6 +256,17 @@ pub fn parse_u64(s: &str) -> Option<u64> {
         return None;
     }
     let mut n: u64 = 0;
+    if b.len() <= 19 {
+        // Up to 19 digits cannot overflow.
+        for &c in b {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            n = n * 10 + d as u64;
+        }
+        return Some(n);
+    }
     for &c in b {
         let d = c.wrapping_sub(b'0');
         if d > 9 {
