@@ -14,7 +14,7 @@ use crate::flowlog::Schema;
 use crate::handler::Handler;
 use crate::pipeline::{run_lines, run_parquet, Counts, IdSeed, UnitProcessor};
 use crate::sink::{Batch, BatchLimits, Destination};
-use crate::source::{self, parquet::ParquetFile, Compression};
+use crate::source::{self, Compression};
 
 pub const HELP: &str = "\
 flowlog-forwarder: AWS VPC and Transit Gateway Flow Logs to ECS documents, forwarded over HTTP.
@@ -361,15 +361,7 @@ fn read_inputs(
                     }
                 } else {
                     File::open(input).map_err(|e| e.to_string()).and_then(|f| {
-                        let file = ParquetFile::new(f);
-                        run_parquet(
-                            file,
-                            &mut unit,
-                            index as u32,
-                            &limits,
-                            &mut batch,
-                            &mut emit,
-                        )
+                        run_parquet(f, &mut unit, index as u32, &limits, &mut batch, &mut emit)
                     })
                 }
             }

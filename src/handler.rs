@@ -19,7 +19,7 @@ use crate::ecs::Origin;
 use crate::enrich::EniCache;
 use crate::pipeline::{run_lines, run_parquet, Counts, IdSeed, Outcome, UnitProcessor};
 use crate::sink::{Batch, BatchLimits, Destination, DocMeta};
-use crate::source::{self, parquet::ParquetFile, s3::RangedObject, Compression};
+use crate::source::{self, s3::RangedObject, Compression};
 use crate::trigger::{self, Delivery, LogBatch, S3Object, Source, WorkUnit};
 
 /// Where S3 objects are read from.
@@ -320,7 +320,7 @@ impl Handler {
                                         .map_err(|e| e.to_string())
                                         .and_then(|f| {
                                             run_parquet(
-                                                ParquetFile::new(f),
+                                                f,
                                                 &mut processor,
                                                 index,
                                                 &limits,

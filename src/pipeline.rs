@@ -3,7 +3,6 @@
 //! counts and deterministic event ids. Used alike by the CLI and the Lambda handler.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parquet::file::reader::ChunkReader;
@@ -144,15 +143,6 @@ impl<'s> UnitProcessor<'s> {
     pub fn with_enrichment(mut self, cache: Option<Arc<EniCache>>) -> UnitProcessor<'s> {
         self.docs.enrich = cache;
         self
-    }
-
-    /// A processor for the same unit on another thread (Parquet row groups): same
-    /// settings, origin and ids, counts of its own (see `run_parquet`).
-    fn fork(&self) -> UnitProcessor<'s> {
-        let mut fork = UnitProcessor::new(self.docs.settings, self.docs.origin.clone(), self.seed)
-            .with_enrichment(self.docs.enrich.clone());
-        fork.docs.now = self.docs.now;
-        fork
     }
 
     /// The unit's counts so far.
@@ -439,14 +429,8 @@ fn run_lines_looking_ahead(
     }
 }
 
-/// Threads reading the row groups of one Parquet object, at most.
-const MAX_PARQUET_THREADS: usize = 4;
-
-/// Reads every row of a Parquet object through `unit`, as `run_lines`. Row groups are
-/// independent, so they are shared out among threads (one per core, at most
-/// MAX_PARQUET_THREADS and one per row group), each filling batches of its own; full
-/// batches reach `emit` on the caller's thread. Row numbers, and so event ids, do not
-/// depend on the thread. When enriching, the interfaces of each decoded batch of rows
+/// Reads every row of a Parquet object through `unit` into `batch`, as `run_lines`,
+/// row group by row group. When enriching, the interfaces of each decoded batch of rows
 /// are looked up before its rows.
 pub fn run_parquet<R: ChunkReader + 'static>(
     reader: R,
@@ -458,72 +442,11 @@ pub fn run_parquet<R: ChunkReader + 'static>(
 ) -> Result<(), String> {
     let object = ParquetObject::open(reader)?;
     let runtime = tokio::runtime::Handle::try_current().ok();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(MAX_PARQUET_THREADS)
-        .min(object.row_groups());
-    if threads <= 1 {
-        let mut out = Output::new(unit_index, limits, batch, emit);
-        for group in 0..object.row_groups() {
-            read_row_group(&object, group, unit, &mut out, runtime.as_ref())?;
-        }
-        return Ok(());
+    let mut out = Output::new(unit_index, limits, batch, emit);
+    for group in 0..object.row_groups() {
+        read_row_group(&object, group, unit, &mut out, runtime.as_ref())?;
     }
-    let next_group = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(threads);
-    std::thread::scope(|scope| {
-        let mut workers = Vec::with_capacity(threads);
-        for _ in 0..threads {
-            let mut worker = unit.fork();
-            let tx = tx.clone();
-            let (object, next_group, stop) = (&object, &next_group, &stop);
-            let runtime = runtime.as_ref();
-            workers.push(scope.spawn(move || {
-                let mut batch = Batch::default();
-                let mut send = |b: Batch| !stop.load(Ordering::Relaxed) && tx.send(b).is_ok();
-                let mut out = Output::new(unit_index, limits, &mut batch, &mut send);
-                let mut result = Ok(());
-                while !stop.load(Ordering::Relaxed) {
-                    let group = next_group.fetch_add(1, Ordering::Relaxed);
-                    if group >= object.row_groups() {
-                        break;
-                    }
-                    result = read_row_group(object, group, &mut worker, &mut out, runtime);
-                    if result.is_err() {
-                        stop.store(true, Ordering::Relaxed);
-                        break;
-                    }
-                }
-                drop(out);
-                // What was read goes out even after an error, as in `run_lines`.
-                if !batch.is_empty() {
-                    let _ = tx.send(batch);
-                }
-                (worker.counts(), result)
-            }));
-        }
-        drop(tx);
-        let mut delivering = true;
-        for b in rx {
-            if delivering && !emit(b) {
-                delivering = false;
-                stop.store(true, Ordering::Relaxed);
-            }
-        }
-        let mut result = Ok(());
-        for worker in workers {
-            let (counts, r) = worker
-                .join()
-                .unwrap_or_else(|_| (Counts::default(), Err("a reading thread panicked".into())));
-            unit.docs.counts.add(&counts);
-            result = result.and(r);
-        }
-        if !delivering {
-            return Err("delivery stopped".to_string());
-        }
-        result
-    })
+    Ok(())
 }
 
 /// Reads one row group of `object` through `unit` into `out`.
@@ -555,7 +478,7 @@ fn read_row_group<R: ChunkReader + 'static>(
 }
 
 /// `EniCache::prefetch` from a thread that may block (an object's reader thread), on
-/// `runtime` (the caller's, captured before any reading thread was started).
+/// `runtime` (the one that thread belongs to).
 fn prefetch_blocking<'a>(
     cache: &EniCache,
     runtime: Option<&tokio::runtime::Handle>,

@@ -64,6 +64,10 @@ impl Batch {
     }
 
     pub fn push(&mut self, doc: &[u8], meta: DocMeta<'_>, limits: &BatchLimits) {
+        if self.docs.capacity() == 0 {
+            // A batch fills up to its limit: one allocation, not a chain of copies.
+            self.docs.reserve(limits.max_bytes.min(64 << 20));
+        }
         let start = self.docs.len() as u32;
         self.docs.extend_from_slice(doc);
         let id_start = self.ids.len() as u32;

@@ -1,8 +1,7 @@
 //! Parquet flow log objects (`FileFormat: parquet`, `*.log.parquet`): the footer is read
 //! once, then row groups are read one at a time with the parquet crate's Arrow reader,
 //! in batches of rows, so memory is bounded by what the row groups being read need, not
-//! by the object. Row groups are independent: several threads may read different ones
-//! of one object at once. Each row is handed to the caller as text values with spans,
+//! by the object. Each row is handed to the caller as text values with spans,
 //! exactly as a text line's columns, so that the same record gives the same document
 //! whichever format it came in.
 //!
@@ -10,8 +9,6 @@
 //! physical types INT32, INT64 or BYTE_ARRAY (string); null is absent (`-`). Unknown
 //! columns pass through like unknown text fields.
 
-use std::fs::File;
-use std::io::Read;
 use std::sync::Arc;
 
 use arrow_array::{Array, BinaryArray, Int32Array, Int64Array, LargeStringArray, StringArray};
@@ -169,7 +166,7 @@ impl<R: ChunkReader + 'static> ParquetObject<R> {
     }
 }
 
-/// One object shared by the threads reading its row groups.
+/// The object shared by the readers of its row groups.
 struct SharedReader<R>(Arc<R>);
 
 impl<R: ChunkReader> Length for SharedReader<R> {
@@ -188,77 +185,6 @@ impl<R: ChunkReader> ChunkReader for SharedReader<R> {
     fn get_bytes(&self, start: u64, length: usize) -> Result<Bytes, ParquetError> {
         self.0.get_bytes(start, length)
     }
-}
-
-/// A local Parquet file read by position, so that threads reading different row groups
-/// never share a file offset (the parquet crate's `File` reader seeks one shared
-/// descriptor).
-pub struct ParquetFile(Arc<File>);
-
-impl ParquetFile {
-    pub fn new(file: File) -> ParquetFile {
-        ParquetFile(Arc::new(file))
-    }
-}
-
-impl Length for ParquetFile {
-    fn len(&self) -> u64 {
-        self.0.metadata().map(|m| m.len()).unwrap_or(0)
-    }
-}
-
-impl ChunkReader for ParquetFile {
-    type T = ReadAt;
-
-    fn get_read(&self, start: u64) -> Result<ReadAt, ParquetError> {
-        Ok(ReadAt {
-            file: self.0.clone(),
-            position: start,
-        })
-    }
-
-    fn get_bytes(&self, start: u64, length: usize) -> Result<Bytes, ParquetError> {
-        let mut buf = vec![0u8; length];
-        read_exact_at(&self.0, &mut buf, start)?;
-        Ok(buf.into())
-    }
-}
-
-/// Reads a file from a position on, without moving the descriptor's offset.
-pub struct ReadAt {
-    file: Arc<File>,
-    position: u64,
-}
-
-impl Read for ReadAt {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = read_at(&self.file, buf, self.position)?;
-        self.position += n as u64;
-        Ok(n)
-    }
-}
-
-#[cfg(unix)]
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    std::os::unix::fs::FileExt::read_at(file, buf, offset)
-}
-
-#[cfg(windows)]
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
-}
-
-fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
-    while !buf.is_empty() {
-        match read_at(file, buf, offset)? {
-            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            n => {
-                buf = &mut buf[n..];
-                offset += n as u64;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// One column of a decoded batch.

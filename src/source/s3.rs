@@ -53,10 +53,8 @@ fn describe<E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Display>(
     format!("{}: {op} failed: {code}: {message}", uri(bucket, key))
 }
 
-/// Random access to an S3 object by ranged GetObject, for the Parquet reader. Used on
-/// blocking threads: each fetch blocks on the runtime `handle`. The last two windows
-/// fetched are kept, so that two threads reading different row groups do not evict
-/// each other's.
+/// Random access to an S3 object by ranged GetObject, for the Parquet reader. Used on a
+/// blocking thread: each fetch blocks on the runtime `handle`.
 pub struct RangedObject {
     client: aws_sdk_s3::Client,
     handle: tokio::runtime::Handle,
@@ -64,8 +62,8 @@ pub struct RangedObject {
     key: String,
     version_id: Option<String>,
     len: u64,
-    /// The windows fetched last (start offset and bytes), most recent first.
-    windows: Mutex<[(u64, Bytes); 2]>,
+    /// The last window fetched: its start offset and bytes.
+    window: Mutex<(u64, Bytes)>,
 }
 
 impl RangedObject {
@@ -84,7 +82,7 @@ impl RangedObject {
             key: key.to_string(),
             version_id: version_id.map(str::to_string),
             len,
-            windows: Mutex::new([(0, Bytes::new()), (0, Bytes::new())]),
+            window: Mutex::new((0, Bytes::new())),
         }
     }
 
@@ -98,17 +96,13 @@ impl RangedObject {
             )));
         }
         let want = want.min(self.len - start);
-        let mut windows = self
-            .windows
+        let mut window = self
+            .window
             .lock()
             .map_err(|_| ParquetError::General("window lock poisoned".into()))?;
-        for i in 0..windows.len() {
-            let (w_start, bytes) = &windows[i];
-            if start >= *w_start && start + want <= w_start + bytes.len() as u64 {
-                let slice = bytes.slice((start - w_start) as usize..);
-                windows[..=i].rotate_right(1);
-                return Ok(slice);
-            }
+        let (w_start, bytes) = &*window;
+        if start >= *w_start && start + want <= w_start + bytes.len() as u64 {
+            return Ok(bytes.slice((start - w_start) as usize..));
         }
         let end = (start + want.max(WINDOW)).min(self.len);
         if end == start {
@@ -142,8 +136,7 @@ impl RangedObject {
                 body.len()
             )));
         }
-        windows.rotate_right(1);
-        windows[0] = (start, body.clone());
+        *window = (start, body.clone());
         Ok(body)
     }
 }
