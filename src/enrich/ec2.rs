@@ -112,38 +112,32 @@ impl Ec2 {
         &self,
         ids: &[String],
     ) -> Result<Vec<NetworkInterface>, String> {
-        let mut found = Vec::new();
-        let mut token = None;
-        loop {
-            let xml = self
-                .call(
-                    "DescribeNetworkInterfaces",
-                    "network-interface-id",
-                    ids,
-                    token.as_deref(),
-                )
-                .await?;
-            let (page, next) = parse_network_interfaces(&xml)
-                .map_err(|e| format!("DescribeNetworkInterfaces: unreadable answer: {e}"))?;
-            found.extend(page);
-            match next {
-                Some(t) if !t.is_empty() => token = Some(t),
-                _ => return Ok(found),
-            }
-        }
+        let action = ("DescribeNetworkInterfaces", "network-interface-id");
+        self.describe(action, ids, "networkInterfaceSet", parse_interface)
+            .await
     }
 
     /// The VPCs among `ids` that exist, with their blocks, every page.
     pub async fn describe_vpcs(&self, ids: &[String]) -> Result<Vec<Vpc>, String> {
+        self.describe(("DescribeVpcs", "vpc-id"), ids, "vpcSet", parse_vpc)
+            .await
+    }
+
+    /// Every page of a Describe `(action, filter)` on `values`: the items of the answer's
+    /// `set` element, each read by `parse_item`.
+    async fn describe<T>(
+        &self,
+        (action, filter): (&str, &str),
+        values: &[String],
+        set: &str,
+        parse_item: fn(&mut ScopedDecoder<'_, '_>) -> Result<T, String>,
+    ) -> Result<Vec<T>, String> {
         let mut found = Vec::new();
         let mut token = None;
         loop {
-            let xml = self
-                .call("DescribeVpcs", "vpc-id", ids, token.as_deref())
-                .await?;
-            let (page, next) =
-                parse_vpcs(&xml).map_err(|e| format!("DescribeVpcs: unreadable answer: {e}"))?;
-            found.extend(page);
+            let xml = self.call(action, filter, values, token.as_deref()).await?;
+            let next = parse_page(&xml, set, parse_item, &mut found)
+                .map_err(|e| format!("{action}: unreadable answer: {e}"))?;
             match next {
                 Some(t) if !t.is_empty() => token = Some(t),
                 _ => return Ok(found),
@@ -305,22 +299,27 @@ fn text(el: &mut ScopedDecoder<'_, '_>) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// A DescribeNetworkInterfaces answer: the interfaces and the next page's token.
-fn parse_network_interfaces(xml: &str) -> Result<(Vec<NetworkInterface>, Option<String>), String> {
+/// One page of a Describe answer: appends the items of its `set` element to `found`;
+/// returns the next page's token.
+fn parse_page<T>(
+    xml: &str,
+    set: &str,
+    parse_item: fn(&mut ScopedDecoder<'_, '_>) -> Result<T, String>,
+    found: &mut Vec<T>,
+) -> Result<Option<String>, String> {
     let mut doc = Document::new(xml);
     let mut root = doc.root_element().map_err(|e| e.to_string())?;
-    let mut found = Vec::new();
     let mut next = None;
     while let Some(mut tag) = root.next_tag() {
-        if tag.start_el().matches("networkInterfaceSet") {
+        if tag.start_el().matches(set) {
             while let Some(mut item) = tag.next_tag() {
-                found.push(parse_interface(&mut item)?);
+                found.push(parse_item(&mut item)?);
             }
         } else if tag.start_el().matches("nextToken") {
             next = Some(text(&mut tag)?);
         }
     }
-    Ok((found, next))
+    Ok(next)
 }
 
 fn parse_interface(item: &mut ScopedDecoder<'_, '_>) -> Result<NetworkInterface, String> {
@@ -366,24 +365,6 @@ fn item_fields(set: &mut ScopedDecoder<'_, '_>, name: &str) -> Result<Vec<String
         }
     }
     Ok(values)
-}
-
-/// A DescribeVpcs answer: the VPCs with their associated blocks, and the next token.
-fn parse_vpcs(xml: &str) -> Result<(Vec<Vpc>, Option<String>), String> {
-    let mut doc = Document::new(xml);
-    let mut root = doc.root_element().map_err(|e| e.to_string())?;
-    let mut found = Vec::new();
-    let mut next = None;
-    while let Some(mut tag) = root.next_tag() {
-        if tag.start_el().matches("vpcSet") {
-            while let Some(mut item) = tag.next_tag() {
-                found.push(parse_vpc(&mut item)?);
-            }
-        } else if tag.start_el().matches("nextToken") {
-            next = Some(text(&mut tag)?);
-        }
-    }
-    Ok((found, next))
 }
 
 fn parse_vpc(item: &mut ScopedDecoder<'_, '_>) -> Result<Vpc, String> {
@@ -461,7 +442,8 @@ mod tests {
   </networkInterfaceSet>
   <nextToken>page+2/=</nextToken>
 </DescribeNetworkInterfacesResponse>"#;
-        let (found, next) = parse_network_interfaces(xml).unwrap();
+        let mut found = Vec::new();
+        let next = parse_page(xml, "networkInterfaceSet", parse_interface, &mut found).unwrap();
         assert_eq!(next.as_deref(), Some("page+2/="));
         assert_eq!(
             found,
@@ -491,7 +473,8 @@ mod tests {
     </ipv6CidrBlockAssociationSet>
   </item></vpcSet>
 </DescribeVpcsResponse>"#;
-        let (found, next) = parse_vpcs(xml).unwrap();
+        let mut found = Vec::new();
+        let next = parse_page(xml, "vpcSet", parse_vpc, &mut found).unwrap();
         assert_eq!(next, None);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].id, "vpc-1");
