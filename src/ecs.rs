@@ -685,36 +685,30 @@ fn write_plain_str(out: &mut Vec<u8>, s: &str) {
 /// time when every short value went through it).
 #[inline(always)]
 fn put(out: &mut Vec<u8>, bytes: &[u8]) {
-    let len = bytes.len();
-    if (8..=16).contains(&len) {
-        let head: [u8; 8] = bytes[..8].try_into().unwrap_or_default();
-        let tail: [u8; 8] = bytes[len - 8..].try_into().unwrap_or_default();
-        let start = out.len();
-        out.extend_from_slice(&[0u8; 16]);
-        let dst = &mut out[start..start + 16];
-        if let Ok(d) = <&mut [u8; 8]>::try_from(&mut dst[..8]) {
-            *d = head;
-        }
-        if let Ok(d) = <&mut [u8; 8]>::try_from(&mut dst[len - 8..len]) {
-            *d = tail;
-        }
-        out.truncate(start + len);
-    } else if (4..8).contains(&len) {
-        let head: [u8; 4] = bytes[..4].try_into().unwrap_or_default();
-        let tail: [u8; 4] = bytes[len - 4..].try_into().unwrap_or_default();
-        let start = out.len();
-        out.extend_from_slice(&[0u8; 8]);
-        let dst = &mut out[start..start + 8];
-        if let Ok(d) = <&mut [u8; 4]>::try_from(&mut dst[..4]) {
-            *d = head;
-        }
-        if let Ok(d) = <&mut [u8; 4]>::try_from(&mut dst[len - 4..len]) {
-            *d = tail;
-        }
-        out.truncate(start + len);
-    } else {
-        out.extend_from_slice(bytes);
+    match bytes.len() {
+        8..=16 => put_overlapping::<8>(out, bytes),
+        4..=7 => put_overlapping::<4>(out, bytes),
+        _ => out.extend_from_slice(bytes),
     }
+}
+
+/// Appends `bytes` (N to 2N long) as its first and its last N bytes, which overlap.
+#[inline(always)]
+fn put_overlapping<const N: usize>(out: &mut Vec<u8>, bytes: &[u8]) {
+    let len = bytes.len();
+    let head: [u8; N] = bytes[..N].try_into().unwrap_or([0; N]);
+    let tail: [u8; N] = bytes[len - N..].try_into().unwrap_or([0; N]);
+    let start = out.len();
+    out.extend_from_slice(&[0; N]);
+    out.extend_from_slice(&[0; N]);
+    let dst = &mut out[start..start + 2 * N];
+    if let Ok(d) = <&mut [u8; N]>::try_from(&mut dst[..N]) {
+        *d = head;
+    }
+    if let Ok(d) = <&mut [u8; N]>::try_from(&mut dst[len - N..len]) {
+        *d = tail;
+    }
+    out.truncate(start + len);
 }
 
 /// Whether `bytes` holds a `"`, `\\` or control character, eight bytes at a time.
