@@ -430,7 +430,8 @@ fn run_lines_looking_ahead(
 }
 
 /// Reads every row of a Parquet object through `unit` into `batch`, as `run_lines`,
-/// row group by row group. When enriching, the interfaces of each decoded batch of rows
+/// row group by row group: a decoded batch never spans two, so a damaged row group
+/// fails the object after the rows before it went out. When enriching, the interfaces of each decoded batch of rows
 /// are looked up before its rows.
 pub fn run_parquet<R: ChunkReader + 'static>(
     reader: R,
