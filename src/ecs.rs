@@ -21,16 +21,16 @@ macro_rules! k {
 /// Where a unit's records came from, pre-rendered once per unit.
 #[derive(Debug, Clone, Default)]
 pub struct Origin {
-    /// Members written inside the `aws` object (`"s3":{...}` or `"cloudwatch":{...}`).
+    /// Members written inside the `aws` object (`,"s3":{...}` or `,"cloudwatch":{...}`).
     aws_members: String,
-    /// Top-level members (`"log":{"file":{"path":...}}`).
+    /// Top-level members (`,"log":{"file":{"path":...}}`).
     top_members: String,
 }
 
 impl Origin {
     pub fn s3(bucket: &str, key: &str) -> Origin {
         let mut aws = Vec::new();
-        aws.extend_from_slice(b"\"s3\":{\"bucket\":{\"name\":");
+        aws.extend_from_slice(b",\"s3\":{\"bucket\":{\"name\":");
         write_str(&mut aws, bucket);
         aws.extend_from_slice(b"},\"object\":{\"key\":");
         write_str(&mut aws, key);
@@ -43,7 +43,7 @@ impl Origin {
 
     pub fn cloudwatch(log_group: &str, log_stream: &str) -> Origin {
         let mut aws = Vec::new();
-        aws.extend_from_slice(b"\"cloudwatch\":{\"log_group\":");
+        aws.extend_from_slice(b",\"cloudwatch\":{\"log_group\":");
         write_str(&mut aws, log_group);
         aws.extend_from_slice(b",\"log_stream\":");
         write_str(&mut aws, log_stream);
@@ -56,7 +56,7 @@ impl Origin {
 
     pub fn file(path: &str) -> Origin {
         let mut top = Vec::new();
-        top.extend_from_slice(b"\"log\":{\"file\":{\"path\":");
+        top.extend_from_slice(b",\"log\":{\"file\":{\"path\":");
         write_str(&mut top, path);
         top.extend_from_slice(b"}}");
         Origin {
@@ -88,45 +88,35 @@ pub struct DocContext<'a> {
 /// Appends the ECS document for `rec` to `out` (no trailing newline).
 pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<'_>) {
     out.reserve(2048);
-    let (start, end) = timestamp_literals(rec.start, rec.end);
+    let mut dates = Dates::default();
     let mut w = Writer::new(out);
     w.key(k!("@timestamp"));
-    match end.or(start) {
-        Some(t) => w.out.extend_from_slice(&t),
-        None => write_timestamp(w.out, ctx.now),
-    }
+    dates.write(w.out, rec.end.or(rec.start).unwrap_or(ctx.now));
 
-    let action = rec.get(Field::Action);
     w.begin_object(k!("event"));
-    w.raw(k!("kind"), b"\"event\"");
-    w.raw(k!("category"), b"[\"network\"]");
-    match action {
+    w.literal(r#","kind":"event","category":["network"]"#);
+    match rec.get(Field::Action) {
         Some("ACCEPT") => {
-            w.raw(k!("type"), b"[\"connection\",\"allowed\"]");
-            w.raw(k!("action"), b"\"accept\"");
-            w.raw(k!("outcome"), b"\"success\"");
+            w.literal(r#","type":["connection","allowed"],"action":"accept","outcome":"success""#)
         }
         Some("REJECT") => {
-            w.raw(k!("type"), b"[\"connection\",\"denied\"]");
-            w.raw(k!("action"), b"\"reject\"");
-            w.raw(k!("outcome"), b"\"failure\"");
+            w.literal(r#","type":["connection","denied"],"action":"reject","outcome":"failure""#)
         }
         Some(other) => {
-            w.raw(k!("type"), b"[\"connection\"]");
+            w.literal(r#","type":["connection"]"#);
             w.string(k!("action"), &other.to_ascii_lowercase());
         }
-        None => w.raw(k!("type"), b"[\"connection\"]"),
+        None => w.literal(r#","type":["connection"]"#),
     }
-    w.raw(k!("module"), b"\"aws\"");
-    w.raw(k!("dataset"), b"\"aws.vpcflow\"");
+    w.literal(r#","module":"aws","dataset":"aws.vpcflow""#);
     w.string(k!("id"), ctx.event_id);
-    if let Some(t) = start {
+    if let Some(t) = rec.start {
         w.key(k!("start"));
-        w.out.extend_from_slice(&t);
+        dates.write(w.out, t);
     }
-    if let Some(t) = end {
+    if let Some(t) = rec.end {
         w.key(k!("end"));
-        w.out.extend_from_slice(&t);
+        dates.write(w.out, t);
     }
     w.opt_string(k!("reason"), rec.get(Field::RejectReason));
     w.opt_string(k!("original"), ctx.original);
@@ -136,8 +126,8 @@ pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<
     let dstaddr = rec.get(Field::DstAddr);
     w.begin_object(k!("source"));
     if let Some(a) = srcaddr {
-        w.ip_text(k!("address"), a);
-        w.ip_text(k!("ip"), a);
+        w.plain(k!("address"), a);
+        w.plain(k!("ip"), a);
     }
     w.opt_u64(k!("port"), rec.srcport.map(u64::from));
     w.opt_u64(k!("bytes"), rec.bytes);
@@ -146,8 +136,8 @@ pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<
 
     w.begin_object(k!("destination"));
     if let Some(a) = dstaddr {
-        w.ip_text(k!("address"), a);
-        w.ip_text(k!("ip"), a);
+        w.plain(k!("address"), a);
+        w.plain(k!("ip"), a);
     }
     w.opt_u64(k!("port"), rec.dstport.map(u64::from));
     w.end_object();
@@ -156,25 +146,21 @@ pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<
     w.opt_u64(k!("bytes"), rec.bytes);
     w.opt_u64(k!("packets"), rec.packets);
     if let Some(p) = rec.protocol {
-        w.key(k!("iana_number"));
-        w.out.push(b'"');
-        w.out
-            .extend_from_slice(itoa::Buffer::new().format(p).as_bytes());
+        w.key(r#","iana_number":""#);
+        write_u64(w.out, p.into());
         w.out.push(b'"');
         if let Some(name) = transport_name(p) {
-            w.string(k!("transport"), name);
+            w.plain(k!("transport"), name);
         }
     }
     match rec.srcaddr.or(rec.dstaddr) {
-        Some(IpAddr::V4(_)) => w.raw(k!("type"), b"\"ipv4\""),
-        Some(IpAddr::V6(_)) => w.raw(k!("type"), b"\"ipv6\""),
+        Some(IpAddr::V4(_)) => w.literal(r#","type":"ipv4""#),
+        Some(IpAddr::V6(_)) => w.literal(r#","type":"ipv6""#),
         None => {}
     }
     if let Some(id) = community_id(rec) {
         w.key(k!("community_id"));
-        w.out.push(b'"');
-        w.out.extend_from_slice(id.as_bytes());
-        w.out.push(b'"');
+        id.write_json(w.out);
     }
     let direction = rec.get(Field::FlowDirection).or_else(|| {
         ctx.interface
@@ -186,26 +172,21 @@ pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<
     write_related_ip(&mut w, rec);
 
     w.begin_object(k!("cloud"));
-    w.raw(k!("provider"), b"\"aws\"");
-    w.begin_object(k!("service"));
     if is_transit_gateway(rec) {
-        w.raw(k!("name"), b"\"transitgateway\"");
+        w.literal(r#","provider":"aws","service":{"name":"transitgateway"}"#);
     } else {
-        w.raw(k!("name"), b"\"vpc\"");
+        w.literal(r#","provider":"aws","service":{"name":"vpc"}"#);
     }
-    w.end_object();
     if let Some(id) = rec.get(Field::AccountId) {
-        w.begin_object(k!("account"));
-        w.string(k!("id"), id);
-        w.end_object();
+        w.string(r#","account":{"id":"#, id);
+        w.literal("}");
     }
     let instance_id = rec
         .get(Field::InstanceId)
         .or_else(|| ctx.interface.and_then(|i| i.instance_id.as_deref()));
     if let Some(id) = instance_id {
-        w.begin_object(k!("instance"));
-        w.string(k!("id"), id);
-        w.end_object();
+        w.string(r#","instance":{"id":"#, id);
+        w.literal("}");
     }
     w.opt_string(k!("region"), rec.get(Field::Region));
     w.opt_string(k!("availability_zone"), rec.get(Field::AzId));
@@ -218,12 +199,13 @@ pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<
     w.members(&ctx.origin.aws_members);
     w.end_object();
 
-    w.begin_object(k!("ecs"));
-    w.raw(k!("version"), b"\"8.11.0\"");
-    w.end_object();
+    w.literal(ECS_VERSION);
     w.members(&ctx.origin.top_members);
     w.finish();
 }
+
+/// The `ecs` member of every document.
+const ECS_VERSION: &str = r#","ecs":{"version":"8.11.0"}"#;
 
 /// Appends the document for a line that is not a valid record: the raw line, the
 /// reason, and the `_flowlog_parse_failure` tag, so that nothing is silently lost.
@@ -232,26 +214,20 @@ pub fn write_failure_document(out: &mut Vec<u8>, raw: &str, error: &str, ctx: &D
     w.key(k!("@timestamp"));
     write_timestamp(w.out, ctx.now);
     w.begin_object(k!("event"));
-    w.raw(k!("kind"), b"\"pipeline_error\"");
-    w.raw(k!("category"), b"[\"network\"]");
-    w.raw(k!("module"), b"\"aws\"");
-    w.raw(k!("dataset"), b"\"aws.vpcflow\"");
+    w.literal(
+        r#","kind":"pipeline_error","category":["network"],"module":"aws","dataset":"aws.vpcflow""#,
+    );
     w.string(k!("id"), ctx.event_id);
     w.string(k!("original"), raw);
     w.end_object();
     w.begin_object(k!("error"));
     w.string(k!("message"), error);
     w.end_object();
-    w.raw(k!("tags"), b"[\"_flowlog_parse_failure\"]");
-    w.begin_object(k!("cloud"));
-    w.raw(k!("provider"), b"\"aws\"");
-    w.end_object();
+    w.literal(r#","tags":["_flowlog_parse_failure"],"cloud":{"provider":"aws"}"#);
     w.begin_object(k!("aws"));
     w.members(&ctx.origin.aws_members);
     w.end_object();
-    w.begin_object(k!("ecs"));
-    w.raw(k!("version"), b"\"8.11.0\"");
-    w.end_object();
+    w.literal(ECS_VERSION);
     w.members(&ctx.origin.top_members);
     w.finish();
 }
@@ -306,10 +282,10 @@ fn write_ecs_task_fields(w: &mut Writer<'_>, rec: &FlowRecord<'_>) {
         w.opt_string(k!("id"), instance_id);
         w.opt_string(k!("name"), instance_arn);
         if instance_id.is_some() || instance_arn.is_some() {
-            w.raw(k!("type"), b"\"container\"");
+            w.literal(r#","type":"container""#);
         }
         w.end_object();
-        w.raw(k!("type"), b"\"ecs\"");
+        w.literal(r#","type":"ecs""#);
         w.end_object();
     }
     if let Some(name) = rec.get(Field::EcsServiceName) {
@@ -327,7 +303,7 @@ fn write_ecs_task_fields(w: &mut Writer<'_>, rec: &FlowRecord<'_>) {
 fn write_vpcflow(w: &mut Writer<'_>, rec: &FlowRecord<'_>, interface: Option<&Interface>) {
     w.begin_object(k!("vpcflow"));
     for (key, value) in rec.vpcflow_members() {
-        w.prerendered_key(key);
+        w.key(key);
         write_str(w.out, value);
     }
     if let Some(i) = interface {
@@ -448,7 +424,8 @@ pub fn community_id_v1(
         }
     }
     let (sp, dp) = ports.unwrap_or((0, 0));
-    let ordered = addr_key(sa) < addr_key(da) || (sa == da && sp < dp);
+    // IPv4 before IPv6, then by address bytes: `IpAddr`'s own order.
+    let ordered = sa < da || (sa == da && sp < dp);
     let (sp, dp) = if one_way || ordered {
         (sp, dp)
     } else {
@@ -478,49 +455,46 @@ pub fn community_id_v1(
         message[n + 2..n + 4].copy_from_slice(&dp.to_be_bytes());
         n += 4;
     }
-    let digest = Sha1::digest(&message[..n]);
-    let mut id = CommunityId([0u8; 30]);
-    id.0[..2].copy_from_slice(b"1:");
-    // 20 bytes encode to exactly 28 base64 characters.
-    let _ = base64::engine::general_purpose::STANDARD.encode_slice(digest, &mut id.0[2..]);
-    id
+    CommunityId(Sha1::digest(&message[..n]).into())
 }
 
-/// A Community ID v1 string (`1:` and 28 base64 characters), kept on the stack.
+/// A Community ID v1: the flow's SHA-1 digest, written as `1:` and its 28 base64
+/// characters.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct CommunityId([u8; 30]);
+pub struct CommunityId([u8; 20]);
 
 impl CommunityId {
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+    /// Appends the ID as a JSON string, encoded straight into `out`.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"\"1:");
+        let pos = out.len();
+        out.extend_from_slice(b"............................\"");
+        if let Some(text) = out.get_mut(pos..pos + 28) {
+            // 20 bytes encode to exactly 28 base64 characters.
+            let _ = base64::engine::general_purpose::STANDARD.encode_slice(self.0, text);
+        }
     }
+}
 
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or_default()
+impl std::fmt::Display for CommunityId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("1:")?;
+        f.write_str(&base64::engine::general_purpose::STANDARD.encode(self.0))
     }
 }
 
 impl std::fmt::Debug for CommunityId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        std::fmt::Display::fmt(self, f)
     }
 }
 
 impl PartialEq<&str> for CommunityId {
     fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-/// Orders IPv4 before IPv6, then by address bytes.
-fn addr_key(a: IpAddr) -> (u8, [u8; 16]) {
-    match a {
-        IpAddr::V4(v4) => {
-            let mut b = [0u8; 16];
-            b[..4].copy_from_slice(&v4.octets());
-            (4, b)
-        }
-        IpAddr::V6(v6) => (6, v6.octets()),
+        let digest = other
+            .strip_prefix("1:")
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
+        digest.as_deref() == Some(&self.0[..])
     }
 }
 
@@ -560,51 +534,49 @@ fn icmp6_reply_type(t: u16) -> Option<u16> {
 
 /// Writes `"YYYY-MM-DDTHH:MM:SSZ"` for Unix seconds `t` (UTC, RFC 3339).
 pub fn write_timestamp(out: &mut Vec<u8>, t: u64) {
-    out.extend_from_slice(&timestamp_literal(t));
+    Dates::default().write(out, t);
 }
 
-/// `"YYYY-MM-DDTHH:MM:SSZ"` (with the quotes) for Unix seconds `t`.
-fn timestamp_literal(t: u64) -> [u8; 22] {
-    with_time_of_day(date_literal(t / 86_400), t)
+/// Writes RFC 3339 timestamps straight into the output. A record's timestamps nearly
+/// always fall on one day, whose date is computed once.
+struct Dates {
+    day: u64,
+    /// Year, month and day of `day`.
+    date: (u32, u32, u32),
 }
 
-/// The literals of a record's start and end; they usually fall on the same day, whose
-/// date is then computed once.
-fn timestamp_literals(
-    start: Option<u64>,
-    end: Option<u64>,
-) -> (Option<[u8; 22]>, Option<[u8; 22]>) {
-    match (start, end) {
-        (Some(s), Some(e)) if s / 86_400 == e / 86_400 => {
-            let date = date_literal(s / 86_400);
-            (
-                Some(with_time_of_day(date, s)),
-                Some(with_time_of_day(date, e)),
-            )
+impl Default for Dates {
+    fn default() -> Dates {
+        Dates {
+            day: u64::MAX,
+            date: (0, 0, 0),
         }
-        _ => (start.map(timestamp_literal), end.map(timestamp_literal)),
     }
 }
 
-/// `"YYYY-MM-DDT00:00:00Z"` for a day since the Unix epoch.
-fn date_literal(days: u64) -> [u8; 22] {
-    let (y, m, d) = civil_from_days(days as i64);
-    let mut buf = *b"\"0000-00-00T00:00:00Z\"";
-    put2(&mut buf[1..3], (y / 100) as u32);
-    put2(&mut buf[3..5], (y % 100) as u32);
-    put2(&mut buf[6..8], m);
-    put2(&mut buf[9..11], d);
-    buf
-}
-
-/// `date` (from `date_literal`) with the time of day of Unix seconds `t`.
-fn with_time_of_day(date: [u8; 22], t: u64) -> [u8; 22] {
-    let secs = t % 86_400;
-    let mut buf = date;
-    put2(&mut buf[12..14], (secs / 3600) as u32);
-    put2(&mut buf[15..17], (secs / 60 % 60) as u32);
-    put2(&mut buf[18..20], (secs % 60) as u32);
-    buf
+impl Dates {
+    /// Appends `"YYYY-MM-DDTHH:MM:SSZ"` (quoted) for Unix seconds `t`.
+    fn write(&mut self, out: &mut Vec<u8>, t: u64) {
+        let day = t / 86_400;
+        if day != self.day {
+            let (y, m, d) = civil_from_days(day as i64);
+            self.day = day;
+            self.date = (y as u32, m, d);
+        }
+        let (y, m, d) = self.date;
+        let secs = t % 86_400;
+        let pos = out.len();
+        out.extend_from_slice(b"\"0000-00-00T00:00:00Z\"");
+        if let Some(buf) = out.get_mut(pos..pos + 22) {
+            put2(&mut buf[1..3], y / 100);
+            put2(&mut buf[3..5], y % 100);
+            put2(&mut buf[6..8], m);
+            put2(&mut buf[9..11], d);
+            put2(&mut buf[12..14], (secs / 3600) as u32);
+            put2(&mut buf[15..17], (secs / 60 % 60) as u32);
+            put2(&mut buf[18..20], (secs % 60) as u32);
+        }
+    }
 }
 
 /// RFC 3339 text of Unix seconds, for callers outside document writing.
@@ -612,6 +584,35 @@ pub fn format_timestamp(t: u64) -> String {
     let mut v = Vec::with_capacity(22);
     write_timestamp(&mut v, t);
     into_string(v[1..v.len() - 1].to_vec())
+}
+
+/// Appends `v` in decimal, the digits written straight into `out` (not formatted on
+/// the stack and copied: reading back just-written bytes as a word stalls the CPU).
+#[inline]
+pub fn write_u64(out: &mut Vec<u8>, v: u64) {
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
+    let len = v.checked_ilog10().unwrap_or(0) as usize + 1;
+    let pos = out.len();
+    out.extend_from_slice(&[b'0'; 20]);
+    if let Some(digits) = out.get_mut(pos..pos + len) {
+        let (mut v, mut i) = (v, len);
+        while v >= 10 {
+            let pair = (v % 100) as usize * 2;
+            v /= 100;
+            if i >= 2 {
+                digits[i - 2..i].copy_from_slice(&PAIRS[pair..pair + 2]);
+            }
+            i = i.saturating_sub(2);
+        }
+        if i == 1 {
+            digits[0] = b'0' + v as u8;
+        }
+    }
+    out.truncate(pos + len);
 }
 
 fn put2(dst: &mut [u8], v: u32) {
@@ -634,15 +635,19 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// Appends `s` as a JSON string literal, escaped.
+#[inline]
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
-    if !needs_escape(bytes) {
-        out.reserve(bytes.len() + 2);
-        out.push(b'"');
-        put(out, bytes);
-        out.push(b'"');
-        return;
+    if needs_escape(bytes) {
+        write_escaped_str(out, bytes);
+    } else {
+        write_plain_str(out, s);
     }
+}
+
+/// `write_str` for a string that holds a character to escape.
+#[cold]
+fn write_escaped_str(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -671,7 +676,7 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Appends `s`, which has nothing to escape, as a JSON string literal.
-#[inline]
+#[inline(always)]
 fn write_plain_str(out: &mut Vec<u8>, s: &str) {
     debug_assert!(!needs_escape(s.as_bytes()), "{s:?}");
     out.reserve(s.len() + 2);
@@ -680,12 +685,13 @@ fn write_plain_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// Appends `bytes`. Most values and keys are 4 to 16 bytes long: those are copied as
+/// Appends `bytes`. Most values and keys are 4 to 32 bytes long: those are copied as
 /// two overlapping fixed-size words, not by a call to `memcpy` (12 % of the writer's
 /// time when every short value went through it).
 #[inline(always)]
 fn put(out: &mut Vec<u8>, bytes: &[u8]) {
     match bytes.len() {
+        17..=32 => put_overlapping::<16>(out, bytes),
         8..=16 => put_overlapping::<8>(out, bytes),
         4..=7 => put_overlapping::<4>(out, bytes),
         _ => out.extend_from_slice(bytes),
@@ -740,89 +746,77 @@ fn needs_escape(bytes: &[u8]) -> bool {
         .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
-/// Minimal streaming JSON object writer. Objects are opened lazily in effect: an
-/// object that ends with no members is removed, so absent values leave no `{}`.
+/// Minimal streaming JSON object writer. Every member is written with a leading comma
+/// (`,"key":value`), so writing one is a plain copy with no "first member?" branch: when
+/// an object ends, the comma of its first member is overwritten with its `{`, and an
+/// object that got no member is removed with its key, so absent values leave no `{}`.
 struct Writer<'b> {
     out: &'b mut Vec<u8>,
     depth: usize,
-    /// Per depth: no member written yet.
-    first: [bool; 8],
-    /// Per depth: where the object's key began (to remove it if empty), and the
-    /// parent's `first` flag before the key was written.
-    mark: [(usize, bool); 8],
+    /// Per open object: where its key began (to remove it if it stays empty) and where
+    /// its members begin (the first member's comma).
+    open: [(usize, usize); 8],
 }
 
 impl<'b> Writer<'b> {
     fn new(out: &'b mut Vec<u8>) -> Writer<'b> {
-        out.push(b'{');
+        let start = out.len();
         Writer {
             out,
             depth: 0,
-            first: [true; 8],
-            mark: [(0, true); 8],
+            open: [(start, start); 8],
         }
     }
 
-    fn sep(&mut self) {
-        if self.first[self.depth] {
-            self.first[self.depth] = false;
-        } else {
-            self.out.push(b',');
-        }
+    /// Writes a `k!` key literal (`,"key":`), or any run of whole members.
+    #[inline(always)]
+    fn key(&mut self, key: &str) {
+        put(self.out, key.as_bytes());
     }
 
-    /// Writes a `k!` key literal (`,"key":`), without its comma when it is the first
-    /// member of the object.
-    #[inline]
-    fn key(&mut self, key: &'static str) {
-        self.prerendered_key(key);
+    /// Writes a run of whole members known at compile time (`,"a":1,"b":"x"`).
+    #[inline(always)]
+    fn literal(&mut self, members: &'static str) {
+        self.out.extend_from_slice(members.as_bytes());
     }
 
+    #[inline(always)]
     fn begin_object(&mut self, key: &'static str) {
-        let mark = (self.out.len(), self.first[self.depth]);
+        let mark = self.out.len();
         self.key(key);
-        self.out.push(b'{');
         self.depth += 1;
-        self.first[self.depth] = true;
-        self.mark[self.depth] = mark;
+        self.open[self.depth] = (mark, self.out.len());
     }
 
+    #[inline(always)]
     fn end_object(&mut self) {
-        let empty = self.first[self.depth];
-        let (mark, parent_first) = self.mark[self.depth];
+        let (mark, members) = self.open[self.depth];
         self.depth -= 1;
-        if empty {
+        self.close(mark, members);
+    }
+
+    /// Closes the object whose members began at `members`, or removes it from `mark`
+    /// when it has none.
+    #[inline(always)]
+    fn close(&mut self, mark: usize, members: usize) {
+        if self.out.len() == members {
             self.out.truncate(mark);
-            self.first[self.depth] = parent_first;
         } else {
+            self.out[members] = b'{';
             self.out.push(b'}');
         }
     }
 
-    fn raw(&mut self, key: &'static str, json: &[u8]) {
-        self.key(key);
-        self.out.extend_from_slice(json);
-    }
-
+    #[inline(always)]
     fn string(&mut self, key: &'static str, value: &str) {
         self.key(key);
         write_str(self.out, value);
     }
 
-    /// Writes a key rendered like `k!` (`,"key":`) at run time.
-    fn prerendered_key(&mut self, key: &str) {
-        let bytes = key.as_bytes();
-        if self.first[self.depth] {
-            self.first[self.depth] = false;
-            put(self.out, &bytes[1..]);
-        } else {
-            put(self.out, bytes);
-        }
-    }
-
-    /// An IP address field's text: the parser validated it, so it holds only hex
-    /// digits, dots and colons, nothing to escape.
-    fn ip_text(&mut self, key: &'static str, value: &str) {
+    /// A string with nothing to escape: an IP address the parser validated (hex
+    /// digits, dots and colons), or a constant.
+    #[inline(always)]
+    fn plain(&mut self, key: &'static str, value: &str) {
         self.key(key);
         write_plain_str(self.out, value);
     }
@@ -833,31 +827,48 @@ impl<'b> Writer<'b> {
         }
     }
 
+    #[inline(always)]
     fn opt_u64(&mut self, key: &'static str, value: Option<u64>) {
         if let Some(v) = value {
             self.key(key);
-            self.out
-                .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+            write_u64(self.out, v);
         }
     }
 
-    /// Appends pre-rendered members (`"a":...,"b":...`), if any.
+    /// Appends pre-rendered members (`,"a":...,"b":...`), if any.
     fn members(&mut self, members: &str) {
-        if !members.is_empty() {
-            self.sep();
-            self.out.extend_from_slice(members.as_bytes());
-        }
+        self.out.extend_from_slice(members.as_bytes());
     }
 
-    fn finish(self) {
+    /// Ends the document. It always has a member (`@timestamp`).
+    fn finish(mut self) {
         debug_assert_eq!(self.depth, 0);
-        self.out.push(b'}');
+        let (mark, members) = self.open[0];
+        if self.out.len() == members {
+            self.out.extend_from_slice(b",");
+        }
+        self.close(mark, members);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_u64_matches_display() {
+        let mut values: Vec<u64> = (0..=1000).collect();
+        for p in 1..20 {
+            let ten = 10u64.pow(p);
+            values.extend([ten - 1, ten, ten + 1, ten.saturating_mul(7) - 3]);
+        }
+        values.extend([u64::MAX, u64::MAX - 1, 1_700_000_060]);
+        for v in values {
+            let mut out = b"x".to_vec();
+            write_u64(&mut out, v);
+            assert_eq!(String::from_utf8(out).unwrap(), format!("x{v}"));
+        }
+    }
 
     #[test]
     fn put_appends_every_length() {
@@ -880,14 +891,16 @@ mod tests {
             format_timestamp(crate::flowlog::record::MAX_TIMESTAMP),
             "9999-12-31T23:59:59Z"
         );
-        let text = |l: Option<[u8; 22]>| l.map(|b| String::from_utf8(b.to_vec()).unwrap());
-        let (s, e) = timestamp_literals(Some(86_399), Some(86_400));
-        assert_eq!(text(s).as_deref(), Some("\"1970-01-01T23:59:59Z\""));
-        assert_eq!(text(e).as_deref(), Some("\"1970-01-02T00:00:00Z\""));
-        let (s, e) = timestamp_literals(Some(1418530010), Some(1418530070));
-        assert_eq!(text(s).as_deref(), Some("\"2014-12-14T04:06:50Z\""));
-        assert_eq!(text(e).as_deref(), Some("\"2014-12-14T04:07:50Z\""));
-        assert_eq!(timestamp_literals(None, Some(0)).0, None);
+        // One day's date is reused, the next day's computed.
+        let mut dates = Dates::default();
+        let mut out = Vec::new();
+        for t in [1418530010, 1418530070, 86_399, 86_400, 1418530070] {
+            dates.write(&mut out, t);
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#""2014-12-14T04:06:50Z""2014-12-14T04:07:50Z""1970-01-01T23:59:59Z""1970-01-02T00:00:00Z""2014-12-14T04:07:50Z""#
+        );
     }
 
     #[test]

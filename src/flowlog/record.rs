@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use super::fields::{Field, Kind};
-use super::schema::{Column, Schema};
+use super::schema::Schema;
 
 /// Byte range of one column's value inside the record text.
 pub type Span = (u32, u32);
@@ -147,10 +147,7 @@ impl<'a> FlowRecord<'a> {
             end: None,
             tcp_flags: None,
         };
-        for (i, column) in schema.columns().iter().enumerate() {
-            let Column::Known(field) = column else {
-                continue;
-            };
+        for &(i, field) in schema.typed_columns() {
             let (s, e) = spans[i];
             let value = &text[s as usize..e as usize];
             if value == "-" {

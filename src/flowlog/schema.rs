@@ -2,7 +2,7 @@
 //! Built from a `LOG_FORMAT` string (`${version} ${srcaddr} ...` or bare names), from
 //! the header line AWS writes at the top of every S3 object, or from the default format.
 
-use super::fields::{Field, VpcflowKey, DEFAULT_FORMAT};
+use super::fields::{Field, Kind, VpcflowKey, DEFAULT_FORMAT};
 
 /// What one column of a record holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +24,9 @@ pub struct Schema {
     /// Per column, its `aws.vpcflow` member key pre-rendered as JSON (`,"account_id":`),
     /// or empty when the value is not kept there.
     vpcflow_keys: Vec<Box<str>>,
+    /// The columns whose values are validated (every known field not of kind `Text`),
+    /// so that record parsing skips the others without looking at them.
+    typed: Vec<(usize, Field)>,
 }
 
 const ABSENT: u16 = u16::MAX;
@@ -108,10 +111,19 @@ impl Schema {
                     .into_boxed_str()
             })
             .collect();
+        let typed = columns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| match c {
+                Column::Known(f) if f.kind() != Kind::Text => Some((i, *f)),
+                _ => None,
+            })
+            .collect();
         Ok(Schema {
             columns,
             position,
             vpcflow_keys,
+            typed,
         })
     }
 
@@ -147,6 +159,11 @@ impl Schema {
 
     pub fn columns(&self) -> &[Column] {
         &self.columns
+    }
+
+    /// The columns whose values have a type to validate, with their fields.
+    pub fn typed_columns(&self) -> &[(usize, Field)] {
+        &self.typed
     }
 
     pub fn len(&self) -> usize {

@@ -160,7 +160,7 @@ pub fn frame(
             }
             DestinationFormat::SplunkHec => {
                 body.extend_from_slice(b"{\"time\":");
-                body.extend_from_slice(itoa::Buffer::new().format(batch.items[i].time).as_bytes());
+                crate::ecs::write_u64(&mut body, batch.items[i].time);
                 body.extend_from_slice(b",\"sourcetype\":\"aws:cloudwatchlogs:vpcflow\"");
                 if let Some(index) = index {
                     body.extend_from_slice(b",\"index\":");
