@@ -689,7 +689,7 @@ fn write_plain_str(out: &mut Vec<u8>, s: &str) {
 /// two overlapping fixed-size words, not by a call to `memcpy` (12 % of the writer's
 /// time when every short value went through it).
 #[inline(always)]
-fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn put(out: &mut Vec<u8>, bytes: &[u8]) {
     match bytes.len() {
         17..=32 => put_overlapping::<16>(out, bytes),
         8..=16 => put_overlapping::<8>(out, bytes),
@@ -732,18 +732,16 @@ fn needs_escape(bytes: &[u8]) -> bool {
         let backslash = b.wrapping_sub(ONES) & !b;
         (control | quote | backslash) & HIGH != 0
     };
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        if special(u64::from_le_bytes(word)) {
-            return true;
-        }
+    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+    let half = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap_or([0; 4])) as u64;
+    let len = bytes.len();
+    match len {
+        // The last eight bytes (overlapping the last whole word) cover the rest.
+        8.. => bytes.chunks_exact(8).any(|c| special(word(c))) || special(word(&bytes[len - 8..])),
+        // Two overlapping four-byte halves make one word.
+        4..=7 => special(half(&bytes[..4]) | half(&bytes[len - 4..]) << 32),
+        _ => bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\'),
     }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// Minimal streaming JSON object writer. Every member is written with a leading comma
@@ -942,6 +940,20 @@ mod tests {
             community_id_v1(ip("10.0.0.1"), ip("10.0.0.2"), 1, Some((8, 0))),
             community_id_v1(ip("10.0.0.2"), ip("10.0.0.1"), 1, Some((0, 0)))
         );
+    }
+
+    #[test]
+    fn needs_escape_finds_every_special_byte_at_every_position() {
+        for len in 0..24 {
+            assert!(!needs_escape(&vec![b'a'; len]), "{len}");
+            for at in 0..len {
+                for special in [b'"', b'\\', b'\n', 0, 0x1f] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = special;
+                    assert!(needs_escape(&bytes), "{len} {at} {special}");
+                }
+            }
+        }
     }
 
     #[test]

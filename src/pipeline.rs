@@ -241,7 +241,10 @@ impl<'s> UnitProcessor<'s> {
         };
         match self.parser.parse(text) {
             Line::Blank | Line::Header => Outcome::Skipped,
-            Line::Record(rec) => self.docs.accept(&rec, text, id, out),
+            Line::Record(rec) => {
+                let original = self.docs.settings.include_original.then_some(text);
+                self.docs.accept(&rec, original, id, out)
+            }
             Line::Invalid(e) => {
                 let error = format!("line {number}: {e}");
                 self.docs.failure(text, &error, id, out)
@@ -249,9 +252,10 @@ impl<'s> UnitProcessor<'s> {
         }
     }
 
-    /// Processes one record whose values are already split (a Parquet row): `text` is
-    /// the row as a line, `spans` its values, one per `schema` column. Its id derives
-    /// from the row number as a line's from its line number.
+    /// Processes one record whose values are already split (a Parquet row): `spans`
+    /// are its values in `text`, one per `schema` column. Its id derives from the row
+    /// number as a line's from its line number; where the row is shown as a line
+    /// (`event.original`, a failure), its values are joined by spaces.
     pub fn process_columns(
         &mut self,
         number: u64,
@@ -262,12 +266,21 @@ impl<'s> UnitProcessor<'s> {
     ) -> Outcome {
         self.seed.id(number, &mut self.id);
         let id = std::mem::take(&mut self.id);
-        self.docs.counts.bytes_in += text.len() as u64;
+        let values: u64 = spans.iter().map(|&(s, e)| u64::from(e - s) + 1).sum();
+        self.docs.counts.bytes_in += values.saturating_sub(1);
         let outcome = match FlowRecord::from_spans(text, schema, spans) {
-            Ok(rec) => self.docs.accept(&rec, text, &id, out),
-            Err(e) => self
-                .docs
-                .failure(text, &format!("row {number}: {e}"), &id, out),
+            Ok(rec) => {
+                let line = self
+                    .docs
+                    .settings
+                    .include_original
+                    .then(|| row_line(text, spans));
+                self.docs.accept(&rec, line.as_deref(), &id, out)
+            }
+            Err(e) => {
+                let error = format!("row {number}: {e}");
+                self.docs.failure(&row_line(text, spans), &error, &id, out)
+            }
         };
         self.id = id;
         outcome
@@ -275,9 +288,16 @@ impl<'s> UnitProcessor<'s> {
 }
 
 impl Documents<'_> {
-    /// A valid record (`text` is its input): counted, then filtered (counted) or
-    /// written as a document, enriched with its interface's details when known.
-    fn accept(&mut self, rec: &FlowRecord<'_>, text: &str, id: &str, out: &mut Vec<u8>) -> Outcome {
+    /// A valid record (`original` is its input when INCLUDE_ORIGINAL is set): counted,
+    /// then filtered (counted) or written as a document, enriched with its interface's
+    /// details when known.
+    fn accept(
+        &mut self,
+        rec: &FlowRecord<'_>,
+        original: Option<&str>,
+        id: &str,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
         self.counts.read += 1;
         if self.settings.filter.check(rec).is_some() {
             self.counts.filtered += 1;
@@ -300,7 +320,7 @@ impl Documents<'_> {
         let ctx = DocContext {
             event_id: id,
             origin: &self.origin,
-            original: self.settings.include_original.then_some(text),
+            original,
             now: self.now,
             interface: interface.as_deref(),
         };
@@ -427,6 +447,15 @@ fn run_lines_looking_ahead(
             return Ok(());
         }
     }
+}
+
+/// A Parquet row as a line: its values (`spans` in `text`) joined by single spaces.
+fn row_line(text: &str, spans: &[Span]) -> String {
+    let values: Vec<&str> = spans
+        .iter()
+        .map(|&(s, e)| text.get(s as usize..e as usize).unwrap_or_default())
+        .collect();
+    values.join(" ")
 }
 
 /// Reads every row of a Parquet object through `unit` into `batch`, as `run_lines`,

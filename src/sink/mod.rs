@@ -244,16 +244,21 @@ impl Destination {
     pub fn session(&self, deadline: Option<std::time::Instant>) -> Session {
         match self {
             Destination::Stdout => {
-                Session::Stdout(Output::new(std::io::stdout()), DeliveryReport::default())
+                let out = std::io::BufWriter::with_capacity(STDOUT_BUFFER, std::io::stdout());
+                Session::Stdout(Output::new(out), DeliveryReport::default())
             }
             Destination::Http(sink) => Session::Http(sink.session(deadline)),
         }
     }
 }
 
+/// Standard output is written through a buffer of this size: its own buffering is by
+/// line, one `write` call per document.
+const STDOUT_BUFFER: usize = 256 * 1024;
+
 /// Batches of one run or invocation on their way to the destination.
 pub enum Session {
-    Stdout(Output<std::io::Stdout>, DeliveryReport),
+    Stdout(Output<std::io::BufWriter<std::io::Stdout>>, DeliveryReport),
     Http(http::Session),
 }
 
@@ -298,7 +303,8 @@ impl<W: Write> Output<W> {
         Output { out }
     }
 
-    /// Writes every document of the batch, one per line.
+    /// Writes every document of the batch, one per line, and flushes: the batch counts
+    /// as delivered once it is all written.
     pub fn write_batch(
         &mut self,
         batch: &Batch,
@@ -308,6 +314,7 @@ impl<W: Write> Output<W> {
             self.out.write_all(batch.doc(i))?;
             self.out.write_all(b"\n")?;
         }
+        self.out.flush()?;
         for (unit, n) in batch.units() {
             report.delivered(unit, n);
         }

@@ -11,7 +11,9 @@
 
 use std::sync::Arc;
 
-use arrow_array::{Array, BinaryArray, Int32Array, Int64Array, LargeStringArray, StringArray};
+use arrow_array::{
+    Array, ArrayAccessor, BinaryArray, Int32Array, Int64Array, LargeStringArray, StringArray,
+};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
@@ -23,7 +25,7 @@ use parquet::file::reader::{ChunkReader, Length};
 use crate::flowlog::{Column, Field, Kind, Schema, Span};
 
 /// Rows decoded per batch (memory: one batch of every column).
-const BATCH_ROWS: usize = 4096;
+const BATCH_ROWS: usize = 512;
 
 /// A Parquet object whose footer was read and whose columns were checked.
 pub struct ParquetObject<R> {
@@ -126,8 +128,11 @@ impl<R: ChunkReader + 'static> ParquetObject<R> {
         .build()
         .map_err(|e| format!("not a readable Parquet file: {e}"))?;
         let (schema, names) = (&self.schema, &self.names);
-        let mut text = String::with_capacity(1024);
-        let mut spans: Vec<Span> = Vec::with_capacity(schema.len());
+        let columns = names.len();
+        // A decoded batch's values as text, column after column, and each row's spans
+        // into it (row r's are `spans[r * columns..][..columns]`).
+        let mut sheet: Vec<u8> = Vec::new();
+        let mut spans: Vec<Span> = Vec::new();
         for batch in batches {
             let batch = batch.map_err(|e| format!("after row {number}: {e}"))?;
             let arrays: Vec<Values<'_>> = batch
@@ -139,27 +144,33 @@ impl<R: ChunkReader + 'static> ParquetObject<R> {
                         .ok_or_else(|| format!("column '{name}' has type {}", a.data_type()))
                 })
                 .collect::<Result<_, _>>()?;
+            let rows = batch.num_rows();
             if let Some(values) = self.interface_column.map(|j| &arrays[j]) {
-                interfaces(&mut (0..batch.num_rows()).filter_map(|r| values.text(r)));
+                interfaces(&mut (0..rows).filter_map(|r| values.text(r)));
             }
-            for r in 0..batch.num_rows() {
-                text.clear();
-                spans.clear();
-                for (j, values) in arrays.iter().enumerate() {
-                    if j > 0 {
-                        text.push(' ');
-                    }
-                    let start = text.len();
-                    values
-                        .append(r, &mut text)
-                        .map_err(|e| format!("row {}, column '{}': {e}", number + 1, names[j]))?;
-                    if text.len() > u32::MAX as usize {
-                        return Err(format!("row {} longer than 4 GiB", number + 1));
-                    }
-                    spans.push((start as u32, text.len() as u32));
-                }
+            sheet.clear();
+            spans.clear();
+            spans.resize(rows * columns, (0, 0));
+            for (j, values) in arrays.iter().enumerate() {
+                values.write_column(&mut sheet, &mut spans[j..], columns);
+            }
+            if sheet.len() > u32::MAX as usize {
+                return Err(format!("rows after row {number} hold more than 4 GiB"));
+            }
+            // Only binary columns can hold bytes that are not UTF-8.
+            let text = std::str::from_utf8(&sheet).map_err(|e| {
+                let at = e.valid_up_to() as u32;
+                let cell = spans.iter().position(|&(s, e)| s <= at && at < e);
+                let (row, column) = cell.map_or((0, 0), |i| (i / columns, i % columns));
+                format!(
+                    "row {}, column '{}': string value is not valid UTF-8",
+                    number + 1 + row as u64,
+                    names[column]
+                )
+            })?;
+            for row_spans in spans.chunks_exact(columns) {
                 number += 1;
-                row(number, schema, &text, &spans)?;
+                row(number, schema, text, row_spans)?;
             }
         }
         Ok(())
@@ -224,19 +235,55 @@ impl<'a> Values<'a> {
         }
     }
 
-    /// Appends row `r`'s value as text (`-` for null or empty).
-    fn append(&self, r: usize, text: &mut String) -> Result<(), String> {
-        let mut digits = itoa::Buffer::new();
-        let value = match self {
-            Values::Int32(a) if a.is_valid(r) => digits.format(a.value(r)),
-            Values::Int64(a) if a.is_valid(r) => digits.format(a.value(r)),
-            Values::Str(a) if a.is_valid(r) => a.value(r),
-            Values::LargeStr(a) if a.is_valid(r) => a.value(r),
-            Values::Binary(a) if a.is_valid(r) => std::str::from_utf8(a.value(r))
-                .map_err(|_| "string value is not valid UTF-8".to_string())?,
-            _ => "",
-        };
-        text.push_str(if value.is_empty() { "-" } else { value });
-        Ok(())
+    /// Appends every row's value as text to `sheet` (`-` for null or empty), setting
+    /// row r's span at `spans[r * stride]`. One loop per column type, not a type
+    /// dispatch per value.
+    fn write_column(&self, sheet: &mut Vec<u8>, spans: &mut [Span], stride: usize) {
+        match self {
+            Values::Int32(a) => fill(sheet, spans, stride, *a, |s, v| write_i64(s, v.into())),
+            Values::Int64(a) => fill(sheet, spans, stride, *a, write_i64),
+            Values::Str(a) => fill(sheet, spans, stride, *a, |s, v| write_text(s, v.as_bytes())),
+            Values::LargeStr(a) => {
+                fill(sheet, spans, stride, *a, |s, v| write_text(s, v.as_bytes()))
+            }
+            Values::Binary(a) => fill(sheet, spans, stride, *a, write_text),
+        }
     }
+}
+
+/// `write_column` for one array: `write` appends a present value.
+fn fill<A: ArrayAccessor + Array>(
+    sheet: &mut Vec<u8>,
+    spans: &mut [Span],
+    stride: usize,
+    array: A,
+    mut write: impl FnMut(&mut Vec<u8>, A::Item),
+) {
+    for (r, span) in spans
+        .iter_mut()
+        .step_by(stride)
+        .take(array.len())
+        .enumerate()
+    {
+        let start = sheet.len();
+        if array.is_valid(r) {
+            write(sheet, array.value(r));
+        } else {
+            sheet.push(b'-');
+        }
+        *span = (start as u32, sheet.len() as u32);
+    }
+}
+
+/// Appends a string value (`-` when empty).
+fn write_text(sheet: &mut Vec<u8>, value: &[u8]) {
+    crate::ecs::put(sheet, if value.is_empty() { b"-" } else { value });
+}
+
+/// Appends `v` in decimal (a negative value fails validation as text would).
+fn write_i64(sheet: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        sheet.push(b'-');
+    }
+    crate::ecs::write_u64(sheet, v.unsigned_abs());
 }
