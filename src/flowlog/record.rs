@@ -147,7 +147,7 @@ impl<'a> FlowRecord<'a> {
             end: None,
             tcp_flags: None,
         };
-        for &(i, field) in schema.typed_columns() {
+        for &(i, field, kind) in schema.typed_columns() {
             let (s, e) = spans[i];
             let value = &text[s as usize..e as usize];
             if value == "-" {
@@ -162,7 +162,7 @@ impl<'a> FlowRecord<'a> {
                     shorten(value)
                 ))
             };
-            match field.kind() {
+            match kind {
                 Kind::Text => {}
                 Kind::Ip => {
                     let ip = parse_ip(value).ok_or_else(|| invalid("invalid IP address"))?;

@@ -26,7 +26,7 @@ pub struct Schema {
     vpcflow_keys: Vec<Box<str>>,
     /// The columns whose values are validated (every known field not of kind `Text`),
     /// so that record parsing skips the others without looking at them.
-    typed: Vec<(usize, Field)>,
+    typed: Vec<(usize, Field, Kind)>,
 }
 
 const ABSENT: u16 = u16::MAX;
@@ -115,7 +115,7 @@ impl Schema {
             .iter()
             .enumerate()
             .filter_map(|(i, c)| match c {
-                Column::Known(f) if f.kind() != Kind::Text => Some((i, *f)),
+                Column::Known(f) if f.kind() != Kind::Text => Some((i, *f, f.kind())),
                 _ => None,
             })
             .collect();
@@ -161,8 +161,8 @@ impl Schema {
         &self.columns
     }
 
-    /// The columns whose values have a type to validate, with their fields.
-    pub fn typed_columns(&self) -> &[(usize, Field)] {
+    /// The columns whose values have a type to validate, with their fields and types.
+    pub fn typed_columns(&self) -> &[(usize, Field, Kind)] {
         &self.typed
     }
 

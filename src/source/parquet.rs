@@ -1,15 +1,16 @@
 //! Parquet flow log objects (`FileFormat: parquet`, `*.log.parquet`): the footer is read
 //! once, then row groups are read one at a time with the parquet crate's Arrow reader,
 //! in batches of rows, so memory is bounded by what the row groups being read need, not
-//! by the object. Each row is handed to the caller as text values with spans,
-//! exactly as a text line's columns, so that the same record gives the same document
-//! whichever format it came in.
+//! by the object. A thread of its own decodes each batch (one ahead, at most) into
+//! text values with spans, column by column; each row is handed to the caller as those
+//! spans, exactly as a text line's columns, so that the same record gives the same
+//! document whichever format it came in.
 //!
 //! Columns are the flow log field names with `_` for `-` (`account_id`, `log_status`);
 //! physical types INT32, INT64 or BYTE_ARRAY (string); null is absent (`-`). Unknown
 //! columns pass through like unknown text fields.
 
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use arrow_array::{
     Array, ArrayAccessor, BinaryArray, Int32Array, Int64Array, LargeStringArray, StringArray,
@@ -108,17 +109,59 @@ impl<R: ChunkReader + 'static> ParquetObject<R> {
     }
 
     /// Reads row group `index`, calling `row(row_number, schema, text, spans)` for every
-    /// row: `text` is the row as a line (values separated by one space, `-` for null),
-    /// `spans` its values; `row_number` is 1-based over the whole object. Before the
-    /// rows of each decoded batch, `interfaces` gets the batch's `interface-id` values
-    /// (for ENI lookups ahead of the rows). An error names the row and column.
+    /// row: `spans` are its values in `text` (`-` for null or empty), one per column;
+    /// `row_number` is 1-based over the whole object. Before the rows of each decoded
+    /// batch, `interfaces` gets the batch's `interface-id` values (for ENI lookups ahead
+    /// of the rows). An error names the row and column. Decoding runs on a thread of
+    /// its own, one batch ahead of the rows being processed; a decoded batch never spans
+    /// two row groups, so the rows of the ones before a damaged row group go out.
     pub fn read_row_group(
         &self,
         index: usize,
         mut interfaces: impl FnMut(&mut dyn Iterator<Item = &str>),
         mut row: impl FnMut(u64, &Schema, &str, &[Span]) -> Result<(), String>,
     ) -> Result<(), String> {
-        let mut number = self.rows_before.get(index).copied().unwrap_or(0);
+        let first_row = self.rows_before.get(index).copied().unwrap_or(0);
+        let columns = self.names.len();
+        let (decoded, sheets) = mpsc::sync_channel::<Result<Sheet, String>>(1);
+        let (spare, spares) = mpsc::channel::<Sheet>();
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                if let Err(e) = self.decode_row_group(index, first_row, &spares, &decoded) {
+                    let _ = decoded.send(Err(e));
+                }
+            });
+            // Returning early drops `sheets`, which stops the decoding thread.
+            let mut number = first_row;
+            for sheet in sheets {
+                let sheet = sheet?;
+                if let Some(j) = self.interface_column {
+                    let ids = sheet.spans.iter().skip(j).step_by(columns);
+                    let mut ids = ids
+                        .filter_map(|&(s, e)| sheet.text.get(s as usize..e as usize))
+                        .filter(|id| *id != "-");
+                    interfaces(&mut ids);
+                }
+                for row_spans in sheet.spans.chunks_exact(columns) {
+                    number += 1;
+                    row(number, &self.schema, &sheet.text, row_spans)?;
+                }
+                let _ = spare.send(sheet);
+            }
+            Ok(())
+        })
+    }
+
+    /// Decodes row group `index` (whose first row follows row `number`) into sheets
+    /// sent to `decoded`, reusing those that come back on `spares`; stops when the
+    /// receiving side is gone.
+    fn decode_row_group(
+        &self,
+        index: usize,
+        mut number: u64,
+        spares: &mpsc::Receiver<Sheet>,
+        decoded: &mpsc::SyncSender<Result<Sheet, String>>,
+    ) -> Result<(), String> {
         let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(
             SharedReader(self.reader.clone()),
             self.metadata.clone(),
@@ -127,52 +170,68 @@ impl<R: ChunkReader + 'static> ParquetObject<R> {
         .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(|e| format!("not a readable Parquet file: {e}"))?;
-        let (schema, names) = (&self.schema, &self.names);
-        let columns = names.len();
-        // A decoded batch's values as text, column after column, and each row's spans
-        // into it (row r's are `spans[r * columns..][..columns]`).
-        let mut sheet: Vec<u8> = Vec::new();
-        let mut spans: Vec<Span> = Vec::new();
         for batch in batches {
             let batch = batch.map_err(|e| format!("after row {number}: {e}"))?;
             let arrays: Vec<Values<'_>> = batch
                 .columns()
                 .iter()
-                .zip(names)
+                .zip(&self.names)
                 .map(|(a, name)| {
                     Values::of(a.as_ref())
                         .ok_or_else(|| format!("column '{name}' has type {}", a.data_type()))
                 })
                 .collect::<Result<_, _>>()?;
-            let rows = batch.num_rows();
-            if let Some(values) = self.interface_column.map(|j| &arrays[j]) {
-                interfaces(&mut (0..rows).filter_map(|r| values.text(r)));
-            }
-            sheet.clear();
-            spans.clear();
-            spans.resize(rows * columns, (0, 0));
-            for (j, values) in arrays.iter().enumerate() {
-                values.write_column(&mut sheet, &mut spans[j..], columns);
-            }
-            if sheet.len() > u32::MAX as usize {
-                return Err(format!("rows after row {number} hold more than 4 GiB"));
-            }
-            // Only binary columns can hold bytes that are not UTF-8.
-            let text = std::str::from_utf8(&sheet).map_err(|e| {
-                let at = e.valid_up_to() as u32;
-                let cell = spans.iter().position(|&(s, e)| s <= at && at < e);
-                let (row, column) = cell.map_or((0, 0), |i| (i / columns, i % columns));
-                format!(
-                    "row {}, column '{}': string value is not valid UTF-8",
-                    number + 1 + row as u64,
-                    names[column]
-                )
-            })?;
-            for row_spans in spans.chunks_exact(columns) {
-                number += 1;
-                row(number, schema, text, row_spans)?;
+            let mut sheet = spares.try_recv().unwrap_or_default();
+            sheet.fill(&arrays, batch.num_rows(), number, &self.names)?;
+            number += batch.num_rows() as u64;
+            if decoded.send(Ok(sheet)).is_err() {
+                return Ok(());
             }
         }
+        Ok(())
+    }
+}
+
+/// A decoded batch of rows: every value as text, column after column, and each row's
+/// spans into it (row r's are `spans[r * columns..][..columns]`).
+#[derive(Default)]
+struct Sheet {
+    text: String,
+    spans: Vec<Span>,
+}
+
+impl Sheet {
+    /// Writes the `rows` rows of `arrays` (named `names`; the first follows row
+    /// `number`) into this sheet, replacing what it held.
+    fn fill(
+        &mut self,
+        arrays: &[Values<'_>],
+        rows: usize,
+        number: u64,
+        names: &[String],
+    ) -> Result<(), String> {
+        let columns = arrays.len();
+        let mut bytes = std::mem::take(&mut self.text).into_bytes();
+        bytes.clear();
+        self.spans.clear();
+        self.spans.resize(rows * columns, (0, 0));
+        for (j, values) in arrays.iter().enumerate() {
+            values.write_column(&mut bytes, &mut self.spans[j..], columns);
+        }
+        if bytes.len() > u32::MAX as usize {
+            return Err(format!("rows after row {number} hold more than 4 GiB"));
+        }
+        // Only binary columns can hold bytes that are not UTF-8.
+        self.text = String::from_utf8(bytes).map_err(|e| {
+            let at = e.utf8_error().valid_up_to() as u32;
+            let cell = self.spans.iter().position(|&(s, e)| s <= at && at < e);
+            let (row, column) = cell.map_or((0, 0), |i| (i / columns, i % columns));
+            format!(
+                "row {}, column '{}': string value is not valid UTF-8",
+                number + 1 + row as u64,
+                names[column]
+            )
+        })?;
         Ok(())
     }
 }
@@ -223,16 +282,6 @@ impl<'a> Values<'a> {
             return Some(Values::LargeStr(a));
         }
         any.downcast_ref::<BinaryArray>().map(Values::Binary)
-    }
-
-    /// Row `r`'s value when the column holds strings and it is not null.
-    fn text(&self, r: usize) -> Option<&'a str> {
-        match self {
-            Values::Str(a) if a.is_valid(r) => Some(a.value(r)),
-            Values::LargeStr(a) if a.is_valid(r) => Some(a.value(r)),
-            Values::Binary(a) if a.is_valid(r) => std::str::from_utf8(a.value(r)).ok(),
-            _ => None,
-        }
     }
 
     /// Appends every row's value as text to `sheet` (`-` for null or empty), setting
