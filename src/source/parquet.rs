@@ -25,7 +25,9 @@ use parquet::file::reader::{ChunkReader, Length};
 
 use crate::flowlog::{Column, Field, Kind, Schema, Span};
 
-/// Rows decoded per batch (memory: one batch of every column).
+/// Rows decoded per batch (memory: one batch of every column, and three batches of
+/// text values: the one being read, the next one decoded, one being decoded). Small
+/// enough that a batch's text stays in the core's cache while its rows are written.
 const BATCH_ROWS: usize = 512;
 
 /// A Parquet object whose footer was read and whose columns were checked.
