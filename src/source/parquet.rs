@@ -218,7 +218,9 @@ impl Sheet {
         self.spans.clear();
         self.spans.resize(rows * columns, (0, 0));
         for (j, values) in arrays.iter().enumerate() {
-            values.write_column(&mut bytes, &mut self.spans[j..], columns);
+            if let Some(spans) = self.spans.get_mut(j..) {
+                values.write_column(&mut bytes, spans, columns);
+            }
         }
         if bytes.len() > u32::MAX as usize {
             return Err(format!("rows after row {number} hold more than 4 GiB"));
