@@ -199,6 +199,115 @@ fn corrupt_parquet_is_a_clear_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("column 'bytes' has type DOUBLE"));
 }
 
+/// A binary column (no STRING annotation, so not checked by the reader) with bytes that
+/// are not UTF-8: the object fails, naming the row and column; the rows of the row
+/// group before it went out.
+#[test]
+fn binary_column_with_invalid_utf8_names_row_and_column() {
+    use parquet::data_type::ByteArray;
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+    let schema = parse_message_type(
+        "message flowlogs { optional int32 srcport; optional binary log_status; }",
+    )
+    .unwrap();
+    let props = WriterProperties::builder()
+        .set_max_row_group_size(600)
+        .build();
+    let mut writer = SerializedFileWriter::new(Vec::new(), schema.into(), props.into()).unwrap();
+    for group_start in [0, 600] {
+        let mut group = writer.next_row_group().unwrap();
+        let ports: Vec<i32> = (group_start..group_start + 600).collect();
+        let mut col = group.next_column().unwrap().unwrap();
+        col.typed::<parquet::data_type::Int32Type>()
+            .write_batch(&ports, Some(&[1; 600]), None)
+            .unwrap();
+        col.close().unwrap();
+        let status: Vec<ByteArray> = ports
+            .iter()
+            .map(|p| match p {
+                1100 => ByteArray::from(vec![b'O', 0xff, 0xfe]),
+                _ => ByteArray::from("OK"),
+            })
+            .collect();
+        let mut col = group.next_column().unwrap().unwrap();
+        col.typed::<parquet::data_type::ByteArrayType>()
+            .write_batch(&status, Some(&[1; 600]), None)
+            .unwrap();
+        col.close().unwrap();
+        group.close().unwrap();
+    }
+    let file = temp("binary.log.parquet", &writer.into_inner().unwrap());
+    let (out, docs) = process(&[&file]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("binary.log.parquet")
+            && err.contains("row 1101, column 'log_status': string value is not valid UTF-8"),
+        "{err}"
+    );
+    // The first row group went out; the object is reported failed (so retried whole,
+    // with the same event ids), the decoded batch holding the bad value with it.
+    assert_eq!(docs.len(), 600);
+    assert_eq!(docs[599]["source"]["port"], json!(599));
+}
+
+/// Many rows (several decoded batches in each row group, decoded on their own thread):
+/// every row comes out once, in order, with `event.original` as its values joined by
+/// spaces; rows with invalid values become failure documents naming row and field.
+#[test]
+fn rows_of_many_batches_in_order_with_originals_and_failures() {
+    let rows: Vec<String> = (0..1300)
+        .map(|i| {
+            let srcport = match i {
+                700 => "70000".to_string(),
+                1250 => "-1".to_string(),
+                _ => (i % 65536).to_string(),
+            };
+            let action = if i % 7 == 0 { "-" } else { "ACCEPT" };
+            format!("2 123456789012 eni-{i} 10.0.{}.{} 10.1.0.1 {srcport} 443 6 {} 100 1700000000 1700000060 {action} OK", i / 256, i % 256, i + 1)
+        })
+        .collect();
+    let split: Vec<Vec<&str>> = rows.iter().map(|r| r.split(' ').collect()).collect();
+    let pq = temp("many.log.parquet", &parquet_file(&V5[..14], &split, 1000));
+    let out = Command::new(BIN)
+        .args(["process", &pq])
+        .env("INCLUDE_ORIGINAL", "true")
+        .env_remove("DESTINATION_URL")
+        .env_remove("LOG_FORMAT")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("summary read=1300 forwarded=1300 filtered=0 malformed=2"),
+        "{stderr}"
+    );
+    let docs: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 1300);
+    for (i, (doc, row)) in docs.iter().zip(&rows).enumerate() {
+        assert_eq!(doc["event"]["original"], json!(row), "row {}", i + 1);
+        if i == 700 || i == 1250 {
+            assert_eq!(doc["tags"], json!(["_flowlog_parse_failure"]));
+            let message = doc["error"]["message"].as_str().unwrap();
+            assert!(
+                message.starts_with(&format!("row {}: field 'srcport'", i + 1)),
+                "{message}"
+            );
+        } else {
+            assert_eq!(doc["source"]["port"], json!(i % 65536), "row {}", i + 1);
+            assert_eq!(
+                doc["aws"]["vpcflow"]["interface_id"],
+                json!(format!("eni-{i}"))
+            );
+        }
+    }
+}
+
 #[test]
 fn a_damaged_row_group_fails_the_object_and_the_others_are_still_read() {
     use parquet::file::reader::{FileReader, SerializedFileReader};
