@@ -22,11 +22,17 @@ fn temp(name: &str, bytes: &[u8]) -> String {
 }
 
 fn process(args: &[&str]) -> (std::process::Output, Vec<Value>) {
+    process_with(args, &[])
+}
+
+/// `process` with environment variables set.
+fn process_with(args: &[&str], env: &[(&str, &str)]) -> (std::process::Output, Vec<Value>) {
     let out = Command::new(BIN)
         .arg("process")
         .args(args)
         .env_remove("DESTINATION_URL")
         .env_remove("LOG_FORMAT")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let docs = String::from_utf8_lossy(&out.stdout)
@@ -247,6 +253,8 @@ fn binary_column_with_invalid_utf8_names_row_and_column() {
             && err.contains("row 1101, column 'log_status': string value is not valid UTF-8"),
         "{err}"
     );
+    assert_eq!(common::assert_accounting(&err), 1);
+    assert!(err.contains("input_errors=1"), "{err}");
     // The first row group went out; the object is reported failed (so retried whole,
     // with the same event ids), the decoded batch holding the bad value with it.
     assert_eq!(docs.len(), 600);
@@ -271,23 +279,14 @@ fn rows_of_many_batches_in_order_with_originals_and_failures() {
         .collect();
     let split: Vec<Vec<&str>> = rows.iter().map(|r| r.split(' ').collect()).collect();
     let pq = temp("many.log.parquet", &parquet_file(&V5[..14], &split, 1000));
-    let out = Command::new(BIN)
-        .args(["process", &pq])
-        .env("INCLUDE_ORIGINAL", "true")
-        .env_remove("DESTINATION_URL")
-        .env_remove("LOG_FORMAT")
-        .output()
-        .unwrap();
+    let (out, docs) = process_with(&[&pq], &[("INCLUDE_ORIGINAL", "true")]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
+    assert_eq!(common::assert_accounting(&stderr), 1);
     assert!(
         stderr.contains("summary read=1300 forwarded=1300 filtered=0 malformed=2"),
         "{stderr}"
     );
-    let docs: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert_eq!(docs.len(), 1300);
     for (i, (doc, row)) in docs.iter().zip(&rows).enumerate() {
         assert_eq!(doc["event"]["original"], json!(row), "row {}", i + 1);
