@@ -94,21 +94,21 @@ pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<
     dates.write(w.out, rec.end.or(rec.start).unwrap_or(ctx.now));
 
     w.begin_object(k!("event"));
-    w.literal(r#","kind":"event","category":["network"]"#);
+    w.json(r#","kind":"event","category":["network"]"#);
     match rec.get(Field::Action) {
         Some("ACCEPT") => {
-            w.literal(r#","type":["connection","allowed"],"action":"accept","outcome":"success""#)
+            w.json(r#","type":["connection","allowed"],"action":"accept","outcome":"success""#)
         }
         Some("REJECT") => {
-            w.literal(r#","type":["connection","denied"],"action":"reject","outcome":"failure""#)
+            w.json(r#","type":["connection","denied"],"action":"reject","outcome":"failure""#)
         }
         Some(other) => {
-            w.literal(r#","type":["connection"]"#);
+            w.json(r#","type":["connection"]"#);
             w.string(k!("action"), &other.to_ascii_lowercase());
         }
-        None => w.literal(r#","type":["connection"]"#),
+        None => w.json(r#","type":["connection"]"#),
     }
-    w.literal(r#","module":"aws","dataset":"aws.vpcflow""#);
+    w.json(r#","module":"aws","dataset":"aws.vpcflow""#);
     w.string(k!("id"), ctx.event_id);
     if let Some(t) = rec.start {
         w.key(k!("start"));
@@ -154,8 +154,8 @@ pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<
         }
     }
     match rec.srcaddr.or(rec.dstaddr) {
-        Some(IpAddr::V4(_)) => w.literal(r#","type":"ipv4""#),
-        Some(IpAddr::V6(_)) => w.literal(r#","type":"ipv6""#),
+        Some(IpAddr::V4(_)) => w.json(r#","type":"ipv4""#),
+        Some(IpAddr::V6(_)) => w.json(r#","type":"ipv6""#),
         None => {}
     }
     if let Some(id) = community_id(rec) {
@@ -173,20 +173,20 @@ pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<
 
     w.begin_object(k!("cloud"));
     if is_transit_gateway(rec) {
-        w.literal(r#","provider":"aws","service":{"name":"transitgateway"}"#);
+        w.json(r#","provider":"aws","service":{"name":"transitgateway"}"#);
     } else {
-        w.literal(r#","provider":"aws","service":{"name":"vpc"}"#);
+        w.json(r#","provider":"aws","service":{"name":"vpc"}"#);
     }
     if let Some(id) = rec.get(Field::AccountId) {
         w.string(r#","account":{"id":"#, id);
-        w.literal("}");
+        w.json("}");
     }
     let instance_id = rec
         .get(Field::InstanceId)
         .or_else(|| ctx.interface.and_then(|i| i.instance_id.as_deref()));
     if let Some(id) = instance_id {
         w.string(r#","instance":{"id":"#, id);
-        w.literal("}");
+        w.json("}");
     }
     w.opt_string(k!("region"), rec.get(Field::Region));
     w.opt_string(k!("availability_zone"), rec.get(Field::AzId));
@@ -196,11 +196,11 @@ pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<
 
     w.begin_object(k!("aws"));
     write_vpcflow(&mut w, rec, ctx.interface);
-    w.members(&ctx.origin.aws_members);
+    w.json(&ctx.origin.aws_members);
     w.end_object();
 
-    w.literal(ECS_VERSION);
-    w.members(&ctx.origin.top_members);
+    w.json(ECS_VERSION);
+    w.json(&ctx.origin.top_members);
     w.finish();
 }
 
@@ -214,7 +214,7 @@ pub fn write_failure_document(out: &mut Vec<u8>, raw: &str, error: &str, ctx: &D
     w.key(k!("@timestamp"));
     write_timestamp(w.out, ctx.now);
     w.begin_object(k!("event"));
-    w.literal(
+    w.json(
         r#","kind":"pipeline_error","category":["network"],"module":"aws","dataset":"aws.vpcflow""#,
     );
     w.string(k!("id"), ctx.event_id);
@@ -223,12 +223,12 @@ pub fn write_failure_document(out: &mut Vec<u8>, raw: &str, error: &str, ctx: &D
     w.begin_object(k!("error"));
     w.string(k!("message"), error);
     w.end_object();
-    w.literal(r#","tags":["_flowlog_parse_failure"],"cloud":{"provider":"aws"}"#);
+    w.json(r#","tags":["_flowlog_parse_failure"],"cloud":{"provider":"aws"}"#);
     w.begin_object(k!("aws"));
-    w.members(&ctx.origin.aws_members);
+    w.json(&ctx.origin.aws_members);
     w.end_object();
-    w.literal(ECS_VERSION);
-    w.members(&ctx.origin.top_members);
+    w.json(ECS_VERSION);
+    w.json(&ctx.origin.top_members);
     w.finish();
 }
 
@@ -282,10 +282,10 @@ fn write_ecs_task_fields(w: &mut Writer<'_>, rec: &FlowRecord<'_>) {
         w.opt_string(k!("id"), instance_id);
         w.opt_string(k!("name"), instance_arn);
         if instance_id.is_some() || instance_arn.is_some() {
-            w.literal(r#","type":"container""#);
+            w.json(r#","type":"container""#);
         }
         w.end_object();
-        w.literal(r#","type":"ecs""#);
+        w.json(r#","type":"ecs""#);
         w.end_object();
     }
     if let Some(name) = rec.get(Field::EcsServiceName) {
@@ -772,12 +772,6 @@ impl<'b> Writer<'b> {
         put(self.out, key.as_bytes());
     }
 
-    /// Writes a run of whole members known at compile time (`,"a":1,"b":"x"`).
-    #[inline(always)]
-    fn literal(&mut self, members: &'static str) {
-        self.out.extend_from_slice(members.as_bytes());
-    }
-
     #[inline(always)]
     fn begin_object(&mut self, key: &'static str) {
         let mark = self.out.len();
@@ -833,9 +827,12 @@ impl<'b> Writer<'b> {
         }
     }
 
-    /// Appends pre-rendered members (`,"a":...,"b":...`), if any.
-    fn members(&mut self, members: &str) {
-        self.out.extend_from_slice(members.as_bytes());
+    /// Appends JSON already rendered: whole members with their leading commas
+    /// (`,"a":1,"b":"x"`: constants, or the origin's, which may be empty), or the `}`
+    /// that closes an object written inline.
+    #[inline(always)]
+    fn json(&mut self, rendered: &str) {
+        self.out.extend_from_slice(rendered.as_bytes());
     }
 
     /// Ends the document. It always has a member (`@timestamp`).

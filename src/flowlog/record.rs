@@ -163,6 +163,7 @@ impl<'a> FlowRecord<'a> {
                 ))
             };
             match kind {
+                // Not among the typed columns.
                 Kind::Text => {}
                 Kind::Ip => {
                     let ip = parse_ip(value).ok_or_else(|| invalid("invalid IP address"))?;
