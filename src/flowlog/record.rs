@@ -224,21 +224,36 @@ impl<'a> FlowRecord<'a> {
         (v != "-").then_some(v)
     }
 
+    /// The text of a validated numeric field as a JSON number writes it: the record's
+    /// own digits, or `None` when the field is absent or zero-padded (`007`, which JSON
+    /// does not allow: write the parsed value then).
+    #[inline]
+    pub fn digits(&self, field: Field) -> Option<&'a str> {
+        self.get(field)
+            .filter(|v| v.len() == 1 || !v.starts_with('0'))
+    }
+
     /// Every present value with its pre-rendered `aws.vpcflow` key (`,"key":`), in
     /// format order; values not kept under `aws.vpcflow` are skipped.
     pub fn vpcflow_members(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
-        let schema = self.schema;
-        (0..schema.len()).filter_map(move |i| {
-            let key = schema.vpcflow_key(i);
-            let v = self.value_at(i);
-            (!key.is_empty() && v != "-").then_some((key, v))
-        })
+        self.schema
+            .vpcflow_columns()
+            .iter()
+            .filter_map(move |(i, key)| {
+                let v = self.value_at(*i);
+                (v != "-").then_some((&**key, v))
+            })
     }
 
     #[inline]
     fn value_at(&self, i: usize) -> &'a str {
         let (s, e) = self.spans[i];
         &self.text[s as usize..e as usize]
+    }
+
+    /// The text the record's values are in (the line).
+    pub fn text(&self) -> &'a str {
+        self.text
     }
 
     pub fn schema(&self) -> &'a Schema {

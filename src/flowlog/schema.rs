@@ -21,9 +21,9 @@ pub enum Column {
 pub struct Schema {
     columns: Vec<Column>,
     position: [u16; Field::COUNT],
-    /// Per column, its `aws.vpcflow` member key pre-rendered as JSON (`,"account_id":`),
-    /// or empty when the value is not kept there.
-    vpcflow_keys: Vec<Box<str>>,
+    /// The columns whose values are kept under `aws.vpcflow`, in format order, each with
+    /// its member key pre-rendered as JSON (`,"account_id":`).
+    vpcflow: Vec<(usize, Box<str>)>,
     /// The columns whose values are validated (every known field not of kind `Text`),
     /// so that record parsing skips the others without looking at them.
     typed: Vec<(usize, Field, Kind)>,
@@ -93,22 +93,22 @@ impl Schema {
                 position[*field as usize] = i as u16;
             }
         }
-        let vpcflow_keys = columns
+        let vpcflow = columns
             .iter()
-            .map(|c| {
+            .enumerate()
+            .filter_map(|(i, c)| {
                 let key = match c {
                     Column::Known(f) => match f.vpcflow_key() {
                         VpcflowKey::Top(k) => k,
-                        VpcflowKey::Sublocation(_) | VpcflowKey::None => return Box::from(""),
+                        VpcflowKey::Sublocation(_) | VpcflowKey::None => return None,
                     },
                     Column::Unknown { key, .. } => key.as_str(),
                 };
                 let mut rendered = vec![b','];
                 crate::ecs::write_str(&mut rendered, key);
                 rendered.push(b':');
-                String::from_utf8(rendered)
-                    .unwrap_or_default()
-                    .into_boxed_str()
+                let rendered = String::from_utf8(rendered).unwrap_or_default();
+                Some((i, rendered.into_boxed_str()))
             })
             .collect();
         let typed = columns
@@ -122,7 +122,7 @@ impl Schema {
         Ok(Schema {
             columns,
             position,
-            vpcflow_keys,
+            vpcflow,
             typed,
         })
     }
@@ -151,10 +151,10 @@ impl Schema {
         Schema::parse_format(line).ok()
     }
 
-    /// The pre-rendered `aws.vpcflow` key of column `i` (`,"key":`), empty if none.
+    /// The columns kept under `aws.vpcflow`, each with its pre-rendered key (`,"key":`).
     #[inline]
-    pub fn vpcflow_key(&self, i: usize) -> &str {
-        &self.vpcflow_keys[i]
+    pub fn vpcflow_columns(&self) -> &[(usize, Box<str>)] {
+        &self.vpcflow
     }
 
     pub fn columns(&self) -> &[Column] {
