@@ -247,3 +247,22 @@ fn documents_have_no_empty_objects() {
         check(&one(None, line));
     }
 }
+
+#[test]
+fn zero_padded_numbers_are_written_as_json_numbers() {
+    // Numbers are copied from the record's digits unless zero-padded: `0443` is not a
+    // JSON number, so the parsed value is written instead; a lone `0` is kept.
+    let line =
+        "2 123456789010 eni-1 10.0.0.1 10.0.0.2 0443 0 006 010 00 1600000000 1600000060 ACCEPT OK";
+    let doc = one(None, line);
+    assert_eq!(doc["source"]["port"], 443);
+    assert_eq!(doc["destination"]["port"], 0);
+    assert_eq!(doc["network"]["iana_number"], "6");
+    assert_eq!(doc["network"]["transport"], "tcp");
+    assert_eq!(doc["source"]["packets"], 10);
+    assert_eq!(doc["network"]["packets"], 10);
+    assert_eq!(doc["source"]["bytes"], 0);
+    assert_eq!(doc["network"]["bytes"], 0);
+    assert_eq!(doc["event"]["end"], "2020-09-13T12:27:40Z");
+    assert_eq!(doc["@timestamp"], doc["event"]["end"]);
+}
