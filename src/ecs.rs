@@ -92,8 +92,7 @@ pub struct DocContext<'a> {
 
 /// Appends the ECS document for `rec` to `out` (no trailing newline).
 pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<'_>) {
-    let values = 2 * rec.text().len() + ctx.original.map_or(0, str::len);
-    let room = DOCUMENT_ROOM + ctx.origin.len() + values;
+    let room = DOCUMENT_ROOM + ctx.origin.len() + ctx.original.map_or(0, str::len);
     let mut dates = Dates::default();
     let mut w = Writer::new(out, room);
     w.key(k!("@timestamp"));
@@ -223,10 +222,11 @@ pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<
     w.finish();
 }
 
-/// Bytes made ready for a document before writing it, besides its origin's members
-/// and twice its record's text (a default-format document is about 900 bytes with 110
-/// of values, a v5 one about 1,400 with 260); more is made ready when needed.
-const DOCUMENT_ROOM: usize = 1024;
+/// Bytes made ready for a document before writing it, besides its origin's members and
+/// `event.original` (a default-format document is about 900 bytes, a v5 one 1,400);
+/// more is made ready when a record's values need it. Not sized from the record's text:
+/// a Parquet row's text is its whole batch.
+const DOCUMENT_ROOM: usize = 2048;
 
 /// The `ecs` member of every document.
 const ECS_VERSION: &str = r#","ecs":{"version":"8.11.0"}"#;

@@ -251,11 +251,6 @@ impl<'a> FlowRecord<'a> {
         &self.text[s as usize..e as usize]
     }
 
-    /// The text the record's values are in (the line).
-    pub fn text(&self) -> &'a str {
-        self.text
-    }
-
     pub fn schema(&self) -> &'a Schema {
         self.schema
     }
