@@ -675,19 +675,6 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.finish();
 }
 
-/// Appends `bytes`; up to 32 bytes without a call to `memcpy` (see `copy_short`).
-#[inline(always)]
-pub(crate) fn put(out: &mut Vec<u8>, bytes: &[u8]) {
-    let (pos, n) = (out.len(), bytes.len());
-    if n > 32 {
-        out.extend_from_slice(bytes);
-        return;
-    }
-    out.extend_from_slice(&[0; 32]);
-    copy_short(&mut out[pos..pos + n], bytes);
-    out.truncate(pos + n);
-}
-
 /// Copies `src` into `dst` (of the same length). Most values and keys are 4 to 32 bytes
 /// long: those are copied as their first and last N bytes, which overlap (a call to
 /// `memcpy` for every short value took 12 % of the writer's time).
@@ -746,22 +733,31 @@ fn needs_escape(bytes: &[u8]) -> bool {
 /// length in a register rather than a `Vec`'s length and capacity in memory, checked and
 /// stored for every piece (which took as many instructions as the writing itself). The
 /// room grows when a document needs more; `finish` cuts the buffer to what was written.
-struct Out<'b> {
+pub(crate) struct Out<'b> {
     buf: &'b mut Vec<u8>,
     pos: usize,
 }
 
 impl<'b> Out<'b> {
     /// Appends to `buf`, with `room` bytes made ready ahead.
-    fn new(buf: &'b mut Vec<u8>, room: usize) -> Out<'b> {
+    pub(crate) fn new(buf: &'b mut Vec<u8>, room: usize) -> Out<'b> {
         let pos = buf.len();
         buf.resize(pos + room, 0);
         Out { buf, pos }
     }
 
+    /// Writes `buf` anew from its start, with `room` bytes ready: what it held is
+    /// written over, not zero-filled again (a buffer reused for every batch).
+    pub(crate) fn reuse(buf: &'b mut Vec<u8>, room: usize) -> Out<'b> {
+        if buf.len() < room {
+            buf.resize(room, 0);
+        }
+        Out { buf, pos: 0 }
+    }
+
     /// Where the next byte goes.
     #[inline(always)]
-    fn pos(&self) -> usize {
+    pub(crate) fn pos(&self) -> usize {
         self.pos
     }
 
@@ -784,12 +780,12 @@ impl<'b> Out<'b> {
     }
 
     #[inline(always)]
-    fn bytes(&mut self, bytes: &[u8]) {
+    pub(crate) fn bytes(&mut self, bytes: &[u8]) {
         copy_short(self.slot(bytes.len()), bytes);
     }
 
     #[inline(always)]
-    fn byte(&mut self, b: u8) {
+    pub(crate) fn byte(&mut self, b: u8) {
         self.slot(1)[0] = b;
     }
 
@@ -813,7 +809,7 @@ impl<'b> Out<'b> {
     }
 
     #[inline(always)]
-    fn u64(&mut self, v: u64) {
+    pub(crate) fn u64(&mut self, v: u64) {
         write_digits(self.slot(decimal_len(v)), v);
     }
 
@@ -874,7 +870,7 @@ impl<'b> Out<'b> {
     }
 
     /// Ends the output: the buffer keeps what was written, nothing more.
-    fn finish(self) {
+    pub(crate) fn finish(self) {
         self.buf.truncate(self.pos);
     }
 }
@@ -1009,13 +1005,17 @@ mod tests {
     }
 
     #[test]
-    fn put_appends_every_length() {
-        let source: Vec<u8> = (0u8..40).collect();
-        for len in 0..40 {
-            let mut out = b"ab".to_vec();
-            put(&mut out, &source[..len]);
-            assert_eq!(&out[..2], b"ab");
-            assert_eq!(&out[2..], &source[..len], "{len}");
+    fn reused_out_writes_over_what_the_buffer_held() {
+        for (held, room, written) in [
+            ("an old batch of text", 3, "new"),
+            ("old", 0, "longer than what was held"),
+            ("", 4, ""),
+        ] {
+            let mut buf = held.as_bytes().to_vec();
+            let mut out = Out::reuse(&mut buf, room);
+            out.bytes(written.as_bytes());
+            out.finish();
+            assert_eq!(buf, written.as_bytes());
         }
     }
 

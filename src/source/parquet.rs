@@ -23,6 +23,7 @@ use parquet::basic::Type as PhysicalType;
 use parquet::errors::ParquetError;
 use parquet::file::reader::{ChunkReader, Length};
 
+use crate::ecs::Out;
 use crate::flowlog::{Column, Field, Kind, Schema, Span};
 
 /// Rows decoded per batch (memory: one batch of every column, and three batches of
@@ -214,14 +215,16 @@ impl Sheet {
     ) -> Result<(), String> {
         let columns = arrays.len();
         let mut bytes = std::mem::take(&mut self.text).into_bytes();
-        bytes.clear();
         self.spans.clear();
         self.spans.resize(rows * columns, (0, 0));
+        let room = arrays.iter().map(|values| values.text_bound(rows)).sum();
+        let mut out = Out::reuse(&mut bytes, room);
         for (j, values) in arrays.iter().enumerate() {
             if let Some(spans) = self.spans.get_mut(j..) {
-                values.write_column(&mut bytes, spans, columns);
+                values.write_column(&mut out, spans, columns);
             }
         }
+        out.finish();
         if bytes.len() > u32::MAX as usize {
             return Err(format!("rows after row {number} hold more than 4 GiB"));
         }
@@ -288,29 +291,40 @@ impl<'a> Values<'a> {
         any.downcast_ref::<BinaryArray>().map(Values::Binary)
     }
 
-    /// Appends every row's value as text to `sheet` (`-` for null or empty), setting
+    /// At least the bytes of text that `rows` rows of this column take.
+    fn text_bound(&self, rows: usize) -> usize {
+        match self {
+            // A sign and up to 10 or 19 digits.
+            Values::Int32(_) => rows * 11,
+            Values::Int64(_) => rows * 20,
+            // The values, or `-` for a null or empty one.
+            Values::Str(a) => a.value_data().len() + rows,
+            Values::LargeStr(a) => a.value_data().len() + rows,
+            Values::Binary(a) => a.value_data().len() + rows,
+        }
+    }
+
+    /// Appends every row's value as text to `out` (`-` for null or empty), setting
     /// row r's span at `spans[r * stride]`. One loop per column type, not a type
     /// dispatch per value.
-    fn write_column(&self, sheet: &mut Vec<u8>, spans: &mut [Span], stride: usize) {
+    fn write_column(&self, out: &mut Out<'_>, spans: &mut [Span], stride: usize) {
         match self {
-            Values::Int32(a) => fill(sheet, spans, stride, *a, |s, v| write_i64(s, v.into())),
-            Values::Int64(a) => fill(sheet, spans, stride, *a, write_i64),
-            Values::Str(a) => fill(sheet, spans, stride, *a, |s, v| write_text(s, v.as_bytes())),
-            Values::LargeStr(a) => {
-                fill(sheet, spans, stride, *a, |s, v| write_text(s, v.as_bytes()))
-            }
-            Values::Binary(a) => fill(sheet, spans, stride, *a, write_text),
+            Values::Int32(a) => fill(out, spans, stride, *a, |o, v| write_integer(o, v.into())),
+            Values::Int64(a) => fill(out, spans, stride, *a, write_integer),
+            Values::Str(a) => fill(out, spans, stride, *a, |o, v| write_text(o, v.as_bytes())),
+            Values::LargeStr(a) => fill(out, spans, stride, *a, |o, v| write_text(o, v.as_bytes())),
+            Values::Binary(a) => fill(out, spans, stride, *a, write_text),
         }
     }
 }
 
 /// `write_column` for one array: `write` appends a present value.
 fn fill<A: ArrayAccessor + Array>(
-    sheet: &mut Vec<u8>,
+    out: &mut Out<'_>,
     spans: &mut [Span],
     stride: usize,
     array: A,
-    mut write: impl FnMut(&mut Vec<u8>, A::Item),
+    mut write: impl FnMut(&mut Out<'_>, A::Item),
 ) {
     for (r, span) in spans
         .iter_mut()
@@ -318,25 +332,25 @@ fn fill<A: ArrayAccessor + Array>(
         .take(array.len())
         .enumerate()
     {
-        let start = sheet.len();
+        let start = out.pos();
         if array.is_valid(r) {
-            write(sheet, array.value(r));
+            write(out, array.value(r));
         } else {
-            sheet.push(b'-');
+            out.byte(b'-');
         }
-        *span = (start as u32, sheet.len() as u32);
+        *span = (start as u32, out.pos() as u32);
     }
 }
 
 /// Appends a string value (`-` when empty).
-fn write_text(sheet: &mut Vec<u8>, value: &[u8]) {
-    crate::ecs::put(sheet, if value.is_empty() { b"-" } else { value });
+fn write_text(out: &mut Out<'_>, value: &[u8]) {
+    out.bytes(if value.is_empty() { b"-" } else { value });
 }
 
 /// Appends `v` in decimal (a negative value fails validation as text would).
-fn write_i64(sheet: &mut Vec<u8>, v: i64) {
+fn write_integer(out: &mut Out<'_>, v: i64) {
     if v < 0 {
-        sheet.push(b'-');
+        out.byte(b'-');
     }
-    crate::ecs::write_u64(sheet, v.unsigned_abs());
+    out.u64(v.unsigned_abs());
 }
