@@ -266,11 +266,12 @@ fn binary_column_with_invalid_utf8_names_row_and_column() {
 /// spaces; rows with invalid values become failure documents naming row and field.
 #[test]
 fn rows_of_many_batches_in_order_with_originals_and_failures() {
-    let rows: Vec<String> = (0..1300)
+    // Row groups of 4,500 and 500 rows: the first is decoded in three batches.
+    let rows: Vec<String> = (0..5000)
         .map(|i| {
             let srcport = match i {
-                700 => "70000".to_string(),
-                1250 => "-1".to_string(),
+                2100 => "70000".to_string(),
+                4750 => "-1".to_string(),
                 _ => (i % 65536).to_string(),
             };
             let action = if i % 7 == 0 { "-" } else { "ACCEPT" };
@@ -278,19 +279,19 @@ fn rows_of_many_batches_in_order_with_originals_and_failures() {
         })
         .collect();
     let split: Vec<Vec<&str>> = rows.iter().map(|r| r.split(' ').collect()).collect();
-    let pq = temp("many.log.parquet", &parquet_file(&V5[..14], &split, 1000));
+    let pq = temp("many.log.parquet", &parquet_file(&V5[..14], &split, 4500));
     let (out, docs) = process_with(&[&pq], &[("INCLUDE_ORIGINAL", "true")]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(common::assert_accounting(&stderr), 1);
     assert!(
-        stderr.contains("summary read=1300 forwarded=1300 filtered=0 malformed=2"),
+        stderr.contains("summary read=5000 forwarded=5000 filtered=0 malformed=2"),
         "{stderr}"
     );
-    assert_eq!(docs.len(), 1300);
+    assert_eq!(docs.len(), 5000);
     for (i, (doc, row)) in docs.iter().zip(&rows).enumerate() {
         assert_eq!(doc["event"]["original"], json!(row), "row {}", i + 1);
-        if i == 700 || i == 1250 {
+        if i == 2100 || i == 4750 {
             assert_eq!(doc["tags"], json!(["_flowlog_parse_failure"]));
             let message = doc["error"]["message"].as_str().unwrap();
             assert!(
