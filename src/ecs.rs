@@ -728,11 +728,12 @@ fn needs_escape(bytes: &[u8]) -> bool {
     }
 }
 
-/// The output of one document: a cursor into a buffer kept longer than what is written
-/// (zero-filled room ahead), so that appending is a bounds check and a copy, with the
-/// length in a register rather than a `Vec`'s length and capacity in memory, checked and
-/// stored for every piece (which took as many instructions as the writing itself). The
-/// room grows when a document needs more; `finish` cuts the buffer to what was written.
+/// The output of one document (or of a Parquet batch's text): a cursor into a buffer
+/// kept longer than what is written (room made ready ahead), so that appending is a
+/// bounds check and a copy, with the length in a register rather than a `Vec`'s length
+/// and capacity in memory, checked and stored for every piece (which took as many
+/// instructions as the writing itself). The room grows when the output needs more;
+/// `finish` cuts the buffer to what was written.
 pub(crate) struct Out<'b> {
     buf: &'b mut Vec<u8>,
     pos: usize,
