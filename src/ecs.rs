@@ -141,8 +141,10 @@ pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<
         rec.srcport.map(u64::from),
         rec.digits(Field::SrcPort),
     );
-    w.number(k!("bytes"), rec.bytes, rec.digits(Field::Bytes));
-    w.number(k!("packets"), rec.packets, rec.digits(Field::Packets));
+    // Bytes and packets appear under source and under network.
+    let (bytes, packets) = (rec.digits(Field::Bytes), rec.digits(Field::Packets));
+    w.number(k!("bytes"), rec.bytes, bytes);
+    w.number(k!("packets"), rec.packets, packets);
     w.end_object();
 
     w.begin_object(k!("destination"));
@@ -158,8 +160,8 @@ pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<
     w.end_object();
 
     w.begin_object(k!("network"));
-    w.number(k!("bytes"), rec.bytes, rec.digits(Field::Bytes));
-    w.number(k!("packets"), rec.packets, rec.digits(Field::Packets));
+    w.number(k!("bytes"), rec.bytes, bytes);
+    w.number(k!("packets"), rec.packets, packets);
     if let Some(p) = rec.protocol {
         w.key(r#","iana_number":""#);
         match rec.digits(Field::Protocol) {
@@ -645,13 +647,10 @@ fn write_digits(digits: &mut [u8], v: u64) {
 }
 
 /// Appends `v` in decimal.
-#[inline]
 pub fn write_u64(out: &mut Vec<u8>, v: u64) {
-    let len = decimal_len(v);
-    let pos = out.len();
-    out.extend_from_slice(&[0; 20]);
-    write_digits(&mut out[pos..pos + len], v);
-    out.truncate(pos + len);
+    let mut out = Out::new(out, 20);
+    out.u64(v);
+    out.finish();
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant).
