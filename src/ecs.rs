@@ -129,18 +129,8 @@ pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<
     w.opt_string(k!("original"), ctx.original);
     w.end_object();
 
-    let srcaddr = rec.get(Field::SrcAddr);
-    let dstaddr = rec.get(Field::DstAddr);
     w.begin_object(k!("source"));
-    if let Some(a) = srcaddr {
-        w.plain(k!("address"), a);
-        w.plain(k!("ip"), a);
-    }
-    w.number(
-        k!("port"),
-        rec.srcport.map(u64::from),
-        rec.digits(Field::SrcPort),
-    );
+    write_endpoint(&mut w, rec, Field::SrcAddr, rec.srcport, Field::SrcPort);
     // Bytes and packets appear under source and under network.
     let (bytes, packets) = (rec.digits(Field::Bytes), rec.digits(Field::Packets));
     w.number(k!("bytes"), rec.bytes, bytes);
@@ -148,15 +138,7 @@ pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<
     w.end_object();
 
     w.begin_object(k!("destination"));
-    if let Some(a) = dstaddr {
-        w.plain(k!("address"), a);
-        w.plain(k!("ip"), a);
-    }
-    w.number(
-        k!("port"),
-        rec.dstport.map(u64::from),
-        rec.digits(Field::DstPort),
-    );
+    write_endpoint(&mut w, rec, Field::DstAddr, rec.dstport, Field::DstPort);
     w.end_object();
 
     w.begin_object(k!("network"));
@@ -257,6 +239,22 @@ pub fn write_failure_document(out: &mut Vec<u8>, raw: &str, error: &str, ctx: &D
     w.json(ECS_VERSION);
     w.json(&ctx.origin.top_members);
     w.finish();
+}
+
+/// The address (as `address` and `ip`) and port members of `source` or `destination`.
+#[inline(always)]
+fn write_endpoint(
+    w: &mut Writer<'_>,
+    rec: &FlowRecord<'_>,
+    addr: Field,
+    port: Option<u16>,
+    port_field: Field,
+) {
+    if let Some(a) = rec.get(addr) {
+        w.plain(k!("address"), a);
+        w.plain(k!("ip"), a);
+    }
+    w.number(k!("port"), port.map(u64::from), rec.digits(port_field));
 }
 
 fn write_related_ip(w: &mut Writer<'_>, rec: &FlowRecord<'_>) {
