@@ -90,11 +90,39 @@ pub struct DocContext<'a> {
     pub interface: Option<&'a Interface>,
 }
 
-/// Appends the ECS document for `rec` to `out` (no trailing newline).
-pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<'_>) {
+/// The buffer documents are written into, one at a time, reused from one to the next.
+/// It keeps the bytes beyond the current document, so that the room made ready for the
+/// next one is written over rather than zero-filled again.
+#[derive(Debug, Default)]
+pub struct Document {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Document {
+    pub fn new() -> Document {
+        Document::default()
+    }
+
+    /// The last document written (no trailing newline).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Writes the ECS document for `rec` into `doc`, replacing the one it held.
+pub fn write_document(doc: &mut Document, rec: &FlowRecord<'_>, ctx: &DocContext<'_>) {
     let room = DOCUMENT_ROOM + ctx.origin.len() + ctx.original.map_or(0, str::len);
     let mut dates = Dates::default();
-    let mut w = Writer::new(out, room);
+    let mut w = Writer::new(&mut doc.buf, room);
     w.key(k!("@timestamp"));
     let timestamp = w.out.pos();
     dates.write(&mut w.out, rec.end.or(rec.start).unwrap_or(ctx.now));
@@ -203,7 +231,7 @@ pub fn write_document(out: &mut Vec<u8>, rec: &FlowRecord<'_>, ctx: &DocContext<
 
     w.json(ECS_VERSION);
     w.json(&ctx.origin.top_members);
-    w.finish();
+    doc.len = w.finish();
 }
 
 /// Bytes made ready for a document before writing it, besides its origin's members and
@@ -215,11 +243,11 @@ const DOCUMENT_ROOM: usize = 2048;
 /// The `ecs` member of every document.
 const ECS_VERSION: &str = r#","ecs":{"version":"8.11.0"}"#;
 
-/// Appends the document for a line that is not a valid record: the raw line, the
-/// reason, and the `_flowlog_parse_failure` tag, so that nothing is silently lost.
-pub fn write_failure_document(out: &mut Vec<u8>, raw: &str, error: &str, ctx: &DocContext<'_>) {
+/// Writes into `doc` the document for a line that is not a valid record: the raw line,
+/// the reason, and the `_flowlog_parse_failure` tag, so that nothing is silently lost.
+pub fn write_failure_document(doc: &mut Document, raw: &str, error: &str, ctx: &DocContext<'_>) {
     let room = DOCUMENT_ROOM + ctx.origin.len() + raw.len() + error.len();
-    let mut w = Writer::new(out, room);
+    let mut w = Writer::new(&mut doc.buf, room);
     w.key(k!("@timestamp"));
     Dates::default().write(&mut w.out, ctx.now);
     w.begin_object(k!("event"));
@@ -238,7 +266,7 @@ pub fn write_failure_document(out: &mut Vec<u8>, raw: &str, error: &str, ctx: &D
     w.end_object();
     w.json(ECS_VERSION);
     w.json(&ctx.origin.top_members);
-    w.finish();
+    doc.len = w.finish();
 }
 
 /// The address (as `address` and `ip`) and port members of `source` or `destination`.
@@ -871,6 +899,12 @@ impl<'b> Out<'b> {
     pub(crate) fn finish(self) {
         self.buf.truncate(self.pos);
     }
+
+    /// Ends the output, leaving the buffer as long as it is (what lies past the output
+    /// is written over next time): the length written.
+    fn end(self) -> usize {
+        self.pos
+    }
 }
 
 /// Minimal streaming JSON object writer. Every member is written with a leading comma
@@ -886,14 +920,13 @@ struct Writer<'b> {
 }
 
 impl<'b> Writer<'b> {
-    /// Writes a document at the end of `out`, with `room` bytes made ready for it.
-    fn new(out: &'b mut Vec<u8>, room: usize) -> Writer<'b> {
-        let out = Out::new(out, room);
-        let start = out.pos();
+    /// Writes a document from the start of `buf` (over what it held), with `room`
+    /// bytes made ready for it.
+    fn new(buf: &'b mut Vec<u8>, room: usize) -> Writer<'b> {
         Writer {
-            out,
+            out: Out::reuse(buf, room),
             depth: 0,
-            open: [(start, start); 8],
+            open: [(0, 0); 8],
         }
     }
 
@@ -971,15 +1004,15 @@ impl<'b> Writer<'b> {
         self.out.bytes(rendered.as_bytes());
     }
 
-    /// Ends the document. It always has a member (`@timestamp`).
-    fn finish(mut self) {
+    /// Ends the document (it always has a member, `@timestamp`): its length.
+    fn finish(mut self) -> usize {
         debug_assert_eq!(self.depth, 0);
         let (mark, members) = self.open[0];
         if self.out.pos() == members {
             self.out.byte(b',');
         }
         self.close(mark, members);
-        self.out.finish();
+        self.out.end()
     }
 }
 
@@ -1014,6 +1047,32 @@ mod tests {
             out.bytes(written.as_bytes());
             out.finish();
             assert_eq!(buf, written.as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_reused_document_holds_only_the_last_document_written() {
+        let origin = Origin::file("flows.log");
+        let ctx = DocContext {
+            event_id: "id",
+            origin: &origin,
+            original: None,
+            now: 1_700_000_000,
+            interface: None,
+        };
+        let fresh = |raw: &str| {
+            let mut doc = Document::new();
+            write_failure_document(&mut doc, raw, "bad", &ctx);
+            doc.as_bytes().to_vec()
+        };
+        let long = "x".repeat(10_000);
+        let mut doc = Document::new();
+        for raw in [long.as_str(), "short", "", long.as_str(), "a"] {
+            write_failure_document(&mut doc, raw, "bad", &ctx);
+            assert_eq!(doc.as_bytes(), fresh(raw));
+            assert_eq!(doc.len(), doc.as_bytes().len());
+            let parsed: serde_json::Value = serde_json::from_slice(doc.as_bytes()).unwrap();
+            assert_eq!(parsed["event"]["original"], raw);
         }
     }
 

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::config::{parse_headers, Config};
-use crate::ecs::Origin;
+use crate::ecs::{Document, Origin};
 use crate::enrich::EniCache;
 use crate::pipeline::{run_lines, run_parquet, Counts, IdSeed, Outcome, UnitProcessor};
 use crate::sink::{Batch, BatchLimits, Destination, DocMeta};
@@ -423,9 +423,8 @@ impl Handler {
             let ids = processor.interface_ids(messages);
             processor.prefetch(&ids).await;
         }
-        let mut doc = Vec::with_capacity(4096);
+        let mut doc = Document::new();
         for (i, event) in logs.log_events.iter().enumerate() {
-            doc.clear();
             if let Outcome::Document { time, .. } =
                 processor.process_event(i as u64 + 1, &event.message, &event.id, &mut doc)
             {
@@ -441,7 +440,7 @@ impl Handler {
                     );
                 }
                 batch.push(
-                    &doc,
+                    doc.as_bytes(),
                     DocMeta {
                         unit: index,
                         time,

@@ -9,7 +9,7 @@ use parquet::file::reader::ChunkReader;
 
 use serde::Serialize;
 
-use crate::ecs::{self, DocContext, Origin};
+use crate::ecs::{self, DocContext, Document, Origin};
 use crate::enrich::{EniCache, Interface, Lookup};
 use crate::filter::Filter;
 use crate::flowlog::{Field, FlowRecord, Line, LineParser, Schema, Span};
@@ -185,7 +185,7 @@ impl<'s> UnitProcessor<'s> {
     }
 
     /// Processes a line of a file or object; its id derives from the line number.
-    pub fn process_line(&mut self, line: &SourceLine<'_>, out: &mut Vec<u8>) -> Outcome {
+    pub fn process_line(&mut self, line: &SourceLine<'_>, out: &mut Document) -> Outcome {
         self.seed.id(line.number, &mut self.id);
         let id = std::mem::take(&mut self.id);
         let outcome = self.process(line.number, line.bytes, line.too_long, &id, out);
@@ -199,7 +199,7 @@ impl<'s> UnitProcessor<'s> {
         number: u64,
         message: &str,
         id: &str,
-        out: &mut Vec<u8>,
+        out: &mut Document,
     ) -> Outcome {
         self.id.clear();
         self.id.push_str(id);
@@ -220,7 +220,7 @@ impl<'s> UnitProcessor<'s> {
         bytes: &[u8],
         too_long: Option<u64>,
         id: &str,
-        out: &mut Vec<u8>,
+        out: &mut Document,
     ) -> Outcome {
         self.docs.counts.bytes_in += bytes.len() as u64;
         if let Some(len) = too_long {
@@ -262,7 +262,7 @@ impl<'s> UnitProcessor<'s> {
         schema: &Schema,
         text: &str,
         spans: &[Span],
-        out: &mut Vec<u8>,
+        out: &mut Document,
     ) -> Outcome {
         self.seed.id(number, &mut self.id);
         let id = std::mem::take(&mut self.id);
@@ -296,7 +296,7 @@ impl Documents<'_> {
         rec: &FlowRecord<'_>,
         original: Option<&str>,
         id: &str,
-        out: &mut Vec<u8>,
+        out: &mut Document,
     ) -> Outcome {
         self.counts.read += 1;
         if self.settings.filter.check(rec).is_some() {
@@ -324,9 +324,8 @@ impl Documents<'_> {
             now: self.now,
             interface: interface.as_deref(),
         };
-        let start = out.len();
         ecs::write_document(out, rec, &ctx);
-        self.counts.bytes_out += (out.len() - start) as u64;
+        self.counts.bytes_out += out.len() as u64;
         Outcome::Document {
             malformed: false,
             time: rec.end.or(rec.start).unwrap_or(self.now),
@@ -334,7 +333,7 @@ impl Documents<'_> {
     }
 
     /// A line or row that is not a valid record: its parse-failure document.
-    fn failure(&mut self, raw: &str, error: &str, id: &str, out: &mut Vec<u8>) -> Outcome {
+    fn failure(&mut self, raw: &str, error: &str, id: &str, out: &mut Document) -> Outcome {
         self.counts.read += 1;
         self.counts.malformed += 1;
         let ctx = DocContext {
@@ -344,9 +343,8 @@ impl Documents<'_> {
             now: self.now,
             interface: None,
         };
-        let start = out.len();
         ecs::write_failure_document(out, raw, error, &ctx);
-        self.counts.bytes_out += (out.len() - start) as u64;
+        self.counts.bytes_out += out.len() as u64;
         Outcome::Document {
             malformed: true,
             time: self.now,
@@ -496,7 +494,6 @@ fn read_row_group<R: ChunkReader + 'static>(
             }
         },
         |number, schema, text, spans| {
-            out.doc.clear();
             if let Outcome::Document { time, .. } =
                 unit.process_columns(number, schema, text, spans, &mut out.doc)
             {
@@ -527,7 +524,7 @@ struct Output<'a> {
     batch: &'a mut Batch,
     emit: &'a mut dyn FnMut(Batch) -> bool,
     /// The document being built.
-    doc: Vec<u8>,
+    doc: Document,
 }
 
 impl<'a> Output<'a> {
@@ -542,7 +539,7 @@ impl<'a> Output<'a> {
             limits,
             batch,
             emit,
-            doc: Vec::with_capacity(4096),
+            doc: Document::new(),
         }
     }
 
@@ -551,7 +548,6 @@ impl<'a> Output<'a> {
         unit: &mut UnitProcessor<'_>,
         line: &SourceLine<'_>,
     ) -> Result<(), String> {
-        self.doc.clear();
         if let Outcome::Document { time, .. } = unit.process_line(line, &mut self.doc) {
             self.add(unit, time)?;
         }
@@ -565,7 +561,13 @@ impl<'a> Output<'a> {
             time,
             id: unit.event_id(),
         };
-        add_document(self.batch, self.limits, self.emit, &self.doc, meta)
+        add_document(
+            self.batch,
+            self.limits,
+            self.emit,
+            self.doc.as_bytes(),
+            meta,
+        )
     }
 }
 

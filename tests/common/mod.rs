@@ -8,7 +8,7 @@ pub mod receiver;
 pub mod runtime_api;
 
 use flowlog_forwarder::config::Config;
-use flowlog_forwarder::ecs::Origin;
+use flowlog_forwarder::ecs::{Document, Origin};
 use flowlog_forwarder::pipeline::{Counts, IdSeed, Outcome, RecordSettings, UnitProcessor};
 use flowlog_forwarder::source::{self, Limits};
 use serde_json::Value;
@@ -53,7 +53,7 @@ pub fn try_run_bytes(
         IdSeed::new(&["s3", "test-bucket", "AWSLogs/x.log.gz", "etag"]),
     );
     let mut docs = Vec::new();
-    let mut buf = Vec::new();
+    let mut buf = Document::new();
     let mut error = None;
     loop {
         let line = match lines.next_line() {
@@ -64,12 +64,11 @@ pub fn try_run_bytes(
                 break;
             }
         };
-        buf.clear();
         if let Outcome::Document { .. } = unit.process_line(&line, &mut buf) {
-            let doc: Value = serde_json::from_slice(&buf).unwrap_or_else(|e| {
+            let doc: Value = serde_json::from_slice(buf.as_bytes()).unwrap_or_else(|e| {
                 panic!(
                     "invalid JSON document ({e}): {}",
-                    String::from_utf8_lossy(&buf)
+                    String::from_utf8_lossy(buf.as_bytes())
                 )
             });
             docs.push(doc);
