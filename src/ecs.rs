@@ -654,7 +654,7 @@ fn digit_pair(v: u32) -> [u8; 2] {
 
 /// Number of decimal digits of `v`.
 #[inline(always)]
-fn decimal_len(v: u64) -> usize {
+pub(crate) fn decimal_len(v: u64) -> usize {
     v.checked_ilog10().unwrap_or(0) as usize + 1
 }
 

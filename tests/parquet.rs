@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 
 use common::moto::{moto, put_objects};
-use common::parquet_file::{parquet_file, T, V5};
+use common::parquet_file::{parquet_file, parquet_file_encoded, Dictionary, T, V5};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowlog-forwarder");
@@ -303,6 +303,136 @@ fn rows_of_many_batches_in_order_with_originals_and_failures() {
             assert_eq!(
                 doc["aws"]["vpcflow"]["interface_id"],
                 json!(format!("eni-{i}"))
+            );
+        }
+    }
+}
+
+/// v5 rows (and an unknown column) whose values repeat as flow logs' do: one account,
+/// runs of the same interface, action, ports and direction, nulls between values;
+/// every address distinct.
+fn repeating_rows(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let or_null = |null: bool, v: String| if null { "-".to_string() } else { v };
+            [
+                "5".to_string(),
+                "123456789012".to_string(),
+                format!("eni-{}", i / 1000),
+                format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
+                format!("2001:db8::{i:x}"),
+                or_null(i % 7 == 0, (1024 + i / 50).to_string()),
+                if (i / 100) % 2 == 0 { "443" } else { "80" }.to_string(),
+                or_null(i % 97 == 0, "6".to_string()),
+                (i % 5 + 1).to_string(),
+                ((i % 5 + 1) * 60).to_string(),
+                (1_700_000_000 + i / 100).to_string(),
+                (1_700_000_060 + i / 100).to_string(),
+                if (i / 10) % 3 == 0 {
+                    "REJECT"
+                } else {
+                    "ACCEPT"
+                }
+                .to_string(),
+                "OK".to_string(),
+                "vpc-1".to_string(),
+                format!("subnet-{}", i / 500),
+                or_null(i % 3 == 0, "i-0abc".to_string()),
+                ((i % 4) * 2).to_string(),
+                "IPv6".to_string(),
+                format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
+                or_null(i % 2 == 0, format!("52.95.{}.{}", (i >> 8) & 255, i & 255)),
+                "eu-west-1".to_string(),
+                format!("euw1-az{}", (i / 300) % 3 + 1),
+                "-".to_string(),
+                "-".to_string(),
+                or_null(i % 11 != 0, "S3".to_string()),
+                "-".to_string(),
+                if (i / 20) % 2 == 0 {
+                    "ingress"
+                } else {
+                    "egress"
+                }
+                .to_string(),
+                or_null(i % 2 == 1, (i % 8 + 1).to_string()),
+                format!("x-{}", i % 5),
+            ]
+            .join(" ")
+        })
+        .collect()
+}
+
+/// String columns are read as dictionary arrays when their pages are all
+/// dictionary-encoded, and rows repeating the row before share its text: with
+/// dictionary pages, plain pages, and dictionaries that fall back to plain pages within
+/// a column chunk, over several decoded batches and row groups, every document is the
+/// one the same record gives as text.
+#[test]
+fn dictionary_plain_and_fallback_pages_give_the_text_documents() {
+    use parquet::basic::{Encoding, PageType};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let rows = repeating_rows(5000);
+    let header = V5
+        .iter()
+        .map(|(n, _)| n.replace('_', "-"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let text = temp(
+        "repeating.log",
+        format!(
+            "{header}
+{}
+",
+            rows.join(
+                "
+"
+            )
+        )
+        .as_bytes(),
+    );
+    let (out, text_docs) = process(&[&text]);
+    assert!(out.status.success());
+    assert_eq!(text_docs.len(), 5000);
+    let split: Vec<Vec<&str>> = rows.iter().map(|r| r.split(' ').collect()).collect();
+    for dictionary in [Dictionary::On, Dictionary::Off, Dictionary::Small] {
+        let bytes = parquet_file_encoded(V5, &split, 4500, dictionary);
+        // The premise: which data pages the srcaddr chunk (4,500 distinct values) has.
+        let reader = SerializedFileReader::new(bytes::Bytes::from(bytes.clone())).unwrap();
+        let stats = reader
+            .metadata()
+            .row_group(0)
+            .column(3)
+            .page_encoding_stats();
+        let data_pages: Vec<Encoding> = stats
+            .unwrap()
+            .iter()
+            .filter(|s| s.page_type == PageType::DATA_PAGE)
+            .map(|s| s.encoding)
+            .collect();
+        let dictionary_pages = data_pages
+            .iter()
+            .any(|e| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY));
+        let plain_pages = data_pages.contains(&Encoding::PLAIN);
+        match dictionary {
+            Dictionary::On => assert!(dictionary_pages && !plain_pages, "{data_pages:?}"),
+            Dictionary::Off => assert!(!dictionary_pages && plain_pages, "{data_pages:?}"),
+            Dictionary::Small => assert!(dictionary_pages && plain_pages, "{data_pages:?}"),
+        }
+        let name = format!("repeating-{dictionary:?}.log.parquet");
+        let (out, pq_docs) = process(&[&temp(&name, &bytes)]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{dictionary:?}: {stderr}");
+        assert!(
+            stderr.contains("summary read=5000 forwarded=5000 filtered=0 malformed=0"),
+            "{dictionary:?}: {stderr}"
+        );
+        assert_eq!(pq_docs.len(), 5000, "{dictionary:?}");
+        for (i, (t, p)) in text_docs.iter().zip(pq_docs).enumerate() {
+            assert_eq!(
+                comparable(t.clone()),
+                comparable(p),
+                "{dictionary:?}, row {}",
+                i + 1
             );
         }
     }

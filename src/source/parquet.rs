@@ -12,18 +12,22 @@
 
 use std::sync::{mpsc, Arc};
 
+use arrow_array::types::Int32Type;
 use arrow_array::{
-    Array, ArrayAccessor, BinaryArray, Int32Array, Int64Array, LargeStringArray, StringArray,
+    Array, ArrayAccessor, BinaryArray, DictionaryArray, Int32Array, Int64Array, LargeStringArray,
+    StringArray,
 };
+use arrow_schema::DataType;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
-use parquet::basic::Type as PhysicalType;
+use parquet::basic::{Encoding, PageType, Type as PhysicalType};
 use parquet::errors::ParquetError;
+use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::reader::{ChunkReader, Length};
 
-use crate::ecs::Out;
+use crate::ecs::{decimal_len, Out};
 use crate::flowlog::{Column, Field, Kind, Schema, Span};
 
 /// Rows decoded per batch (memory: one batch of every column, and three batches of
@@ -168,7 +172,7 @@ impl<R: ChunkReader + 'static> ParquetObject<R> {
     ) -> Result<(), String> {
         let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(
             SharedReader(self.reader.clone()),
-            self.metadata.clone(),
+            self.row_group_metadata(index)?,
         )
         .with_row_groups(vec![index])
         .with_batch_size(BATCH_ROWS)
@@ -180,10 +184,7 @@ impl<R: ChunkReader + 'static> ParquetObject<R> {
                 .columns()
                 .iter()
                 .zip(&self.names)
-                .map(|(a, name)| {
-                    Values::of(a.as_ref())
-                        .ok_or_else(|| format!("column '{name}' has type {}", a.data_type()))
-                })
+                .map(|(a, name)| Values::of(a.as_ref()).map_err(|e| format!("column '{name}' {e}")))
                 .collect::<Result<_, _>>()?;
             let mut sheet = spares.try_recv().unwrap_or_default();
             sheet.fill(&arrays, batch.num_rows(), number, &self.names)?;
@@ -194,6 +195,66 @@ impl<R: ChunkReader + 'static> ParquetObject<R> {
         }
         Ok(())
     }
+}
+
+impl<R> ParquetObject<R> {
+    /// How row group `index` is read: string columns all of whose data pages in it are
+    /// dictionary-encoded (the common case: a few accounts, interfaces, actions) are
+    /// read as Arrow dictionary arrays, each distinct value decoded once per batch and
+    /// rows as keys into them, rather than one copy of the string per row. Columns that
+    /// fell back to plain pages stay plain strings (a dictionary would be computed anew).
+    fn row_group_metadata(&self, index: usize) -> Result<ArrowReaderMetadata, String> {
+        let Some(group) = self.metadata.metadata().row_groups().get(index) else {
+            return Err(format!("no row group {index}"));
+        };
+        let schema = self.metadata.schema();
+        let mut dictionaries = false;
+        let fields: Vec<_> = schema
+            .fields()
+            .iter()
+            .zip(group.columns())
+            .map(|(field, chunk)| {
+                if *field.data_type() == DataType::Utf8 && dictionary_encoded(chunk) {
+                    dictionaries = true;
+                    let dictionary =
+                        DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+                    Arc::new(field.as_ref().clone().with_data_type(dictionary))
+                } else {
+                    field.clone()
+                }
+            })
+            .collect();
+        if !dictionaries {
+            return Ok(self.metadata.clone());
+        }
+        let hint = arrow_schema::Schema::new_with_metadata(fields, schema.metadata().clone());
+        let options = ArrowReaderOptions::new().with_schema(Arc::new(hint));
+        ArrowReaderMetadata::try_new(self.metadata.metadata().clone(), options)
+            .map_err(|e| format!("not a readable Parquet file: {e}"))
+    }
+}
+
+/// Whether every data page of `chunk` is dictionary-encoded, as its page encoding
+/// statistics tell (a chunk without them is read as plain strings), and it has a value
+/// (the reader makes the dictionary of an all-null chunk anew for every batch).
+fn dictionary_encoded(chunk: &ColumnChunkMetaData) -> bool {
+    let all_null = chunk
+        .statistics()
+        .and_then(|s| s.null_count_opt())
+        .is_some_and(|nulls| i64::try_from(nulls).is_ok_and(|n| n >= chunk.num_values()));
+    !all_null
+        && chunk.dictionary_page_offset().is_some()
+        && chunk.page_encoding_stats().is_some_and(|stats| {
+            stats
+                .iter()
+                .filter(|s| matches!(s.page_type, PageType::DATA_PAGE | PageType::DATA_PAGE_V2))
+                .all(|s| {
+                    matches!(
+                        s.encoding,
+                        Encoding::PLAIN_DICTIONARY | Encoding::RLE_DICTIONARY
+                    )
+                })
+        })
 }
 
 /// A decoded batch of rows: every value as text, column after column, and each row's
@@ -216,7 +277,7 @@ impl Sheet {
     ) -> Result<(), String> {
         let columns = arrays.len();
         let mut bytes = std::mem::take(&mut self.text).into_bytes();
-        self.spans.clear();
+        // Every span is written below: only a change of size is filled.
         self.spans.resize(rows * columns, (0, 0));
         let room = arrays.iter().map(|values| values.text_bound(rows)).sum();
         let mut out = Out::reuse(&mut bytes, room);
@@ -272,36 +333,74 @@ enum Values<'a> {
     Str(&'a StringArray),
     LargeStr(&'a LargeStringArray),
     Binary(&'a BinaryArray),
+    /// A dictionary-encoded string column: each row's key into the distinct values.
+    Dictionary {
+        keys: &'a Int32Array,
+        values: &'a StringArray,
+    },
 }
 
 impl<'a> Values<'a> {
-    fn of(array: &'a dyn Array) -> Option<Values<'a>> {
+    /// The column `array`, or why it cannot be read (the text follows its name).
+    fn of(array: &'a dyn Array) -> Result<Values<'a>, String> {
         let any = array.as_any();
         if let Some(a) = any.downcast_ref::<Int32Array>() {
-            return Some(Values::Int32(a));
+            return Ok(Values::Int32(a));
         }
         if let Some(a) = any.downcast_ref::<Int64Array>() {
-            return Some(Values::Int64(a));
+            return Ok(Values::Int64(a));
         }
         if let Some(a) = any.downcast_ref::<StringArray>() {
-            return Some(Values::Str(a));
+            return Ok(Values::Str(a));
         }
         if let Some(a) = any.downcast_ref::<LargeStringArray>() {
-            return Some(Values::LargeStr(a));
+            return Ok(Values::LargeStr(a));
         }
-        any.downcast_ref::<BinaryArray>().map(Values::Binary)
+        if let Some(a) = any.downcast_ref::<BinaryArray>() {
+            return Ok(Values::Binary(a));
+        }
+        if let Some(a) = any.downcast_ref::<DictionaryArray<Int32Type>>() {
+            if let Some(values) = a.values().as_any().downcast_ref::<StringArray>() {
+                // The reader checks keys against the dictionary; so does this, so
+                // that looking a value up cannot fail (a null row's key is anything).
+                let in_range = |k: i32| usize::try_from(k).is_ok_and(|k| k < values.len());
+                if !a.keys().iter().all(|k| k.map_or(true, in_range)) {
+                    return Err("has a dictionary key out of range".to_string());
+                }
+                return Ok(Values::Dictionary {
+                    keys: a.keys(),
+                    values,
+                });
+            }
+        }
+        Err(format!("has type {}", array.data_type()))
     }
 
-    /// At least the bytes of text that `rows` rows of this column take.
+    /// At least the bytes of text that `rows` rows of this column take. Kept close:
+    /// the room made ready for a batch's text beyond what it takes is zero-filled.
     fn text_bound(&self, rows: usize) -> usize {
         match self {
-            // A sign and up to 10 or 19 digits.
-            Values::Int32(_) => rows * 11,
-            Values::Int64(_) => rows * 20,
+            // Each row as wide as the widest value (null slots hold some value too).
+            Values::Int32(a) => rows * integer_width(a.values().iter().map(|&v| v.into())),
+            Values::Int64(a) => rows * integer_width(a.values().iter().copied()),
             // The values, or `-` for a null or empty one.
             Values::Str(a) => a.value_data().len() + rows,
             Values::LargeStr(a) => a.value_data().len() + rows,
             Values::Binary(a) => a.value_data().len() + rows,
+            // As `fill` writes them: a row with the key of the row before takes none.
+            Values::Dictionary { keys, values } => {
+                let mut last = None;
+                keys.iter()
+                    .map(|k| match k {
+                        None => 1,
+                        Some(_) if k == last => 0,
+                        Some(key) => {
+                            last = k;
+                            values.value_length(key as usize).max(1) as usize
+                        }
+                    })
+                    .sum()
+            }
         }
     }
 
@@ -315,32 +414,58 @@ impl<'a> Values<'a> {
             Values::Str(a) => fill(out, spans, stride, *a, |o, v| write_text(o, v.as_bytes())),
             Values::LargeStr(a) => fill(out, spans, stride, *a, |o, v| write_text(o, v.as_bytes())),
             Values::Binary(a) => fill(out, spans, stride, *a, write_text),
+            Values::Dictionary { keys, values } => fill(out, spans, stride, *keys, |o, k| {
+                write_text(o, values.value(k as usize).as_bytes())
+            }),
         }
     }
 }
 
-/// `write_column` for one array: `write` appends a present value.
+/// `write_column` for one array: `write` appends a present value. A row whose value
+/// is the row before's shares its text (flow log columns repeat: the same account,
+/// interface, action, protocol, port in row after row).
 fn fill<A: ArrayAccessor + Array>(
     out: &mut Out<'_>,
     spans: &mut [Span],
     stride: usize,
     array: A,
     mut write: impl FnMut(&mut Out<'_>, A::Item),
-) {
+) where
+    A::Item: PartialEq + Copy,
+{
+    let mut last: Option<(A::Item, Span)> = None;
+    let mut null: Option<Span> = None;
     for (r, span) in spans
         .iter_mut()
         .step_by(stride)
         .take(array.len())
         .enumerate()
     {
-        let start = out.pos();
-        if array.is_valid(r) {
-            write(out, array.value(r));
-        } else {
-            out.byte(b'-');
+        if !array.is_valid(r) {
+            *span = *null.get_or_insert_with(|| {
+                let start = out.pos();
+                out.byte(b'-');
+                (start as u32, out.pos() as u32)
+            });
+            continue;
         }
-        *span = (start as u32, out.pos() as u32);
+        let value = array.value(r);
+        match last {
+            Some((v, written)) if v == value => *span = written,
+            _ => {
+                let start = out.pos();
+                write(out, value);
+                *span = (start as u32, out.pos() as u32);
+                last = Some((value, *span));
+            }
+        }
     }
+}
+
+/// The most bytes any of `values` takes in decimal, with its sign.
+fn integer_width(values: impl Iterator<Item = i64>) -> usize {
+    let (min, max) = values.fold((0, 0), |(min, max), v| (v.min(min), v.max(max)));
+    usize::from(min < 0) + decimal_len(min.unsigned_abs().max(max.unsigned_abs()))
 }
 
 /// Appends a string value (`-` when empty).

@@ -18,8 +18,30 @@ pub enum T {
     F64,
 }
 
+/// How string and integer columns are encoded.
+#[derive(Clone, Copy, Debug)]
+pub enum Dictionary {
+    /// Dictionary pages (the writers' default, and AWS's).
+    On,
+    /// Plain pages only.
+    Off,
+    /// A dictionary page of at most 64 bytes: a column with more distinct values
+    /// falls back to plain pages within its chunk.
+    Small,
+}
+
 /// A Parquet file of `rows` (text values, `-` for null) with `columns` (name, type).
 pub fn parquet_file(columns: &[(&str, T)], rows: &[Vec<&str>], row_group_rows: usize) -> Vec<u8> {
+    parquet_file_encoded(columns, rows, row_group_rows, Dictionary::On)
+}
+
+/// `parquet_file` with the columns encoded as `dictionary` says.
+pub fn parquet_file_encoded(
+    columns: &[(&str, T)],
+    rows: &[Vec<&str>],
+    row_group_rows: usize,
+    dictionary: Dictionary,
+) -> Vec<u8> {
     let fields: Vec<String> = columns
         .iter()
         .map(|(name, t)| match t {
@@ -32,11 +54,20 @@ pub fn parquet_file(columns: &[(&str, T)], rows: &[Vec<&str>], row_group_rows: u
     let schema = Arc::new(
         parse_message_type(&format!("message flowlogs {{ {} }}", fields.join(" "))).unwrap(),
     );
+    let props = WriterProperties::builder()
+        .set_compression(Compression::GZIP(GzipLevel::default()))
+        .set_max_row_group_size(row_group_rows);
     let props = Arc::new(
-        WriterProperties::builder()
-            .set_compression(Compression::GZIP(GzipLevel::default()))
-            .set_max_row_group_size(row_group_rows)
-            .build(),
+        match dictionary {
+            Dictionary::On => props,
+            Dictionary::Off => props.set_dictionary_enabled(false),
+            // Pages of a few rows, so that the fallback comes within a chunk.
+            Dictionary::Small => props
+                .set_dictionary_page_size_limit(64)
+                .set_data_page_row_count_limit(16)
+                .set_write_batch_size(16),
+        }
+        .build(),
     );
     let mut writer = SerializedFileWriter::new(Vec::new(), schema, props).unwrap();
     for chunk in rows.chunks(row_group_rows) {
