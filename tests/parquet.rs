@@ -266,7 +266,7 @@ fn binary_column_with_invalid_utf8_names_row_and_column() {
 /// spaces; rows with invalid values become failure documents naming row and field.
 #[test]
 fn rows_of_many_batches_in_order_with_originals_and_failures() {
-    // Row groups of 4,500 and 500 rows: the first is decoded in three batches.
+    // Row groups of 4,500 and 500 rows: the first is decoded in five batches.
     let rows: Vec<String> = (0..5000)
         .map(|i| {
             let srcport = match i {

@@ -32,9 +32,10 @@ use crate::flowlog::{Column, Field, Kind, Schema, Span};
 
 /// Rows decoded per batch (memory: one batch of every column, and three batches of
 /// text values: the one being read, the next one decoded, one being decoded). A v5
-/// batch's text is about 0.5 MB, so it stays in the core's cache while its rows are
-/// written; batches of 512 rows cost more CPU, allocating arrays for each (BENCHMARKS.md).
-const BATCH_ROWS: usize = 2048;
+/// batch's text and spans take about 0.4 MB, so they stay in the core's cache between
+/// being written and being read: faster than 2,048 rows (twice that) or 512 (more
+/// arrays allocated), measured on one core and on two (BENCHMARKS.md).
+const BATCH_ROWS: usize = 1024;
 
 /// A Parquet object whose footer was read and whose columns were checked.
 pub struct ParquetObject<R> {
