@@ -49,6 +49,13 @@ fn comparable(mut d: Value) -> Value {
     d
 }
 
+/// A text flow log file of `rows` in the v5 format of `V5` (with its header line).
+fn v5_text_file(name: &str, rows: &[String]) -> String {
+    let header: Vec<String> = V5.iter().map(|(n, _)| n.replace('_', "-")).collect();
+    let text = format!("{}\n{}\n", header.join(" "), rows.join("\n"));
+    temp(name, text.as_bytes())
+}
+
 fn v5_rows() -> Vec<String> {
     (0..10)
         .map(|i| {
@@ -74,15 +81,7 @@ fn v5_rows() -> Vec<String> {
 #[test]
 fn parquet_and_text_give_the_same_documents() {
     let rows = v5_rows();
-    let header = V5
-        .iter()
-        .map(|(n, _)| n.replace('_', "-"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let text = temp(
-        "v5.log",
-        format!("{header}\n{}\n", rows.join("\n")).as_bytes(),
-    );
+    let text = v5_text_file("v5.log", &rows);
     let split: Vec<Vec<&str>> = rows.iter().map(|r| r.split(' ').collect()).collect();
     let pq = temp("v5.log.parquet", &parquet_file(V5, &split, 3));
     let (out_text, text_docs) = process(&[&text]);
@@ -372,24 +371,7 @@ fn dictionary_plain_and_fallback_pages_give_the_text_documents() {
     use parquet::basic::{Encoding, PageType};
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let rows = repeating_rows(5000);
-    let header = V5
-        .iter()
-        .map(|(n, _)| n.replace('_', "-"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let text = temp(
-        "repeating.log",
-        format!(
-            "{header}
-{}
-",
-            rows.join(
-                "
-"
-            )
-        )
-        .as_bytes(),
-    );
+    let text = v5_text_file("repeating.log", &rows);
     let (out, text_docs) = process(&[&text]);
     assert!(out.status.success());
     assert_eq!(text_docs.len(), 5000);
