@@ -104,9 +104,14 @@ impl Document {
         Document::default()
     }
 
-    /// The last document written (no trailing newline).
+    /// The last document written (no trailing newline); empty after `clear`.
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
+    }
+
+    /// Forgets the last document (its bytes stay, to be written over).
+    pub fn clear(&mut self) {
+        self.len = 0;
     }
 
     pub fn len(&self) -> usize {

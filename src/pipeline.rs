@@ -56,9 +56,9 @@ pub enum Outcome {
     Skipped,
     /// Dropped by a configured filter (counted).
     Filtered,
-    /// A document was appended to the output buffer; `malformed` when it is the
-    /// parse-failure document; `time` is its `@timestamp` in Unix seconds. Its
-    /// `event.id` is `UnitProcessor::event_id`.
+    /// A document was written into the document buffer (left empty by the other
+    /// outcomes); `malformed` when it is the parse-failure document; `time` is its
+    /// `@timestamp` in Unix seconds. Its `event.id` is `UnitProcessor::event_id`.
     Document { malformed: bool, time: u64 },
 }
 
@@ -222,6 +222,7 @@ impl<'s> UnitProcessor<'s> {
         id: &str,
         out: &mut Document,
     ) -> Outcome {
+        out.clear();
         self.docs.counts.bytes_in += bytes.len() as u64;
         if let Some(len) = too_long {
             let raw = String::from_utf8_lossy(bytes);
@@ -264,6 +265,7 @@ impl<'s> UnitProcessor<'s> {
         spans: &[Span],
         out: &mut Document,
     ) -> Outcome {
+        out.clear();
         self.seed.id(number, &mut self.id);
         let id = std::mem::take(&mut self.id);
         let values: u64 = spans.iter().map(|&(s, e)| u64::from(e - s) + 1).sum();

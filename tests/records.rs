@@ -266,3 +266,42 @@ fn zero_padded_numbers_are_written_as_json_numbers() {
     assert_eq!(doc["event"]["end"], "2020-09-13T12:27:40Z");
     assert_eq!(doc["@timestamp"], doc["event"]["end"]);
 }
+
+/// The document buffer holds a document only after `Outcome::Document`: a header line,
+/// a blank line or a filtered record leaves it empty, not holding the one before.
+#[test]
+fn the_document_buffer_is_empty_unless_a_document_was_written() {
+    use flowlog_forwarder::ecs::{Document, Origin};
+    use flowlog_forwarder::pipeline::{IdSeed, Outcome, UnitProcessor};
+    use flowlog_forwarder::source::SourceLine;
+    let settings = settings(&[("ACTIONS", "REJECT")]);
+    let mut unit = UnitProcessor::new(&settings, Origin::file("f.log"), IdSeed::new(&["f"]));
+    let mut doc = Document::new();
+    let lines = [
+        "2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 1 1700000000 1700000060 REJECT OK",
+        "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status",
+        "2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 1 1700000000 1700000060 REJECT OK",
+        "",
+        "2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 1 1700000000 1700000060 REJECT OK",
+        "2 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 1 1700000000 1700000060 ACCEPT OK",
+    ];
+    let mut outcomes = Vec::new();
+    for (i, text) in lines.iter().enumerate() {
+        let line = SourceLine {
+            number: i as u64 + 1,
+            bytes: text.as_bytes(),
+            too_long: None,
+        };
+        let outcome = unit.process_line(&line, &mut doc);
+        let document = matches!(outcome, Outcome::Document { .. });
+        assert_eq!(!doc.is_empty(), document, "line {}: {outcome:?}", i + 1);
+        if document {
+            let parsed: Value = serde_json::from_slice(doc.as_bytes()).unwrap();
+            assert_eq!(parsed["event"]["action"], "reject");
+        }
+        outcomes.push(outcome);
+    }
+    assert!(matches!(outcomes[1], Outcome::Skipped));
+    assert!(matches!(outcomes[3], Outcome::Skipped));
+    assert!(matches!(outcomes[5], Outcome::Filtered));
+}
