@@ -173,7 +173,7 @@ impl<R: ChunkReader + 'static> ParquetObject<R> {
     ) -> Result<(), String> {
         let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(
             SharedReader(self.reader.clone()),
-            self.row_group_metadata(index)?,
+            self.row_group_metadata(index),
         )
         .with_row_groups(vec![index])
         .with_batch_size(BATCH_ROWS)
@@ -204,9 +204,10 @@ impl<R> ParquetObject<R> {
     /// read as Arrow dictionary arrays, each distinct value decoded once per batch and
     /// rows as keys into them, rather than one copy of the string per row. Columns that
     /// fell back to plain pages stay plain strings (a dictionary would be computed anew).
-    fn row_group_metadata(&self, index: usize) -> Result<ArrowReaderMetadata, String> {
+    /// Should the reader refuse the hint, the row group is read as the file declares.
+    fn row_group_metadata(&self, index: usize) -> ArrowReaderMetadata {
         let Some(group) = self.metadata.metadata().row_groups().get(index) else {
-            return Err(format!("no row group {index}"));
+            return self.metadata.clone();
         };
         let schema = self.metadata.schema();
         let mut dictionaries = false;
@@ -226,12 +227,16 @@ impl<R> ParquetObject<R> {
             })
             .collect();
         if !dictionaries {
-            return Ok(self.metadata.clone());
+            return self.metadata.clone();
         }
         let hint = arrow_schema::Schema::new_with_metadata(fields, schema.metadata().clone());
         let options = ArrowReaderOptions::new().with_schema(Arc::new(hint));
-        ArrowReaderMetadata::try_new(self.metadata.metadata().clone(), options)
-            .map_err(|e| format!("not a readable Parquet file: {e}"))
+        ArrowReaderMetadata::try_new(self.metadata.metadata().clone(), options).unwrap_or_else(
+            |e| {
+                tracing::debug!(error = %e, "dictionary reading refused; strings read plain");
+                self.metadata.clone()
+            },
+        )
     }
 }
 
