@@ -2,9 +2,11 @@
 //! once, then row groups are read one at a time with the parquet crate's Arrow reader,
 //! in batches of rows, so memory is bounded by what the row groups being read need, not
 //! by the object. A thread of its own decodes each batch (one ahead, at most) into
-//! text values with spans, column by column; each row is handed to the caller as those
-//! spans, exactly as a text line's columns, so that the same record gives the same
-//! document whichever format it came in.
+//! text values with spans, column by column (dictionary-encoded string columns as
+//! dictionaries, each distinct value decoded once; a value repeating the row before's
+//! shares its text); each row is handed to the caller as those spans, exactly as a text
+//! line's columns, so that the same record gives the same document whichever format it
+//! came in.
 //!
 //! Columns are the flow log field names with `_` for `-` (`account_id`, `log_status`);
 //! physical types INT32, INT64 or BYTE_ARRAY (string); null is absent (`-`). Unknown
