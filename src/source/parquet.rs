@@ -431,8 +431,9 @@ impl<'a> Values<'a> {
 
 /// `write_column` for one array: `write` appends a present value. A row whose value
 /// is the row before's shares its text (flow log columns repeat: the same account,
-/// interface, action, protocol, port in row after row).
-fn fill<A: ArrayAccessor + Array>(
+/// interface, action, protocol, port in row after row); a column with one value in
+/// every row of the batch (or none) is written once.
+fn fill<A: ArrayAccessor + Array + Copy>(
     out: &mut Out<'_>,
     spans: &mut [Span],
     stride: usize,
@@ -441,6 +442,18 @@ fn fill<A: ArrayAccessor + Array>(
 ) where
     A::Item: PartialEq + Copy,
 {
+    if let Some(value) = single_value(array) {
+        let start = out.pos();
+        match value {
+            Some(v) => write(out, v),
+            None => out.byte(b'-'),
+        }
+        let written = (start as u32, out.pos() as u32);
+        for span in spans.iter_mut().step_by(stride).take(array.len()) {
+            *span = written;
+        }
+        return;
+    }
     let mut last: Option<(A::Item, Span)> = None;
     let mut null: Option<Span> = None;
     for (r, span) in spans
@@ -468,6 +481,28 @@ fn fill<A: ArrayAccessor + Array>(
             }
         }
     }
+}
+
+/// The value in every row of `array`: `Some(None)` when all are null, `Some(Some(v))`
+/// when none is and all are equal (the comparison stops at the first that differs).
+fn single_value<A: ArrayAccessor + Array + Copy>(array: A) -> Option<Option<A::Item>>
+where
+    A::Item: PartialEq + Copy,
+{
+    let (rows, nulls) = (array.len(), array.null_count());
+    if rows == 0 {
+        return None;
+    }
+    if nulls == rows {
+        return Some(None);
+    }
+    if nulls > 0 {
+        return None;
+    }
+    let first = array.value(0);
+    (1..rows)
+        .all(|r| array.value(r) == first)
+        .then_some(Some(first))
 }
 
 /// The most bytes any of `values` takes in decimal, with its sign.
