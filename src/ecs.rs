@@ -907,7 +907,7 @@ impl<'b> Out<'b> {
 
     /// Ends the output, leaving the buffer as long as it is (what lies past the output
     /// is written over next time): the length written.
-    fn end(self) -> usize {
+    pub(crate) fn end(self) -> usize {
         self.pos
     }
 }

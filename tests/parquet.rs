@@ -27,7 +27,31 @@ fn process(args: &[&str]) -> (std::process::Output, Vec<Value>) {
 
 /// `process` with environment variables set.
 fn process_with(args: &[&str], env: &[(&str, &str)]) -> (std::process::Output, Vec<Value>) {
-    let out = Command::new(BIN)
+    process_on(Cpus::All, args, env)
+}
+
+/// Which CPUs `process` runs on: with one, Parquet batches are decoded on the thread
+/// that reads the rows rather than on a thread of their own.
+#[derive(Clone, Copy, Debug)]
+enum Cpus {
+    All,
+    One,
+}
+
+fn process_on(
+    cpus: Cpus,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Output, Vec<Value>) {
+    let mut command = match cpus {
+        Cpus::All => Command::new(BIN),
+        Cpus::One => {
+            let mut taskset = Command::new("taskset");
+            taskset.args(["--cpu-list", "0", BIN]);
+            taskset
+        }
+    };
+    let out = command
         .arg("process")
         .args(args)
         .env_remove("DESTINATION_URL")
@@ -279,16 +303,22 @@ fn rows_of_many_batches_in_order_with_originals_and_failures() {
         .collect();
     let split: Vec<Vec<&str>> = rows.iter().map(|r| r.split(' ').collect()).collect();
     let pq = temp("many.log.parquet", &parquet_file(&V5[..14], &split, 4500));
-    let (out, docs) = process_with(&[&pq], &[("INCLUDE_ORIGINAL", "true")]);
+    for cpus in [Cpus::All, Cpus::One] {
+        let (out, docs) = process_on(cpus, &[&pq], &[("INCLUDE_ORIGINAL", "true")]);
+        check_many_batches(cpus, &out, &docs, &rows);
+    }
+}
+
+fn check_many_batches(cpus: Cpus, out: &std::process::Output, docs: &[Value], rows: &[String]) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    assert!(out.status.success(), "{cpus:?}: {stderr}");
     assert_eq!(common::assert_accounting(&stderr), 1);
     assert!(
         stderr.contains("summary read=5000 forwarded=5000 filtered=0 malformed=2"),
         "{stderr}"
     );
     assert_eq!(docs.len(), 5000);
-    for (i, (doc, row)) in docs.iter().zip(&rows).enumerate() {
+    for (i, (doc, row)) in docs.iter().zip(rows).enumerate() {
         assert_eq!(doc["event"]["original"], json!(row), "row {}", i + 1);
         if i == 2100 || i == 4750 {
             assert_eq!(doc["tags"], json!(["_flowlog_parse_failure"]));
@@ -431,13 +461,16 @@ fn a_damaged_row_group_fails_the_object_and_the_others_are_still_read() {
     // Garble the page header of the first column of row group 5.
     let at = reader.metadata().row_group(5).column(0).data_page_offset() as usize;
     bytes[at..at + 8].copy_from_slice(&[0xff; 8]);
-    let (out, docs) = process(&[&temp("damaged.log.parquet", &bytes)]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("damaged.log.parquet"), "{err}");
-    assert_eq!(common::assert_accounting(&err), 1);
-    // The row groups read before the error went out, as lines before a read error do.
-    assert!(!docs.is_empty() && docs.len() < 80, "{}", docs.len());
+    let damaged = temp("damaged.log.parquet", &bytes);
+    for cpus in [Cpus::All, Cpus::One] {
+        let (out, docs) = process_on(cpus, &[&damaged], &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cpus:?}: {err}");
+        assert!(err.contains("damaged.log.parquet"), "{err}");
+        assert_eq!(common::assert_accounting(&err), 1);
+        // The row groups read before the error went out, as lines before a read error do.
+        assert_eq!(docs.len(), 50, "{cpus:?}");
+    }
 }
 
 fn invoke(event: &Value) -> (std::process::Output, Vec<Value>, Value) {

@@ -16,20 +16,22 @@ use std::sync::{mpsc, Arc};
 
 use arrow_array::types::Int32Type;
 use arrow_array::{
-    Array, ArrayAccessor, BinaryArray, DictionaryArray, Int32Array, Int64Array, LargeStringArray,
+    Array, BinaryArray, DictionaryArray, Int32Array, Int64Array, LargeStringArray, OffsetSizeTrait,
     StringArray,
 };
+use arrow_buffer::NullBuffer;
 use arrow_schema::DataType;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder,
 };
 use parquet::basic::{Encoding, PageType, Type as PhysicalType};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::reader::{ChunkReader, Length};
 
-use crate::ecs::{decimal_len, Out};
+use crate::ecs::Out;
 use crate::flowlog::{Column, Field, Kind, Schema, Span};
 
 /// Rows decoded per batch (memory: one batch of every column, and three batches of
@@ -46,6 +48,8 @@ pub struct ParquetObject<R> {
     schema: Schema,
     names: Vec<String>,
     interface_column: Option<usize>,
+    /// Whether batches are decoded on a thread of their own (more than one CPU).
+    decode_ahead: bool,
     /// Rows before each row group: row numbers run on over the whole object.
     rows_before: Vec<u64>,
 }
@@ -111,6 +115,7 @@ impl<R: ChunkReader + 'static> ParquetObject<R> {
             schema,
             names,
             interface_column,
+            decode_ahead: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
             rows_before,
         })
     }
@@ -123,9 +128,11 @@ impl<R: ChunkReader + 'static> ParquetObject<R> {
     /// row: `spans` are its values in `text` (`-` for null or empty), one per column;
     /// `row_number` is 1-based over the whole object. Before the rows of each decoded
     /// batch, `interfaces` gets the batch's `interface-id` values (for ENI lookups ahead
-    /// of the rows). An error names the row and column. Decoding runs on a thread of
-    /// its own, one batch ahead of the rows being processed; a decoded batch never spans
-    /// two row groups, so the rows of the ones before a damaged row group go out.
+    /// of the rows). An error names the row and column. With more than one CPU,
+    /// decoding runs on a thread of its own, one batch ahead of the rows being processed
+    /// (on one CPU that thread would only take turns with this one). A decoded batch
+    /// never spans two row groups, so the rows of the ones before a damaged row group go
+    /// out.
     pub fn read_row_group(
         &self,
         index: usize,
@@ -134,69 +141,98 @@ impl<R: ChunkReader + 'static> ParquetObject<R> {
     ) -> Result<(), String> {
         let first_row = self.rows_before.get(index).copied().unwrap_or(0);
         let columns = self.names.len();
+        let mut number = first_row;
+        let mut rows_of = |sheet: &Sheet| -> Result<(), String> {
+            let text = sheet.text(number, &self.names)?;
+            if let Some(j) = self.interface_column {
+                let ids = sheet.spans.iter().skip(j).step_by(columns);
+                let mut ids = ids
+                    .filter_map(|&(s, e)| text.get(s as usize..e as usize))
+                    .filter(|id| *id != "-");
+                interfaces(&mut ids);
+            }
+            for row_spans in sheet.spans.chunks_exact(columns) {
+                number += 1;
+                row(number, &self.schema, text, row_spans)?;
+            }
+            Ok(())
+        };
+        let mut batches = Batches::new(self, index, first_row)?;
+        if !self.decode_ahead {
+            let mut sheet = Sheet::default();
+            while batches.next_into(&mut sheet)? {
+                rows_of(&sheet)?;
+            }
+            return Ok(());
+        }
         let (decoded, sheets) = mpsc::sync_channel::<Result<Sheet, String>>(1);
         let (spare, spares) = mpsc::channel::<Sheet>();
         std::thread::scope(|scope| {
-            scope.spawn(move || {
-                if let Err(e) = self.decode_row_group(index, first_row, &spares, &decoded) {
-                    let _ = decoded.send(Err(e));
+            scope.spawn(move || loop {
+                let mut sheet = spares.try_recv().unwrap_or_default();
+                let sent = match batches.next_into(&mut sheet) {
+                    Ok(true) => decoded.send(Ok(sheet)),
+                    Ok(false) => return,
+                    Err(e) => decoded.send(Err(e)),
+                };
+                // Stop when the receiving side is gone or after an error.
+                if sent.is_err() {
+                    return;
                 }
             });
             // Returning early drops `sheets`, which stops the decoding thread.
-            let mut number = first_row;
             for sheet in sheets {
                 let sheet = sheet?;
-                if let Some(j) = self.interface_column {
-                    let ids = sheet.spans.iter().skip(j).step_by(columns);
-                    let mut ids = ids
-                        .filter_map(|&(s, e)| sheet.text.get(s as usize..e as usize))
-                        .filter(|id| *id != "-");
-                    interfaces(&mut ids);
-                }
-                for row_spans in sheet.spans.chunks_exact(columns) {
-                    number += 1;
-                    row(number, &self.schema, &sheet.text, row_spans)?;
-                }
+                rows_of(&sheet)?;
                 let _ = spare.send(sheet);
             }
             Ok(())
         })
     }
+}
 
-    /// Decodes row group `index` (whose first row follows row `number`) into sheets
-    /// sent to `decoded`, reusing those that come back on `spares`; stops when the
-    /// receiving side is gone.
-    fn decode_row_group(
-        &self,
-        index: usize,
-        mut number: u64,
-        spares: &mpsc::Receiver<Sheet>,
-        decoded: &mpsc::SyncSender<Result<Sheet, String>>,
-    ) -> Result<(), String> {
-        let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(
-            SharedReader(self.reader.clone()),
-            self.row_group_metadata(index),
+/// The batches of rows of one row group, decoded into sheets.
+struct Batches<'o, R> {
+    object: &'o ParquetObject<R>,
+    reader: ParquetRecordBatchReader,
+    /// Rows decoded so far (over the whole object).
+    number: u64,
+}
+
+impl<'o, R: ChunkReader + 'static> Batches<'o, R> {
+    /// Row group `index` of `object`, whose first row follows row `number`.
+    fn new(object: &'o ParquetObject<R>, index: usize, number: u64) -> Result<Self, String> {
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            SharedReader(object.reader.clone()),
+            object.row_group_metadata(index),
         )
         .with_row_groups(vec![index])
         .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(|e| format!("not a readable Parquet file: {e}"))?;
-        for batch in batches {
-            let batch = batch.map_err(|e| format!("after row {number}: {e}"))?;
-            let arrays: Vec<Values<'_>> = batch
-                .columns()
-                .iter()
-                .zip(&self.names)
-                .map(|(a, name)| Values::of(a.as_ref()).map_err(|e| format!("column '{name}' {e}")))
-                .collect::<Result<_, _>>()?;
-            let mut sheet = spares.try_recv().unwrap_or_default();
-            sheet.fill(&arrays, batch.num_rows(), number, &self.names)?;
-            number += batch.num_rows() as u64;
-            if decoded.send(Ok(sheet)).is_err() {
-                return Ok(());
-            }
-        }
-        Ok(())
+        Ok(Batches {
+            object,
+            reader,
+            number,
+        })
+    }
+
+    /// Decodes the next batch into `sheet`: false when there is none left.
+    fn next_into(&mut self, sheet: &mut Sheet) -> Result<bool, String> {
+        let number = self.number;
+        let Some(batch) = self.reader.next() else {
+            return Ok(false);
+        };
+        let batch = batch.map_err(|e| format!("after row {number}: {e}"))?;
+        let arrays: Vec<Values<'_>> = batch
+            .columns()
+            .iter()
+            .zip(&self.object.names)
+            .map(|(a, name)| Values::of(a.as_ref()).map_err(|e| format!("column '{name}' {e}")))
+            .collect::<Result<_, _>>()?;
+        sheet.fill(&arrays, batch.num_rows(), number)?;
+        self.number += batch.num_rows() as u64;
+        Ok(true)
     }
 }
 
@@ -269,50 +305,51 @@ fn dictionary_encoded(chunk: &ColumnChunkMetaData) -> bool {
 /// spans into it (row r's are `spans[r * columns..][..columns]`).
 #[derive(Default)]
 struct Sheet {
-    text: String,
+    /// The text is `text[..len]`; what lies past it is left from an earlier batch and
+    /// written over by the next (the buffer is never zero-filled again).
+    text: Vec<u8>,
+    len: usize,
     spans: Vec<Span>,
 }
 
 impl Sheet {
-    /// Writes the `rows` rows of `arrays` (named `names`; the first follows row
-    /// `number`) into this sheet, replacing what it held.
-    fn fill(
-        &mut self,
-        arrays: &[Values<'_>],
-        rows: usize,
-        number: u64,
-        names: &[String],
-    ) -> Result<(), String> {
+    /// Writes the `rows` rows of `arrays` into this sheet, replacing what it held; the
+    /// first row follows row `number`.
+    fn fill(&mut self, arrays: &[Values<'_>], rows: usize, number: u64) -> Result<(), String> {
         let columns = arrays.len();
-        let mut bytes = std::mem::take(&mut self.text).into_bytes();
         // Every span is written below: only a change of size is filled.
         self.spans.resize(rows * columns, (0, 0));
-        let room = arrays.iter().map(|values| values.text_bound(rows)).sum();
-        let mut out = Out::reuse(&mut bytes, room);
+        let mut out = Out::reuse(&mut self.text, 0);
         for (j, values) in arrays.iter().enumerate() {
             if let Some(spans) = self.spans.get_mut(j..) {
                 values.write_column(&mut out, spans, columns);
             }
         }
-        out.finish();
-        if bytes.len() > u32::MAX as usize {
+        self.len = out.end();
+        if self.len > u32::MAX as usize {
             return Err(format!("rows after row {number} hold more than 4 GiB"));
         }
-        // Only binary columns can hold bytes that are not UTF-8.
-        self.text = String::from_utf8(bytes).map_err(|e| {
-            let at = e.utf8_error().valid_up_to() as u32;
+        Ok(())
+    }
+
+    /// The text of the batch whose first row follows row `number`, or the row and
+    /// column (named by `names`) of a value that is not UTF-8: only binary columns can
+    /// hold one.
+    fn text(&self, number: u64, names: &[String]) -> Result<&str, String> {
+        let text = self.text.get(..self.len).unwrap_or_default();
+        std::str::from_utf8(text).map_err(|e| {
+            let at = e.valid_up_to() as u32;
+            let columns = names.len().max(1);
             let cell = self.spans.iter().position(|&(s, e)| s <= at && at < e);
             let (row, column) = cell.map_or((0, 0), |i| (i / columns, i % columns));
             format!(
                 "row {}, column '{}': string value is not valid UTF-8",
                 number + 1 + row as u64,
-                names[column]
+                names.get(column).map_or("?", |n| n.as_str())
             )
-        })?;
-        Ok(())
+        })
     }
 }
-
 /// The object shared by the readers of its row groups.
 struct SharedReader<R>(Arc<R>);
 
@@ -372,143 +409,128 @@ impl<'a> Values<'a> {
                 // The reader checks keys against the dictionary; so does this, so
                 // that looking a value up cannot fail (a null row's key is anything).
                 let in_range = |k: i32| usize::try_from(k).is_ok_and(|k| k < values.len());
-                if !a.keys().iter().all(|k| k.map_or(true, in_range)) {
+                let keys = a.keys();
+                let all_in_range = match keys.nulls().filter(|n| n.null_count() > 0) {
+                    None => keys.values().iter().all(|&k| in_range(k)),
+                    Some(nulls) => keys
+                        .values()
+                        .iter()
+                        .zip(nulls)
+                        .all(|(&k, valid)| !valid || in_range(k)),
+                };
+                if !all_in_range {
                     return Err("has a dictionary key out of range".to_string());
                 }
-                return Ok(Values::Dictionary {
-                    keys: a.keys(),
-                    values,
-                });
+                return Ok(Values::Dictionary { keys, values });
             }
         }
         Err(format!("has type {}", array.data_type()))
-    }
-
-    /// At least the bytes of text that `rows` rows of this column take. Kept close:
-    /// the room made ready for a batch's text beyond what it takes is zero-filled.
-    fn text_bound(&self, rows: usize) -> usize {
-        match self {
-            // Each row as wide as the widest value (null slots hold some value too).
-            Values::Int32(a) => rows * integer_width(a.values().iter().map(|&v| v.into())),
-            Values::Int64(a) => rows * integer_width(a.values().iter().copied()),
-            // The values, or `-` for a null or empty one.
-            Values::Str(a) => a.value_data().len() + rows,
-            Values::LargeStr(a) => a.value_data().len() + rows,
-            Values::Binary(a) => a.value_data().len() + rows,
-            // As `fill` writes them: a row with the key of the row before takes none.
-            Values::Dictionary { keys, values } => {
-                let mut last = None;
-                keys.iter()
-                    .map(|k| match k {
-                        None => 1,
-                        Some(_) if k == last => 0,
-                        Some(key) => {
-                            last = k;
-                            values.value_length(key as usize).max(1) as usize
-                        }
-                    })
-                    .sum()
-            }
-        }
     }
 
     /// Appends every row's value as text to `out` (`-` for null or empty), setting
     /// row r's span at `spans[r * stride]`. One loop per column type, not a type
     /// dispatch per value.
     fn write_column(&self, out: &mut Out<'_>, spans: &mut [Span], stride: usize) {
+        let spans = spans.iter_mut().step_by(stride);
         match self {
-            Values::Int32(a) => fill(out, spans, stride, *a, |o, v| write_integer(o, v.into())),
-            Values::Int64(a) => fill(out, spans, stride, *a, write_integer),
-            Values::Str(a) => fill(out, spans, stride, *a, |o, v| write_text(o, v.as_bytes())),
-            Values::LargeStr(a) => fill(out, spans, stride, *a, |o, v| write_text(o, v.as_bytes())),
-            Values::Binary(a) => fill(out, spans, stride, *a, write_text),
-            Values::Dictionary { keys, values } => fill(out, spans, stride, *keys, |o, k| {
-                write_text(o, values.value(k as usize).as_bytes())
+            Values::Int32(a) => fill(out, spans, a.values().iter().copied(), nulls(*a), |o, v| {
+                write_integer(o, v.into())
             }),
-        }
-    }
-}
-
-/// `write_column` for one array: `write` appends a present value. A row whose value
-/// is the row before's shares its text (flow log columns repeat: the same account,
-/// interface, action, protocol, port in row after row); a column with one value in
-/// every row of the batch (or none) is written once.
-fn fill<A: ArrayAccessor + Array + Copy>(
-    out: &mut Out<'_>,
-    spans: &mut [Span],
-    stride: usize,
-    array: A,
-    mut write: impl FnMut(&mut Out<'_>, A::Item),
-) where
-    A::Item: PartialEq + Copy,
-{
-    if let Some(value) = single_value(array) {
-        let start = out.pos();
-        match value {
-            Some(v) => write(out, v),
-            None => out.byte(b'-'),
-        }
-        let written = (start as u32, out.pos() as u32);
-        for span in spans.iter_mut().step_by(stride).take(array.len()) {
-            *span = written;
-        }
-        return;
-    }
-    let mut last: Option<(A::Item, Span)> = None;
-    let mut null: Option<Span> = None;
-    for (r, span) in spans
-        .iter_mut()
-        .step_by(stride)
-        .take(array.len())
-        .enumerate()
-    {
-        if !array.is_valid(r) {
-            *span = *null.get_or_insert_with(|| {
-                let start = out.pos();
-                out.byte(b'-');
-                (start as u32, out.pos() as u32)
-            });
-            continue;
-        }
-        let value = array.value(r);
-        match last {
-            Some((v, written)) if v == value => *span = written,
-            _ => {
-                let start = out.pos();
-                write(out, value);
-                *span = (start as u32, out.pos() as u32);
-                last = Some((value, *span));
+            Values::Int64(a) => fill(
+                out,
+                spans,
+                a.values().iter().copied(),
+                nulls(*a),
+                write_integer,
+            ),
+            Values::Str(a) => fill(
+                out,
+                spans,
+                strings(a.value_offsets(), a.value_data()),
+                nulls(*a),
+                write_text,
+            ),
+            Values::LargeStr(a) => fill(
+                out,
+                spans,
+                strings(a.value_offsets(), a.value_data()),
+                nulls(*a),
+                write_text,
+            ),
+            Values::Binary(a) => fill(
+                out,
+                spans,
+                strings(a.value_offsets(), a.value_data()),
+                nulls(*a),
+                write_text,
+            ),
+            Values::Dictionary { keys, values } => {
+                let keys_nulls = nulls(*keys);
+                let keys = keys.values().iter().copied();
+                // In range: checked when the column was read.
+                fill(out, spans, keys, keys_nulls, |o, k| {
+                    write_text(o, values.value(k as usize).as_bytes())
+                })
             }
         }
     }
 }
 
-/// The value in every row of `array`: `Some(None)` when all are null, `Some(Some(v))`
-/// when none is and all are equal (the comparison stops at the first that differs).
-fn single_value<A: ArrayAccessor + Array + Copy>(array: A) -> Option<Option<A::Item>>
-where
-    A::Item: PartialEq + Copy,
-{
-    let (rows, nulls) = (array.len(), array.null_count());
-    if rows == 0 {
-        return None;
-    }
-    if nulls == rows {
-        return Some(None);
-    }
-    if nulls > 0 {
-        return None;
-    }
-    let first = array.value(0);
-    (1..rows)
-        .all(|r| array.value(r) == first)
-        .then_some(Some(first))
+/// Which rows of `array` are null, if any is.
+fn nulls(array: &dyn Array) -> Option<&NullBuffer> {
+    array.nulls().filter(|n| n.null_count() > 0)
 }
 
-/// The most bytes any of `values` takes in decimal, with its sign.
-fn integer_width(values: impl Iterator<Item = i64>) -> usize {
-    let (min, max) = values.fold((0, 0), |(min, max), v| (v.min(min), v.max(max)));
-    usize::from(min < 0) + decimal_len(min.unsigned_abs().max(max.unsigned_abs()))
+/// The values of a string or binary array, given its offsets and data, as bytes.
+fn strings<'a, O: OffsetSizeTrait>(
+    offsets: &'a [O],
+    data: &'a [u8],
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    offsets
+        .iter()
+        .zip(offsets.iter().skip(1))
+        .map(|(s, e)| data.get(s.as_usize()..e.as_usize()).unwrap_or_default())
+}
+
+/// `write_column` for one column: `values` by row (a null row's is any value), `write`
+/// appends a present one. A row whose value is the row before's shares its text (flow
+/// log columns repeat: the same account, interface, action, protocol, port in row after
+/// row), and so do the null rows (`-`).
+fn fill<'s, T: PartialEq + Copy>(
+    out: &mut Out<'_>,
+    spans: impl Iterator<Item = &'s mut Span>,
+    values: impl Iterator<Item = T>,
+    nulls: Option<&NullBuffer>,
+    mut write: impl FnMut(&mut Out<'_>, T),
+) {
+    let mut last: Option<(T, Span)> = None;
+    let mut put = |out: &mut Out<'_>, span: &mut Span, value: T| match last {
+        Some((v, written)) if v == value => *span = written,
+        _ => {
+            let start = out.pos();
+            write(out, value);
+            *span = (start as u32, out.pos() as u32);
+            last = Some((value, *span));
+        }
+    };
+    let Some(nulls) = nulls else {
+        for (span, value) in spans.zip(values) {
+            put(out, span, value);
+        }
+        return;
+    };
+    let mut null: Option<Span> = None;
+    for ((span, value), valid) in spans.zip(values).zip(nulls) {
+        if valid {
+            put(out, span, value);
+        } else {
+            *span = *null.get_or_insert_with(|| {
+                let start = out.pos();
+                out.byte(b'-');
+                (start as u32, out.pos() as u32)
+            });
+        }
+    }
 }
 
 /// Appends a string value (`-` when empty).
