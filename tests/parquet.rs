@@ -392,7 +392,9 @@ fn repeating_rows(n: usize) -> Vec<String> {
 }
 
 /// String columns are read as dictionary arrays when their pages are all
-/// dictionary-encoded, and rows repeating the row before share its text: with
+/// dictionary-encoded, as string views (short values held in the view, longer ones
+/// pointing into the page) when not, and rows repeating the row before share its text:
+/// with
 /// dictionary pages, plain pages, and dictionaries that fall back to plain pages within
 /// a column chunk, over several decoded batches and row groups, every document is the
 /// one the same record gives as text.

@@ -1,12 +1,13 @@
 //! Parquet flow log objects (`FileFormat: parquet`, `*.log.parquet`): the footer is read
 //! once, then row groups are read one at a time with the parquet crate's Arrow reader,
 //! in batches of rows, so memory is bounded by what the row groups being read need, not
-//! by the object. A thread of its own decodes each batch (one ahead, at most) into
-//! text values with spans, column by column (dictionary-encoded string columns as
-//! dictionaries, each distinct value decoded once; a value repeating the row before's
-//! shares its text); each row is handed to the caller as those spans, exactly as a text
-//! line's columns, so that the same record gives the same document whichever format it
-//! came in.
+//! by the object. Each batch is decoded into text values with spans, column by column
+//! (dictionary-encoded string columns as dictionaries, each distinct value decoded once,
+//! other string columns as views into the decoded pages; a value repeating the row
+//! before's shares its text), on a thread of its own (one batch ahead, at most) when
+//! there is more than one CPU. Each row is handed to the caller as those spans, exactly
+//! as a text line's columns, so that the same record gives the same document whichever
+//! format it came in.
 //!
 //! Columns are the flow log field names with `_` for `-` (`account_id`, `log_status`);
 //! physical types INT32, INT64 or BYTE_ARRAY (string); null is absent (`-`). Unknown
@@ -17,7 +18,7 @@ use std::sync::{mpsc, Arc};
 use arrow_array::types::Int32Type;
 use arrow_array::{
     Array, BinaryArray, DictionaryArray, Int32Array, Int64Array, LargeStringArray, OffsetSizeTrait,
-    StringArray,
+    StringArray, StringViewArray,
 };
 use arrow_buffer::NullBuffer;
 use arrow_schema::DataType;
@@ -237,41 +238,44 @@ impl<'o, R: ChunkReader + 'static> Batches<'o, R> {
 }
 
 impl<R> ParquetObject<R> {
-    /// How row group `index` is read: string columns all of whose data pages in it are
+    /// How row group `index` is read. String columns all of whose data pages in it are
     /// dictionary-encoded (the common case: a few accounts, interfaces, actions) are
-    /// read as Arrow dictionary arrays, each distinct value decoded once per batch and
-    /// rows as keys into them, rather than one copy of the string per row. Columns that
-    /// fell back to plain pages stay plain strings (a dictionary would be computed anew).
-    /// Should the reader refuse the hint, the row group is read as the file declares.
+    /// read as Arrow dictionary arrays: each distinct value decoded once per batch, rows
+    /// as keys into them. Other string columns (addresses: too many values for a
+    /// dictionary) are read as string views, which point into the decoded page rather
+    /// than copying each value. Should the reader refuse the hint, the row group is read
+    /// as the file declares.
     fn row_group_metadata(&self, index: usize) -> ArrowReaderMetadata {
         let Some(group) = self.metadata.metadata().row_groups().get(index) else {
             return self.metadata.clone();
         };
         let schema = self.metadata.schema();
-        let mut dictionaries = false;
+        let mut hinted = false;
         let fields: Vec<_> = schema
             .fields()
             .iter()
             .zip(group.columns())
             .map(|(field, chunk)| {
-                if *field.data_type() == DataType::Utf8 && dictionary_encoded(chunk) {
-                    dictionaries = true;
-                    let dictionary =
-                        DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
-                    Arc::new(field.as_ref().clone().with_data_type(dictionary))
-                } else {
-                    field.clone()
+                if *field.data_type() != DataType::Utf8 {
+                    return field.clone();
                 }
+                hinted = true;
+                let read_as = if dictionary_encoded(chunk) {
+                    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+                } else {
+                    DataType::Utf8View
+                };
+                Arc::new(field.as_ref().clone().with_data_type(read_as))
             })
             .collect();
-        if !dictionaries {
+        if !hinted {
             return self.metadata.clone();
         }
         let hint = arrow_schema::Schema::new_with_metadata(fields, schema.metadata().clone());
         let options = ArrowReaderOptions::new().with_schema(Arc::new(hint));
         ArrowReaderMetadata::try_new(self.metadata.metadata().clone(), options).unwrap_or_else(
             |e| {
-                tracing::debug!(error = %e, "dictionary reading refused; strings read plain");
+                tracing::debug!(error = %e, "string reading hint refused; strings read plain");
                 self.metadata.clone()
             },
         )
@@ -279,7 +283,7 @@ impl<R> ParquetObject<R> {
 }
 
 /// Whether every data page of `chunk` is dictionary-encoded, as its page encoding
-/// statistics tell (a chunk without them is read as plain strings), and it has a value
+/// statistics tell (a chunk without them is read as string views), and it has a value
 /// (the reader makes the dictionary of an all-null chunk anew for every batch).
 fn dictionary_encoded(chunk: &ColumnChunkMetaData) -> bool {
     let all_null = chunk
@@ -378,6 +382,9 @@ enum Values<'a> {
     Str(&'a StringArray),
     LargeStr(&'a LargeStringArray),
     Binary(&'a BinaryArray),
+    /// A string column read as views: each row's 16 bytes hold a short value, or the
+    /// length, prefix and place of one in the decoded page.
+    View(&'a StringViewArray),
     /// A dictionary-encoded string column: each row's key into the distinct values.
     Dictionary {
         keys: &'a Int32Array,
@@ -403,6 +410,9 @@ impl<'a> Values<'a> {
         }
         if let Some(a) = any.downcast_ref::<BinaryArray>() {
             return Ok(Values::Binary(a));
+        }
+        if let Some(a) = any.downcast_ref::<StringViewArray>() {
+            return Ok(Values::View(a));
         }
         if let Some(a) = any.downcast_ref::<DictionaryArray<Int32Type>>() {
             if let Some(values) = a.values().as_any().downcast_ref::<StringArray>() {
@@ -464,6 +474,16 @@ impl<'a> Values<'a> {
                 nulls(*a),
                 write_text,
             ),
+            Values::View(a) => {
+                let views =
+                    a.views()
+                        .iter()
+                        .enumerate()
+                        .map(|(row, &raw)| View { raw, row, array: a });
+                fill(out, spans, views, nulls(*a), |o, v| {
+                    write_text(o, v.array.value(v.row).as_bytes())
+                })
+            }
             Values::Dictionary { keys, values } => {
                 let keys_nulls = nulls(*keys);
                 let keys = keys.values().iter().copied();
@@ -473,6 +493,22 @@ impl<'a> Values<'a> {
                 })
             }
         }
+    }
+}
+
+/// A row of a string view column. Equal views are equal strings (same length and
+/// bytes, or same place), so comparing views is enough to share a row's text with the
+/// row before; equal strings in different places are only written twice.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    raw: u128,
+    row: usize,
+    array: &'a StringViewArray,
+}
+
+impl PartialEq for View<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw
     }
 }
 
