@@ -657,26 +657,6 @@ fn digit_pair(v: u32) -> [u8; 2] {
     [PAIRS[i], PAIRS[i + 1]]
 }
 
-/// Number of decimal digits of `v`.
-#[inline(always)]
-pub(crate) fn decimal_len(v: u64) -> usize {
-    v.checked_ilog10().unwrap_or(0) as usize + 1
-}
-
-/// Writes `v` in decimal into `digits`, which is exactly `decimal_len(v)` long.
-#[inline(always)]
-fn write_digits(digits: &mut [u8], v: u64) {
-    let (mut v, mut i) = (v, digits.len());
-    while v >= 10 && i >= 2 {
-        digits[i - 2..i].copy_from_slice(&digit_pair((v % 100) as u32));
-        v /= 100;
-        i -= 2;
-    }
-    if i >= 1 {
-        digits[i - 1] = b'0' + v as u8;
-    }
-}
-
 /// Appends `v` in decimal.
 pub fn write_u64(out: &mut Vec<u8>, v: u64) {
     let mut out = Out::new(out, 20);
@@ -839,9 +819,10 @@ impl<'b> Out<'b> {
         self.pos = self.pos.min(at);
     }
 
+    /// Appends `v` in decimal.
     #[inline(always)]
     pub(crate) fn u64(&mut self, v: u64) {
-        write_digits(self.slot(decimal_len(v)), v);
+        self.bytes(itoa::Buffer::new().format(v).as_bytes());
     }
 
     /// `s` as a JSON string literal, escaped.

@@ -418,17 +418,20 @@ impl<'a> Values<'a> {
             if let Some(values) = a.values().as_any().downcast_ref::<StringArray>() {
                 // The reader checks keys against the dictionary; so does this, so
                 // that looking a value up cannot fail (a null row's key is anything).
-                let in_range = |k: i32| usize::try_from(k).is_ok_and(|k| k < values.len());
+                // One pass for the largest key (a negative one counts as largest).
+                let key = |k: i32| u32::try_from(k).unwrap_or(u32::MAX);
                 let keys = a.keys();
-                let all_in_range = match keys.nulls().filter(|n| n.null_count() > 0) {
-                    None => keys.values().iter().all(|&k| in_range(k)),
+                let largest = match nulls(keys) {
+                    None => keys.values().iter().map(|&k| key(k)).max(),
                     Some(nulls) => keys
                         .values()
                         .iter()
                         .zip(nulls)
-                        .all(|(&k, valid)| !valid || in_range(k)),
+                        .filter(|&(_, valid)| valid)
+                        .map(|(&k, _)| key(k))
+                        .max(),
                 };
-                if !all_in_range {
+                if largest.is_some_and(|k| k as usize >= values.len()) {
                     return Err("has a dictionary key out of range".to_string());
                 }
                 return Ok(Values::Dictionary { keys, values });
@@ -539,32 +542,49 @@ fn fill<'s, T: PartialEq + Copy>(
     nulls: Option<&NullBuffer>,
     mut write: impl FnMut(&mut Out<'_>, T),
 ) {
-    let mut last: Option<(T, Span)> = None;
-    let mut put = |out: &mut Out<'_>, span: &mut Span, value: T| match last {
-        Some((v, written)) if v == value => *span = written,
-        _ => {
-            let start = out.pos();
-            write(out, value);
-            *span = (start as u32, out.pos() as u32);
-            last = Some((value, *span));
-        }
-    };
+    let mut last = Last(None);
     let Some(nulls) = nulls else {
         for (span, value) in spans.zip(values) {
-            put(out, span, value);
+            last.put(out, span, value, &mut write);
         }
         return;
     };
     let mut null: Option<Span> = None;
     for ((span, value), valid) in spans.zip(values).zip(nulls) {
         if valid {
-            put(out, span, value);
+            last.put(out, span, value, &mut write);
         } else {
             *span = *null.get_or_insert_with(|| {
                 let start = out.pos();
                 out.byte(b'-');
                 (start as u32, out.pos() as u32)
             });
+        }
+    }
+}
+
+/// The last value written in a column, and its text.
+struct Last<T>(Option<(T, Span)>);
+
+impl<T: PartialEq + Copy> Last<T> {
+    /// Sets `span` to the text of `value`: the last value's when they are equal, else
+    /// appended by `write` (and `value` is the last value from then on).
+    #[inline(always)]
+    fn put(
+        &mut self,
+        out: &mut Out<'_>,
+        span: &mut Span,
+        value: T,
+        write: &mut impl FnMut(&mut Out<'_>, T),
+    ) {
+        match self.0 {
+            Some((v, written)) if v == value => *span = written,
+            _ => {
+                let start = out.pos();
+                write(out, value);
+                *span = (start as u32, out.pos() as u32);
+                self.0 = Some((value, *span));
+            }
         }
     }
 }
