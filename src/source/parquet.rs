@@ -35,12 +35,16 @@ use parquet::file::reader::{ChunkReader, Length};
 use crate::ecs::Out;
 use crate::flowlog::{Column, Field, Kind, Schema, Span};
 
-/// Rows decoded per batch (memory: one batch of every column, and three batches of
-/// text values: the one being read, the next one decoded, one being decoded). A v5
-/// batch's text and spans take about 0.4 MB, so they stay in the core's cache between
-/// being written and being read: faster than 2,048 rows (twice that) or 512 (more
-/// arrays allocated), measured on one core and on two (BENCHMARKS.md).
-const BATCH_ROWS: usize = 1024;
+/// Rows decoded per batch on a thread of its own (memory: one batch of every column,
+/// and three batches of text values: the one being read, the next one decoded, one
+/// being decoded). A v5 batch's text and spans take about 0.4 MB, so they stay in
+/// cache between being written and being read: faster than 2,048 rows (twice that) or
+/// 512 (more arrays allocated), measured on two cores (BENCHMARKS.md).
+const BATCH_ROWS_AHEAD: usize = 1024;
+
+/// Rows decoded per batch on the thread that reads the rows (one CPU): each batch
+/// costs the reader a fixed amount, and its text is read right after being written.
+const BATCH_ROWS: usize = 2048;
 
 /// A Parquet object whose footer was read and whose columns were checked.
 pub struct ParquetObject<R> {
@@ -141,20 +145,33 @@ impl<R: ChunkReader + 'static> ParquetObject<R> {
         mut row: impl FnMut(u64, &Schema, &str, &[Span]) -> Result<(), String>,
     ) -> Result<(), String> {
         let first_row = self.rows_before.get(index).copied().unwrap_or(0);
-        let columns = self.names.len();
         let mut number = first_row;
+        let mut row_spans = Vec::new();
         let mut rows_of = |sheet: &Sheet| -> Result<(), String> {
             let text = sheet.text(number, &self.names)?;
-            if let Some(j) = self.interface_column {
-                let ids = sheet.spans.iter().skip(j).step_by(columns);
-                let mut ids = ids
+            if let Some(column) = self.interface_column.and_then(|j| sheet.columns.get(j)) {
+                let mut ids = column
+                    .spans()
                     .filter_map(|&(s, e)| text.get(s as usize..e as usize))
                     .filter(|id| *id != "-");
                 interfaces(&mut ids);
             }
-            for row_spans in sheet.spans.chunks_exact(columns) {
+            // A row's spans: those of the columns with one value in the batch, set once,
+            // and those of the others, set row by row.
+            row_spans.clear();
+            row_spans.extend(sheet.columns.iter().map(|c| c.same.unwrap_or_default()));
+            let by_row: Vec<(usize, &[Span])> = (sheet.columns.iter().enumerate())
+                .filter(|(_, c)| c.same.is_none())
+                .map(|(j, c)| (j, &c.by_row[..]))
+                .collect();
+            for r in 0..sheet.rows {
+                for &(j, spans) in &by_row {
+                    if let (Some(span), Some(&at_row)) = (row_spans.get_mut(j), spans.get(r)) {
+                        *span = at_row;
+                    }
+                }
                 number += 1;
-                row(number, &self.schema, text, row_spans)?;
+                row(number, &self.schema, text, &row_spans)?;
             }
             Ok(())
         };
@@ -208,7 +225,11 @@ impl<'o, R: ChunkReader + 'static> Batches<'o, R> {
             object.row_group_metadata(index),
         )
         .with_row_groups(vec![index])
-        .with_batch_size(BATCH_ROWS)
+        .with_batch_size(if object.decode_ahead {
+            BATCH_ROWS_AHEAD
+        } else {
+            BATCH_ROWS
+        })
         .build()
         .map_err(|e| format!("not a readable Parquet file: {e}"))?;
         Ok(Batches {
@@ -305,29 +326,47 @@ fn dictionary_encoded(chunk: &ColumnChunkMetaData) -> bool {
         })
 }
 
-/// A decoded batch of rows: every value as text, column after column, and each row's
-/// spans into it (row r's are `spans[r * columns..][..columns]`).
+/// A decoded batch of rows: every value as text, column after column, and where in
+/// the text each column's value is, row by row.
 #[derive(Default)]
 struct Sheet {
     /// The text is `text[..len]`; what lies past it is left from an earlier batch and
     /// written over by the next (the buffer is never zero-filled again).
     text: Vec<u8>,
     len: usize,
-    spans: Vec<Span>,
+    rows: usize,
+    columns: Vec<ColumnSpans>,
+}
+
+/// Where a column's values are in a sheet's text.
+#[derive(Default)]
+struct ColumnSpans {
+    /// The span of every row, when the column has one value in the batch (or none):
+    /// flow log columns often do (the account, the interface, the region...).
+    same: Option<Span>,
+    /// Otherwise each row's span.
+    by_row: Vec<Span>,
+}
+
+impl ColumnSpans {
+    /// Each row's span, or the one span of every row.
+    fn spans(&self) -> std::slice::Iter<'_, Span> {
+        match &self.same {
+            Some(span) => std::slice::from_ref(span).iter(),
+            None => self.by_row.iter(),
+        }
+    }
 }
 
 impl Sheet {
     /// Writes the `rows` rows of `arrays` into this sheet, replacing what it held; the
     /// first row follows row `number`.
     fn fill(&mut self, arrays: &[Values<'_>], rows: usize, number: u64) -> Result<(), String> {
-        let columns = arrays.len();
-        // Every span is written below: only a change of size is filled.
-        self.spans.resize(rows * columns, (0, 0));
+        self.rows = rows;
+        self.columns.resize_with(arrays.len(), ColumnSpans::default);
         let mut out = Out::reuse(&mut self.text, 0);
-        for (j, values) in arrays.iter().enumerate() {
-            if let Some(spans) = self.spans.get_mut(j..) {
-                values.write_column(&mut out, spans, columns);
-            }
+        for (values, column) in arrays.iter().zip(&mut self.columns) {
+            values.write_column(&mut out, column);
         }
         self.len = out.end();
         if self.len > u32::MAX as usize {
@@ -343,9 +382,12 @@ impl Sheet {
         let text = self.text.get(..self.len).unwrap_or_default();
         std::str::from_utf8(text).map_err(|e| {
             let at = e.valid_up_to() as u32;
-            let columns = names.len().max(1);
-            let cell = self.spans.iter().position(|&(s, e)| s <= at && at < e);
-            let (row, column) = cell.map_or((0, 0), |i| (i / columns, i % columns));
+            let (row, column) = (self.columns.iter().enumerate())
+                .find_map(|(j, c)| {
+                    let row = c.spans().position(|&(s, e)| s <= at && at < e)?;
+                    Some((row, j))
+                })
+                .unwrap_or((0, 0));
             format!(
                 "row {}, column '{}': string value is not valid UTF-8",
                 number + 1 + row as u64,
@@ -354,6 +396,7 @@ impl Sheet {
         })
     }
 }
+
 /// The object shared by the readers of its row groups.
 struct SharedReader<R>(Arc<R>);
 
@@ -441,38 +484,41 @@ impl<'a> Values<'a> {
     }
 
     /// Appends every row's value as text to `out` (`-` for null or empty), setting
-    /// row r's span at `spans[r * stride]`. One loop per column type, not a type
-    /// dispatch per value.
-    fn write_column(&self, out: &mut Out<'_>, spans: &mut [Span], stride: usize) {
-        let spans = spans.iter_mut().step_by(stride);
+    /// where each is in `column`. One loop per column type, not a type dispatch per
+    /// value.
+    fn write_column(&self, out: &mut Out<'_>, column: &mut ColumnSpans) {
         match self {
-            Values::Int32(a) => fill(out, spans, a.values().iter().copied(), nulls(*a), |o, v| {
-                write_integer(o, v.into())
-            }),
+            Values::Int32(a) => fill(
+                out,
+                column,
+                a.values().iter().copied(),
+                nulls(*a),
+                |o, v| write_integer(o, v.into()),
+            ),
             Values::Int64(a) => fill(
                 out,
-                spans,
+                column,
                 a.values().iter().copied(),
                 nulls(*a),
                 write_integer,
             ),
             Values::Str(a) => fill(
                 out,
-                spans,
+                column,
                 strings(a.value_offsets(), a.value_data()),
                 nulls(*a),
                 write_text,
             ),
             Values::LargeStr(a) => fill(
                 out,
-                spans,
+                column,
                 strings(a.value_offsets(), a.value_data()),
                 nulls(*a),
                 write_text,
             ),
             Values::Binary(a) => fill(
                 out,
-                spans,
+                column,
                 strings(a.value_offsets(), a.value_data()),
                 nulls(*a),
                 write_text,
@@ -483,7 +529,7 @@ impl<'a> Values<'a> {
                         .iter()
                         .enumerate()
                         .map(|(row, &raw)| View { raw, row, array: a });
-                fill(out, spans, views, nulls(*a), |o, v| {
+                fill(out, column, views, nulls(*a), |o, v| {
                     write_text(o, v.array.value(v.row).as_bytes())
                 })
             }
@@ -491,7 +537,7 @@ impl<'a> Values<'a> {
                 let keys_nulls = nulls(*keys);
                 let keys = keys.values().iter().copied();
                 // In range: checked when the column was read.
-                fill(out, spans, keys, keys_nulls, |o, k| {
+                fill(out, column, keys, keys_nulls, |o, k| {
                     write_text(o, values.value(k as usize).as_bytes())
                 })
             }
@@ -524,7 +570,7 @@ fn nulls(array: &dyn Array) -> Option<&NullBuffer> {
 fn strings<'a, O: OffsetSizeTrait>(
     offsets: &'a [O],
     data: &'a [u8],
-) -> impl Iterator<Item = &'a [u8]> + 'a {
+) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
     offsets
         .iter()
         .zip(offsets.iter().skip(1))
@@ -532,58 +578,81 @@ fn strings<'a, O: OffsetSizeTrait>(
 }
 
 /// `write_column` for one column: `values` by row (a null row's is any value), `write`
-/// appends a present one. A row whose value is the row before's shares its text (flow
-/// log columns repeat: the same account, interface, action, protocol, port in row after
-/// row), and so do the null rows (`-`).
-fn fill<'s, T: PartialEq + Copy>(
+/// appends a present one. A column with one value in every row (or none) is written
+/// once. Otherwise a row whose value is the row before's shares its text (flow log
+/// columns repeat: the same interface, action, protocol, port in row after row), and
+/// so do the null rows (`-`).
+fn fill<T: PartialEq + Copy>(
     out: &mut Out<'_>,
-    spans: impl Iterator<Item = &'s mut Span>,
-    values: impl Iterator<Item = T>,
+    column: &mut ColumnSpans,
+    values: impl Iterator<Item = T> + Clone,
     nulls: Option<&NullBuffer>,
     mut write: impl FnMut(&mut Out<'_>, T),
 ) {
+    let rows = values.size_hint().0;
+    let same = match nulls {
+        Some(nulls) if nulls.null_count() == nulls.len() => Some(None),
+        Some(_) => None,
+        None => {
+            let mut rest = values.clone();
+            let first = rest.next();
+            first.filter(|&v| rest.all(|r| r == v)).map(Some)
+        }
+    };
+    if let Some(value) = same {
+        let start = out.pos();
+        match value {
+            Some(v) => write(out, v),
+            None => out.byte(b'-'),
+        }
+        column.same = Some((start as u32, out.pos() as u32));
+        return;
+    }
+    column.same = None;
+    column.by_row.clear();
+    column.by_row.reserve(rows);
     let mut last = Last(None);
     let Some(nulls) = nulls else {
-        for (span, value) in spans.zip(values) {
-            last.put(out, span, value, &mut write);
-        }
+        let spans = values.map(|value| last.put(out, value, &mut write));
+        column.by_row.extend(spans);
         return;
     };
     let mut null: Option<Span> = None;
-    for ((span, value), valid) in spans.zip(values).zip(nulls) {
+    let spans = values.zip(nulls).map(|(value, valid)| {
         if valid {
-            last.put(out, span, value, &mut write);
+            last.put(out, value, &mut write)
         } else {
-            *span = *null.get_or_insert_with(|| {
+            *null.get_or_insert_with(|| {
                 let start = out.pos();
                 out.byte(b'-');
                 (start as u32, out.pos() as u32)
-            });
+            })
         }
-    }
+    });
+    column.by_row.extend(spans);
 }
 
 /// The last value written in a column, and its text.
 struct Last<T>(Option<(T, Span)>);
 
 impl<T: PartialEq + Copy> Last<T> {
-    /// Sets `span` to the text of `value`: the last value's when they are equal, else
-    /// appended by `write` (and `value` is the last value from then on).
+    /// The text of `value`: the last value's when they are equal, else appended by
+    /// `write` (and `value` is the last value from then on).
     #[inline(always)]
     fn put(
         &mut self,
         out: &mut Out<'_>,
-        span: &mut Span,
         value: T,
         write: &mut impl FnMut(&mut Out<'_>, T),
-    ) {
+    ) -> Span {
         match self.0 {
-            Some((v, written)) if v == value => *span = written,
+            Some((v, written)) if v == value => written,
             _ => {
                 let start = out.pos();
                 write(out, value);
-                *span = (start as u32, out.pos() as u32);
-                self.0 = Some((value, *span));
+                let span = (start as u32, out.pos() as u32);
+                self.0 = Some((value, span));
+                span
             }
         }
     }
