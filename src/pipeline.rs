@@ -254,7 +254,8 @@ impl<'s> UnitProcessor<'s> {
     }
 
     /// Processes one record whose values are already split (a Parquet row): `spans`
-    /// are its values in `text`, one per `schema` column. Its id derives from the row
+    /// are its values in `text`, one per `schema` column, `bytes` its size as a line
+    /// (values and the spaces between them). Its id derives from the row
     /// number as a line's from its line number; where the row is shown as a line
     /// (`event.original`, a failure), its values are joined by spaces.
     pub fn process_columns(
@@ -263,13 +264,13 @@ impl<'s> UnitProcessor<'s> {
         schema: &Schema,
         text: &str,
         spans: &[Span],
+        bytes: u64,
         out: &mut Document,
     ) -> Outcome {
         out.clear();
         self.seed.id(number, &mut self.id);
         let id = std::mem::take(&mut self.id);
-        let values: u64 = spans.iter().map(|&(s, e)| u64::from(e - s) + 1).sum();
-        self.docs.counts.bytes_in += values.saturating_sub(1);
+        self.docs.counts.bytes_in += bytes;
         let outcome = match FlowRecord::from_spans(text, schema, spans) {
             Ok(rec) => {
                 let line = self
@@ -495,9 +496,9 @@ fn read_row_group<R: ChunkReader + 'static>(
                 prefetch_blocking(cache, runtime, ids);
             }
         },
-        |number, schema, text, spans| {
+        |number, schema, text, spans, bytes| {
             if let Outcome::Document { time, .. } =
-                unit.process_columns(number, schema, text, spans, &mut out.doc)
+                unit.process_columns(number, schema, text, spans, bytes, &mut out.doc)
             {
                 out.add(unit, time)?;
             }

@@ -432,22 +432,24 @@ fn dictionary_plain_and_fallback_pages_give_the_text_documents() {
             Dictionary::Off => assert!(!dictionary_pages && plain_pages, "{data_pages:?}"),
             Dictionary::Small => assert!(dictionary_pages && plain_pages, "{data_pages:?}"),
         }
-        let name = format!("repeating-{dictionary:?}.log.parquet");
-        let (out, pq_docs) = process(&[&temp(&name, &bytes)]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{dictionary:?}: {stderr}");
-        assert!(
-            stderr.contains("summary read=5000 forwarded=5000 filtered=0 malformed=0"),
-            "{dictionary:?}: {stderr}"
-        );
-        assert_eq!(pq_docs.len(), 5000, "{dictionary:?}");
-        for (i, (t, p)) in text_docs.iter().zip(pq_docs).enumerate() {
-            assert_eq!(
-                comparable(t.clone()),
-                comparable(p),
-                "{dictionary:?}, row {}",
-                i + 1
+        let file = temp(&format!("repeating-{dictionary:?}.log.parquet"), &bytes);
+        for cpus in [Cpus::All, Cpus::One] {
+            let (out, pq_docs) = process_on(cpus, &[&file], &[]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{dictionary:?}, {cpus:?}: {stderr}");
+            assert!(
+                stderr.contains("summary read=5000 forwarded=5000 filtered=0 malformed=0"),
+                "{dictionary:?}, {cpus:?}: {stderr}"
             );
+            assert_eq!(pq_docs.len(), 5000, "{dictionary:?}, {cpus:?}");
+            for (i, (t, p)) in text_docs.iter().zip(pq_docs).enumerate() {
+                assert_eq!(
+                    comparable(t.clone()),
+                    comparable(p),
+                    "{dictionary:?}, {cpus:?}, row {}",
+                    i + 1
+                );
+            }
         }
     }
 }
@@ -533,7 +535,12 @@ fn parquet_objects_through_s3_and_the_handler() {
     assert_eq!(docs.len(), 10);
     assert_eq!(docs[0]["aws"]["s3"]["object"]["key"], key);
     assert_eq!(docs[0]["network"]["type"], "ipv4");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("s3://parquet-objects/broken.log.parquet"));
+    // A row counts as many bytes in as the same record as a text line.
+    let line_bytes: usize = rows.iter().map(String::len).sum();
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("s3://parquet-objects/broken.log.parquet")
+        stderr.contains(&format!("\"BytesIn\":{line_bytes},")),
+        "{line_bytes}: {stderr}"
     );
 }

@@ -129,8 +129,9 @@ impl<R: ChunkReader + 'static> ParquetObject<R> {
         self.rows_before.len()
     }
 
-    /// Reads row group `index`, calling `row(row_number, schema, text, spans)` for every
-    /// row: `spans` are its values in `text` (`-` for null or empty), one per column;
+    /// Reads row group `index`, calling `row(row_number, schema, text, spans, bytes)`
+    /// for every row: `spans` are its values in `text` (`-` for null or empty), one per
+    /// column, `bytes` its size as a text line (values and the spaces between them);
     /// `row_number` is 1-based over the whole object. Before the rows of each decoded
     /// batch, `interfaces` gets the batch's `interface-id` values (for ENI lookups ahead
     /// of the rows). An error names the row and column. With more than one CPU,
@@ -142,7 +143,7 @@ impl<R: ChunkReader + 'static> ParquetObject<R> {
         &self,
         index: usize,
         mut interfaces: impl FnMut(&mut dyn Iterator<Item = &str>),
-        mut row: impl FnMut(u64, &Schema, &str, &[Span]) -> Result<(), String>,
+        mut row: impl FnMut(u64, &Schema, &str, &[Span], u64) -> Result<(), String>,
     ) -> Result<(), String> {
         let first_row = self.rows_before.get(index).copied().unwrap_or(0);
         let mut number = first_row;
@@ -158,20 +159,28 @@ impl<R: ChunkReader + 'static> ParquetObject<R> {
             }
             // A row's spans: those of the columns with one value in the batch, set once,
             // and those of the others, set row by row.
+            // So is a row's size as a text line: its values and the spaces between them.
             row_spans.clear();
             row_spans.extend(sheet.columns.iter().map(|c| c.same.unwrap_or_default()));
             let by_row: Vec<(usize, &[Span])> = (sheet.columns.iter().enumerate())
                 .filter(|(_, c)| c.same.is_none())
                 .map(|(j, c)| (j, &c.by_row[..]))
                 .collect();
+            let spaces = row_spans.len().saturating_sub(1) as u64;
+            let same_bytes = spaces
+                + (sheet.columns.iter().filter_map(|c| c.same))
+                    .map(|(s, e)| u64::from(e - s))
+                    .sum::<u64>();
             for r in 0..sheet.rows {
+                let mut bytes = same_bytes;
                 for &(j, spans) in &by_row {
                     if let (Some(span), Some(&at_row)) = (row_spans.get_mut(j), spans.get(r)) {
                         *span = at_row;
+                        bytes += u64::from(at_row.1 - at_row.0);
                     }
                 }
                 number += 1;
-                row(number, &self.schema, text, &row_spans)?;
+                row(number, &self.schema, text, &row_spans, bytes)?;
             }
             Ok(())
         };
