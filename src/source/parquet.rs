@@ -15,12 +15,12 @@
 
 use std::sync::{mpsc, Arc};
 
-use arrow_array::types::Int32Type;
+use arrow_array::types::{ByteArrayType, Int32Type};
 use arrow_array::{
-    Array, BinaryArray, DictionaryArray, Int32Array, Int64Array, LargeStringArray, OffsetSizeTrait,
-    StringArray, StringViewArray,
+    Array, BinaryArray, DictionaryArray, GenericByteArray, Int32Array, Int64Array,
+    LargeStringArray, StringArray, StringViewArray,
 };
-use arrow_buffer::NullBuffer;
+use arrow_buffer::{ArrowNativeType, NullBuffer};
 use arrow_schema::DataType;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::{
@@ -158,8 +158,8 @@ impl<R: ChunkReader + 'static> ParquetObject<R> {
                 interfaces(&mut ids);
             }
             // A row's spans: those of the columns with one value in the batch, set once,
-            // and those of the others, set row by row.
-            // So is a row's size as a text line: its values and the spaces between them.
+            // and those of the others, set row by row; its size as a text line (values
+            // and the spaces between them) likewise.
             row_spans.clear();
             row_spans.extend(sheet.columns.iter().map(|c| c.same.unwrap_or_default()));
             let by_row: Vec<(usize, &[Span])> = (sheet.columns.iter().enumerate())
@@ -496,49 +496,20 @@ impl<'a> Values<'a> {
     /// where each is in `column`. One loop per column type, not a type dispatch per
     /// value.
     fn write_column(&self, out: &mut Out<'_>, column: &mut ColumnSpans) {
+        let (o, c) = (out, column);
         match self {
-            Values::Int32(a) => fill(
-                out,
-                column,
-                a.values().iter().copied(),
-                nulls(*a),
-                |o, v| write_integer(o, v.into()),
-            ),
-            Values::Int64(a) => fill(
-                out,
-                column,
-                a.values().iter().copied(),
-                nulls(*a),
-                write_integer,
-            ),
-            Values::Str(a) => fill(
-                out,
-                column,
-                strings(a.value_offsets(), a.value_data()),
-                nulls(*a),
-                write_text,
-            ),
-            Values::LargeStr(a) => fill(
-                out,
-                column,
-                strings(a.value_offsets(), a.value_data()),
-                nulls(*a),
-                write_text,
-            ),
-            Values::Binary(a) => fill(
-                out,
-                column,
-                strings(a.value_offsets(), a.value_data()),
-                nulls(*a),
-                write_text,
-            ),
+            Values::Int32(a) => fill(o, c, integers(a.values()), nulls(*a), write_integer),
+            Values::Int64(a) => fill(o, c, integers(a.values()), nulls(*a), write_integer),
+            Values::Str(a) => fill(o, c, strings(*a), nulls(*a), write_text),
+            Values::LargeStr(a) => fill(o, c, strings(*a), nulls(*a), write_text),
+            Values::Binary(a) => fill(o, c, strings(*a), nulls(*a), write_text),
             Values::View(a) => {
                 let views =
                     a.views()
                         .iter()
                         .enumerate()
                         .map(|(row, &raw)| View { raw, row, array: a });
-                fill(out, column, views, nulls(*a), |o, v| {
+                fill(o, c, views, nulls(*a), |o, v| {
                     write_text(o, v.array.value(v.row).as_bytes())
                 })
             }
@@ -546,7 +517,7 @@ impl<'a> Values<'a> {
                 let keys_nulls = nulls(*keys);
                 let keys = keys.values().iter().copied();
                 // In range: checked when the column was read.
-                fill(out, column, keys, keys_nulls, |o, k| {
+                fill(o, c, keys, keys_nulls, |o, k| {
                     write_text(o, values.value(k as usize).as_bytes())
                 })
             }
@@ -575,11 +546,16 @@ fn nulls(array: &dyn Array) -> Option<&NullBuffer> {
     array.nulls().filter(|n| n.null_count() > 0)
 }
 
-/// The values of a string or binary array, given its offsets and data, as bytes.
-fn strings<'a, O: OffsetSizeTrait>(
-    offsets: &'a [O],
-    data: &'a [u8],
-) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
+/// The values of an integer column.
+fn integers<T: Copy + Into<i64>>(values: &[T]) -> impl Iterator<Item = i64> + Clone + '_ {
+    values.iter().map(|&v| v.into())
+}
+
+/// The values of a string or binary column, as bytes.
+fn strings<T: ByteArrayType>(
+    array: &GenericByteArray<T>,
+) -> impl Iterator<Item = &[u8]> + Clone + '_ {
+    let (offsets, data) = (array.value_offsets(), array.value_data());
     offsets
         .iter()
         .zip(offsets.iter().skip(1))
