@@ -158,14 +158,11 @@ impl<R: ChunkReader + 'static> ParquetObject<R> {
                 interfaces(&mut ids);
             }
             // A row's spans: those of the columns with one value in the batch, set once,
-            // and those of the others, set row by row; its size as a text line (values
-            // and the spaces between them) likewise.
+            // and those of the others, set row by row from `varying`; its size as a text
+            // line (values and the spaces between them) likewise.
             row_spans.clear();
             row_spans.extend(sheet.columns.iter().map(|c| c.same.unwrap_or_default()));
-            let by_row: Vec<(usize, &[Span])> = (sheet.columns.iter().enumerate())
-                .filter(|(_, c)| c.same.is_none())
-                .map(|(j, c)| (j, &c.by_row[..]))
-                .collect();
+            let width = sheet.varying_columns.len();
             let spaces = row_spans.len().saturating_sub(1) as u64;
             let same_bytes = spaces
                 + (sheet.columns.iter().filter_map(|c| c.same))
@@ -173,8 +170,13 @@ impl<R: ChunkReader + 'static> ParquetObject<R> {
                     .sum::<u64>();
             for r in 0..sheet.rows {
                 let mut bytes = same_bytes;
-                for &(j, spans) in &by_row {
-                    if let (Some(span), Some(&at_row)) = (row_spans.get_mut(j), spans.get(r)) {
+                let varying = sheet.varying.get(r * width..(r + 1) * width);
+                for (&j, &at_row) in sheet
+                    .varying_columns
+                    .iter()
+                    .zip(varying.unwrap_or_default())
+                {
+                    if let Some(span) = row_spans.get_mut(j) {
                         *span = at_row;
                         bytes += u64::from(at_row.1 - at_row.0);
                     }
@@ -345,6 +347,10 @@ struct Sheet {
     len: usize,
     rows: usize,
     columns: Vec<ColumnSpans>,
+    /// The columns with more than one value in the batch, and their spans row after
+    /// row (`varying.len()` for each row): in the order the rows are read.
+    varying_columns: Vec<usize>,
+    varying: Vec<Span>,
 }
 
 /// Where a column's values are in a sheet's text.
@@ -353,7 +359,9 @@ struct ColumnSpans {
     /// The span of every row, when the column has one value in the batch (or none):
     /// flow log columns often do (the account, the interface, the region...).
     same: Option<Span>,
-    /// Otherwise each row's span.
+    /// Otherwise each row's span (copied into the sheet's `varying`, row by row, when
+    /// the batch is written: read column by column, as they were written, the spans of
+    /// several columns missed the cache row after row).
     by_row: Vec<Span>,
 }
 
@@ -378,6 +386,21 @@ impl Sheet {
             values.write_column(&mut out, column);
         }
         self.len = out.end();
+        self.varying_columns.clear();
+        let varying = self
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.same.is_none());
+        self.varying_columns.extend(varying.map(|(j, _)| j));
+        let width = self.varying_columns.len();
+        self.varying.resize(rows * width, (0, 0));
+        for (k, &j) in self.varying_columns.iter().enumerate() {
+            let at_rows = self.varying.get_mut(k..).unwrap_or_default().iter_mut();
+            for (at_row, span) in at_rows.step_by(width).zip(&self.columns[j].by_row) {
+                *at_row = *span;
+            }
+        }
         if self.len > u32::MAX as usize {
             return Err(format!("rows after row {number} hold more than 4 GiB"));
         }
