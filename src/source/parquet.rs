@@ -348,7 +348,7 @@ struct Sheet {
     rows: usize,
     columns: Vec<ColumnSpans>,
     /// The columns with more than one value in the batch, and their spans row after
-    /// row (`varying.len()` for each row): in the order the rows are read.
+    /// row (`varying_columns.len()` for each row): in the order the rows are read.
     varying_columns: Vec<usize>,
     varying: Vec<Span>,
 }
@@ -386,6 +386,9 @@ impl Sheet {
             values.write_column(&mut out, column);
         }
         self.len = out.end();
+        if self.len > u32::MAX as usize {
+            return Err(format!("rows after row {number} hold more than 4 GiB"));
+        }
         self.varying_columns.clear();
         let varying = self
             .columns
@@ -400,9 +403,6 @@ impl Sheet {
             for (at_row, span) in at_rows.step_by(width).zip(&self.columns[j].by_row) {
                 *at_row = *span;
             }
-        }
-        if self.len > u32::MAX as usize {
-            return Err(format!("rows after row {number} hold more than 4 GiB"));
         }
         Ok(())
     }
@@ -608,12 +608,10 @@ fn fill<T: PartialEq + Copy>(
         }
     };
     if let Some(value) = same {
-        let start = out.pos();
-        match value {
+        column.same = Some(span_of(out, |out| match value {
             Some(v) => write(out, v),
             None => out.byte(b'-'),
-        }
-        column.same = Some((start as u32, out.pos() as u32));
+        }));
         return;
     }
     column.same = None;
@@ -630,11 +628,7 @@ fn fill<T: PartialEq + Copy>(
         if valid {
             last.put(out, value, &mut write)
         } else {
-            *null.get_or_insert_with(|| {
-                let start = out.pos();
-                out.byte(b'-');
-                (start as u32, out.pos() as u32)
-            })
+            *null.get_or_insert_with(|| span_of(out, |out| out.byte(b'-')))
         }
     });
     column.by_row.extend(spans);
@@ -656,14 +650,20 @@ impl<T: PartialEq + Copy> Last<T> {
         match self.0 {
             Some((v, written)) if v == value => written,
             _ => {
-                let start = out.pos();
-                write(out, value);
-                let span = (start as u32, out.pos() as u32);
+                let span = span_of(out, |out| write(out, value));
                 self.0 = Some((value, span));
                 span
             }
         }
     }
+}
+
+/// Where what `write` appends to `out` lands.
+#[inline(always)]
+fn span_of(out: &mut Out<'_>, write: impl FnOnce(&mut Out<'_>)) -> Span {
+    let start = out.pos();
+    write(out);
+    (start as u32, out.pos() as u32)
 }
 
 /// Appends a string value (`-` when empty).
