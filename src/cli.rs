@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -12,9 +12,8 @@ use crate::ecs::Origin;
 use crate::enrich::EniCache;
 use crate::flowlog::Schema;
 use crate::handler::Handler;
-use crate::pipeline::{run_lines, run_parquet, Counts, IdSeed, UnitProcessor};
+use crate::pipeline::{run_input, Counts, IdSeed, Output, UnitInput, UnitProcessor};
 use crate::sink::{Batch, BatchLimits, Destination};
-use crate::source::{self, Compression};
 
 pub const HELP: &str = "\
 flowlog-forwarder: AWS VPC and Transit Gateway Flow Logs to ECS documents, forwarded over HTTP.
@@ -317,11 +316,11 @@ fn read_inputs(
         } else {
             input.as_str()
         };
-        let reader: Box<dyn Read + Send> = if input == "-" {
-            Box::new(io::stdin())
+        let input_source = if input == "-" {
+            UnitInput::Stream(Box::new(io::stdin()))
         } else {
             match File::open(input) {
-                Ok(f) => Box::new(f),
+                Ok(f) => UnitInput::File(f),
                 Err(e) => {
                     eprintln!("error: {name}: {e}");
                     input_errors += 1;
@@ -333,51 +332,11 @@ fn read_inputs(
         let mut unit = UnitProcessor::new(
             &config.records,
             Origin::file(name),
-            IdSeed::new(&["file", name]),
+            IdSeed::with_content(&["file", name]),
         )
         .with_enrichment(enrich.clone());
-        let result = match source::sniff_reader(reader) {
-            Err(e) => Err(e.to_string()),
-            Ok((Compression::Parquet, reader)) => {
-                // Parquet needs random access: the file itself, or standard input in memory.
-                if input == "-" {
-                    let mut data = Vec::new();
-                    match reader
-                        .take(config.limits.max_decompressed_bytes + 1)
-                        .read_to_end(&mut data)
-                    {
-                        Err(e) => Err(e.to_string()),
-                        Ok(_) if data.len() as u64 > config.limits.max_decompressed_bytes => {
-                            Err("input exceeds the maximum size (MAX_OBJECT_BYTES)".to_string())
-                        }
-                        Ok(_) => run_parquet(
-                            bytes::Bytes::from(data),
-                            &mut unit,
-                            index as u32,
-                            &limits,
-                            &mut batch,
-                            &mut emit,
-                        ),
-                    }
-                } else {
-                    File::open(input).map_err(|e| e.to_string()).and_then(|f| {
-                        run_parquet(f, &mut unit, index as u32, &limits, &mut batch, &mut emit)
-                    })
-                }
-            }
-            Ok((_, reader)) => source::open_lines(reader, config.limits)
-                .map_err(|e| e.to_string())
-                .and_then(|mut lines| {
-                    run_lines(
-                        &mut lines,
-                        &mut unit,
-                        index as u32,
-                        &limits,
-                        &mut batch,
-                        &mut emit,
-                    )
-                }),
-        };
+        let mut out = Output::new(index as u32, &limits, &mut batch, &mut emit);
+        let result = run_input(input_source, &mut unit, config.limits, &mut out);
         if let Err(e) = result {
             eprintln!("error: {name}: {e}");
             input_errors += 1;

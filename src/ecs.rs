@@ -251,6 +251,7 @@ const ECS_VERSION: &str = r#","ecs":{"version":"8.11.0"}"#;
 /// Writes into `doc` the document for a line that is not a valid record: the raw line,
 /// the reason, and the `_flowlog_parse_failure` tag, so that nothing is silently lost.
 pub fn write_failure_document(doc: &mut Document, raw: &str, error: &str, ctx: &DocContext<'_>) {
+    let error = cap_message(error);
     let room = DOCUMENT_ROOM + ctx.origin.len() + raw.len() + error.len();
     let mut w = Writer::new(&mut doc.buf, room);
     w.key(k!("@timestamp"));
@@ -263,7 +264,7 @@ pub fn write_failure_document(doc: &mut Document, raw: &str, error: &str, ctx: &
     w.string(k!("original"), raw);
     w.end_object();
     w.begin_object(k!("error"));
-    w.string(k!("message"), error);
+    w.string(k!("message"), &error);
     w.end_object();
     w.json(r#","tags":["_flowlog_parse_failure"],"cloud":{"provider":"aws"}"#);
     w.begin_object(k!("aws"));
@@ -272,6 +273,21 @@ pub fn write_failure_document(doc: &mut Document, raw: &str, error: &str, ctx: &
     w.json(ECS_VERSION);
     w.json(&ctx.origin.top_members);
     doc.len = w.finish();
+}
+
+/// Longest `error.message` of a failure document, in bytes.
+pub const MAX_ERROR_MESSAGE: usize = 1024;
+
+/// `message` cut to MAX_ERROR_MESSAGE bytes (at a character boundary), saying so.
+fn cap_message(message: &str) -> std::borrow::Cow<'_, str> {
+    if message.len() <= MAX_ERROR_MESSAGE {
+        return message.into();
+    }
+    let mut end = MAX_ERROR_MESSAGE - 32;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &message[..end], message.len()).into()
 }
 
 /// The address (as `address` and `ip`) and port members of `source` or `destination`.
@@ -421,12 +437,15 @@ fn write_vpcflow(w: &mut Writer<'_>, rec: &FlowRecord<'_>, interface: Option<&In
     w.end_object();
 }
 
-/// A Transit Gateway flow log record (cloud.service.name `transitgateway`).
+/// A Transit Gateway flow log record (cloud.service.name `transitgateway`): its format
+/// has any `tgw-*` field, or its `resource-type` names a transit gateway or one of its
+/// attachments.
 pub fn is_transit_gateway(rec: &FlowRecord<'_>) -> bool {
-    let schema = rec.schema();
-    schema.position(Field::TgwId).is_some()
-        || schema.position(Field::TgwAttachmentId).is_some()
-        || rec.get(Field::ResourceType) == Some("TransitGateway")
+    rec.schema().has_transit_gateway_field()
+        || matches!(
+            rec.get(Field::ResourceType),
+            Some("TransitGateway" | "TransitGatewayAttachment")
+        )
 }
 
 /// The ECS `network.transport` name of an IANA protocol number.

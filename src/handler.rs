@@ -6,8 +6,7 @@
 //! per-invocation summary in CloudWatch Embedded Metric Format.
 
 use std::collections::BTreeSet;
-use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,12 +14,12 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::config::{parse_headers, Config};
-use crate::ecs::{Document, Origin};
+use crate::ecs::Origin;
 use crate::enrich::EniCache;
-use crate::pipeline::{run_lines, run_parquet, Counts, IdSeed, Outcome, UnitProcessor};
-use crate::sink::{Batch, BatchLimits, Destination, DocMeta};
-use crate::source::{self, s3::RangedObject, Compression};
-use crate::trigger::{self, Delivery, LogBatch, S3Object, Source, WorkUnit};
+use crate::pipeline::{run_input, Counts, IdSeed, Output, UnitInput, UnitProcessor};
+use crate::sink::{Batch, BatchLimits, Destination};
+use crate::source::{self, s3::RangedObject};
+use crate::trigger::{self, Delivery, S3Object, Source, WorkUnit};
 
 /// Where S3 objects are read from.
 #[derive(Clone)]
@@ -160,7 +159,10 @@ impl Handler {
             }
             let (size, event_time) = unit_context(unit);
             tracing::debug!(unit = %unit_name(unit), size, event_time, "unit started");
-            let (result, rest) = self.run_unit(unit, index as u32, &limits, batch, &tx).await;
+            let stop_at = deadline.map(|d| d.checked_sub(self.deadline_margin).unwrap_or(d));
+            let (result, rest) = self
+                .run_unit(unit, index as u32, &limits, batch, &tx, stop_at)
+                .await;
             tracing::debug!(unit = %unit_name(unit), read = result.counts.read, error = ?result.error, "unit read");
             batch = rest;
             results.push(result);
@@ -260,6 +262,7 @@ impl Handler {
     }
 
     /// Runs one unit, carrying the partial batch through; returns it for the next unit.
+    /// Reading stops at `stop_at` (the unit is then failed and retried).
     async fn run_unit(
         &self,
         unit: &WorkUnit,
@@ -267,211 +270,115 @@ impl Handler {
         limits: &BatchLimits,
         batch: Batch,
         tx: &mpsc::Sender<Batch>,
+        stop_at: Option<Instant>,
     ) -> (UnitResult, Batch) {
-        match &unit.source {
-            Source::CloudWatch(logs) => self.run_cloudwatch(logs, index, limits, batch, tx).await,
-            Source::S3(obj) => {
-                let (reader, len) = match self.open_object(obj).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        return (
-                            UnitResult {
-                                counts: Counts::default(),
-                                error: Some(e),
-                            },
-                            batch,
-                        )
-                    }
-                };
-                let config = self.config.clone();
-                let obj = obj.clone();
-                let tx = tx.clone();
-                let limits = *limits;
-                let objects = self.objects.clone();
-                let enrich = self.enrich.clone();
-                let runtime = tokio::runtime::Handle::current();
-                let work = tokio::task::spawn_blocking(move || {
-                    let mut batch = batch;
-                    let seed = IdSeed::new(&[
-                        "s3",
-                        &obj.bucket,
-                        &obj.key,
-                        obj.version_id
-                            .as_deref()
-                            .or(obj.etag.as_deref())
-                            .unwrap_or(""),
-                    ]);
-                    let mut processor = UnitProcessor::new(
-                        &config.records,
-                        Origin::s3(&obj.bucket, &obj.key),
-                        seed,
-                    )
-                    .with_enrichment(enrich);
-                    let mut emit = |b: Batch| tx.blocking_send(b).is_ok();
-                    let result = match source::sniff_reader(reader) {
-                        Err(e) => Err(e.to_string()),
-                        Ok((Compression::Parquet, reader)) => {
-                            // Parquet is read by ranges (footer, then row groups): the
-                            // stream is dropped unread.
-                            drop(reader);
-                            match &objects {
-                                ObjectStore::Dir(dir) => {
-                                    std::fs::File::open(dir.join(&obj.bucket).join(&obj.key))
-                                        .map_err(|e| e.to_string())
-                                        .and_then(|f| {
-                                            run_parquet(
-                                                f,
-                                                &mut processor,
-                                                index,
-                                                &limits,
-                                                &mut batch,
-                                                &mut emit,
-                                            )
-                                        })
-                                }
-                                ObjectStore::S3(client) => {
-                                    let ranged = RangedObject::new(
-                                        client.clone(),
-                                        runtime.clone(),
-                                        &obj.bucket,
-                                        &obj.key,
-                                        obj.version_id.as_deref(),
-                                        len,
-                                    );
-                                    run_parquet(
-                                        ranged,
-                                        &mut processor,
-                                        index,
-                                        &limits,
-                                        &mut batch,
-                                        &mut emit,
-                                    )
-                                }
-                            }
-                        }
-                        Ok((_, reader)) => source::open_lines(reader, config.limits)
-                            .map_err(|e| e.to_string())
-                            .and_then(|mut lines| {
-                                run_lines(
-                                    &mut lines,
-                                    &mut processor,
-                                    index,
-                                    &limits,
-                                    &mut batch,
-                                    &mut emit,
-                                )
-                            }),
-                    };
-                    let error = result.err().map(|e| format!("{}: {e}", obj.uri()));
-                    (
-                        UnitResult {
-                            counts: processor.counts(),
-                            error,
-                        },
-                        batch,
-                    )
-                });
-                match work.await {
-                    Ok(r) => r,
-                    Err(e) => (
-                        UnitResult {
-                            counts: Counts::default(),
-                            error: Some(format!("reading task failed: {e}")),
-                        },
-                        Batch::default(),
-                    ),
-                }
-            }
-        }
-    }
-
-    async fn run_cloudwatch(
-        &self,
-        logs: &LogBatch,
-        index: u32,
-        limits: &BatchLimits,
-        mut batch: Batch,
-        tx: &mpsc::Sender<Batch>,
-    ) -> (UnitResult, Batch) {
-        let mut processor = UnitProcessor::new(
-            &self.config.records,
-            Origin::cloudwatch(&logs.log_group, &logs.log_stream),
-            IdSeed::new(&["cloudwatch", &logs.log_group, &logs.log_stream]),
-        )
-        .with_enrichment(self.enrich.clone());
-        let prefixes = &self.config.log_stream_prefixes;
-        if !prefixes.is_empty()
-            && !prefixes
-                .iter()
-                .any(|p| logs.log_stream.starts_with(p.as_str()))
-        {
-            // A stream the user did not ask for (LOG_STREAM_PREFIX): acknowledged, and
-            // its records counted as filtered.
-            let n = logs.log_events.len() as u64;
-            processor.count_filtered(n);
-            return (
-                UnitResult {
-                    counts: processor.counts(),
-                    error: None,
-                },
-                batch,
-            );
-        }
-        // The batch is in memory: its interfaces are looked up together, up front.
-        if self.enrich.is_some() {
-            let messages = logs.log_events.iter().map(|e| e.message.as_bytes());
-            let ids = processor.interface_ids(messages);
-            processor.prefetch(&ids).await;
-        }
-        let mut doc = Document::new();
-        for (i, event) in logs.log_events.iter().enumerate() {
-            if let Outcome::Document { time, .. } =
-                processor.process_event(i as u64 + 1, &event.message, &event.id, &mut doc)
-            {
-                if batch.would_overflow(limits, doc.len())
-                    && tx.send(std::mem::take(&mut batch)).await.is_err()
+        let (input, origin, seed) = match &unit.source {
+            Source::CloudWatch(logs) => {
+                let origin = Origin::cloudwatch(&logs.log_group, &logs.log_stream);
+                let seed = IdSeed::new(&["cloudwatch", &logs.log_group, &logs.log_stream]);
+                let prefixes = &self.config.log_stream_prefixes;
+                if !prefixes.is_empty()
+                    && !prefixes
+                        .iter()
+                        .any(|p| logs.log_stream.starts_with(p.as_str()))
                 {
+                    // A stream the user did not ask for (LOG_STREAM_PREFIX): acknowledged,
+                    // and its records counted as filtered.
+                    let mut processor = UnitProcessor::new(&self.config.records, origin, seed);
+                    processor.count_filtered(logs.events().len() as u64);
+                    let counts = processor.counts();
                     return (
                         UnitResult {
-                            counts: processor.counts(),
-                            error: Some("delivery stopped".into()),
+                            counts,
+                            error: None,
                         },
                         batch,
                     );
                 }
-                batch.push(
-                    doc.as_bytes(),
-                    DocMeta {
-                        unit: index,
-                        time,
-                        id: processor.event_id(),
-                    },
-                    limits,
-                );
+                (UnitInput::Events(logs.clone()), origin, seed)
             }
-        }
-        (
-            UnitResult {
-                counts: processor.counts(),
-                error: None,
+            Source::S3(obj) => match self.open_object(obj).await {
+                Ok((input, etag)) => {
+                    // The version or ETag names the object's content; the GetObject
+                    // response's ETag stands in when the notification gave neither.
+                    let content = obj
+                        .version_id
+                        .as_deref()
+                        .or(obj.etag.as_deref())
+                        .or(etag.as_deref())
+                        .unwrap_or("");
+                    let seed = IdSeed::new(&["s3", &obj.bucket, &obj.key, content]);
+                    (input, Origin::s3(&obj.bucket, &obj.key), seed)
+                }
+                Err(error) => {
+                    let counts = Counts::default();
+                    return (
+                        UnitResult {
+                            counts,
+                            error: Some(error),
+                        },
+                        batch,
+                    );
+                }
             },
-            batch,
-        )
+        };
+        let name = unit_name(unit);
+        let config = self.config.clone();
+        let tx = tx.clone();
+        let limits = *limits;
+        let enrich = self.enrich.clone();
+        let work = tokio::task::spawn_blocking(move || {
+            let mut batch = batch;
+            let mut processor =
+                UnitProcessor::new(&config.records, origin, seed).with_enrichment(enrich);
+            let mut emit = |b: Batch| tx.blocking_send(b).is_ok();
+            let mut out = Output::new(index, &limits, &mut batch, &mut emit).stop_at(stop_at);
+            let result = run_input(input, &mut processor, config.limits, &mut out);
+            let error = result.err().map(|e| format!("{name}: {e}"));
+            let counts = processor.counts();
+            (UnitResult { counts, error }, batch)
+        });
+        match work.await {
+            Ok(r) => r,
+            // `run_input` turns a panic into the unit's error; this is only a backstop.
+            Err(e) => (
+                UnitResult {
+                    counts: Counts::default(),
+                    error: Some(format!("reading task failed: {e}")),
+                },
+                Batch::default(),
+            ),
+        }
     }
 
-    /// Opens an object for streaming: a GetObject response body read as it arrives.
-    async fn open_object(&self, obj: &S3Object) -> Result<(Box<dyn Read + Send>, u64), String> {
+    /// Opens an object: a GetObject response body read as it arrives (and ranged reads
+    /// for Parquet), or a file under `--s3-dir`; with the ETag GetObject answered.
+    async fn open_object(&self, obj: &S3Object) -> Result<(UnitInput, Option<String>), String> {
         match &self.objects {
             ObjectStore::Dir(dir) => {
-                let path = dir.join(&obj.bucket).join(&obj.key);
+                let path = local_object_path(dir, &obj.bucket, &obj.key)
+                    .map_err(|e| format!("{}: {e}", obj.uri()))?;
                 let file = std::fs::File::open(&path)
                     .map_err(|e| format!("{}: {e} ({})", obj.uri(), path.display()))?;
-                let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-                Ok((Box::new(file), len))
+                Ok((UnitInput::File(file), None))
             }
             ObjectStore::S3(client) => {
-                source::s3::open_stream(client, &obj.bucket, &obj.key, obj.version_id.as_deref())
-                    .await
+                let version = obj.version_id.as_deref();
+                let stream =
+                    source::s3::open_stream(client, &obj.bucket, &obj.key, version).await?;
+                let ranged = RangedObject::new(
+                    client.clone(),
+                    tokio::runtime::Handle::current(),
+                    &obj.bucket,
+                    &obj.key,
+                    version,
+                    stream.len,
+                );
+                let input = UnitInput::S3 {
+                    body: stream.body,
+                    ranged,
+                };
+                Ok((input, stream.etag))
             }
         }
     }
@@ -511,6 +418,27 @@ impl Handler {
     }
 }
 
+/// `DIR/bucket/key` for `invoke --s3-dir`, refusing any bucket or key that would lead
+/// outside DIR (`..`, an absolute path, a prefix).
+fn local_object_path(dir: &Path, bucket: &str, key: &str) -> Result<PathBuf, String> {
+    let mut path = dir.to_path_buf();
+    for part in [bucket, key] {
+        for component in Path::new(part).components() {
+            match component {
+                Component::Normal(c) => path.push(c),
+                Component::CurDir => {}
+                _ => {
+                    return Err(format!(
+                        "'{}' would be read outside the --s3-dir directory",
+                        crate::flowlog::record::shorten(part)
+                    ))
+                }
+            }
+        }
+    }
+    Ok(path)
+}
+
 /// The Lambda deadline (milliseconds since the epoch) as an `Instant`.
 fn deadline_instant(deadline_ms: u64) -> Instant {
     let now_ms = std::time::SystemTime::now()
@@ -525,7 +453,7 @@ fn deadline_instant(deadline_ms: u64) -> Instant {
 fn unit_context(unit: &WorkUnit) -> (u64, &str) {
     match &unit.source {
         Source::S3(o) => (o.size.unwrap_or(0), o.event_time.as_deref().unwrap_or("")),
-        Source::CloudWatch(b) => (b.log_events.len() as u64, ""),
+        Source::CloudWatch(b) => (b.events().len() as u64, ""),
     }
 }
 

@@ -3,7 +3,9 @@
 //! counts and deterministic event ids. Used alike by the CLI and the Lambda handler.
 
 use std::collections::HashSet;
+use std::io::Read;
 use std::sync::Arc;
+use std::time::Instant;
 
 use parquet::file::reader::ChunkReader;
 
@@ -15,7 +17,9 @@ use crate::filter::Filter;
 use crate::flowlog::{Field, FlowRecord, Line, LineParser, Schema, Span};
 use crate::sink::{Batch, BatchLimits, DocMeta};
 use crate::source::parquet::ParquetObject;
-use crate::source::SourceLine;
+use crate::source::s3::RangedObject;
+use crate::source::{self, Compression, Limits, SourceLine};
+use crate::trigger::LogBatch;
 
 /// Counters of a unit or an invocation. Every record read is forwarded, filtered or
 /// failed: `read == forwarded + filtered + failed`. `malformed` records are forwarded
@@ -62,28 +66,56 @@ pub enum Outcome {
     Document { malformed: bool, time: u64 },
 }
 
-/// Where the deterministic event ids of a unit come from.
+/// Where the deterministic event ids of a unit come from. An id is bound to the record's
+/// content: it stays equal when the same record is processed again (retries are
+/// idempotent at receivers that deduplicate on it) and differs whenever the record
+/// differs.
 #[derive(Debug, Clone, Copy)]
-pub struct IdSeed(u128);
+pub struct IdSeed {
+    seed: u128,
+    /// Whether the record's own bytes are hashed too: inputs without an identity that
+    /// changes with their content (local files, standard input), where the same name and
+    /// line number may hold another record on the next run.
+    hash_content: bool,
+}
 
 impl IdSeed {
-    /// A seed from the identity of the input (`s3`, bucket, key, version or etag...).
-    /// The id of a record is then a hash of this seed and its line number, so the same
-    /// record always gets the same id and retries are idempotent.
+    /// A seed from the identity of an input whose content never changes under it: an S3
+    /// object named by bucket, key and version or ETag (`s3`, bucket, key, version). The
+    /// id of a record is a hash of this seed and its line (or row) number.
     pub fn new(parts: &[&str]) -> IdSeed {
-        let mut bytes = Vec::new();
-        for p in parts {
-            bytes.extend_from_slice(&(p.len() as u64).to_le_bytes());
-            bytes.extend_from_slice(p.as_bytes());
+        IdSeed {
+            seed: hash_parts(parts),
+            hash_content: false,
         }
-        IdSeed(xxhash_rust::xxh3::xxh3_128(&bytes))
     }
 
-    fn id(&self, line: u64, out: &mut String) {
-        let mut bytes = [0u8; 24];
-        bytes[..16].copy_from_slice(&self.0.to_le_bytes());
-        bytes[16..].copy_from_slice(&line.to_le_bytes());
-        let h = xxhash_rust::xxh3::xxh3_128(&bytes);
+    /// A seed for an input whose name says nothing of its content (a local file,
+    /// standard input): the id of a record also hashes the record's own bytes.
+    pub fn with_content(parts: &[&str]) -> IdSeed {
+        IdSeed {
+            seed: hash_parts(parts),
+            hash_content: true,
+        }
+    }
+
+    /// The id of record `line` whose bytes are `content` (its values, for a row).
+    fn id<'c>(&self, line: u64, content: impl IntoIterator<Item = &'c [u8]>, out: &mut String) {
+        let h = if self.hash_content {
+            let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+            hasher.update(&self.seed.to_le_bytes());
+            hasher.update(&line.to_le_bytes());
+            for part in content {
+                hasher.update(&(part.len() as u64).to_le_bytes());
+                hasher.update(part);
+            }
+            hasher.digest128()
+        } else {
+            let mut bytes = [0u8; 24];
+            bytes[..16].copy_from_slice(&self.seed.to_le_bytes());
+            bytes[16..].copy_from_slice(&line.to_le_bytes());
+            xxhash_rust::xxh3::xxh3_128(&bytes)
+        };
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut hex = [0u8; 32];
         for (i, b) in h.to_be_bytes().into_iter().enumerate() {
@@ -93,6 +125,16 @@ impl IdSeed {
         out.clear();
         out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
     }
+}
+
+/// A hash of `parts`, each prefixed by its length (so that parts cannot run together).
+fn hash_parts(parts: &[&str]) -> u128 {
+    let mut bytes = Vec::new();
+    for p in parts {
+        bytes.extend_from_slice(&(p.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(p.as_bytes());
+    }
+    xxhash_rust::xxh3::xxh3_128(&bytes)
 }
 
 /// Settings shared by every unit of a run.
@@ -186,7 +228,7 @@ impl<'s> UnitProcessor<'s> {
 
     /// Processes a line of a file or object; its id derives from the line number.
     pub fn process_line(&mut self, line: &SourceLine<'_>, out: &mut Document) -> Outcome {
-        self.seed.id(line.number, &mut self.id);
+        self.seed.id(line.number, [line.bytes], &mut self.id);
         let id = std::mem::take(&mut self.id);
         let outcome = self.process(line.number, line.bytes, line.too_long, &id, out);
         self.id = id;
@@ -268,7 +310,12 @@ impl<'s> UnitProcessor<'s> {
         out: &mut Document,
     ) -> Outcome {
         out.clear();
-        self.seed.id(number, &mut self.id);
+        let values = spans.iter().map(|&(s, e)| {
+            text.as_bytes()
+                .get(s as usize..e as usize)
+                .unwrap_or_default()
+        });
+        self.seed.id(number, values, &mut self.id);
         let id = std::mem::take(&mut self.id);
         self.docs.counts.bytes_in += bytes;
         let outcome = match FlowRecord::from_spans(text, schema, spans) {
@@ -369,21 +416,138 @@ const LOOKAHEAD_LINES: usize = 4096;
 /// ...and this many bytes.
 const LOOKAHEAD_BYTES: usize = 4 * 1024 * 1024;
 
-/// Reads every line of `lines` through `unit` into `batch`, handing each full batch to
-/// `emit` (which answers false when nobody takes batches any more). The last, partial
-/// batch stays in `batch` for the caller, so units of one run share batches.
-/// An error ends the unit: the input could not be read to its end.
-pub fn run_lines(
+/// What one unit reads.
+pub enum UnitInput {
+    /// A local file: text is streamed, Parquet read by position.
+    File(std::fs::File),
+    /// A stream without random access (standard input): Parquet is read into memory,
+    /// up to MAX_OBJECT_BYTES.
+    Stream(Box<dyn Read + Send>),
+    /// An S3 object: text from the streamed GetObject body, Parquet by ranged reads
+    /// (the stream is then dropped unread).
+    S3 {
+        body: Box<dyn Read + Send>,
+        ranged: RangedObject,
+    },
+    /// The events of a CloudWatch Logs delivery.
+    Events(Arc<LogBatch>),
+}
+
+/// Reads one unit through `unit` into `out`: sniffs text, gzip or Parquet and runs the
+/// matching reader. An error ends the unit (it could not be read to its end, a limit
+/// was exceeded, or `out`'s stop time came); so does a panic in any decoder, which
+/// becomes that unit's error instead of failing the other units of the invocation.
+pub fn run_input(
+    input: UnitInput,
+    unit: &mut UnitProcessor<'_>,
+    limits: Limits,
+    out: &mut Output<'_>,
+) -> Result<(), String> {
+    let run = std::panic::AssertUnwindSafe(|| run_input_unguarded(input, unit, limits, out));
+    match std::panic::catch_unwind(run) {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".to_string());
+            tracing::error!(panic = %crate::flowlog::record::shorten(&what), "a decoder panicked; the unit is failed");
+            Err(format!(
+                "internal error while decoding (the input is likely corrupt): {}",
+                crate::flowlog::record::shorten(&what)
+            ))
+        }
+    }
+}
+
+fn run_input_unguarded(
+    input: UnitInput,
+    unit: &mut UnitProcessor<'_>,
+    limits: Limits,
+    out: &mut Output<'_>,
+) -> Result<(), String> {
+    let (stream, random_access): (Box<dyn Read + Send>, Option<ParquetInput>) = match input {
+        UnitInput::Events(batch) => return run_events(&batch, unit, out),
+        UnitInput::File(file) => {
+            let again = file.try_clone().map_err(|e| e.to_string())?;
+            (Box::new(file), Some(ParquetInput::File(again)))
+        }
+        UnitInput::Stream(stream) => (stream, None),
+        UnitInput::S3 { body, ranged } => (body, Some(ParquetInput::S3(ranged))),
+    };
+    let (compression, stream) = source::sniff_reader(stream).map_err(|e| e.to_string())?;
+    if compression != Compression::Parquet {
+        let mut lines = source::open_lines(stream, limits).map_err(|e| e.to_string())?;
+        return run_lines(&mut lines, unit, out);
+    }
+    match random_access {
+        Some(ParquetInput::File(mut file)) => {
+            use std::io::Seek;
+            file.rewind().map_err(|e| e.to_string())?;
+            run_parquet(file, unit, limits, out)
+        }
+        Some(ParquetInput::S3(ranged)) => {
+            drop(stream);
+            run_parquet(ranged, unit, limits, out)
+        }
+        None => {
+            // No random access (standard input): the object in memory, within the limit.
+            let mut data = Vec::new();
+            stream
+                .take(limits.max_decompressed_bytes + 1)
+                .read_to_end(&mut data)
+                .map_err(|e| e.to_string())?;
+            if data.len() as u64 > limits.max_decompressed_bytes {
+                return Err(format!(
+                    "input exceeds the maximum size of {} bytes (MAX_OBJECT_BYTES)",
+                    limits.max_decompressed_bytes
+                ));
+            }
+            run_parquet(bytes::Bytes::from(data), unit, limits, out)
+        }
+    }
+}
+
+/// Where a Parquet object is read by position.
+enum ParquetInput {
+    File(std::fs::File),
+    S3(RangedObject),
+}
+
+/// The events of a CloudWatch Logs delivery, each a record whose id is the event's.
+fn run_events(
+    batch: &LogBatch,
+    unit: &mut UnitProcessor<'_>,
+    out: &mut Output<'_>,
+) -> Result<(), String> {
+    // The batch is in memory: its interfaces are looked up together, up front.
+    if let Some(cache) = &unit.docs.enrich {
+        let ids = unit.interface_ids(batch.events().iter().map(|e| e.message.as_bytes()));
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        prefetch_blocking(cache, runtime.as_ref(), ids.iter().map(String::as_str));
+    }
+    for (i, event) in batch.events().iter().enumerate() {
+        let number = i as u64 + 1;
+        out.check_stop("event", number)?;
+        if let Outcome::Document { time, .. } =
+            unit.process_event(number, &event.message, &event.id, &mut out.doc)
+        {
+            out.add(unit, time)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads every line of `lines` through `unit` into `out`. An error ends the unit: the
+/// input could not be read to its end.
+fn run_lines(
     lines: &mut crate::source::LineReader,
     unit: &mut UnitProcessor<'_>,
-    unit_index: u32,
-    limits: &BatchLimits,
-    batch: &mut Batch,
-    emit: &mut dyn FnMut(Batch) -> bool,
+    out: &mut Output<'_>,
 ) -> Result<(), String> {
-    let mut out = Output::new(unit_index, limits, batch, emit);
     if unit.docs.enrich.is_some() {
-        return run_lines_looking_ahead(lines, unit, &mut out);
+        return run_lines_looking_ahead(lines, unit, out);
     }
     let mut last_line = 0;
     loop {
@@ -459,23 +623,20 @@ fn row_line(text: &str, spans: &[Span]) -> String {
     values.join(" ")
 }
 
-/// Reads every row of a Parquet object through `unit` into `batch`, as `run_lines`,
+/// Reads every row of a Parquet object through `unit` into `out`, as `run_lines`,
 /// row group by row group: a decoded batch never spans two, so a damaged row group
-/// fails the object after the rows before it went out. When enriching, the interfaces of each decoded batch of rows
-/// are looked up before its rows.
-pub fn run_parquet<R: ChunkReader + 'static>(
+/// fails the object after the rows before it went out. When enriching, the interfaces
+/// of each decoded batch of rows are looked up before its rows.
+fn run_parquet<R: ChunkReader + 'static>(
     reader: R,
     unit: &mut UnitProcessor<'_>,
-    unit_index: u32,
-    limits: &BatchLimits,
-    batch: &mut Batch,
-    emit: &mut dyn FnMut(Batch) -> bool,
+    limits: Limits,
+    out: &mut Output<'_>,
 ) -> Result<(), String> {
-    let object = ParquetObject::open(reader)?;
+    let object = ParquetObject::open(reader, limits)?;
     let runtime = tokio::runtime::Handle::try_current().ok();
-    let mut out = Output::new(unit_index, limits, batch, emit);
     for group in 0..object.row_groups() {
-        read_row_group(&object, group, unit, &mut out, runtime.as_ref())?;
+        read_row_group(&object, group, unit, out, runtime.as_ref())?;
     }
     Ok(())
 }
@@ -497,6 +658,7 @@ fn read_row_group<R: ChunkReader + 'static>(
             }
         },
         |number, schema, text, spans, bytes| {
+            out.check_stop("row", number)?;
             if let Outcome::Document { time, .. } =
                 unit.process_columns(number, schema, text, spans, bytes, &mut out.doc)
             {
@@ -521,17 +683,24 @@ fn prefetch_blocking<'a>(
 }
 
 /// Where a unit's documents go: the shared batch, handed to `emit` when full.
-struct Output<'a> {
+pub struct Output<'a> {
     unit_index: u32,
     limits: &'a BatchLimits,
     batch: &'a mut Batch,
     emit: &'a mut dyn FnMut(Batch) -> bool,
+    /// When to stop reading (the invocation deadline less its margin).
+    stop_at: Option<Instant>,
+    /// Records since the stop time was last looked at.
+    since_check: u32,
     /// The document being built.
     doc: Document,
 }
 
 impl<'a> Output<'a> {
-    fn new(
+    /// Documents of unit `unit_index` go into `batch`; `emit` takes each full batch
+    /// (and answers false when nobody takes batches any more). The last, partial batch
+    /// stays in `batch` for the caller, so units of one run share batches.
+    pub fn new(
         unit_index: u32,
         limits: &'a BatchLimits,
         batch: &'a mut Batch,
@@ -542,8 +711,35 @@ impl<'a> Output<'a> {
             limits,
             batch,
             emit,
+            stop_at: None,
+            since_check: 0,
             doc: Document::new(),
         }
+    }
+
+    /// Reading stops with an error at `stop_at`: the unit is then reported failed (its
+    /// retry is idempotent through event.id) instead of overrunning the deadline.
+    pub fn stop_at(mut self, stop_at: Option<Instant>) -> Output<'a> {
+        self.stop_at = stop_at;
+        self
+    }
+
+    /// An error once the stop time has come (looked at every few records).
+    fn check_stop(&mut self, what: &str, number: u64) -> Result<(), String> {
+        let Some(stop_at) = self.stop_at else {
+            return Ok(());
+        };
+        self.since_check += 1;
+        if self.since_check < STOP_CHECK_EVERY {
+            return Ok(());
+        }
+        self.since_check = 0;
+        if Instant::now() >= stop_at {
+            return Err(format!(
+                "stopped reading at {what} {number}: the invocation deadline is near (DEADLINE_MARGIN_MS); the unit will be retried"
+            ));
+        }
+        Ok(())
     }
 
     fn add_line(
@@ -551,6 +747,7 @@ impl<'a> Output<'a> {
         unit: &mut UnitProcessor<'_>,
         line: &SourceLine<'_>,
     ) -> Result<(), String> {
+        self.check_stop("line", line.number)?;
         if let Outcome::Document { time, .. } = unit.process_line(line, &mut self.doc) {
             self.add(unit, time)?;
         }
@@ -573,6 +770,9 @@ impl<'a> Output<'a> {
         )
     }
 }
+
+/// How many records are read between two looks at the clock for the stop time.
+const STOP_CHECK_EVERY: u32 = 64;
 
 /// Adds a document to `batch`, first handing the batch to `emit` when the document
 /// would push it past a limit.

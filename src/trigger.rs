@@ -14,7 +14,7 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     S3(S3Object),
-    CloudWatch(LogBatch),
+    CloudWatch(std::sync::Arc<LogBatch>),
 }
 
 /// An S3 object named by a notification (key already URL-decoded).
@@ -46,12 +46,23 @@ pub struct LogBatch {
     pub log_group: String,
     #[serde(default)]
     pub log_stream: String,
+    /// Absent only in a malformed payload (refused by `decode_awslogs`).
     #[serde(default)]
-    pub log_events: Vec<LogEvent>,
+    pub log_events: Option<Vec<LogEvent>>,
+}
+
+impl LogBatch {
+    /// The batch's events (none when the payload had none).
+    pub fn events(&self) -> &[LogEvent] {
+        self.log_events.as_deref().unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct LogEvent {
+    /// The event's id; when the payload gives none (or an empty one), one derived from
+    /// the group, stream, timestamp and message (see `decode_awslogs`).
+    #[serde(default)]
     pub id: String,
     #[serde(default)]
     pub timestamp: i64,
@@ -108,7 +119,7 @@ pub fn decode(payload: &Value) -> Result<Invocation, String> {
             inv.ignored += 1;
         } else {
             inv.units.push(WorkUnit {
-                source: Source::CloudWatch(batch),
+                source: Source::CloudWatch(std::sync::Arc::new(batch)),
                 message_id: None,
             });
         }
@@ -312,8 +323,11 @@ pub fn url_decode_key(key: &str) -> Result<String, String> {
             b'+' => out.push(b' '),
             b'%' => {
                 let hex = b.get(i + 1..i + 3).ok_or("truncated %-escape")?;
-                let s = std::str::from_utf8(hex).map_err(|_| "bad %-escape")?;
-                out.push(u8::from_str_radix(s, 16).map_err(|_| format!("bad %-escape '%{s}'"))?);
+                let digit = |c: u8| (c as char).to_digit(16);
+                match (digit(hex[0]), digit(hex[1])) {
+                    (Some(high), Some(low)) => out.push((high * 16 + low) as u8),
+                    _ => return Err(format!("bad %-escape '%{}'", String::from_utf8_lossy(hex))),
+                }
                 i += 2;
             }
             c => out.push(c),
@@ -338,8 +352,47 @@ pub fn decode_awslogs(data: &str) -> Result<LogBatch, String> {
             "awslogs.data decompresses to more than {MAX_AWSLOGS_BYTES} bytes"
         ));
     }
-    serde_json::from_slice(&json)
-        .map_err(|e| format!("awslogs.data is not a CloudWatch Logs batch: {e}"))
+    let mut batch: LogBatch = serde_json::from_slice(&json)
+        .map_err(|e| format!("awslogs.data is not a CloudWatch Logs batch: {e}"))?;
+    match batch.message_type.as_str() {
+        "CONTROL_MESSAGE" => return Ok(batch),
+        "DATA_MESSAGE" => {}
+        other => {
+            return Err(format!(
+                "awslogs.data: messageType '{}' is not DATA_MESSAGE or CONTROL_MESSAGE",
+                crate::flowlog::record::shorten(other)
+            ))
+        }
+    }
+    let Some(events) = batch.log_events.as_mut() else {
+        return Err("awslogs.data: a DATA_MESSAGE without logEvents".to_string());
+    };
+    derive_missing_ids(&batch.log_group, &batch.log_stream, events);
+    Ok(batch)
+}
+
+/// Gives every event without an id (or with an empty one) an id derived from the
+/// group, stream, timestamp and message, and from how many identical events came
+/// before it in the batch: the same delivery always gets the same ids.
+fn derive_missing_ids(group: &str, stream: &str, events: &mut [LogEvent]) {
+    let mut seen: std::collections::HashMap<u128, u64> = std::collections::HashMap::new();
+    for event in events.iter_mut().filter(|e| e.id.is_empty()) {
+        let mut bytes = Vec::with_capacity(group.len() + stream.len() + event.message.len() + 48);
+        for part in [
+            group.as_bytes(),
+            stream.as_bytes(),
+            event.message.as_bytes(),
+        ] {
+            bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(part);
+        }
+        bytes.extend_from_slice(&event.timestamp.to_le_bytes());
+        let content = xxhash_rust::xxh3::xxh3_128(&bytes);
+        let occurrence = seen.entry(content).or_insert(0);
+        bytes.extend_from_slice(&occurrence.to_le_bytes());
+        *occurrence += 1;
+        event.id = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
+    }
 }
 
 #[cfg(test)]
@@ -415,7 +468,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (b.log_group.as_str(), b.log_events[0].id.as_str()),
+            (b.log_group.as_str(), b.events()[0].id.as_str()),
             ("g", "e1")
         );
         let control = encode(
@@ -446,5 +499,56 @@ mod tests {
         assert!(url_decode_key("a%zz").is_err());
         assert!(url_decode_key("a%2").is_err());
         assert!(url_decode_key("%ff").is_err());
+        // A sign is not a hex digit.
+        assert!(url_decode_key("a%+A").is_err());
+        assert!(url_decode_key("a%-1").is_err());
+        assert_eq!(url_decode_key("a%2Bb").unwrap(), "a+b");
+    }
+
+    fn awslogs(v: Value) -> Value {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut e, v.to_string().as_bytes()).unwrap();
+        json!({"awslogs":{"data": base64::engine::general_purpose::STANDARD.encode(e.finish().unwrap())}})
+    }
+
+    #[test]
+    fn a_data_message_without_log_events_is_malformed() {
+        let e = decode(&awslogs(
+            json!({"messageType":"DATA_MESSAGE","logGroup":"g","logStream":"s"}),
+        ))
+        .unwrap_err();
+        assert!(e.contains("without logEvents"), "{e}");
+        let e = decode(&awslogs(json!({"messageType":"SOMETHING","logEvents":[]}))).unwrap_err();
+        assert!(e.contains("messageType"), "{e}");
+        // An empty list is a delivery of nothing, not a malformed one.
+        let inv = decode(&awslogs(
+            json!({"messageType":"DATA_MESSAGE","logGroup":"g","logStream":"s","logEvents":[]}),
+        ))
+        .unwrap();
+        assert_eq!(inv.units.len(), 1);
+    }
+
+    #[test]
+    fn events_without_ids_get_deterministic_distinct_ones() {
+        let payload = awslogs(
+            json!({"messageType":"DATA_MESSAGE","logGroup":"g","logStream":"s","logEvents":[
+                {"timestamp":1,"message":"a"},
+                {"id":"","timestamp":1,"message":"a"},
+                {"id":"","timestamp":1,"message":"b"},
+                {"id":"given","timestamp":1,"message":"a"},
+            ]}),
+        );
+        let ids = |inv: Invocation| -> Vec<String> {
+            match &inv.units[0].source {
+                Source::CloudWatch(b) => b.events().iter().map(|e| e.id.clone()).collect(),
+                _ => panic!(),
+            }
+        };
+        let first = ids(decode(&payload).unwrap());
+        assert_eq!(first, ids(decode(&payload).unwrap()));
+        assert_eq!(first[3], "given");
+        let unique: std::collections::HashSet<_> = first.iter().collect();
+        assert_eq!(unique.len(), 4, "{first:?}");
+        assert!(first[..3].iter().all(|id| id.len() == 32));
     }
 }

@@ -102,7 +102,7 @@ impl LineParser {
                 Value::Null => self.scratch_text.push('-'),
                 Value::String(s) if s.is_empty() => self.scratch_text.push('-'),
                 Value::String(s) => self.scratch_text.push_str(s),
-                Value::Number(n) => self.scratch_text.push_str(&n.to_string()),
+                Value::Number(n) => push_json_number(&mut self.scratch_text, n),
                 Value::Bool(b) => self
                     .scratch_text
                     .push_str(if *b { "true" } else { "false" }),
@@ -137,6 +137,22 @@ impl LineParser {
             Ok(r) => Line::Record(r),
             Err(e) => Line::Invalid(e),
         }
+    }
+}
+
+/// A JSON number as a field value. Collectors write integers as floats (`412.0`, `1e3`):
+/// a float with no fraction is that integer; any other float is written as it is, and
+/// fails validation naming its field when the field is numeric.
+fn push_json_number(out: &mut String, n: &serde_json::Number) {
+    match n.as_f64() {
+        Some(f) if !n.is_i64() && !n.is_u64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+            if f < 0.0 {
+                out.push('-');
+            }
+            let mut digits = itoa::Buffer::new();
+            out.push_str(digits.format(f.abs() as u64));
+        }
+        _ => out.push_str(&n.to_string()),
     }
 }
 

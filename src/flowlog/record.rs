@@ -110,12 +110,7 @@ pub fn parse_line<'a>(
         let comment_at_end =
             spans.len() > schema.len() && text.as_bytes()[spans[schema.len()].0 as usize] == b'#';
         if !comment_at_end {
-            return Err(ParseError(format!(
-                "expected {} fields ({}), found {}",
-                schema.len(),
-                schema.to_format_string(),
-                spans.len()
-            )));
+            return Err(field_count_error(text, schema, spans));
         }
         spans.truncate(schema.len());
     }
@@ -318,6 +313,36 @@ pub fn parse_ip(s: &str) -> Option<IpAddr> {
         return s.parse().ok();
     }
     Some(IpAddr::from(octets))
+}
+
+/// Why a record's column count does not match its format: the first column missing or
+/// the first one too many, named and shortened (never the whole format: a wide header
+/// would make every failure document as large).
+fn field_count_error(text: &str, schema: &Schema, spans: &[Span]) -> ParseError {
+    let (expected, found) = (schema.len(), spans.len());
+    let detail = if found < expected {
+        let name = match schema.columns().get(found) {
+            Some(super::Column::Known(f)) => f.name(),
+            Some(super::Column::Unknown { name, .. }) => name.as_str(),
+            None => "?",
+        };
+        format!(
+            "field '{}' (column {}) is missing",
+            shorten(name),
+            found + 1
+        )
+    } else {
+        let (s, e) = spans.get(expected).copied().unwrap_or_default();
+        let value = text.get(s as usize..e as usize).unwrap_or_default();
+        format!(
+            "unexpected value '{}' in column {}",
+            shorten(value),
+            expected + 1
+        )
+    };
+    ParseError(format!(
+        "expected {expected} fields, found {found}: {detail}"
+    ))
 }
 
 /// A value cut to a length fit for an error message.

@@ -27,6 +27,8 @@ pub struct Schema {
     /// The columns whose values are validated (every known field not of kind `Text`),
     /// so that record parsing skips the others without looking at them.
     typed: Vec<(usize, Field, Kind)>,
+    /// Whether any column is a Transit Gateway field (`tgw-*`, known or not).
+    transit_gateway: bool,
 }
 
 const ABSENT: u16 = u16::MAX;
@@ -119,11 +121,19 @@ impl Schema {
                 _ => None,
             })
             .collect();
+        let transit_gateway = columns.iter().any(|c| {
+            let name = match c {
+                Column::Known(f) => f.name(),
+                Column::Unknown { name, .. } => name.as_str(),
+            };
+            name.starts_with("tgw-") || name.starts_with("tgw_")
+        });
         Ok(Schema {
             columns,
             position,
             vpcflow,
             typed,
+            transit_gateway,
         })
     }
 
@@ -172,6 +182,12 @@ impl Schema {
 
     pub fn is_empty(&self) -> bool {
         self.columns.is_empty()
+    }
+
+    /// Whether the format has a Transit Gateway field (`tgw-*`): its records are Transit
+    /// Gateway flow log records.
+    pub fn has_transit_gateway_field(&self) -> bool {
+        self.transit_gateway
     }
 
     /// The column holding `field`, if the format has it.

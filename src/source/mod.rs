@@ -82,22 +82,29 @@ pub fn sniff_reader(
 
 /// Opens `reader` as text lines, decompressing gzip when the content is gzip.
 /// Parquet must be read with the Parquet reader instead and is refused here.
-pub fn open_lines<R: Read + Send + 'static>(reader: R, limits: Limits) -> io::Result<LineReader> {
-    let mut counted = CountingReader {
-        inner: reader,
-        count: Arc::new(AtomicU64::new(0)),
-    };
-    let compressed_count = counted.count.clone();
-    let (prefix, n) = read_prefix(&mut counted)?;
+pub fn open_lines<R: Read + Send + 'static>(
+    mut reader: R,
+    limits: Limits,
+) -> io::Result<LineReader> {
+    let (prefix, n) = read_prefix(&mut reader)?;
     let compression = sniff(&prefix[..n]);
-    let whole = io::Cursor::new(prefix[..n].to_vec()).chain(counted);
+    let whole = io::Cursor::new(prefix[..n].to_vec()).chain(reader);
     let buffered = BufReader::with_capacity(READ_BUFFER, whole);
     let inner: Box<dyn BufRead + Send> = match compression {
         Compression::Plain => Box::new(LimitedReader::plain(buffered, limits)),
-        Compression::Gzip => Box::new(BufReader::with_capacity(
-            READ_BUFFER,
-            LimitedReader::gzip(MultiGzDecoder::new(buffered), compressed_count, limits),
-        )),
+        Compression::Gzip => {
+            // The ratio is of what the decoder consumed, not of what was read ahead into
+            // the buffer: a bomb is refused from the first MiB of output.
+            let consumed = ConsumedCounter {
+                inner: buffered,
+                count: Arc::new(AtomicU64::new(0)),
+            };
+            let compressed = consumed.count.clone();
+            Box::new(BufReader::with_capacity(
+                READ_BUFFER,
+                LimitedReader::gzip(MultiGzDecoder::new(consumed), compressed, limits),
+            ))
+        }
         Compression::Parquet => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -108,17 +115,28 @@ pub fn open_lines<R: Read + Send + 'static>(reader: R, limits: Limits) -> io::Re
     Ok(LineReader::new(inner, limits.max_line_bytes))
 }
 
-/// Counts the bytes read from the underlying (compressed) input.
-struct CountingReader<R> {
+/// Counts the (compressed) bytes the decoder consumed from the buffered input.
+struct ConsumedCounter<R> {
     inner: R,
     count: Arc<AtomicU64>,
 }
 
-impl<R: Read> Read for CountingReader<R> {
+impl<R: BufRead> Read for ConsumedCounter<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.count.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for ConsumedCounter<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.count.fetch_add(amt as u64, Ordering::Relaxed);
+        self.inner.consume(amt);
     }
 }
 
@@ -347,6 +365,15 @@ mod tests {
             panic!("the bomb was not refused")
         };
         assert!(err.to_string().contains("decompression ratio"), "{err}");
+        // Refused within the first MiB or two of output, not after tens of MiB.
+        let message = err.to_string();
+        let after: u64 = message
+            .split("after ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert!(after <= 2 * 1024 * 1024, "{message}");
         let small = Limits {
             max_decompressed_bytes: 10,
             ..Limits::default()

@@ -34,6 +34,7 @@ use parquet::file::reader::{ChunkReader, Length};
 
 use crate::ecs::Out;
 use crate::flowlog::{Column, Field, Kind, Schema, Span};
+use crate::source::Limits;
 
 /// Rows decoded per batch on a thread of its own (memory: one batch of every column,
 /// and three batches of text values: the one being read, the next one decoded, one
@@ -62,7 +63,8 @@ pub struct ParquetObject<R> {
 impl<R: ChunkReader + 'static> ParquetObject<R> {
     /// Reads the footer and checks every column (flat, a known type for its field).
     /// An error names the column.
-    pub fn open(reader: R) -> Result<ParquetObject<R>, String> {
+    pub fn open(reader: R, limits: Limits) -> Result<ParquetObject<R>, String> {
+        let _ = limits;
         let metadata = ArrowReaderMetadata::load(&reader, ArrowReaderOptions::default())
             .map_err(|e| format!("not a readable Parquet file: {e}"))?;
         let descr = metadata.metadata().file_metadata().schema_descr();

@@ -18,14 +18,23 @@ pub fn uri(bucket: &str, key: &str) -> String {
     format!("s3://{bucket}/{key}")
 }
 
-/// Starts a streamed GetObject; returns the body as a blocking reader (to be used on a
-/// blocking thread) and the object's length.
+/// A streamed GetObject body and what the response says of the object.
+pub struct ObjectStream {
+    /// The body as a blocking reader (to be used on a blocking thread).
+    pub body: Box<dyn Read + Send>,
+    pub len: u64,
+    /// The object's ETag, which names its content (event ids use it when the
+    /// notification gave none).
+    pub etag: Option<String>,
+}
+
+/// Starts a streamed GetObject.
 pub async fn open_stream(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     version_id: Option<&str>,
-) -> Result<(Box<dyn Read + Send>, u64), String> {
+) -> Result<ObjectStream, String> {
     let output = client
         .get_object()
         .bucket(bucket)
@@ -35,8 +44,13 @@ pub async fn open_stream(
         .await
         .map_err(|e| describe(bucket, key, "GetObject", e))?;
     let len = output.content_length().unwrap_or(0).max(0) as u64;
+    let etag = output.e_tag().map(str::to_string);
     let reader = tokio_util::io::SyncIoBridge::new(output.body.into_async_read());
-    Ok((Box::new(reader), len))
+    Ok(ObjectStream {
+        body: Box::new(reader),
+        len,
+        etag,
+    })
 }
 
 fn describe<E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Display>(
