@@ -61,6 +61,7 @@ fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("flowlog-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, bytes).unwrap();
     path
 }
@@ -169,5 +170,80 @@ fn help_documents_commands_and_variables() {
         "LOG_FORMAT",
     ] {
         assert!(help.contains(word), "{word}");
+    }
+}
+
+/// Issue 16: an id is bound to the record, not to where it sat. Different records
+/// piped to `process -` on different runs (same input name, same line number) get
+/// different ids; the same record processed again gets the same id. Likewise a local
+/// file rewritten with other content.
+#[test]
+fn event_ids_are_bound_to_content() {
+    let id = |input: &[u8], args: &[&str]| -> Vec<String> {
+        let out = run(args, &[], input);
+        assert!(out.status.success());
+        docs(&out)
+            .iter()
+            .map(|d| d["event"]["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let records = [
+        "2 123456789010 eni-1 10.0.0.1 10.0.0.2 443 51000 6 10 840 1600000000 1600000060 ACCEPT OK\n",
+        "2 123456789010 eni-1 10.0.0.1 10.0.0.2 443 51000 6 11 840 1600000000 1600000060 ACCEPT OK\n",
+        "2 123456789010 eni-1 10.0.0.9 10.0.0.2 443 51000 6 10 840 1600000000 1600000060 REJECT OK\n",
+    ];
+    let stdin: Vec<String> = records
+        .iter()
+        .map(|r| id(r.as_bytes(), &["process", "-"])[0].clone())
+        .collect();
+    assert_ne!(stdin[0], stdin[1]);
+    assert_ne!(stdin[0], stdin[2]);
+    assert_ne!(stdin[1], stdin[2]);
+    assert_eq!(stdin[0], id(records[0].as_bytes(), &["process", "-"])[0]);
+    // Two equal lines in one input still differ by their line number.
+    let twice = id(records[0].repeat(2).as_bytes(), &["process", "-"]);
+    assert_ne!(twice[0], twice[1]);
+    // A file rewritten under the same name.
+    let path = temp_file("rewritten.log", records[0].as_bytes());
+    let first = id(b"", &["process", path.to_str().unwrap()]);
+    std::fs::write(&path, records[1]).unwrap();
+    let second = id(b"", &["process", path.to_str().unwrap()]);
+    assert_ne!(first, second);
+    std::fs::write(&path, records[0]).unwrap();
+    assert_eq!(first, id(b"", &["process", path.to_str().unwrap()]));
+}
+
+/// `invoke --s3-dir DIR` never reads outside DIR, whatever the bucket or key says.
+#[test]
+fn invoke_s3_dir_refuses_keys_leading_outside() {
+    let dir = temp_file("s3dir/b/inside.log", LINE.as_bytes());
+    let s3_dir = dir.parent().unwrap().parent().unwrap().to_path_buf();
+    temp_file("secret.log", LINE.as_bytes());
+    for (bucket, key) in [
+        ("b", "..%2F..%2Fsecret.log"),
+        ("b", "../../secret.log"),
+        ("..", "secret.log"),
+        ("b", "%2Fetc%2Fpasswd"),
+    ] {
+        let event = serde_json::json!({"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put",
+            "s3":{"bucket":{"name":bucket},"object":{"key":key,"eTag":"e"}}}]});
+        let event_path = temp_file("escape.json", event.to_string().as_bytes());
+        let out = run(
+            &[
+                "invoke",
+                event_path.to_str().unwrap(),
+                "--s3-dir",
+                s3_dir.to_str().unwrap(),
+            ],
+            &[],
+            b"",
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(out.stdout.is_empty(), "{bucket} {key}");
+        assert!(
+            stderr.contains("outside the --s3-dir directory"),
+            "{stderr}"
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use parquet::basic::{Compression, GzipLevel};
+pub use parquet::basic::{Compression, GzipLevel};
 use parquet::data_type::ByteArray;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
@@ -42,6 +42,23 @@ pub fn parquet_file_encoded(
     row_group_rows: usize,
     dictionary: Dictionary,
 ) -> Vec<u8> {
+    parquet_file_compressed(
+        columns,
+        rows,
+        row_group_rows,
+        dictionary,
+        Compression::GZIP(GzipLevel::default()),
+    )
+}
+
+/// `parquet_file_encoded` with pages compressed as `compression` says.
+pub fn parquet_file_compressed(
+    columns: &[(&str, T)],
+    rows: &[Vec<&str>],
+    row_group_rows: usize,
+    dictionary: Dictionary,
+    compression: Compression,
+) -> Vec<u8> {
     let fields: Vec<String> = columns
         .iter()
         .map(|(name, t)| match t {
@@ -55,7 +72,7 @@ pub fn parquet_file_encoded(
         parse_message_type(&format!("message flowlogs {{ {} }}", fields.join(" "))).unwrap(),
     );
     let props = WriterProperties::builder()
-        .set_compression(Compression::GZIP(GzipLevel::default()))
+        .set_compression(compression)
         .set_max_row_group_size(row_group_rows);
     let props = Arc::new(
         match dictionary {
