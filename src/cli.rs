@@ -60,7 +60,12 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
     DESTINATION_FORMAT     ndjson | elasticsearch | splunk-hec                 (default ndjson)
     DESTINATION_HEADERS    JSON object of extra request headers (auth tokens; never logged)
     DESTINATION_SECRET_ARN Secrets Manager secret or SSM SecureString parameter holding that JSON
-                           object, or the destination URL itself (read once per cold start)
+                           object (its keys DESTINATION_URL and DESTINATION_CA_BUNDLE, when present,
+                           set those instead of headers), or the destination URL itself. Read at cold
+                           start, again after SECRET_TTL_SECONDS, and on a 401/403 (once a minute)
+    SECRET_TTL_SECONDS     how long the secret is used before it is read again (default 300)
+    DESTINATION_CA_BUNDLE  PEM of extra CAs trusted for the destination (a private CA), on top of
+                           the public roots: the PEM text or a file path. Verification stays on.
     DESTINATION_INDEX      elasticsearch index/data stream (default logs-aws.vpcflow-default), splunk index
     COMPRESSION            gzip | none, for request bodies                     (default gzip)
     BATCH_MAX_BYTES        uncompressed bytes per request                      (default 1048576)
@@ -86,6 +91,10 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
     MAX_LINE_BYTES         longest accepted line                               (default 262144)
     MAX_OBJECT_BYTES       most bytes one input may decompress to              (default 4 GiB)
     MAX_DECOMPRESSION_RATIO  most decompressed bytes per compressed byte       (default 200)
+    DEADLINE_MARGIN_MS     Lambda: stop reading a unit (reported failed, retried) when this little
+                           time remains before the invocation deadline         (default 3000)
+    LOG_LEVEL              error | warn | info | debug | trace; else Lambda's AWS_LAMBDA_LOG_LEVEL
+                           (default info in Lambda, warn on the command line)
 ";
 
 /// Runs the command line; returns the process exit status.
@@ -204,7 +213,7 @@ fn process_command(args: &[String]) -> ExitCode {
         Ok(d) => d,
         Err(e) => return usage_error(&e.0),
     };
-    crate::logging::init_cli();
+    crate::logging::init_cli(config.log_level);
     let inputs = if opts.positional.is_empty() {
         vec!["-".to_string()]
     } else {
@@ -368,7 +377,7 @@ fn invoke_command(args: &[String]) -> ExitCode {
         Ok(c) => c,
         Err(e) => return usage_error(&e),
     };
-    crate::logging::init_cli();
+    crate::logging::init_cli(config.log_level);
     let runtime = match cli_runtime() {
         Ok(r) => r,
         Err(code) => return code,
@@ -412,14 +421,18 @@ fn invoke_command(args: &[String]) -> ExitCode {
 /// Inside Lambda: validate the configuration once (a bad one fails the cold start with
 /// a message naming the variable), then run the runtime loop.
 pub fn run_lambda() -> ExitCode {
-    crate::logging::init_lambda();
     let config = match Config::from_env() {
-        Ok(c) if c.destination_url.is_some() || c.destination_secret_arn.is_some() => c,
-        Ok(_) => {
+        Ok(c) if c.destination_url.is_some() || c.destination_secret_arn.is_some() => {
+            crate::logging::init_lambda(c.log_level);
+            c
+        }
+        Ok(c) => {
+            crate::logging::init_lambda(c.log_level);
             tracing::error!("DESTINATION_URL: required in Lambda (an http(s) URL)");
             return ExitCode::from(2);
         }
         Err(e) => {
+            crate::logging::init_lambda(None);
             tracing::error!(error = %e, "invalid configuration");
             return ExitCode::from(2);
         }
@@ -477,4 +490,26 @@ fn output_error(e: io::Error) -> ExitCode {
     }
     eprintln!("error: writing output: {e}");
     ExitCode::from(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HELP;
+
+    /// Every variable the configuration reads is in `--help`.
+    #[test]
+    fn help_lists_every_variable() {
+        let source = include_str!("config.rs");
+        let names: Vec<&str> = source
+            .split("(\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .filter(|name| name.len() > 3 && name.contains('_'))
+            .filter(|name| name.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+            .collect();
+        assert!(names.len() > 25, "{names:?}");
+        for name in names {
+            assert!(HELP.contains(name), "--help does not list {name}");
+        }
+    }
 }

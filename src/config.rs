@@ -48,6 +48,18 @@ pub struct Config {
     pub enrich_eni_ttl: Duration,
     pub records: RecordSettings,
     pub limits: Limits,
+    /// Stop reading a unit when this little remains before the invocation deadline
+    /// (DEADLINE_MARGIN_MS).
+    pub deadline_margin: Duration,
+    /// Log level (LOG_LEVEL, else Lambda's AWS_LAMBDA_LOG_LEVEL); `None` is the
+    /// default of where it runs.
+    pub log_level: Option<tracing::Level>,
+    /// Extra CAs trusted for the destination, PEM (DESTINATION_CA_BUNDLE: the text, or
+    /// read from the path given).
+    pub destination_ca_bundle: Option<String>,
+    /// How long the destination secret is used before it is read again
+    /// (SECRET_TTL_SECONDS).
+    pub secret_ttl: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -80,6 +92,13 @@ impl std::fmt::Debug for Config {
             .field("filter", &self.records.filter)
             .field("include_original", &self.records.include_original)
             .field("limits", &self.limits)
+            .field("deadline_margin", &self.deadline_margin)
+            .field("log_level", &self.log_level)
+            .field(
+                "destination_ca_bundle",
+                &self.destination_ca_bundle.as_ref().map(|_| "<PEM>"),
+            )
+            .field("secret_ttl", &self.secret_ttl)
             .finish()
     }
 }
@@ -114,15 +133,7 @@ impl Config {
         let destination_url = match get("DESTINATION_URL") {
             None => None,
             Some(u) if u == "stdout" || u == "-" => None,
-            Some(u) => {
-                if !(u.starts_with("https://") || u.starts_with("http://")) {
-                    return Err(err(
-                        "DESTINATION_URL",
-                        format!("'{}' is not an http(s) URL or 'stdout'", redact_url(&u)),
-                    ));
-                }
-                Some(u)
-            }
+            Some(u) => Some(check_url(&u).map_err(|m| err("DESTINATION_URL", m))?),
         };
         let destination_format = match get("DESTINATION_FORMAT").as_deref() {
             None | Some("ndjson") => DestinationFormat::Ndjson,
@@ -209,6 +220,20 @@ impl Config {
         let allow_plain_http = flag("ALLOW_PLAIN_HTTP")?;
         let enrich_eni = flag("ENRICH_ENI")?;
         let enrich_eni_ttl = Duration::from_secs(number("ENRICH_ENI_TTL_SECONDS", 300, 1, 86_400)?);
+        let deadline_margin =
+            Duration::from_millis(number("DEADLINE_MARGIN_MS", 3000, 0, 600_000)?);
+        let log_level = match get("LOG_LEVEL") {
+            Some(v) => Some(parse_level(&v).map_err(|m| err("LOG_LEVEL", m))?),
+            None => match get("AWS_LAMBDA_LOG_LEVEL") {
+                Some(v) => Some(parse_level(&v).map_err(|m| err("AWS_LAMBDA_LOG_LEVEL", m))?),
+                None => None,
+            },
+        };
+        let destination_ca_bundle = match get("DESTINATION_CA_BUNDLE") {
+            None => None,
+            Some(v) => Some(read_ca_bundle(&v).map_err(|m| err("DESTINATION_CA_BUNDLE", m))?),
+        };
+        let secret_ttl = Duration::from_secs(number("SECRET_TTL_SECONDS", 300, 1, 86_400)?);
 
         Ok(Config {
             destination_url,
@@ -242,8 +267,61 @@ impl Config {
                 include_original,
             },
             limits,
+            deadline_margin,
+            log_level,
+            destination_ca_bundle,
+            secret_ttl,
         })
     }
+}
+
+/// Checks a destination URL as the HTTP client will read it: http or https, a host, a
+/// valid port. The message never shows the URL's secret parts.
+pub fn check_url(url: &str) -> Result<String, String> {
+    let shown = redact_url(url);
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(format!("'{shown}' is not an http(s) URL or 'stdout'"));
+    }
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| format!("'{shown}' is not a valid URL: {e}"))?;
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("'{shown}' has no host"));
+    }
+    Ok(url.to_string())
+}
+
+/// A log level: error, warn, info, debug or trace (any case); Lambda's FATAL is error.
+fn parse_level(value: &str) -> Result<tracing::Level, String> {
+    use tracing::Level;
+    Ok(match value.to_ascii_lowercase().as_str() {
+        "error" | "fatal" => Level::ERROR,
+        "warn" | "warning" => Level::WARN,
+        "info" => Level::INFO,
+        "debug" => Level::DEBUG,
+        "trace" => Level::TRACE,
+        _ => {
+            return Err(format!(
+                "'{value}' is not one of error, warn, info, debug, trace"
+            ))
+        }
+    })
+}
+
+/// DESTINATION_CA_BUNDLE: PEM text, or the path of a PEM file; holds one certificate
+/// or more.
+pub fn read_ca_bundle(value: &str) -> Result<String, String> {
+    let pem = if value.contains("-----BEGIN") {
+        value.to_string()
+    } else {
+        std::fs::read_to_string(value)
+            .map_err(|e| format!("cannot read the PEM file '{value}': {e}"))?
+    };
+    let certificates = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+        .map_err(|e| format!("not a PEM bundle of certificates: {e}"))?;
+    if certificates.is_empty() {
+        return Err("holds no certificate".to_string());
+    }
+    Ok(pem)
 }
 
 /// Parses a JSON object of header names to string values.
@@ -339,10 +417,40 @@ mod tests {
             ("INCLUDE_ORIGINAL", "maybe"),
             ("ENRICH_ENI", "maybe"),
             ("ENRICH_ENI_TTL_SECONDS", "0"),
+            ("DESTINATION_URL", "https://host:99999/_bulk"),
+            ("DESTINATION_URL", "https://ho st/"),
+            ("DESTINATION_URL", "https://[::1/"),
+            ("DEADLINE_MARGIN_MS", "soon"),
+            ("LOG_LEVEL", "loud"),
+            ("AWS_LAMBDA_LOG_LEVEL", "loud"),
+            ("INCLUDE_ORIGINAL", "garbage"),
+            ("ALLOW_PLAIN_HTTP", "garbage"),
+            ("DESTINATION_CA_BUNDLE", "/nonexistent/ca.pem"),
+            (
+                "DESTINATION_CA_BUNDLE",
+                "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----",
+            ),
+            ("SECRET_TTL_SECONDS", "0"),
         ] {
             let e = config(&[(name, value)]).unwrap_err();
             assert!(e.0.starts_with(name), "{e}");
         }
+    }
+
+    #[test]
+    fn url_errors_never_show_secret_parts() {
+        let e =
+            config(&[("DESTINATION_URL", "https://user:pw-s3cr3t@ho st/tok-9f8e")]).unwrap_err();
+        assert!(!e.0.contains("s3cr3t") && !e.0.contains("tok-9f8e"), "{e}");
+    }
+
+    #[test]
+    fn lambda_log_level_is_honoured_unless_log_level_is_set() {
+        let c = config(&[("AWS_LAMBDA_LOG_LEVEL", "DEBUG")]).unwrap();
+        assert_eq!(c.log_level, Some(tracing::Level::DEBUG));
+        let c = config(&[("AWS_LAMBDA_LOG_LEVEL", "DEBUG"), ("LOG_LEVEL", "error")]).unwrap();
+        assert_eq!(c.log_level, Some(tracing::Level::ERROR));
+        assert_eq!(config(&[]).unwrap().log_level, None);
     }
 
     #[test]

@@ -95,16 +95,13 @@ impl Handler {
             ))),
             _ => None,
         };
-        let margin_ms = std::env::var("DEADLINE_MARGIN_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3000);
+        let deadline_margin = config.deadline_margin;
         Ok(Handler {
             config: Arc::new(config),
             destination,
             objects,
             enrich,
-            deadline_margin: Duration::from_millis(margin_ms),
+            deadline_margin,
         })
     }
 

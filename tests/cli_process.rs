@@ -247,3 +247,24 @@ fn invoke_s3_dir_refuses_keys_leading_outside() {
         );
     }
 }
+
+/// Configuration is validated before anything runs: a URL the HTTP client could not
+/// use, a bad margin, level or boolean exit 2 naming the variable.
+#[test]
+fn bad_configuration_exits_2_naming_the_variable() {
+    for (name, value) in [
+        ("DESTINATION_URL", "https://host:99999/_bulk"),
+        ("DESTINATION_URL", "https://ho st/"),
+        ("DESTINATION_URL", "https://[::1/"),
+        ("DEADLINE_MARGIN_MS", "-5"),
+        ("LOG_LEVEL", "loud"),
+        ("INCLUDE_ORIGINAL", "garbage"),
+        ("DESTINATION_CA_BUNDLE", "/nonexistent.pem"),
+    ] {
+        let out = run(&["process", "-"], &[(name, value)], LINE.as_bytes());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}={value}: {stderr}");
+        assert!(stderr.contains(name), "{stderr}");
+        assert!(out.stdout.is_empty());
+    }
+}

@@ -199,8 +199,7 @@ impl HttpSink {
                         .headers()
                         .get(RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
+                        .and_then(parse_retry_after);
                     if status.is_success() {
                         if s.format != DestinationFormat::Elasticsearch {
                             for &i in &group {
@@ -372,6 +371,22 @@ pub fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
     e.finish()
 }
 
+/// A `Retry-After` value: delay-seconds, or an HTTP-date (`Wed, 21 Oct 2015 07:28:00
+/// GMT`), as the wait from now (none for a date already past).
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    use aws_smithy_types::date_time::{DateTime, Format};
+    let at = DateTime::from_str(value, Format::HttpDate).ok()?;
+    let at = std::time::SystemTime::try_from(at).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
 /// Full-jitter exponential backoff for retry number `attempt` (1-based).
 pub fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
     let exp = policy
@@ -427,49 +442,52 @@ enum BulkItem {
 }
 
 /// Reads a `_bulk` response: 2xx and 409 (already created: an idempotent retry) are
-/// done, 429 and 5xx are retried, anything else failed with the reason.
+/// done, 429 and 5xx are retried, anything else failed with the reason. Items are read
+/// whatever the `errors` flag says: a document without its item in the response
+/// (fewer items than documents, or none) failed.
 fn bulk_outcome(body: &[u8], expected: usize) -> Result<Vec<BulkItem>, String> {
     let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    if v.get("errors").and_then(|e| e.as_bool()) == Some(false) {
-        return Ok((0..expected).map(|_| BulkItem::Done).collect());
-    }
     let items = v
         .get("items")
         .and_then(|i| i.as_array())
-        .ok_or("no \"items\" in the bulk response")?;
-    if items.len() != expected {
-        return Err(format!("{} items for {} documents", items.len(), expected));
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let missing = format!(
+        "the bulk response has {} items for {expected} documents: this one is missing",
+        items.len()
+    );
+    let mut outcome: Vec<BulkItem> = items.iter().take(expected).map(bulk_item).collect();
+    outcome.resize_with(expected, || BulkItem::Failed(missing.clone()));
+    Ok(outcome)
+}
+
+/// The fate of one bulk response item.
+fn bulk_item(item: &serde_json::Value) -> BulkItem {
+    let result = item.as_object().and_then(|o| o.values().next());
+    let status = result
+        .and_then(|r| r.get("status"))
+        .and_then(|s| s.as_u64())
+        .unwrap_or(0);
+    let error = || {
+        let e = result.and_then(|r| r.get("error"));
+        let kind = e
+            .and_then(|e| e.get("type"))
+            .and_then(|t| t.as_str())
+            .unwrap_or("error");
+        let why = e
+            .and_then(|e| e.get("reason"))
+            .and_then(|t| t.as_str())
+            .unwrap_or("");
+        format!(
+            "bulk item status {status}: {kind}: {}",
+            crate::flowlog::record::shorten(why)
+        )
+    };
+    match status {
+        200..=299 | 409 => BulkItem::Done,
+        429 | 500..=599 => BulkItem::Retry(error()),
+        _ => BulkItem::Failed(error()),
     }
-    Ok(items
-        .iter()
-        .map(|item| {
-            let result = item.as_object().and_then(|o| o.values().next());
-            let status = result
-                .and_then(|r| r.get("status"))
-                .and_then(|s| s.as_u64())
-                .unwrap_or(0);
-            let error = || {
-                let e = result.and_then(|r| r.get("error"));
-                let kind = e
-                    .and_then(|e| e.get("type"))
-                    .and_then(|t| t.as_str())
-                    .unwrap_or("error");
-                let why = e
-                    .and_then(|e| e.get("reason"))
-                    .and_then(|t| t.as_str())
-                    .unwrap_or("");
-                format!(
-                    "bulk item status {status}: {kind}: {}",
-                    crate::flowlog::record::shorten(why)
-                )
-            };
-            match status {
-                200..=299 | 409 => BulkItem::Done,
-                429 | 500..=599 => BulkItem::Retry(error()),
-                _ => BulkItem::Failed(error()),
-            }
-        })
-        .collect())
 }
 
 /// Batches of one invocation or run in flight.
@@ -541,8 +559,25 @@ mod tests {
         assert!(
             matches!(&items[3], BulkItem::Failed(r) if r.contains("mapper_parsing_exception: bad"))
         );
-        assert!(bulk_outcome(br#"{"errors":true,"items":[]}"#, 1).is_err());
-        assert_eq!(bulk_outcome(br#"{"errors":false}"#, 2).unwrap().len(), 2);
+        // Items missing from the response fail, whatever `errors` says.
+        let missing = |body: &[u8], n| {
+            let items = bulk_outcome(body, n).unwrap();
+            assert_eq!(items.len(), n);
+            items
+                .iter()
+                .filter(|i| matches!(i, BulkItem::Failed(r) if r.contains("missing")))
+                .count()
+        };
+        assert_eq!(missing(br#"{"errors":true,"items":[]}"#, 1), 1);
+        assert_eq!(missing(br#"{"errors":false}"#, 2), 2);
+        assert_eq!(
+            missing(
+                br#"{"errors":false,"items":[{"create":{"status":201}}]}"#,
+                3
+            ),
+            2
+        );
+        assert!(bulk_outcome(b"not json", 1).is_err());
     }
 
     #[test]
@@ -559,6 +594,25 @@ mod tests {
                 Duration::from_millis(100 * (1 << (attempt - 1))).min(Duration::from_millis(250));
             assert!(backoff(&p, attempt) <= cap);
         }
+    }
+
+    #[test]
+    fn retry_after_seconds_and_http_date() {
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        let in_a_minute = std::time::SystemTime::now() + Duration::from_secs(60);
+        let date = aws_smithy_types::DateTime::from(in_a_minute)
+            .fmt(aws_smithy_types::date_time::Format::HttpDate)
+            .unwrap();
+        let wait = parse_retry_after(&date).unwrap();
+        assert!(
+            wait > Duration::from_secs(55) && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
+        assert_eq!(parse_retry_after("soon"), None);
     }
 
     #[test]
