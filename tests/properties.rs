@@ -78,11 +78,11 @@ proptest! {
 
 /// A valid random value for a field (or `-`).
 fn value_for(field: Field, seed: u64) -> String {
-    if seed % 11 == 0 {
+    if seed.is_multiple_of(11) {
         return "-".to_string();
     }
     match field.kind() {
-        Kind::Ip if seed % 3 == 0 => {
+        Kind::Ip if seed.is_multiple_of(3) => {
             std::net::Ipv6Addr::from((seed as u128) << 64 | seed as u128).to_string()
         }
         Kind::Ip => std::net::Ipv4Addr::from(seed as u32).to_string(),

@@ -399,7 +399,7 @@ fn parse_vpc(item: &mut ScopedDecoder<'_, '_>) -> Result<Vpc, String> {
                             }
                         }
                     }
-                    if state.as_deref().map_or(true, |s| s == "associated") {
+                    if state.as_deref().is_none_or(|s| s == "associated") {
                         push(&mut vpc.cidr_blocks, block);
                     }
                 }

@@ -124,7 +124,7 @@ impl EniCache {
             let mut seen = HashSet::new();
             ids.into_iter()
                 .filter(|id| is_interface_id(id))
-                .filter(|id| cached.get(*id).map_or(true, |e| e.expires <= now))
+                .filter(|id| cached.get(*id).is_none_or(|e| e.expires <= now))
                 .filter(|id| seen.insert(*id))
                 .map(str::to_string)
                 .collect()
