@@ -261,15 +261,45 @@ fn bulk_half_429_some_400(body: &str) -> (u16, String) {
     )
 }
 
+/// A bulk response creating every document of the request.
+fn bulk_all_created(body: &str) -> (u16, String) {
+    let n = body.lines().count() / 2;
+    let items = vec![r#"{"create":{"status":201}}"#; n];
+    (
+        200,
+        format!(r#"{{"errors":false,"items":[{}]}}"#, items.join(",")),
+    )
+}
+
+/// A bulk response that says `errors: false` but lists only the first item.
+fn bulk_one_item(_body: &str) -> (u16, String) {
+    (
+        200,
+        r#"{"errors":false,"items":[{"create":{"status":201}}]}"#.to_string(),
+    )
+}
+
+/// Issue 16: items missing from a bulk response are failures of those documents,
+/// whatever its `errors` flag says.
+#[test]
+fn elasticsearch_bulk_items_missing_from_the_response_fail() {
+    let rx = Receiver::start(vec![], Reply::With(bulk_one_item));
+    let file = input("bulk-short.log", 4);
+    let out = run(&file, &rx.url, &[("DESTINATION_FORMAT", "elasticsearch")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        summary(&out).contains("read=4 forwarded=1 filtered=0 malformed=0 failed=3"),
+        "{}",
+        summary(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+}
+
 #[test]
 fn elasticsearch_bulk_retries_only_rejected_items() {
     let rx = Receiver::start(
         vec![Reply::With(bulk_half_429_some_400)],
-        Reply::Status {
-            code: 200,
-            headers: vec![],
-            body: r#"{"errors":false,"items":[]}"#.into(),
-        },
+        Reply::With(bulk_all_created),
     );
     let file = input("bulk.log", 6);
     let out = run(&file, &rx.url, &[("DESTINATION_FORMAT", "elasticsearch")]);
