@@ -351,6 +351,84 @@ pub fn parse_headers(json: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(headers)
 }
 
+/// The secret values of a configuration (header values, the URL's user info, path and
+/// query), to be scrubbed from any text before it is logged or returned: a receiver
+/// may echo a request (Elasticsearch's "no handler found for uri [...]", an auth error
+/// quoting the header).
+#[derive(Debug, Clone, Default)]
+pub struct Secrets(Vec<String>);
+
+/// Shortest piece of a header value, path segment or query value taken for a secret on
+/// its own (shorter ones are words like `Bearer`, `receiver`, `_bulk`).
+const SECRET_PIECE: usize = 8;
+
+impl Secrets {
+    pub fn of(config: &Config) -> Secrets {
+        let mut secrets = Vec::new();
+        let mut add = |value: &str, whole: bool| {
+            let value = value.trim();
+            if (whole && value.len() >= 4) || value.len() >= SECRET_PIECE {
+                secrets.push(value.to_string());
+            }
+        };
+        for value in config.destination_headers.values() {
+            add(value, true);
+            for piece in value.split_whitespace() {
+                add(piece, false);
+            }
+            // Basic credentials, as a receiver may quote them decoded.
+            if let Some(encoded) = value.trim().strip_prefix("Basic ") {
+                use base64::Engine as _;
+                if let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded) {
+                    let decoded = String::from_utf8_lossy(&decoded).into_owned();
+                    add(&decoded, true);
+                    if let Some((_, password)) = decoded.split_once(':') {
+                        add(password, true);
+                    }
+                }
+            }
+        }
+        if let Some(url) = config
+            .destination_url
+            .as_deref()
+            .and_then(|u| reqwest::Url::parse(u).ok())
+        {
+            add(url.username(), true);
+            if let Some(password) = url.password() {
+                add(password, true);
+            }
+            let path = url.path();
+            if path.len() > 1 {
+                add(path, false);
+                for segment in path.split('/') {
+                    add(segment, false);
+                }
+            }
+            if let Some(query) = url.query() {
+                add(query, true);
+                for (_, value) in url.query_pairs() {
+                    add(&value, false);
+                }
+            }
+        }
+        // Longest first, so that a value is scrubbed whole before its pieces.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Secrets(secrets)
+    }
+
+    /// `text` with every secret value replaced by `<redacted>`.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for secret in &self.0 {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), "<redacted>");
+            }
+        }
+        text
+    }
+}
+
 /// A URL fit for logs and messages: scheme, host and port only. User info, path and
 /// query are removed: receivers put tokens in any of them (a Sumo Logic HTTP source URL
 /// carries its token in the path).
@@ -451,6 +529,36 @@ mod tests {
         let c = config(&[("AWS_LAMBDA_LOG_LEVEL", "DEBUG"), ("LOG_LEVEL", "error")]).unwrap();
         assert_eq!(c.log_level, Some(tracing::Level::ERROR));
         assert_eq!(config(&[]).unwrap().log_level, None);
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_from_any_text() {
+        let c = config(&[
+            (
+                "DESTINATION_URL",
+                "https://elastic:pw-s3cr3t@es.example:9200/ingest/ZaVnC4dhaV2ZxLDQ==?api_key=k-12345678",
+            ),
+            (
+                "DESTINATION_HEADERS",
+                r#"{"Authorization":"Splunk tok-9f8e7d6c","X-Basic":"Basic dXNlcjpwYXNzd29yZDE="}"#,
+            ),
+        ])
+        .unwrap();
+        let secrets = Secrets::of(&c);
+        let echo = "no handler found for uri [/ingest/ZaVnC4dhaV2ZxLDQ==?api_key=k-12345678] \
+            Authorization: Splunk tok-9f8e7d6c; bad token tok-9f8e7d6c; user:password1 pw-s3cr3t";
+        let scrubbed = secrets.scrub(echo);
+        for secret in [
+            "ZaVnC4dhaV2ZxLDQ",
+            "k-12345678",
+            "tok-9f8e7d6c",
+            "password1",
+            "s3cr3t",
+        ] {
+            assert!(!scrubbed.contains(secret), "{secret} in {scrubbed}");
+        }
+        assert!(scrubbed.contains("no handler found for uri"), "{scrubbed}");
+        assert!(scrubbed.contains("Splunk <redacted>") || scrubbed.contains("<redacted>"));
     }
 
     #[test]

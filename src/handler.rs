@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::config::{parse_headers, Config};
+use crate::config::Config;
 use crate::ecs::Origin;
 use crate::enrich::EniCache;
 use crate::pipeline::{run_input, Counts, IdSeed, Output, UnitInput, UnitProcessor};
+use crate::secret::{apply_secret, DestinationSecret};
 use crate::sink::{Batch, BatchLimits, Destination};
 use crate::source::{self, s3::RangedObject};
 use crate::trigger::{self, Delivery, S3Object, Source, WorkUnit};
@@ -64,18 +65,29 @@ impl Handler {
     /// Cold start: fetches the destination secret when DESTINATION_SECRET_ARN is set,
     /// builds the HTTP client, the S3 client (or the local object directory) and, for
     /// ENRICH_ENI, the EC2 client.
-    pub async fn new(mut config: Config, s3_dir: Option<PathBuf>) -> Result<Handler, String> {
+    pub async fn new(config: Config, s3_dir: Option<PathBuf>) -> Result<Handler, String> {
         let aws =
             if s3_dir.is_none() || config.destination_secret_arn.is_some() || config.enrich_eni {
                 Some(load_aws_config().await)
             } else {
                 None
             };
-        if let (Some(arn), Some(aws)) = (config.destination_secret_arn.clone(), &aws) {
-            let value = fetch_secret(aws, &arn).await?;
-            apply_secret(&mut config, &value)?;
-        }
-        let destination = Destination::from_config(&config).map_err(|e| e.0)?;
+        let (config, destination) = match (config.destination_secret_arn.clone(), &aws) {
+            (Some(arn), Some(aws)) => {
+                let secret = DestinationSecret::new(aws, &arn);
+                let value = secret.read().await?;
+                let effective = apply_secret(&config, &value)?;
+                let destination = match Destination::from_config(&effective).map_err(|e| e.0)? {
+                    Destination::Http(sink) => Destination::Http(sink.with_secret(secret, config)),
+                    Destination::Stdout => Destination::Stdout,
+                };
+                (effective, destination)
+            }
+            _ => {
+                let destination = Destination::from_config(&config).map_err(|e| e.0)?;
+                (config, destination)
+            }
+        };
         let objects = match (s3_dir, &aws) {
             (Some(dir), _) => ObjectStore::Dir(dir),
             (None, Some(aws)) => {
@@ -113,6 +125,9 @@ impl Handler {
         deadline: Option<Instant>,
     ) -> (Result<Value, HandlerError>, Value) {
         let started = Instant::now();
+        if let Destination::Http(sink) = &self.destination {
+            sink.refresh_secret_if_stale().await;
+        }
         let ec2_requests_before = self.ec2_requests();
         let invocation = match trigger::decode(payload) {
             Ok(inv) => inv,
@@ -476,67 +491,6 @@ pub async fn load_aws_config() -> aws_config::SdkConfig {
         .http_client(https_client())
         .load()
         .await
-}
-
-/// Reads DESTINATION_SECRET_ARN: a Secrets Manager secret, or an SSM Parameter Store
-/// (SecureString) parameter when the ARN is `arn:...:ssm:...:parameter/...`. Errors
-/// never include the secret's content.
-async fn fetch_secret(aws: &aws_config::SdkConfig, arn: &str) -> Result<String, String> {
-    let fail = |code: Option<&str>| {
-        format!(
-            "DESTINATION_SECRET_ARN: cannot read the secret: {}",
-            code.unwrap_or("error")
-        )
-    };
-    if arn.split(':').nth(2) == Some("ssm") {
-        use aws_sdk_ssm::error::ProvideErrorMetadata;
-        let client = aws_sdk_ssm::Client::new(aws);
-        let out = client
-            .get_parameter()
-            .name(arn)
-            .with_decryption(true)
-            .send()
-            .await
-            .map_err(|e| fail(e.code()))?;
-        return out
-            .parameter()
-            .and_then(|p| p.value())
-            .map(str::to_string)
-            .ok_or_else(|| "DESTINATION_SECRET_ARN: the parameter has no value".to_string());
-    }
-    use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
-    let client = aws_sdk_secretsmanager::Client::new(aws);
-    let out = client
-        .get_secret_value()
-        .secret_id(arn)
-        .send()
-        .await
-        .map_err(|e| fail(e.code()))?;
-    out.secret_string()
-        .map(str::to_string)
-        .ok_or_else(|| "DESTINATION_SECRET_ARN: the secret has no SecretString".to_string())
-}
-
-/// Applies the secret's value: a JSON object of request headers (auth tokens), or the
-/// destination URL itself (as Sumo Logic HTTP source URLs, which embed their token).
-fn apply_secret(config: &mut Config, value: &str) -> Result<(), String> {
-    let value = value.trim();
-    if value.starts_with('{') {
-        let headers = parse_headers(value).map_err(|_| {
-            "DESTINATION_SECRET_ARN: the secret is not a JSON object of header names to strings"
-                .to_string()
-        })?;
-        config.destination_headers.extend(headers);
-        return Ok(());
-    }
-    if value.starts_with("https://") || value.starts_with("http://") {
-        config.destination_url = Some(value.to_string());
-        return Ok(());
-    }
-    Err(
-        "DESTINATION_SECRET_ARN: the secret is neither a JSON object of headers nor an http(s) URL"
-            .to_string(),
-    )
 }
 
 /// One summary per invocation, in CloudWatch Embedded Metric Format: the counters

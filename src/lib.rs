@@ -15,6 +15,7 @@ pub mod flowlog;
 pub mod handler;
 pub mod logging;
 pub mod pipeline;
+pub mod secret;
 pub mod sink;
 pub mod source;
 pub mod trigger;

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{
@@ -16,7 +16,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::{frame, Batch, DeliveryReport};
-use crate::config::{redact_url, Config, ConfigError, DestinationFormat};
+use crate::config::{redact_url, Config, ConfigError, DestinationFormat, Secrets};
+use crate::secret::{apply_secret, DestinationSecret};
 
 /// Retry and timing settings.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +32,8 @@ pub struct RetryPolicy {
     pub max_retry_after: Duration,
 }
 
+/// What a request is made with; replaced whole when the destination secret is read
+/// again.
 struct Settings {
     url: String,
     shown_url: String,
@@ -40,18 +43,15 @@ struct Settings {
     gzip: bool,
     retry: RetryPolicy,
     max_in_flight: usize,
+    /// Scrubbed from every text taken from a response or an error.
+    secrets: Secrets,
+    /// Counts the secret's readings: a request refused with the credentials of an
+    /// older reading is simply retried with the newer ones.
+    generation: u64,
 }
 
-/// The HTTP destination. Cheap to clone; create once per process (cold start).
-#[derive(Clone)]
-pub struct HttpSink {
-    client: reqwest::Client,
-    settings: Arc<Settings>,
-}
-
-impl HttpSink {
-    /// Builds the client from the configuration; `extra_headers` come from a secret.
-    pub fn new(config: &Config, url: &str) -> Result<HttpSink, ConfigError> {
+impl Settings {
+    fn new(config: &Config, url: &str, generation: u64) -> Result<Settings, ConfigError> {
         let mut headers = HeaderMap::new();
         for (k, v) in &config.destination_headers {
             let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
@@ -75,45 +75,178 @@ impl HttpSink {
         if config.gzip {
             headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
-        let loopback = is_loopback(url);
-        if url.starts_with("http://") && !loopback && !config.allow_plain_http {
+        if url.starts_with("http://") && !is_loopback(url) && !config.allow_plain_http {
             return Err(ConfigError(format!(
                 "DESTINATION_URL: '{}' is plain http; use https, or set ALLOW_PLAIN_HTTP=true",
                 redact_url(url)
             )));
         }
-        let client = reqwest::Client::builder()
+        Ok(Settings {
+            url: url.to_string(),
+            shown_url: redact_url(url),
+            format: config.destination_format,
+            index: config.destination_index.clone(),
+            headers,
+            gzip: config.gzip,
+            retry: RetryPolicy {
+                max_retries: config.max_retries,
+                request_timeout: config.request_timeout,
+                base_delay: config.retry_base_delay,
+                max_delay: config.retry_max_delay,
+                max_retry_after: Duration::from_secs(300),
+            },
+            max_in_flight: config.max_in_flight,
+            secrets: Secrets::of(config),
+            generation,
+        })
+    }
+}
+
+/// Reading the destination secret again: after SECRET_TTL_SECONDS, and when the
+/// receiver refuses the credentials (401/403), at most once a minute for refusals.
+struct Rotation {
+    secret: DestinationSecret,
+    /// The configuration before the secret was applied.
+    base: Config,
+    state: tokio::sync::Mutex<RotationState>,
+}
+
+struct RotationState {
+    read_at: Instant,
+    reread_on_refusal_at: Option<Instant>,
+}
+
+/// Least time between two readings of the secret caused by refusals.
+const REREAD_ON_REFUSAL_EVERY: Duration = Duration::from_secs(60);
+
+/// The HTTP destination. Cheap to clone; create once per process (cold start).
+#[derive(Clone)]
+pub struct HttpSink {
+    client: reqwest::Client,
+    settings: Arc<RwLock<Arc<Settings>>>,
+    rotation: Option<Arc<Rotation>>,
+}
+
+impl HttpSink {
+    /// Builds the client from the configuration: its headers, and the CAs of
+    /// DESTINATION_CA_BUNDLE trusted on top of the public roots.
+    pub fn new(config: &Config, url: &str) -> Result<HttpSink, ConfigError> {
+        let settings = Settings::new(config, url, 0)?;
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(50))
             .tcp_keepalive(Duration::from_secs(30))
             .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("flowlog-forwarder/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                ConfigError(format!(
-                    "DESTINATION_URL: cannot build the HTTP client: {}",
-                    e.without_url()
-                ))
-            })?;
+            .user_agent(concat!("flowlog-forwarder/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &config.destination_ca_bundle {
+            let certificates = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| ConfigError(format!("DESTINATION_CA_BUNDLE: {e}")))?;
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let client = builder.build().map_err(|e| {
+            ConfigError(format!(
+                "DESTINATION_URL: cannot build the HTTP client: {}",
+                e.without_url()
+            ))
+        })?;
         Ok(HttpSink {
             client,
-            settings: Arc::new(Settings {
-                url: url.to_string(),
-                shown_url: redact_url(url),
-                format: config.destination_format,
-                index: config.destination_index.clone(),
-                headers,
-                gzip: config.gzip,
-                retry: RetryPolicy {
-                    max_retries: config.max_retries,
-                    request_timeout: config.request_timeout,
-                    base_delay: config.retry_base_delay,
-                    max_delay: config.retry_max_delay,
-                    max_retry_after: Duration::from_secs(300),
-                },
-                max_in_flight: config.max_in_flight,
-            }),
+            settings: Arc::new(RwLock::new(Arc::new(settings))),
+            rotation: None,
         })
+    }
+
+    /// Reads `secret` again after `base.secret_ttl` and on refused credentials, and
+    /// applies it over `base` (the configuration before the secret).
+    pub fn with_secret(mut self, secret: DestinationSecret, base: Config) -> HttpSink {
+        self.rotation = Some(Arc::new(Rotation {
+            secret,
+            base,
+            state: tokio::sync::Mutex::new(RotationState {
+                read_at: Instant::now(),
+                reread_on_refusal_at: None,
+            }),
+        }));
+        self
+    }
+
+    /// The settings requests are made with now.
+    fn settings(&self) -> Arc<Settings> {
+        match self.settings.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reads the destination secret again when it was read SECRET_TTL_SECONDS ago or
+    /// more (at the start of an invocation). A failed reading keeps the current one.
+    pub async fn refresh_secret_if_stale(&self) {
+        let Some(rotation) = &self.rotation else {
+            return;
+        };
+        let mut state = rotation.state.lock().await;
+        if state.read_at.elapsed() < rotation.base.secret_ttl {
+            return;
+        }
+        state.read_at = Instant::now();
+        if let Err(e) = self.reread_secret(rotation).await {
+            tracing::warn!(error = %e, "destination secret not read again; the current one is kept");
+        }
+    }
+
+    /// After a 401/403 to a request made with settings of `generation`: whether to
+    /// retry, because the secret was read again (now, or since that request was made)
+    /// and gives other settings. Refusals read it at most once a minute.
+    async fn reread_after_refusal(&self, generation: u64) -> bool {
+        let Some(rotation) = &self.rotation else {
+            return false;
+        };
+        let mut state = rotation.state.lock().await;
+        if self.settings().generation != generation {
+            return true;
+        }
+        if state
+            .reread_on_refusal_at
+            .is_some_and(|at| at.elapsed() < REREAD_ON_REFUSAL_EVERY)
+        {
+            return false;
+        }
+        state.reread_on_refusal_at = Some(Instant::now());
+        state.read_at = Instant::now();
+        match self.reread_secret(rotation).await {
+            Ok(changed) => changed,
+            Err(e) => {
+                tracing::warn!(error = %e, "destination secret not read again after a refusal");
+                false
+            }
+        }
+    }
+
+    /// Reads the secret and installs the settings it gives; whether they differ from
+    /// the current ones.
+    async fn reread_secret(&self, rotation: &Rotation) -> Result<bool, String> {
+        let value = rotation.secret.read().await?;
+        let config = apply_secret(&rotation.base, &value)?;
+        let url = config
+            .destination_url
+            .clone()
+            .ok_or("DESTINATION_SECRET_ARN: no destination URL")?;
+        let current = self.settings();
+        let next = Settings::new(&config, &url, current.generation + 1).map_err(|e| e.0)?;
+        let changed = next.url != current.url || next.headers != current.headers;
+        if changed {
+            tracing::info!(
+                generation = next.generation,
+                "destination secret read again: new credentials"
+            );
+            match self.settings.write() {
+                Ok(mut s) => *s = Arc::new(next),
+                Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
+            }
+        }
+        Ok(changed)
     }
 
     /// A delivery session: batches submitted to it are sent concurrently (at most
@@ -122,7 +255,7 @@ impl HttpSink {
         Session {
             sink: self.clone(),
             deadline,
-            permits: Arc::new(Semaphore::new(self.settings.max_in_flight.max(1))),
+            permits: Arc::new(Semaphore::new(self.settings().max_in_flight.max(1))),
             tasks: JoinSet::new(),
             report: DeliveryReport::default(),
         }
@@ -148,12 +281,13 @@ impl HttpSink {
         queue: &mut VecDeque<Vec<usize>>,
         report: &mut DeliveryReport,
     ) {
-        let s = &self.settings;
         let mut attempt: u32 = 0;
         loop {
+            let s = self.settings();
             let fail_all = |report: &mut DeliveryReport, group: &[usize], reason: &str| {
+                let reason = s.secrets.scrub(reason);
                 for &i in group {
-                    report.failed(batch.unit(i), 1, reason);
+                    report.failed(batch.unit(i), 1, &reason);
                 }
             };
             let Some(timeout) = time_left(deadline, s.retry.request_timeout) else {
@@ -213,6 +347,7 @@ impl HttpSink {
                                 // The bulk request may have been applied: retrying is safe
                                 // because `create` with the same `_id` answers 409.
                                 reason = format!("reading the bulk response: {}", e.without_url());
+                                let reason = s.secrets.scrub(&reason);
                                 attempt += 1;
                                 if !self
                                     .wait_before_retry(attempt, None, deadline, &reason)
@@ -235,7 +370,9 @@ impl HttpSink {
                                             last_reason = r;
                                             again.push(i);
                                         }
-                                        BulkItem::Failed(r) => report.failed(batch.unit(i), 1, &r),
+                                        BulkItem::Failed(r) => {
+                                            report.failed(batch.unit(i), 1, &s.secrets.scrub(&r))
+                                        }
                                     }
                                 }
                                 if again.is_empty() {
@@ -243,6 +380,7 @@ impl HttpSink {
                                 }
                                 group = again;
                                 attempt += 1;
+                                let last_reason = s.secrets.scrub(&last_reason);
                                 if !self
                                     .wait_before_retry(attempt, None, deadline, &last_reason)
                                     .await
@@ -281,13 +419,17 @@ impl HttpSink {
                         || status.is_server_error();
                     reason = format!("HTTP {} from {}", status.as_u16(), s.shown_url);
                     if !retryable {
-                        let detail = if status.as_u16() == 401 || status.as_u16() == 403 {
-                            String::new()
-                        } else {
-                            let body = resp.text().await.unwrap_or_default();
-                            format!(": {}", crate::flowlog::record::shorten(body.trim()))
-                        };
-                        fail_all(report, &group, &format!("{reason} (not retried){detail}"));
+                        let body = resp.text().await.unwrap_or_default();
+                        let detail = crate::flowlog::record::shorten(body.trim());
+                        let refused = matches!(status.as_u16(), 401 | 403);
+                        if refused && attempt < s.retry.max_retries {
+                            // Rotated credentials: read the secret again and retry.
+                            if self.reread_after_refusal(s.generation).await {
+                                attempt += 1;
+                                continue;
+                            }
+                        }
+                        fail_all(report, &group, &format!("{reason} (not retried): {detail}"));
                         return;
                     }
                 }
@@ -304,6 +446,7 @@ impl HttpSink {
                 }
             }
             attempt += 1;
+            let reason = s.secrets.scrub(&reason);
             if !self
                 .wait_before_retry(attempt, retry_after, deadline, &reason)
                 .await
@@ -323,14 +466,14 @@ impl HttpSink {
         deadline: Option<Instant>,
         reason: &str,
     ) -> bool {
-        let policy = &self.settings.retry;
+        let policy = self.settings().retry;
         if attempt > policy.max_retries {
             return false;
         }
         let delay = match retry_after {
             Some(d) if d > policy.max_retry_after => return false,
             Some(d) => d,
-            None => backoff(policy, attempt),
+            None => backoff(&policy, attempt),
         };
         if let Some(deadline) = deadline {
             if Instant::now() + delay + Duration::from_millis(100) >= deadline {
@@ -348,7 +491,7 @@ impl HttpSink {
     }
 
     async fn encode(&self, body: Vec<u8>) -> std::io::Result<Vec<u8>> {
-        if !self.settings.gzip {
+        if !self.settings().gzip {
             return Ok(body);
         }
         tokio::task::spawn_blocking(move || gzip(&body))
@@ -356,8 +499,8 @@ impl HttpSink {
             .map_err(std::io::Error::other)?
     }
 
-    pub fn shown_url(&self) -> &str {
-        &self.settings.shown_url
+    pub fn shown_url(&self) -> String {
+        self.settings().shown_url.clone()
     }
 }
 
