@@ -403,3 +403,44 @@ fn plain_http_to_a_remote_host_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ALLOW_PLAIN_HTTP"));
 }
+
+/// Issue 16: a receiver that echoes the request (an auth error quoting the header,
+/// Elasticsearch's "no handler found for uri [...]") never puts a token in the logs:
+/// every configured secret (header values, URL user info, path, query) is scrubbed.
+#[test]
+fn tokens_echoed_by_the_receiver_never_reach_the_logs() {
+    let rx = Receiver::start(vec![], Reply::ok());
+    rx.require_header("Authorization", "Splunk the-right-token-000");
+    let url = rx
+        .url
+        .replace("http://", "http://elastic:pw-hunter2-secret@")
+        + "/hec-3f9a7c2e1d?api_key=q-7e6d5c4b3a";
+    let file = input("echo.log", 3);
+    let out = run(
+        &file,
+        &url,
+        &[
+            (
+                "DESTINATION_HEADERS",
+                r#"{"Authorization":"Splunk tok-8c1b2a3d4e5f"}"#,
+            ),
+            ("LOG_LEVEL", "debug"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("HTTP 401"), "{stderr}");
+    assert!(stderr.contains("invalid credentials"), "{stderr}");
+    for secret in [
+        "tok-8c1b2a3d4e5f",
+        "hunter2",
+        "hec-3f9a7c2e1d",
+        "q-7e6d5c4b3a",
+    ] {
+        assert!(!stderr.contains(secret), "{secret} in {stderr}");
+    }
+    // The receiver did see the token: it was echoed, then scrubbed.
+    assert!(rx.requests()[0]
+        .header("Authorization")
+        .is_some_and(|v| v.contains("tok-8c1b2a3d4e5f")));
+}

@@ -84,6 +84,9 @@ pub struct Receiver {
 }
 
 struct State {
+    /// A header every request must carry (name, value); others are answered 401 with
+    /// an error that quotes what they sent, as some receivers do.
+    required: Option<(String, String)>,
     script: Vec<Reply>,
     /// Answer once the script is used up.
     then: Reply,
@@ -97,6 +100,7 @@ impl Receiver {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let url = format!("{base}/ingest");
         let state = Arc::new(Mutex::new(State {
+            required: None,
             script,
             then,
             requests: Vec::new(),
@@ -110,6 +114,12 @@ impl Receiver {
             }
         });
         Receiver { url, base, state }
+    }
+
+    /// From now on, requests without header `name: value` are refused (401), their
+    /// error quoting the header they sent.
+    pub fn require_header(&self, name: &str, value: &str) {
+        self.state.lock().unwrap().required = Some((name.to_string(), value.to_string()));
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -155,7 +165,26 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
         let (reply, index) = {
             let mut st = state.lock().unwrap();
             let index = st.requests.len() as u64;
-            let reply = if st.script.is_empty() {
+            let sent = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            let refused = st.required.as_ref().and_then(|(name, value)| {
+                let got = sent(name);
+                (got != *value).then(|| format!("{name}: {got}"))
+            });
+            let reply = if let Some(quoted) = refused {
+                Reply::Status {
+                    code: 401,
+                    headers: vec![],
+                    body: format!(
+                        r#"{{"error":"invalid credentials [{quoted}] for uri [{path}]"}}"#
+                    ),
+                }
+            } else if st.script.is_empty() {
                 st.then.clone()
             } else {
                 st.script.remove(0)
