@@ -444,3 +444,40 @@ fn tokens_echoed_by_the_receiver_never_reach_the_logs() {
         .header("Authorization")
         .is_some_and(|v| v.contains("tok-8c1b2a3d4e5f")));
 }
+
+/// Issue 16: a destination whose certificate comes from a private CA is refused by
+/// default (verification is on) and accepted once DESTINATION_CA_BUNDLE names the CA,
+/// as a file path or as the PEM text itself.
+#[test]
+fn private_ca_through_destination_ca_bundle() {
+    let rx = common::tls::TlsReceiver::start();
+    let file = input("tls.log", 3);
+    let refused = run(&file, &rx.url, &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        summary(&refused).contains("forwarded=0"),
+        "{}",
+        summary(&refused)
+    );
+    assert!(rx.bodies.lock().unwrap().is_empty());
+
+    let ca_file = std::env::temp_dir().join(format!("flowlog-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca_file, &rx.ca_pem).unwrap();
+    for bundle in [ca_file.to_str().unwrap(), rx.ca_pem.as_str()] {
+        let out = run(&file, &rx.url, &[("DESTINATION_CA_BUNDLE", bundle)]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(summary(&out).contains("forwarded=3"), "{}", summary(&out));
+    }
+    let received: usize = rx
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| b.lines().count())
+        .sum();
+    assert_eq!(received, 6);
+}

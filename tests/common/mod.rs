@@ -6,6 +6,7 @@ pub mod moto;
 pub mod parquet_file;
 pub mod receiver;
 pub mod runtime_api;
+pub mod tls;
 
 use flowlog_forwarder::config::Config;
 use flowlog_forwarder::ecs::{Document, Origin};
