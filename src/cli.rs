@@ -406,7 +406,7 @@ fn invoke_command(args: &[String]) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                let text = serde_json::json!({ "errorType": "HandlerError", "errorMessage": e.0 })
+                let text = serde_json::json!({ "errorType": e.error_type(), "errorMessage": e.to_string() })
                     .to_string();
                 if let Some(path) = &opts.response {
                     let _ = std::fs::write(path, format!("{text}\n"));

@@ -41,17 +41,40 @@ pub struct Handler {
     deadline_margin: Duration,
 }
 
-/// The handler failed the invocation (Lambda records an error and retries).
-#[derive(Debug)]
-pub struct HandlerError(pub String);
+/// The handler failed the invocation (Lambda records an error and retries). Its kind
+/// is the `errorType` Lambda records.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The payload is not an event this function takes.
+    #[error("malformed payload: {0}")]
+    MalformedPayload(String),
+    /// Some units were not fully delivered (the first one is named).
+    #[error("{0}")]
+    UnitsNotDelivered(String),
+    /// The delivery task itself failed.
+    #[error("delivery task failed: {0}")]
+    Internal(String),
+}
 
-impl std::fmt::Display for HandlerError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+impl HandlerError {
+    /// The `errorType` of the invocation error.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            HandlerError::MalformedPayload(_) => "MalformedPayload",
+            HandlerError::UnitsNotDelivered(_) => "UnitsNotDelivered",
+            HandlerError::Internal(_) => "InternalError",
+        }
     }
 }
 
-impl std::error::Error for HandlerError {}
+impl From<HandlerError> for lambda_runtime::Diagnostic {
+    fn from(e: HandlerError) -> lambda_runtime::Diagnostic {
+        lambda_runtime::Diagnostic {
+            error_type: e.error_type().to_string(),
+            error_message: e.to_string(),
+        }
+    }
+}
 
 /// What became of one unit.
 #[derive(Debug, Default)]
@@ -133,10 +156,7 @@ impl Handler {
             Ok(inv) => inv,
             Err(e) => {
                 let summary = summary_json(&Counts::default(), 0, 0, 0, started);
-                return (
-                    Err(HandlerError(format!("malformed payload: {e}"))),
-                    summary,
-                );
+                return (Err(HandlerError::MalformedPayload(e)), summary);
             }
         };
         // Deliveries end a little before the deadline, so the response gets out.
@@ -189,10 +209,7 @@ impl Handler {
             Err(e) => {
                 let summary =
                     summary_json(&Counts::default(), invocation.units.len(), 0, 0, started);
-                return (
-                    Err(HandlerError(format!("delivery task failed: {e}"))),
-                    summary,
-                );
+                return (Err(HandlerError::Internal(e.to_string())), summary);
             }
         };
 
@@ -262,7 +279,7 @@ impl Handler {
             })),
             Delivery::Direct => {
                 let (unit, error) = &failed_units[0];
-                Err(HandlerError(format!(
+                Err(HandlerError::UnitsNotDelivered(format!(
                     "{} of {} units not fully delivered; first: {}: {error}",
                     failed_units.len(),
                     invocation.units.len(),
@@ -412,7 +429,7 @@ impl Handler {
             move |event: lambda_runtime::LambdaEvent<Value>| {
                 let handler = handler.clone();
                 async move {
-                    let deadline = deadline_instant(event.context.deadline);
+                    let deadline = deadline_instant(event.context.deadline, now_ms());
                     tracing::debug!(
                         deadline_ms = event.context.deadline,
                         remaining_ms = deadline
@@ -422,7 +439,7 @@ impl Handler {
                     );
                     let (response, summary) = handler.handle(&event.payload, Some(deadline)).await;
                     println!("{summary}");
-                    response.map_err(lambda_runtime::Error::from)
+                    response
                 }
             },
         ))
@@ -451,13 +468,39 @@ fn local_object_path(dir: &Path, bucket: &str, key: &str) -> Result<PathBuf, Str
     Ok(path)
 }
 
-/// The Lambda deadline (milliseconds since the epoch) as an `Instant`.
-fn deadline_instant(deadline_ms: u64) -> Instant {
-    let now_ms = std::time::SystemTime::now()
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+        .unwrap_or(0)
+}
+
+/// Longest a Lambda invocation may run.
+const MAX_INVOCATION: Duration = Duration::from_secs(900);
+
+/// The invocation deadline (Lambda-Runtime-Deadline-Ms, milliseconds since the epoch)
+/// as an `Instant`, `now_ms` being the time now. A value that is no plausible deadline
+/// (already past, or further than the longest invocation) is treated as unknown, with
+/// a warning: taken as a duration when it is at most 15 minutes (cargo-lambda's
+/// emulator sends its timeout, `600000`), else as 15 minutes.
+fn deadline_instant(deadline_ms: u64, now_ms: u64) -> Instant {
+    let max_ms = MAX_INVOCATION.as_millis() as u64;
+    let plausible = deadline_ms > now_ms && deadline_ms - now_ms <= max_ms + 60_000;
+    if plausible {
+        return Instant::now() + Duration::from_millis(deadline_ms - now_ms);
+    }
+    let budget = if deadline_ms > 0 && deadline_ms <= max_ms {
+        Duration::from_millis(deadline_ms)
+    } else {
+        MAX_INVOCATION
+    };
+    tracing::warn!(
+        deadline_ms,
+        budget_ms = budget.as_millis() as u64,
+        "Lambda-Runtime-Deadline-Ms is not a plausible deadline (a local emulator?): using a budget from now"
+    );
+    Instant::now() + budget
 }
 
 /// Object size and notification time (S3), or event count and first event time
@@ -541,4 +584,47 @@ fn summary_json(
         "BytesOut": total.bytes_out,
         "Milliseconds": millis,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn implausible_deadlines_are_treated_as_unknown() {
+        let now = 1_800_000_000_000;
+        let left = |deadline_ms| {
+            deadline_instant(deadline_ms, now)
+                .saturating_duration_since(Instant::now())
+                .as_secs_f64()
+        };
+        // A real deadline: 30 s from now.
+        assert!((29.0..=30.0).contains(&left(now + 30_000)));
+        // cargo-lambda's emulator: a duration, not an epoch time.
+        assert!((599.0..=600.0).contains(&left(600_000)));
+        // Already past, or absurdly far: the longest invocation.
+        assert!((899.0..=900.0).contains(&left(now - 5_000)));
+        assert!((899.0..=900.0).contains(&left(now + 86_400_000)));
+        assert!((899.0..=900.0).contains(&left(0)));
+    }
+
+    #[test]
+    fn local_object_paths_stay_inside_the_directory() {
+        let dir = Path::new("/data/s3");
+        assert_eq!(
+            local_object_path(dir, "b", "AWSLogs/1/x.log.gz").unwrap(),
+            Path::new("/data/s3/b/AWSLogs/1/x.log.gz")
+        );
+        for (bucket, key) in [
+            ("b", "../x"),
+            ("..", "x"),
+            ("b", "/etc/passwd"),
+            ("b", "a/../../x"),
+        ] {
+            assert!(
+                local_object_path(dir, bucket, key).is_err(),
+                "{bucket} {key}"
+            );
+        }
+    }
 }

@@ -213,3 +213,96 @@ fn log_stream_prefix_forwards_matching_streams() {
     assert_eq!(response["forwarded"].as_u64(), Some(4));
     assert_eq!(rx.requests().len(), 1);
 }
+
+/// Issue 16: the deadline holds inside a unit. A slow, large object (trickled by a
+/// scripted S3 endpoint) started with little time left is read only until the margin:
+/// the function then finishes the requests in flight, reports that message failed (to
+/// be retried, idempotently) and answers before the deadline, with the documents read
+/// so far delivered and the summary consistent.
+#[test]
+fn the_deadline_stops_reading_inside_a_slow_large_object() {
+    let line = "2 123456789012 eni-1 10.0.0.1 198.51.100.1 1024 443 6 1 60 1700000000 1700000060 ACCEPT OK\n";
+    let s3 = Receiver::start(
+        vec![Reply::Trickle {
+            chunk: line.repeat(100),
+            times: 2_000,
+            pause: Duration::from_millis(20),
+        }],
+        Reply::status(500),
+    );
+    let body = json!({"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put",
+        "s3":{"bucket":{"name":"slow"},"object":{"key":"large.log","eTag":"e"}}}]})
+    .to_string();
+    let sqs = json!({"Records":[{"messageId":"slow-1","receiptHandle":"r","body":body,"eventSource":"aws:sqs"}]});
+    let (api, state) = start_runtime_api_with_deadline(vec![sqs], 5_000);
+    let rx = Receiver::start(vec![], Reply::ok());
+    let mut child = lambda_command(BIN, &api, &rx.url)
+        .env("AWS_ENDPOINT_URL", &s3.base)
+        .env("DEADLINE_MARGIN_MS", "3000")
+        .spawn()
+        .unwrap();
+    let answered = wait_for_results(&state, 1, Duration::from_secs(60));
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&out.stdout).into_owned();
+    let st = state.lock().unwrap();
+    assert_eq!(st.results.len(), 1, "{logs}");
+    assert!(
+        answered < Duration::from_secs(5),
+        "answered after {answered:?}"
+    );
+    let (_, kind, response) = &st.results[0];
+    assert_eq!(kind, "response");
+    assert_eq!(
+        serde_json::from_str::<Value>(response).unwrap(),
+        json!({"batchItemFailures":[{"itemIdentifier":"slow-1"}]})
+    );
+    assert!(logs.contains("deadline is near"), "{logs}");
+    assert_eq!(common::assert_accounting(&logs), 1);
+    let summary: Value = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v.get("_aws").is_some())
+        .unwrap();
+    let read = summary["RecordsRead"].as_u64().unwrap();
+    assert!(read > 0 && read < 200_000, "{summary}");
+    assert_eq!(
+        rx.documents().len() as u64,
+        summary["RecordsForwarded"].as_u64().unwrap()
+    );
+}
+
+/// Issue 20: cargo-lambda's emulator sends `Lambda-Runtime-Deadline-Ms: 600000`, a
+/// duration; the function takes it as unknown (a budget from now, with a warning)
+/// instead of refusing all work. A malformed payload is recorded with its own
+/// errorType.
+#[test]
+fn a_deadline_that_is_a_duration_is_not_a_deadline_in_the_past() {
+    let line = "2 123456789012 eni-1 10.0.0.1 198.51.100.1 1024 443 6 1 60 1700000000 1700000060 ACCEPT OK\n";
+    put_objects("emulator", &[("obj.log", line.repeat(3).into_bytes())]);
+    let body = json!({"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put",
+        "s3":{"bucket":{"name":"emulator"},"object":{"key":"obj.log","eTag":"e"}}}]})
+    .to_string();
+    let sqs = json!({"Records":[{"messageId":"m1","receiptHandle":"r","body":body,"eventSource":"aws:sqs"}]});
+    let (api, state) = start_runtime_api(vec![sqs, json!({"not": "an event"})]);
+    state.lock().unwrap().deadline_header = Some("600000".to_string());
+    let rx = Receiver::start(vec![], Reply::ok());
+    let mut child = lambda_command(BIN, &api, &rx.url).spawn().unwrap();
+    wait_for_results(&state, 2, Duration::from_secs(60));
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&out.stdout).into_owned();
+    let st = state.lock().unwrap();
+    assert_eq!(st.results.len(), 2, "{logs}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&st.results[0].2).unwrap(),
+        json!({"batchItemFailures":[]}),
+        "{logs}"
+    );
+    assert_eq!(rx.documents().len(), 3);
+    assert!(logs.contains("not a plausible deadline"), "{logs}");
+    let (_, kind, error) = &st.results[1];
+    assert_eq!(kind, "error");
+    let error: Value = serde_json::from_str(error).unwrap();
+    assert_eq!(error["errorType"], "MalformedPayload", "{error}");
+}

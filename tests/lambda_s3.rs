@@ -161,7 +161,7 @@ fn direct_s3_event_fails_the_invocation_when_the_object_is_missing() {
     let (out, _, last) = invoke(&s3_notification("direct", "missing.log"), &[]);
     assert_eq!(out.status.code(), Some(1));
     let error: Value = serde_json::from_str(&last).unwrap();
-    assert_eq!(error["errorType"], "HandlerError");
+    assert_eq!(error["errorType"], "UnitsNotDelivered");
     assert!(
         error["errorMessage"]
             .as_str()

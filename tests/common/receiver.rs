@@ -28,6 +28,13 @@ pub enum Reply {
     /// Answer `code` to about `percent` % of requests (pseudo-random, reproducible),
     /// 200 to the others.
     FailSome { percent: u64, code: u16 },
+    /// A 200 whose body is `chunk` repeated `times`, one chunk every `pause`: a slow,
+    /// large object.
+    Trickle {
+        chunk: String,
+        times: usize,
+        pause: Duration,
+    },
 }
 
 impl Reply {
@@ -225,6 +232,37 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
                 let _ = writer.flush();
                 let _ = writer.shutdown(std::net::Shutdown::Both);
                 return;
+            }
+            Reply::Trickle {
+                chunk,
+                times,
+                pause,
+            } => {
+                state.lock().unwrap().requests.push(Request {
+                    at: Instant::now(),
+                    path,
+                    headers,
+                    body,
+                    status: 200,
+                });
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n",
+                    chunk.len() * times
+                );
+                if writer.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                for _ in 0..times {
+                    if writer
+                        .write_all(chunk.as_bytes())
+                        .and_then(|_| writer.flush())
+                        .is_err()
+                    {
+                        return;
+                    }
+                    thread::sleep(pause);
+                }
+                continue;
             }
             Reply::Hang(d) => {
                 state.lock().unwrap().requests.push(Request {

@@ -18,6 +18,9 @@ pub struct RuntimeState {
     pub events: VecDeque<Value>,
     /// Milliseconds from "next" to each invocation's deadline (60 s when 0).
     pub deadline_after_ms: u128,
+    /// Sent as Lambda-Runtime-Deadline-Ms instead, when set (cargo-lambda's emulator
+    /// sends a duration such as `600000`, not an epoch time).
+    pub deadline_header: Option<String>,
     /// (request id, "response" | "error", body)
     pub results: Vec<(String, String, String)>,
     pub init_errors: Vec<String>,
@@ -81,6 +84,10 @@ fn serve(stream: TcpStream, state: Arc<Mutex<RuntimeState>>) {
                 .unwrap()
                 .as_millis()
                 + after;
+            let deadline = match &state.lock().unwrap().deadline_header {
+                Some(raw) => raw.clone(),
+                None => deadline.to_string(),
+            };
             let text = event.to_string();
             format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: req-{n}\r\n\
