@@ -295,20 +295,23 @@ impl<'s> UnitProcessor<'s> {
         }
     }
 
-    /// Processes one record whose values are already split (a Parquet row): `spans`
-    /// are its values in `text`, one per `schema` column, `bytes` its size as a line
-    /// (values and the spaces between them). Its id derives from the row
-    /// number as a line's from its line number; where the row is shown as a line
-    /// (`event.original`, a failure), its values are joined by spaces.
+    /// Processes one record whose values are already split (a Parquet row). Its id
+    /// derives from the row number as a line's from its line number; where the row is
+    /// shown as a line (`event.original`, a failure), its values are joined by spaces.
+    /// A row longer than `max_line_bytes` as a line is a failure, as such a line is.
     pub fn process_columns(
         &mut self,
-        number: u64,
-        schema: &Schema,
-        text: &str,
-        spans: &[Span],
-        bytes: u64,
+        row: &Row<'_>,
+        max_line_bytes: usize,
         out: &mut Document,
     ) -> Outcome {
+        let &Row {
+            number,
+            schema,
+            text,
+            spans,
+            bytes,
+        } = row;
         out.clear();
         let values = spans.iter().map(|&(s, e)| {
             text.as_bytes()
@@ -318,23 +321,45 @@ impl<'s> UnitProcessor<'s> {
         self.seed.id(number, values, &mut self.id);
         let id = std::mem::take(&mut self.id);
         self.docs.counts.bytes_in += bytes;
+        if bytes > max_line_bytes as u64 {
+            // As a text line over MAX_LINE_BYTES: a failure document holding its start.
+            let start = row_line(text, spans, max_line_bytes);
+            let error = format!(
+                "row {number}: {bytes} bytes as a line, longer than the maximum of {max_line_bytes} (MAX_LINE_BYTES); event.original holds its start"
+            );
+            let outcome = self.docs.failure(&start, &error, &id, out);
+            self.id = id;
+            return outcome;
+        }
         let outcome = match FlowRecord::from_spans(text, schema, spans) {
             Ok(rec) => {
                 let line = self
                     .docs
                     .settings
                     .include_original
-                    .then(|| row_line(text, spans));
+                    .then(|| row_line(text, spans, max_line_bytes));
                 self.docs.accept(&rec, line.as_deref(), &id, out)
             }
             Err(e) => {
                 let error = format!("row {number}: {e}");
-                self.docs.failure(&row_line(text, spans), &error, &id, out)
+                self.docs
+                    .failure(&row_line(text, spans, max_line_bytes), &error, &id, out)
             }
         };
         self.id = id;
         outcome
     }
+}
+
+/// A Parquet row: its values `spans` in `text`, one per `schema` column, and its size
+/// as a text line (values and the spaces between them).
+pub struct Row<'a> {
+    /// 1-based over the whole object.
+    pub number: u64,
+    pub schema: &'a Schema,
+    pub text: &'a str,
+    pub spans: &'a [Span],
+    pub bytes: u64,
 }
 
 impl Documents<'_> {
@@ -614,13 +639,25 @@ fn run_lines_looking_ahead(
     }
 }
 
-/// A Parquet row as a line: its values (`spans` in `text`) joined by single spaces.
-fn row_line(text: &str, spans: &[Span]) -> String {
-    let values: Vec<&str> = spans
-        .iter()
-        .map(|&(s, e)| text.get(s as usize..e as usize).unwrap_or_default())
-        .collect();
-    values.join(" ")
+/// A Parquet row as a line: its values (`spans` in `text`) joined by single spaces,
+/// cut at `max` bytes (at a character boundary).
+fn row_line(text: &str, spans: &[Span], max: usize) -> String {
+    let mut line = String::new();
+    for (i, &(s, e)) in spans.iter().enumerate() {
+        if i > 0 {
+            line.push(' ');
+        }
+        line.push_str(text.get(s as usize..e as usize).unwrap_or_default());
+        if line.len() >= max {
+            let mut end = max;
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            line.truncate(end);
+            break;
+        }
+    }
+    line
 }
 
 /// Reads every row of a Parquet object through `unit` into `out`, as `run_lines`,
@@ -633,12 +670,46 @@ fn run_parquet<R: ChunkReader + 'static>(
     limits: Limits,
     out: &mut Output<'_>,
 ) -> Result<(), String> {
+    let mut expansion = Expansion {
+        text: 0,
+        object: reader.len(),
+        limits,
+    };
     let object = ParquetObject::open(reader, limits)?;
     let runtime = tokio::runtime::Handle::try_current().ok();
     for group in 0..object.row_groups() {
-        read_row_group(&object, group, unit, out, runtime.as_ref())?;
+        read_row_group(&object, group, unit, out, &mut expansion, runtime.as_ref())?;
     }
     Ok(())
+}
+
+/// The text a Parquet object expands to (its rows as lines), held to MAX_OBJECT_BYTES
+/// and to MAX_DECOMPRESSION_RATIO times the object's size (past the first MiB), as the
+/// decompressed text of a gzip object is.
+struct Expansion {
+    text: u64,
+    object: u64,
+    limits: Limits,
+}
+
+impl Expansion {
+    fn add(&mut self, row: u64, bytes: u64) -> Result<(), String> {
+        self.text += bytes + 1;
+        if self.text > self.limits.max_decompressed_bytes {
+            return Err(format!(
+                "at row {row}: the object expands to more than {} bytes of text (MAX_OBJECT_BYTES)",
+                self.limits.max_decompressed_bytes
+            ));
+        }
+        const SLACK: u64 = 1 << 20;
+        if self.text > SLACK && self.text / self.object.max(1) > self.limits.max_ratio {
+            return Err(format!(
+                "at row {row}: the object expands more than {}:1 into text (MAX_DECOMPRESSION_RATIO): refusing a likely decompression bomb",
+                self.limits.max_ratio
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Reads one row group of `object` through `unit` into `out`.
@@ -647,9 +718,11 @@ fn read_row_group<R: ChunkReader + 'static>(
     group: usize,
     unit: &mut UnitProcessor<'_>,
     out: &mut Output<'_>,
+    expansion: &mut Expansion,
     runtime: Option<&tokio::runtime::Handle>,
 ) -> Result<(), String> {
     let enrich = unit.docs.enrich.clone();
+    let max_line_bytes = expansion.limits.max_line_bytes;
     object.read_row_group(
         group,
         |ids| {
@@ -659,9 +732,16 @@ fn read_row_group<R: ChunkReader + 'static>(
         },
         |number, schema, text, spans, bytes| {
             out.check_stop("row", number)?;
-            if let Outcome::Document { time, .. } =
-                unit.process_columns(number, schema, text, spans, bytes, &mut out.doc)
-            {
+            expansion.add(number, bytes)?;
+            let row = Row {
+                number,
+                schema,
+                text,
+                spans,
+                bytes,
+            };
+            let outcome = unit.process_columns(&row, max_line_bytes, &mut out.doc);
+            if let Outcome::Document { time, .. } = outcome {
                 out.add(unit, time)?;
             }
             Ok(())

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use flate2::bufread::MultiGzDecoder;
 
 pub mod parquet;
+mod parquet_limits;
 pub mod s3;
+mod thrift;
 
 /// Input limits (shared/DESIGN.md section 5). Exceeding one is a reported failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,18 +22,17 @@ use arrow_array::{
 };
 use arrow_buffer::{ArrowNativeType, NullBuffer};
 use arrow_schema::DataType;
-use bytes::Bytes;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder,
 };
 use parquet::basic::{Encoding, PageType, Type as PhysicalType};
-use parquet::errors::ParquetError;
 use parquet::file::metadata::ColumnChunkMetaData;
-use parquet::file::reader::{ChunkReader, Length};
+use parquet::file::reader::ChunkReader;
 
 use crate::ecs::Out;
 use crate::flowlog::{Column, Field, Kind, Schema, Span};
+use crate::source::parquet_limits::{self, GuardedReader};
 use crate::source::Limits;
 
 /// Rows decoded per batch on a thread of its own (memory: one batch of every column,
@@ -58,15 +57,23 @@ pub struct ParquetObject<R> {
     decode_ahead: bool,
     /// Rows before each row group: row numbers run on over the whole object.
     rows_before: Vec<u64>,
+    limits: Limits,
 }
 
 impl<R: ChunkReader + 'static> ParquetObject<R> {
     /// Reads the footer and checks every column (flat, a known type for its field).
     /// An error names the column.
+    /// The footer's sizes and each row group's shape are checked against `limits`
+    /// first (`parquet_limits`), and each page as it is read.
     pub fn open(reader: R, limits: Limits) -> Result<ParquetObject<R>, String> {
-        let _ = limits;
+        parquet_limits::check_footer(&reader)
+            .map_err(|e| format!("not a readable Parquet file: {e}"))?;
         let metadata = ArrowReaderMetadata::load(&reader, ArrowReaderOptions::default())
             .map_err(|e| format!("not a readable Parquet file: {e}"))?;
+        for (index, group) in metadata.metadata().row_groups().iter().enumerate() {
+            parquet_limits::check_row_group(group, index)
+                .map_err(|e| format!("not a readable Parquet file: {e}"))?;
+        }
         let descr = metadata.metadata().file_metadata().schema_descr();
         let mut columns = Vec::with_capacity(descr.num_columns());
         let mut names = Vec::with_capacity(descr.num_columns());
@@ -124,6 +131,7 @@ impl<R: ChunkReader + 'static> ParquetObject<R> {
             interface_column,
             decode_ahead: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
             rows_before,
+            limits,
         })
     }
 
@@ -233,16 +241,25 @@ struct Batches<'o, R> {
 impl<'o, R: ChunkReader + 'static> Batches<'o, R> {
     /// Row group `index` of `object`, whose first row follows row `number`.
     fn new(object: &'o ParquetObject<R>, index: usize, number: u64) -> Result<Self, String> {
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
-            SharedReader(object.reader.clone()),
-            object.row_group_metadata(index),
-        )
-        .with_row_groups(vec![index])
-        .with_batch_size(if object.decode_ahead {
+        let preferred = if object.decode_ahead {
             BATCH_ROWS_AHEAD
         } else {
             BATCH_ROWS
-        })
+        };
+        let group = object
+            .metadata
+            .metadata()
+            .row_groups()
+            .get(index)
+            .ok_or_else(|| format!("no row group {index}"))?;
+        let rows = parquet_limits::batch_rows(group, preferred);
+        let guarded = GuardedReader::new(object.reader.clone(), group, rows, object.limits);
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            guarded,
+            object.row_group_metadata(index),
+        )
+        .with_row_groups(vec![index])
+        .with_batch_size(rows)
         .build()
         .map_err(|e| format!("not a readable Parquet file: {e}"))?;
         Ok(Batches {
@@ -428,27 +445,6 @@ impl Sheet {
                 names.get(column).map_or("?", |n| n.as_str())
             )
         })
-    }
-}
-
-/// The object shared by the readers of its row groups.
-struct SharedReader<R>(Arc<R>);
-
-impl<R: ChunkReader> Length for SharedReader<R> {
-    fn len(&self) -> u64 {
-        self.0.len()
-    }
-}
-
-impl<R: ChunkReader> ChunkReader for SharedReader<R> {
-    type T = R::T;
-
-    fn get_read(&self, start: u64) -> Result<Self::T, ParquetError> {
-        self.0.get_read(start)
-    }
-
-    fn get_bytes(&self, start: u64, length: usize) -> Result<Bytes, ParquetError> {
-        self.0.get_bytes(start, length)
     }
 }
 
