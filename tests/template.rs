@@ -1,7 +1,9 @@
 //! template.yaml keeps the invariants the failure semantics rely on (cfn-lint in CI
 //! checks the rest): partial batch responses, a visibility timeout six times the
-//! function timeout, the runtime and build method, and environment variables the
-//! function knows.
+//! function timeout, the runtime and build method, environment variables the function
+//! knows; and, on the template as the SAM translator turns it into CloudFormation, the
+//! bucket policy against the flow log's layout, the alarms, the event source's scaling
+//! and the parameters for existing buckets and log groups.
 
 const TEMPLATE: &str = include_str!("../template.yaml");
 
@@ -73,4 +75,167 @@ fn ec2_permissions_only_when_enrichment_is_on() {
     );
     assert!(TEMPLATE.contains("EnrichEniOn: !Equals [!Ref EnrichEni, \"true\"]"));
     assert!(TEMPLATE.contains("ENRICH_ENI: !Ref EnrichEni"));
+}
+
+/// template.yaml as `sam deploy` sends it: transformed by the SAM translator
+/// (samtranslator, which cfn-lint brings; installed with pip when missing).
+fn transformed() -> serde_json::Value {
+    use std::process::Command;
+    let has_translator = Command::new("python3")
+        .args(["-c", "import samtranslator"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_translator {
+        let status = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "cfn-lint>=1",
+            ])
+            .status()
+            .expect("python3 to install cfn-lint (samtranslator)");
+        assert!(status.success(), "pip install cfn-lint failed");
+    }
+    let out = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/tools/sam_transform.py"
+        ))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml"))
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the transformed template is JSON")
+}
+
+fn resource<'t>(t: &'t serde_json::Value, name: &str) -> &'t serde_json::Value {
+    t["Resources"]
+        .get(name)
+        .unwrap_or_else(|| panic!("no resource {name}"))
+}
+
+/// Issue 20: the flow log the stack creates writes Hive-compatible partitions
+/// (`AWSLogs/aws-account-id=<account>/...`); the bucket policy lets log delivery write
+/// there (and under the plain layout), and the function may read both.
+#[test]
+fn bucket_policy_matches_the_flow_log_layout() {
+    let t = transformed();
+    let flow_log = &resource(&t, "VpcFlowLogToS3")["Properties"];
+    let hive = flow_log["DestinationOptions"]["HiveCompatiblePartitions"] == true;
+    let policy = &resource(&t, "FlowLogBucketPolicy")["Properties"]["PolicyDocument"];
+    let write = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Action"] == "s3:PutObject")
+        .expect("a PutObject statement for log delivery");
+    let resources = write["Resource"].to_string();
+    assert!(
+        resources.contains("/AWSLogs/${AWS::AccountId}/*"),
+        "{resources}"
+    );
+    if hive {
+        assert!(
+            resources.contains("/AWSLogs/aws-account-id=${AWS::AccountId}/*"),
+            "{resources}"
+        );
+    }
+    let role = resource(&t, "ForwarderFunctionRole").to_string();
+    assert!(role.contains("${FlowLogBucket.Arn}/AWSLogs/*"), "{role}");
+    // Notifications cover both layouts (the prefix is AWSLogs/).
+    let bucket = resource(&t, "FlowLogBucket").to_string();
+    assert!(bucket.contains(r#""Value":"AWSLogs/""#), "{bucket}");
+}
+
+/// Issue 20: failures before any record is read raise an alarm (FailedUnits), and so
+/// does a queue falling behind (the age of its oldest message).
+#[test]
+fn alarms_on_failed_units_and_queue_age() {
+    let t = transformed();
+    let failed = &resource(&t, "FailedUnitsAlarm")["Properties"];
+    assert_eq!(failed["Namespace"], "FlowlogForwarder");
+    assert_eq!(failed["MetricName"], "FailedUnits");
+    assert_eq!(failed["Statistic"], "Sum");
+    let age = &resource(&t, "QueueOldestMessageAlarm")["Properties"];
+    assert_eq!(age["MetricName"], "ApproximateAgeOfOldestMessage");
+    assert_eq!(age["Threshold"]["Ref"], "OldestMessageAgeAlarmSeconds");
+    assert_eq!(
+        age["Dimensions"][0]["Value"]["Fn::GetAtt"][0],
+        "FlowLogQueue"
+    );
+    // The metric names are the ones the invocation summary emits.
+    let summary = include_str!("../src/handler.rs");
+    assert!(summary.contains("metric(\"FailedUnits\""));
+}
+
+/// Issue 20: concurrency is limited on the SQS event source (ScalingConfig), not by
+/// reserved concurrency, whose throttled receives push messages to the DLQ.
+#[test]
+fn sqs_concurrency_through_scaling_config() {
+    let t = transformed();
+    let mapping = &resource(&t, "ForwarderFunctionFlowLogObjects")["Properties"];
+    assert_eq!(
+        mapping["FunctionResponseTypes"][0],
+        "ReportBatchItemFailures"
+    );
+    let scaling = mapping["ScalingConfig"].to_string();
+    assert!(scaling.contains("MaximumConcurrency"), "{scaling}");
+    let function = &resource(&t, "ForwarderFunction")["Properties"];
+    assert!(function.get("ReservedConcurrentExecutions").is_none());
+}
+
+/// Issue 20: a stack that cannot deliver does not deploy, and ALLOW_PLAIN_HTTP is a
+/// parameter like the function's variable.
+#[test]
+fn a_destination_is_required() {
+    let t = transformed();
+    let rule = t["Rules"]["DestinationRequired"].to_string();
+    assert!(
+        rule.contains("DestinationUrl") && rule.contains("DestinationSecretArn"),
+        "{rule}"
+    );
+    let env = &resource(&t, "ForwarderFunction")["Properties"]["Environment"]["Variables"];
+    assert_eq!(env["ALLOW_PLAIN_HTTP"]["Ref"], "AllowPlainHttp");
+    assert_eq!(env["SECRET_TTL_SECONDS"]["Ref"], "SecretTtlSeconds");
+}
+
+/// Issue 20: an existing bucket (a central log-archive bucket, maybe in another
+/// account) and an existing log group come from parameters: the queue policy names the
+/// bucket and its owner, the function reads only below the prefix and decrypts with
+/// the bucket's key through S3 only.
+#[test]
+fn existing_bucket_and_log_group_from_parameters() {
+    let t = transformed();
+    let queue_policy = resource(&t, "FlowLogQueuePolicy").to_string();
+    assert!(
+        queue_policy.contains("ExistingBucketAccountId"),
+        "{queue_policy}"
+    );
+    assert!(
+        queue_policy.contains("arn:${AWS::Partition}:s3:::${ExistingBucketName}"),
+        "{queue_policy}"
+    );
+    let role = resource(&t, "ForwarderFunctionRole").to_string();
+    assert!(
+        role.contains("s3:::${ExistingBucketName}/${ExistingBucketPrefix}*"),
+        "{role}"
+    );
+    assert!(role.contains("ExistingBucketKmsKeyArn") && role.contains("kms:ViaService"));
+    for conditional in ["FlowLogBucket", "FlowLogBucketPolicy"] {
+        assert_eq!(resource(&t, conditional)["Condition"], "CreateBucket");
+    }
+    assert_eq!(resource(&t, "FlowLogGroup")["Condition"], "CreateLogGroup");
+    let subscription = resource(&t, "ForwarderFunctionFlowLogEvents").to_string();
+    assert!(
+        subscription.contains("ExistingLogGroupName"),
+        "{subscription}"
+    );
+    assert!(t["Outputs"]["ExistingBucketNotification"].is_object());
 }
