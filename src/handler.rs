@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OnceCell};
 
 use crate::config::Config;
 use crate::ecs::Origin;
@@ -25,7 +25,8 @@ use crate::trigger::{self, Delivery, S3Object, Source, WorkUnit};
 /// Where S3 objects are read from.
 #[derive(Clone)]
 pub enum ObjectStore {
-    S3(aws_sdk_s3::Client),
+    /// S3, with a client made when first needed.
+    S3(Arc<OnceCell<aws_sdk_s3::Client>>),
     /// `DIR/bucket/key` on local disk (`invoke --s3-dir`).
     Dir(PathBuf),
 }
@@ -89,12 +90,14 @@ impl Handler {
     /// builds the HTTP client, the S3 client (or the local object directory) and, for
     /// ENRICH_ENI, the EC2 client.
     pub async fn new(config: Config, s3_dir: Option<PathBuf>) -> Result<Handler, String> {
-        let aws =
-            if s3_dir.is_none() || config.destination_secret_arn.is_some() || config.enrich_eni {
-                Some(load_aws_config().await)
-            } else {
-                None
-            };
+        // The AWS configuration is loaded only when something needs it now; S3 waits for
+        // the first event that names an object (an `invoke` of a CloudWatch Logs event
+        // never touches AWS).
+        let aws = if config.destination_secret_arn.is_some() || config.enrich_eni {
+            Some(load_aws_config().await)
+        } else {
+            None
+        };
         let (config, destination) = match (config.destination_secret_arn.clone(), &aws) {
             (Some(arn), Some(aws)) => {
                 let secret = DestinationSecret::new(aws, &arn);
@@ -114,14 +117,9 @@ impl Handler {
         let objects = match (s3_dir, &aws) {
             (Some(dir), _) => ObjectStore::Dir(dir),
             (None, Some(aws)) => {
-                let endpoint_set = std::env::var_os("AWS_ENDPOINT_URL").is_some()
-                    || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-                let s3_config = aws_sdk_s3::config::Builder::from(aws)
-                    .force_path_style(endpoint_set)
-                    .build();
-                ObjectStore::S3(aws_sdk_s3::Client::from_conf(s3_config))
+                ObjectStore::S3(Arc::new(OnceCell::new_with(Some(s3_client(aws)))))
             }
-            (None, None) => return Err("no object store".to_string()),
+            (None, None) => ObjectStore::S3(Arc::new(OnceCell::new())),
         };
         let enrich = match &aws {
             Some(aws) if config.enrich_eni => Some(Arc::new(EniCache::from_sdk_config(
@@ -279,11 +277,16 @@ impl Handler {
             })),
             Delivery::Direct => {
                 let (unit, error) = &failed_units[0];
+                let name = unit_name(unit);
+                let first = if error.starts_with(&name) {
+                    error.clone()
+                } else {
+                    format!("{name}: {error}")
+                };
                 Err(HandlerError::UnitsNotDelivered(format!(
-                    "{} of {} units not fully delivered; first: {}: {error}",
+                    "{} of {} units not fully delivered; first: {first}",
                     failed_units.len(),
                     invocation.units.len(),
-                    unit_name(unit)
                 )))
             }
         };
@@ -391,7 +394,10 @@ impl Handler {
                     .map_err(|e| format!("{}: {e} ({})", obj.uri(), path.display()))?;
                 Ok((UnitInput::File(file), None))
             }
-            ObjectStore::S3(client) => {
+            ObjectStore::S3(cell) => {
+                let client = cell
+                    .get_or_init(|| async { s3_client(&load_aws_config().await) })
+                    .await;
                 let version = obj.version_id.as_deref();
                 let stream =
                     source::s3::open_stream(client, &obj.bucket, &obj.key, version).await?;
@@ -525,6 +531,16 @@ pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient 
     aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
         .build_https()
+}
+
+/// An S3 client; path-style addressing when an endpoint is set (a local S3 API server).
+fn s3_client(aws: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let endpoint_set = std::env::var_os("AWS_ENDPOINT_URL").is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    let s3_config = aws_sdk_s3::config::Builder::from(aws)
+        .force_path_style(endpoint_set)
+        .build();
+    aws_sdk_s3::Client::from_conf(s3_config)
 }
 
 /// AWS configuration from the environment (region, credentials, endpoints), with

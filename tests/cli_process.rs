@@ -269,3 +269,35 @@ fn bad_configuration_exits_2_naming_the_variable() {
         assert!(out.stdout.is_empty());
     }
 }
+
+/// Issue 20: `invoke` of an event that needs no S3 never starts the AWS SDK (no region
+/// or IMDS warnings), and one that needs S3 with no credentials or endpoint says how to
+/// point at a local S3 API server.
+#[test]
+fn invoke_needs_aws_only_for_s3_and_says_how_to_point_at_it() {
+    let events = concat!(env!("CARGO_MANIFEST_DIR"), "/events");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["invoke", &format!("{events}/cloudwatch-logs.json")])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("WARN"), "{stderr}");
+    assert!(!stderr.to_lowercase().contains("imds"), "{stderr}");
+    assert_eq!(docs(&out).len(), 4);
+
+    let mut cmd = Command::new(BIN);
+    cmd.args(["invoke", &format!("{events}/s3-put.json")])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no answer from S3"), "{stderr}");
+    assert!(
+        stderr.contains("AWS_ENDPOINT_URL") && stderr.contains("--s3-dir"),
+        "{stderr}"
+    );
+}

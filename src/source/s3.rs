@@ -4,6 +4,7 @@
 use std::io::{Cursor, Read};
 use std::sync::Mutex;
 
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use bytes::Bytes;
 use parquet::errors::ParquetError;
 use parquet::file::reader::{ChunkReader, Length};
@@ -53,18 +54,35 @@ pub async fn open_stream(
     })
 }
 
-fn describe<E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Display>(
-    bucket: &str,
-    key: &str,
-    op: &str,
-    e: E,
-) -> String {
+/// What went wrong with an S3 request, with the object, the S3 error code and message,
+/// or the cause of a request that never got an answer (with how to point at S3).
+fn describe<E, R>(bucket: &str, key: &str, op: &str, e: SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    let uri = uri(bucket, key);
+    if let SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) = &e {
+        // The chain of causes, without the debug dump DisplayErrorContext adds.
+        let mut causes = Vec::new();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(c) = cause {
+            causes.push(c.to_string());
+            cause = c.source();
+        }
+        let cause = causes.join(": ");
+        return format!(
+            "{uri}: {op} failed: no answer from S3 ({cause}): no AWS credentials, region or reachable endpoint? \
+             For a local S3 API server set AWS_ENDPOINT_URL (with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); \
+             `invoke --s3-dir DIR` reads DIR/bucket/key instead"
+        );
+    }
     let code = e.code().unwrap_or("error").to_string();
     let message = e
         .message()
         .map(str::to_string)
-        .unwrap_or_else(|| e.to_string());
-    format!("{}: {op} failed: {code}: {message}", uri(bucket, key))
+        .unwrap_or_else(|| DisplayErrorContext(&e).to_string());
+    format!("{uri}: {op} failed: {code}: {message}")
 }
 
 /// Random access to an S3 object by ranged GetObject, for the Parquet reader. Used on a
