@@ -5,6 +5,8 @@
 //! bucket policy against the flow log's layout, the alarms, the event source's scaling
 //! and the parameters for existing buckets and log groups.
 
+mod common;
+
 const TEMPLATE: &str = include_str!("../template.yaml");
 
 #[test]
@@ -86,18 +88,7 @@ fn transformed() -> serde_json::Value {
         .status()
         .is_ok_and(|s| s.success());
     if !has_translator {
-        let status = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "cfn-lint>=1",
-            ])
-            .status()
-            .expect("python3 to install cfn-lint (samtranslator)");
-        assert!(status.success(), "pip install cfn-lint failed");
+        common::pip_install("cfn-lint>=1");
     }
     let out = Command::new("python3")
         .arg(concat!(

@@ -156,3 +156,32 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     e.write_all(data).unwrap();
     e.finish().unwrap()
 }
+
+/// Whether `command` is on the PATH.
+pub fn command_exists(command: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {command}")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Installs a Python package with pip (what a test needs and the machine lacks), then
+/// lets pyenv see its commands.
+pub fn pip_install(package: &str) {
+    let status = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            package,
+        ])
+        .status()
+        .unwrap_or_else(|e| panic!("python3 to install {package}: {e}"));
+    assert!(status.success(), "pip install '{package}' failed");
+    if command_exists("pyenv") {
+        let _ = std::process::Command::new("pyenv").arg("rehash").status();
+    }
+}

@@ -18,30 +18,8 @@ static MOTO: OnceLock<Moto> = OnceLock::new();
 /// Installs `moto[server]` with pip when `moto_server` is not on the PATH, so that
 /// `cargo test` works on a fresh machine with Python.
 fn ensure_installed() {
-    let found = |cmd: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {cmd}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if found("moto_server") {
-        return;
-    }
-    let status = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "moto[server]>=5",
-        ])
-        .status()
-        .expect("python3 to install moto[server]");
-    assert!(status.success(), "pip install 'moto[server]' failed");
-    if found("pyenv") {
-        let _ = Command::new("pyenv").arg("rehash").status();
+    if !super::command_exists("moto_server") {
+        super::pip_install("moto[server]>=5");
     }
 }
 

@@ -147,6 +147,23 @@ impl Receiver {
     }
 }
 
+/// Records a request and what was answered to it.
+fn record(
+    state: &Mutex<State>,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: String,
+    status: u16,
+) {
+    state.lock().unwrap().requests.push(Request {
+        at: Instant::now(),
+        path,
+        headers,
+        body,
+        status,
+    });
+}
+
 fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
     let mut writer = stream;
@@ -219,13 +236,7 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
                 body: partial,
                 declared,
             } => {
-                state.lock().unwrap().requests.push(Request {
-                    at: Instant::now(),
-                    path,
-                    headers,
-                    body,
-                    status: 200,
-                });
+                record(&state, path, headers, body, 200);
                 let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {declared}\r\nContent-Type: application/octet-stream\r\n\r\n");
                 let _ = writer.write_all(head.as_bytes());
                 let _ = writer.write_all(&partial);
@@ -238,13 +249,7 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
                 times,
                 pause,
             } => {
-                state.lock().unwrap().requests.push(Request {
-                    at: Instant::now(),
-                    path,
-                    headers,
-                    body,
-                    status: 200,
-                });
+                record(&state, path, headers, body, 200);
                 let head = format!(
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n",
                     chunk.len() * times
@@ -265,13 +270,7 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
                 continue;
             }
             Reply::Hang(d) => {
-                state.lock().unwrap().requests.push(Request {
-                    at: Instant::now(),
-                    path,
-                    headers,
-                    body,
-                    status: 0,
-                });
+                record(&state, path, headers, body, 0);
                 thread::sleep(d);
                 return;
             }
@@ -285,13 +284,7 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
                 (code, (vec![], text))
             }
         };
-        state.lock().unwrap().requests.push(Request {
-            at: Instant::now(),
-            path,
-            headers,
-            body,
-            status,
-        });
+        record(&state, path, headers, body, status);
         let (extra, text) = answer;
         let mut response = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", text.len());
         if !extra
