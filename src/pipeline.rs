@@ -91,7 +91,8 @@ impl IdSeed {
     }
 
     /// A seed for an input whose name says nothing of its content (a local file,
-    /// standard input): the id of a record also hashes the record's own bytes.
+    /// standard input): the id of a record also hashes the record's own bytes, unless
+    /// the seed is bound to the whole input's digest (`bound_to`).
     pub fn with_content(parts: &[&str]) -> IdSeed {
         IdSeed {
             seed: hash_parts(parts),
@@ -99,23 +100,33 @@ impl IdSeed {
         }
     }
 
-    /// The id of record `line` whose bytes are `content` (its values, for a row).
-    fn id<'c>(&self, line: u64, content: impl IntoIterator<Item = &'c [u8]>, out: &mut String) {
-        let h = if self.hash_content {
-            let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-            hasher.update(&self.seed.to_le_bytes());
-            hasher.update(&line.to_le_bytes());
-            for part in content {
-                hasher.update(&(part.len() as u64).to_le_bytes());
-                hasher.update(part);
-            }
-            hasher.digest128()
-        } else {
-            let mut bytes = [0u8; 24];
-            bytes[..16].copy_from_slice(&self.seed.to_le_bytes());
-            bytes[16..].copy_from_slice(&line.to_le_bytes());
-            xxhash_rust::xxh3::xxh3_128(&bytes)
-        };
+    /// This seed bound to the digest of the whole input (a Parquet object, read by
+    /// position: hashing it once is cheaper than hashing each row's values): records
+    /// are then told apart by their number alone.
+    fn bound_to(self, digest: u128) -> IdSeed {
+        if !self.hash_content {
+            return self;
+        }
+        let mut bytes = [0u8; 32];
+        bytes[..16].copy_from_slice(&self.seed.to_le_bytes());
+        bytes[16..].copy_from_slice(&digest.to_le_bytes());
+        IdSeed {
+            seed: xxhash_rust::xxh3::xxh3_128(&bytes),
+            hash_content: false,
+        }
+    }
+
+    /// The id of record `line` whose bytes are `content`: a hash of the seed and the
+    /// line number, and, for inputs whose records are hashed, of the content (seeded
+    /// with the first hash, one pass over the bytes).
+    fn id(&self, line: u64, content: &[u8], out: &mut String) {
+        let mut bytes = [0u8; 24];
+        bytes[..16].copy_from_slice(&self.seed.to_le_bytes());
+        bytes[16..].copy_from_slice(&line.to_le_bytes());
+        let mut h = xxhash_rust::xxh3::xxh3_128(&bytes);
+        if self.hash_content {
+            h ^= xxhash_rust::xxh3::xxh3_128_with_seed(content, h as u64);
+        }
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut hex = [0u8; 32];
         for (i, b) in h.to_be_bytes().into_iter().enumerate() {
@@ -228,7 +239,7 @@ impl<'s> UnitProcessor<'s> {
 
     /// Processes a line of a file or object; its id derives from the line number.
     pub fn process_line(&mut self, line: &SourceLine<'_>, out: &mut Document) -> Outcome {
-        self.seed.id(line.number, [line.bytes], &mut self.id);
+        self.seed.id(line.number, line.bytes, &mut self.id);
         let id = std::mem::take(&mut self.id);
         let outcome = self.process(line.number, line.bytes, line.too_long, &id, out);
         self.id = id;
@@ -313,12 +324,9 @@ impl<'s> UnitProcessor<'s> {
             bytes,
         } = row;
         out.clear();
-        let values = spans.iter().map(|&(s, e)| {
-            text.as_bytes()
-                .get(s as usize..e as usize)
-                .unwrap_or_default()
-        });
-        self.seed.id(number, values, &mut self.id);
+        // A row's id is bound to the object's digest (`run_parquet` binds the seed of
+        // inputs whose records are hashed), not to its own values.
+        self.seed.id(number, b"", &mut self.id);
         let id = std::mem::take(&mut self.id);
         self.docs.counts.bytes_in += bytes;
         if bytes > max_line_bytes as u64 {
@@ -675,12 +683,32 @@ fn run_parquet<R: ChunkReader + 'static>(
         object: reader.len(),
         limits,
     };
+    if unit.seed.hash_content {
+        unit.seed = unit.seed.bound_to(digest(&reader)?);
+    }
     let object = ParquetObject::open(reader, limits)?;
     let runtime = tokio::runtime::Handle::try_current().ok();
     for group in 0..object.row_groups() {
         read_row_group(&object, group, unit, out, &mut expansion, runtime.as_ref())?;
     }
     Ok(())
+}
+
+/// The xxh3 digest of a whole object read by position (a local Parquet file or
+/// standard input in memory), 8 MiB at a time.
+fn digest<R: ChunkReader>(reader: &R) -> Result<u128, String> {
+    const CHUNK: u64 = 8 << 20;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut at = 0;
+    while at < reader.len() {
+        let n = CHUNK.min(reader.len() - at);
+        let bytes = reader
+            .get_bytes(at, n as usize)
+            .map_err(|e| format!("reading the object: {e}"))?;
+        hasher.update(&bytes);
+        at += n;
+    }
+    Ok(hasher.digest128())
 }
 
 /// The text a Parquet object expands to (its rows as lines), held to MAX_OBJECT_BYTES

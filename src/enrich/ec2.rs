@@ -246,23 +246,19 @@ impl Ec2 {
 
 /// A factor in 0.5..1 for backoff jitter.
 fn jitter() -> f64 {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    0.5 + f64::from(nanos % 1000) / 2000.0
+    0.5 + fastrand::f64() / 2.0
 }
 
-/// Percent-encodes all but RFC 3986 unreserved characters.
+/// Every byte but RFC 3986's unreserved characters, percent-encoded (the Query API's
+/// form encoding, as SigV4 signs it).
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
 /// The error code and message of an EC2 error answer

@@ -536,15 +536,7 @@ pub fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
         .base_delay
         .saturating_mul(1u32 << (attempt - 1).min(20));
     let cap = exp.min(policy.max_delay);
-    cap.mul_f64(random_unit())
-}
-
-fn random_unit() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    // RandomState is seeded from the OS per instance: enough for jitter.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+    cap.mul_f64(fastrand::f64())
 }
 
 fn time_left(deadline: Option<Instant>, timeout: Duration) -> Option<Duration> {
