@@ -226,7 +226,7 @@ fn process_command(args: &[String]) -> ExitCode {
     let config = Arc::new(config);
     let result = runtime.block_on(async {
         let enrich = if config.enrich_eni {
-            let aws = crate::handler::load_aws_config().await;
+            let aws = crate::aws::load_aws_config().await;
             Some(Arc::new(EniCache::from_sdk_config(
                 &aws,
                 config.enrich_eni_ttl,
@@ -412,59 +412,6 @@ fn invoke_command(args: &[String]) -> ExitCode {
                     let _ = std::fs::write(path, format!("{text}\n"));
                 }
                 eprintln!("{text}");
-                ExitCode::from(1)
-            }
-        }
-    })
-}
-
-/// Inside Lambda: validate the configuration once (a bad one fails the cold start with
-/// a message naming the variable), then run the runtime loop.
-pub fn run_lambda() -> ExitCode {
-    let config = match Config::from_env() {
-        Ok(c) if c.destination_url.is_some() || c.destination_secret_arn.is_some() => {
-            crate::logging::init_lambda(c.log_level);
-            c
-        }
-        Ok(c) => {
-            crate::logging::init_lambda(c.log_level);
-            tracing::error!("DESTINATION_URL: required in Lambda (an http(s) URL)");
-            return ExitCode::from(2);
-        }
-        Err(e) => {
-            crate::logging::init_lambda(None);
-            tracing::error!(error = %e, "invalid configuration");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the async runtime");
-            return ExitCode::from(1);
-        }
-    };
-    runtime.block_on(async move {
-        let handler = match Handler::new(config, None).await {
-            Ok(h) if h.delivers_to_stdout() => {
-                tracing::error!(
-                    "DESTINATION_URL: required in Lambda (an http(s) URL, or in the secret)"
-                );
-                return ExitCode::from(2);
-            }
-            Ok(h) => h,
-            Err(e) => {
-                tracing::error!(error = %e, "cold start failed");
-                return ExitCode::from(2);
-            }
-        };
-        match handler.run_lambda().await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(error = %e, "runtime loop ended");
                 ExitCode::from(1)
             }
         }

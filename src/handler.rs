@@ -94,7 +94,7 @@ impl Handler {
         // the first event that names an object (an `invoke` of a CloudWatch Logs event
         // never touches AWS).
         let aws = if config.destination_secret_arn.is_some() || config.enrich_eni {
-            Some(load_aws_config().await)
+            Some(crate::aws::load_aws_config().await)
         } else {
             None
         };
@@ -116,9 +116,9 @@ impl Handler {
         };
         let objects = match (s3_dir, &aws) {
             (Some(dir), _) => ObjectStore::Dir(dir),
-            (None, Some(aws)) => {
-                ObjectStore::S3(Arc::new(OnceCell::new_with(Some(s3_client(aws)))))
-            }
+            (None, Some(aws)) => ObjectStore::S3(Arc::new(OnceCell::new_with(Some(
+                crate::aws::s3_client(aws),
+            )))),
             (None, None) => ObjectStore::S3(Arc::new(OnceCell::new())),
         };
         let enrich = match &aws {
@@ -153,7 +153,7 @@ impl Handler {
         let invocation = match trigger::decode(payload) {
             Ok(inv) => inv,
             Err(e) => {
-                let summary = summary_json(&Counts::default(), 0, 0, 0, started);
+                let summary = crate::metrics::summary_json(&Counts::default(), 0, 0, 0, started);
                 return (Err(HandlerError::MalformedPayload(e)), summary);
             }
         };
@@ -205,8 +205,13 @@ impl Handler {
         let report = match consumer.await {
             Ok(r) => r,
             Err(e) => {
-                let summary =
-                    summary_json(&Counts::default(), invocation.units.len(), 0, 0, started);
+                let summary = crate::metrics::summary_json(
+                    &Counts::default(),
+                    invocation.units.len(),
+                    0,
+                    0,
+                    started,
+                );
                 return (Err(HandlerError::Internal(e.to_string())), summary);
             }
         };
@@ -239,7 +244,7 @@ impl Handler {
         }
         let failures = failed_units.len() + invocation.bad_messages.len();
         let ec2_requests = self.ec2_requests() - ec2_requests_before;
-        let summary = summary_json(
+        let summary = crate::metrics::summary_json(
             &total,
             invocation.units.len(),
             failures,
@@ -396,7 +401,9 @@ impl Handler {
             }
             ObjectStore::S3(cell) => {
                 let client = cell
-                    .get_or_init(|| async { s3_client(&load_aws_config().await) })
+                    .get_or_init(|| async {
+                        crate::aws::s3_client(&crate::aws::load_aws_config().await)
+                    })
                     .await;
                 let version = obj.version_id.as_deref();
                 let stream =
@@ -427,30 +434,6 @@ impl Handler {
     pub fn delivers_to_stdout(&self) -> bool {
         matches!(self.destination, Destination::Stdout)
     }
-
-    /// Runs the Lambda runtime loop with this handler.
-    pub async fn run_lambda(self) -> Result<(), lambda_runtime::Error> {
-        let handler = Arc::new(self);
-        lambda_runtime::run(lambda_runtime::service_fn(
-            move |event: lambda_runtime::LambdaEvent<Value>| {
-                let handler = handler.clone();
-                async move {
-                    let deadline = deadline_instant(event.context.deadline, now_ms());
-                    tracing::debug!(
-                        deadline_ms = event.context.deadline,
-                        remaining_ms = deadline
-                            .saturating_duration_since(Instant::now())
-                            .as_millis() as u64,
-                        "invocation received"
-                    );
-                    let (response, summary) = handler.handle(&event.payload, Some(deadline)).await;
-                    println!("{summary}");
-                    response
-                }
-            },
-        ))
-        .await
-    }
 }
 
 /// `DIR/bucket/key` for `invoke --s3-dir`, refusing any bucket or key that would lead
@@ -474,41 +457,6 @@ fn local_object_path(dir: &Path, bucket: &str, key: &str) -> Result<PathBuf, Str
     Ok(path)
 }
 
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// Longest a Lambda invocation may run.
-const MAX_INVOCATION: Duration = Duration::from_secs(900);
-
-/// The invocation deadline (Lambda-Runtime-Deadline-Ms, milliseconds since the epoch)
-/// as an `Instant`, `now_ms` being the time now. A value that is no plausible deadline
-/// (already past, or further than the longest invocation) is treated as unknown, with
-/// a warning: taken as a duration when it is at most 15 minutes (cargo-lambda's
-/// emulator sends its timeout, `600000`), else as 15 minutes.
-fn deadline_instant(deadline_ms: u64, now_ms: u64) -> Instant {
-    let max_ms = MAX_INVOCATION.as_millis() as u64;
-    let plausible = deadline_ms > now_ms && deadline_ms - now_ms <= max_ms + 60_000;
-    if plausible {
-        return Instant::now() + Duration::from_millis(deadline_ms - now_ms);
-    }
-    let budget = if deadline_ms > 0 && deadline_ms <= max_ms {
-        Duration::from_millis(deadline_ms)
-    } else {
-        MAX_INVOCATION
-    };
-    tracing::warn!(
-        deadline_ms,
-        budget_ms = budget.as_millis() as u64,
-        "Lambda-Runtime-Deadline-Ms is not a plausible deadline (a local emulator?): using a budget from now"
-    );
-    Instant::now() + budget
-}
-
 /// Object size and notification time (S3), or event count and first event time
 /// (CloudWatch), for logs.
 fn unit_context(unit: &WorkUnit) -> (u64, &str) {
@@ -525,104 +473,9 @@ fn unit_name(unit: &WorkUnit) -> String {
     }
 }
 
-/// The AWS clients' HTTPS client: rustls with ring (see Cargo.toml).
-pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
-}
-
-/// An S3 client; path-style addressing when an endpoint is set (a local S3 API server).
-fn s3_client(aws: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    let endpoint_set = std::env::var_os("AWS_ENDPOINT_URL").is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-    let s3_config = aws_sdk_s3::config::Builder::from(aws)
-        .force_path_style(endpoint_set)
-        .build();
-    aws_sdk_s3::Client::from_conf(s3_config)
-}
-
-/// AWS configuration from the environment (region, credentials, endpoints), with
-/// `https_client`.
-pub async fn load_aws_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(https_client())
-        .load()
-        .await
-}
-
-/// One summary per invocation, in CloudWatch Embedded Metric Format: the counters
-/// become metrics in the `FlowlogForwarder` namespace without API calls.
-fn summary_json(
-    total: &Counts,
-    units: usize,
-    failures: usize,
-    ec2_requests: u64,
-    started: Instant,
-) -> Value {
-    let millis = started.elapsed().as_millis() as u64;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let function =
-        std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".to_string());
-    let metric = |name: &str, unit: &str| json!({ "Name": name, "Unit": unit });
-    json!({
-        "_aws": {
-            "Timestamp": now_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": "FlowlogForwarder",
-                "Dimensions": [["FunctionName"]],
-                "Metrics": [
-                    metric("Units", "Count"), metric("RecordsRead", "Count"), metric("RecordsForwarded", "Count"),
-                    metric("RecordsFiltered", "Count"), metric("RecordsMalformed", "Count"), metric("RecordsFailed", "Count"),
-                    metric("FailedUnits", "Count"), metric("RecordsEnriched", "Count"),
-                    metric("RecordsUnenriched", "Count"), metric("Ec2Requests", "Count"), metric("BytesIn", "Bytes"),
-                    metric("BytesOut", "Bytes"), metric("Milliseconds", "Milliseconds"),
-                ],
-            }],
-        },
-        "message": "invocation summary",
-        "FunctionName": function,
-        "Units": units,
-        "RecordsRead": total.read,
-        "RecordsForwarded": total.forwarded,
-        "RecordsFiltered": total.filtered,
-        "RecordsMalformed": total.malformed,
-        "RecordsFailed": total.failed,
-        "FailedUnits": failures,
-        "RecordsEnriched": total.enriched,
-        "RecordsUnenriched": total.unenriched,
-        "Ec2Requests": ec2_requests,
-        "BytesIn": total.bytes_in,
-        "BytesOut": total.bytes_out,
-        "Milliseconds": millis,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn implausible_deadlines_are_treated_as_unknown() {
-        let now = 1_800_000_000_000;
-        let left = |deadline_ms| {
-            deadline_instant(deadline_ms, now)
-                .saturating_duration_since(Instant::now())
-                .as_secs_f64()
-        };
-        // A real deadline: 30 s from now.
-        assert!((29.0..=30.0).contains(&left(now + 30_000)));
-        // cargo-lambda's emulator: a duration, not an epoch time.
-        assert!((599.0..=600.0).contains(&left(600_000)));
-        // Already past, or absurdly far: the longest invocation.
-        assert!((899.0..=900.0).contains(&left(now - 5_000)));
-        assert!((899.0..=900.0).contains(&left(now + 86_400_000)));
-        assert!((899.0..=900.0).contains(&left(0)));
-    }
 
     #[test]
     fn local_object_paths_stay_inside_the_directory() {

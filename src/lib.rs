@@ -3,9 +3,12 @@
 //! The data flow, one module per stage (shared/DESIGN.md):
 //! `source` (bytes to lines) -> `flowlog` (lines to records) -> `filter` ->
 //! `ecs` (records to documents, with `enrich` adding the EC2 details of the record's
-//! network interface when ENRICH_ENI is on), driven per work unit by `pipeline`; `cli` runs it
-//! from the command line, with `config` holding the validated environment.
+//! network interface when ENRICH_ENI is on) -> `sink`, driven per work unit by
+//! `pipeline`. `trigger` decodes Lambda payloads into units and `handler` runs one
+//! invocation (with `secret`, `aws` and `metrics`); `lambda` runs the runtime loop and
+//! `cli` the command line, with `config` holding the validated environment.
 
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod ecs;
@@ -13,7 +16,9 @@ pub mod enrich;
 pub mod filter;
 pub mod flowlog;
 pub mod handler;
+pub mod lambda;
 pub mod logging;
+pub mod metrics;
 pub mod pipeline;
 pub mod secret;
 pub mod sink;

@@ -6,7 +6,7 @@ fn main() -> ExitCode {
     tune_allocator();
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if args.is_empty() && std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        return flowlog_forwarder::cli::run_lambda();
+        return flowlog_forwarder::lambda::run();
     }
     flowlog_forwarder::cli::run(args)
 }

@@ -162,7 +162,7 @@ fn alarms_on_failed_units_and_queue_age() {
         "FlowLogQueue"
     );
     // The metric names are the ones the invocation summary emits.
-    let summary = include_str!("../src/handler.rs");
+    let summary = include_str!("../src/metrics.rs");
     assert!(summary.contains("metric(\"FailedUnits\""));
 }
 

@@ -66,7 +66,7 @@ impl Moto {
     pub fn sdk_config(&self) -> aws_config::SdkConfig {
         let creds = aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test");
         aws_config::SdkConfig::builder()
-            .http_client(flowlog_forwarder::handler::https_client())
+            .http_client(flowlog_forwarder::aws::https_client())
             .behavior_version(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
             .endpoint_url(&self.endpoint)

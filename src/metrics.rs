@@ -1,0 +1,59 @@
+//! The invocation summary in CloudWatch Embedded Metric Format: one JSON log line per
+//! invocation whose counters CloudWatch turns into metrics (namespace
+//! `FlowlogForwarder`) without API calls.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::pipeline::Counts;
+
+/// One summary per invocation, in CloudWatch Embedded Metric Format: the counters
+/// become metrics in the `FlowlogForwarder` namespace without API calls.
+pub fn summary_json(
+    total: &Counts,
+    units: usize,
+    failures: usize,
+    ec2_requests: u64,
+    started: Instant,
+) -> Value {
+    let millis = started.elapsed().as_millis() as u64;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let function =
+        std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".to_string());
+    let metric = |name: &str, unit: &str| json!({ "Name": name, "Unit": unit });
+    json!({
+        "_aws": {
+            "Timestamp": now_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": "FlowlogForwarder",
+                "Dimensions": [["FunctionName"]],
+                "Metrics": [
+                    metric("Units", "Count"), metric("RecordsRead", "Count"), metric("RecordsForwarded", "Count"),
+                    metric("RecordsFiltered", "Count"), metric("RecordsMalformed", "Count"), metric("RecordsFailed", "Count"),
+                    metric("FailedUnits", "Count"), metric("RecordsEnriched", "Count"),
+                    metric("RecordsUnenriched", "Count"), metric("Ec2Requests", "Count"), metric("BytesIn", "Bytes"),
+                    metric("BytesOut", "Bytes"), metric("Milliseconds", "Milliseconds"),
+                ],
+            }],
+        },
+        "message": "invocation summary",
+        "FunctionName": function,
+        "Units": units,
+        "RecordsRead": total.read,
+        "RecordsForwarded": total.forwarded,
+        "RecordsFiltered": total.filtered,
+        "RecordsMalformed": total.malformed,
+        "RecordsFailed": total.failed,
+        "FailedUnits": failures,
+        "RecordsEnriched": total.enriched,
+        "RecordsUnenriched": total.unenriched,
+        "Ec2Requests": ec2_requests,
+        "BytesIn": total.bytes_in,
+        "BytesOut": total.bytes_out,
+        "Milliseconds": millis,
+    })
+}
