@@ -2,8 +2,8 @@
 //! and builds the response (shared/DESIGN.md section 5): SQS `batchItemFailures`
 //! listing exactly the messages not fully delivered, or an error for the other
 //! triggers so that Lambda retries and then sends the event to the on-failure
-//! destination. Also the cold start (configuration, secret, clients) and the
-//! per-invocation summary in CloudWatch Embedded Metric Format.
+//! destination. `Handler::new` is what a cold start builds (secret, destination,
+//! object store); the summary's format is `metrics`, the runtime loop `lambda`.
 
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
