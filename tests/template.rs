@@ -195,6 +195,10 @@ fn a_destination_is_required() {
     let env = &resource(&t, "ForwarderFunction")["Properties"]["Environment"]["Variables"];
     assert_eq!(env["ALLOW_PLAIN_HTTP"]["Ref"], "AllowPlainHttp");
     assert_eq!(env["SECRET_TTL_SECONDS"]["Ref"], "SecretTtlSeconds");
+    // The log level reaches the function as Lambda's AWS_LAMBDA_LOG_LEVEL.
+    let logging = &resource(&t, "ForwarderFunction")["Properties"]["LoggingConfig"];
+    assert_eq!(logging["ApplicationLogLevel"]["Ref"], "LogLevel");
+    assert_eq!(logging["LogFormat"], "JSON");
 }
 
 /// Issue 20: an existing bucket (a central log-archive bucket, maybe in another
