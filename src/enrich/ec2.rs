@@ -176,9 +176,9 @@ impl Ec2 {
         loop {
             attempt += 1;
             let error = match self.attempt(&body).await {
-                Ok(Ok(xml)) => return Ok(xml),
-                Ok(Err((error, false))) => return Err(format!("{action}: {error}")),
-                Ok(Err((error, true))) | Err(error) => error,
+                Ok(xml) => return Ok(xml),
+                Err(e) if !e.is_retryable() => return Err(format!("{action}: {e}")),
+                Err(e) => e,
             };
             let backoff = Duration::from_millis(200 << (attempt - 1)).mul_f64(jitter());
             if attempt >= ATTEMPTS || started.elapsed() + backoff + ATTEMPT_TIMEOUT > TOTAL_TIMEOUT
@@ -189,17 +189,16 @@ impl Ec2 {
         }
     }
 
-    /// One signed request. `Err` for a transport error (retryable); `Ok(Err((error,
-    /// retryable)))` for an error answer.
-    async fn attempt(&self, body: &str) -> Result<Result<String, (String, bool)>, String> {
+    /// One signed request: the answer's XML, or why there is none.
+    async fn attempt(&self, body: &str) -> Result<String, AttemptError> {
         let provider = self
             .credentials
             .as_ref()
-            .ok_or_else(|| "no AWS credentials".to_string())?;
+            .ok_or_else(|| AttemptError::Transport("no AWS credentials".to_string()))?;
         let credentials = provider
             .provide_credentials()
             .await
-            .map_err(|e| format!("AWS credentials: {e}"))?;
+            .map_err(|e| AttemptError::Transport(format!("AWS credentials: {e}")))?;
         let identity: Identity = credentials.into();
         let params = v4::SigningParams::builder()
             .identity(&identity)
@@ -208,7 +207,7 @@ impl Ec2 {
             .time(SystemTime::now())
             .settings(SigningSettings::default())
             .build()
-            .map_err(|e| format!("signing: {e}"))?
+            .map_err(|e| AttemptError::Transport(format!("signing: {e}")))?
             .into();
         let headers = [("host", self.host.as_str()), ("content-type", CONTENT_TYPE)];
         let signable = SignableRequest::new(
@@ -217,9 +216,9 @@ impl Ec2 {
             headers.into_iter(),
             SignableBody::Bytes(body.as_bytes()),
         )
-        .map_err(|e| format!("signing: {e}"))?;
+        .map_err(|e| AttemptError::Transport(format!("signing: {e}")))?;
         let (instructions, _) = sign(signable, &params)
-            .map_err(|e| format!("signing: {e}"))?
+            .map_err(|e| AttemptError::Transport(format!("signing: {e}")))?
             .into_parts();
         let mut request = self
             .http
@@ -229,18 +228,45 @@ impl Ec2 {
         for (name, value) in instructions.headers() {
             request = request.header(name, value);
         }
-        let response = request.send().await.map_err(|e| e.to_string())?;
+        let transport = |e: reqwest::Error| AttemptError::Transport(e.to_string());
+        let response = request.send().await.map_err(transport)?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| e.to_string())?;
+        let text = response.text().await.map_err(transport)?;
         if status.is_success() {
-            return Ok(Ok(text));
+            return Ok(text);
         }
         let (code, message) = parse_error(&text);
-        let retryable = status.is_server_error() || RETRYABLE.contains(&code.as_str());
-        Ok(Err((
-            format!("HTTP {}: {code}: {message}", status.as_u16()),
-            retryable,
-        )))
+        Err(AttemptError::Answer {
+            retryable: status.is_server_error() || RETRYABLE.contains(&code.as_str()),
+            status: status.as_u16(),
+            code,
+            message,
+        })
+    }
+}
+
+/// Why one EC2 request got no answer to use.
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    /// No answer (credentials, signing, connection, timeout): tried again.
+    #[error("{0}")]
+    Transport(String),
+    /// An error answer; throttling and server errors are tried again.
+    #[error("HTTP {status}: {code}: {message}")]
+    Answer {
+        status: u16,
+        code: String,
+        message: String,
+        retryable: bool,
+    },
+}
+
+impl AttemptError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            AttemptError::Transport(_) => true,
+            AttemptError::Answer { retryable, .. } => *retryable,
+        }
     }
 }
 
