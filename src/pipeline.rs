@@ -729,8 +729,7 @@ impl Expansion {
                 self.limits.max_decompressed_bytes
             ));
         }
-        const SLACK: u64 = 1 << 20;
-        if self.text > SLACK && self.text / self.object.max(1) > self.limits.max_ratio {
+        if self.limits.ratio_exceeded(self.text, self.object) {
             return Err(format!(
                 "at row {row}: the object expands more than {}:1 into text (MAX_DECOMPRESSION_RATIO): refusing a likely decompression bomb",
                 self.limits.max_ratio

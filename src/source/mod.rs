@@ -25,6 +25,16 @@ pub struct Limits {
     pub max_ratio: u64,
 }
 
+impl Limits {
+    /// Whether `produced` bytes made from `input` bytes pass MAX_DECOMPRESSION_RATIO.
+    /// The first MiB is allowed whatever the ratio, so small inputs with small outputs
+    /// are never refused.
+    pub fn ratio_exceeded(&self, produced: u64, input: u64) -> bool {
+        const SLACK: u64 = 1 << 20;
+        produced > SLACK && produced / input.max(1) > self.max_ratio
+    }
+}
+
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
@@ -180,9 +190,8 @@ impl<R> LimitedReader<R> {
             ));
         }
         if let Some(compressed) = &self.compressed {
-            const SLACK: u64 = 1024 * 1024;
-            let c = compressed.load(Ordering::Relaxed).max(1);
-            if self.produced > SLACK && self.produced / c > self.limits.max_ratio {
+            let consumed = compressed.load(Ordering::Relaxed);
+            if self.limits.ratio_exceeded(self.produced, consumed) {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(

@@ -53,7 +53,7 @@ pub fn check_footer<R: ChunkReader>(reader: &R) -> Result<(), String> {
         .get_bytes(len - 8 - declared, declared as usize)
         .map_err(|e| format!("reading the footer: {e}"))?;
     Compact::new(&footer)
-        .skip(12)
+        .skip(thrift::STRUCT)
         .map_err(|e| format!("the footer is corrupt: {e}"))
 }
 
@@ -117,7 +117,7 @@ pub struct PageGuard {
     /// Each column chunk's byte range, name and codec.
     chunks: Vec<Chunk>,
     page_cap: u64,
-    max_ratio: u64,
+    limits: Limits,
     batch_rows: u64,
     /// The page whose data comes next, when it is gzip: where, its compressed size
     /// and what its trailer must say.
@@ -160,7 +160,7 @@ impl<R: ChunkReader> GuardedReader<R> {
         let guard = PageGuard {
             chunks,
             page_cap: PAGE_CAP.max(limits.max_line_bytes as u64),
-            max_ratio: limits.max_ratio,
+            limits,
             batch_rows: batch_rows as u64,
             pending_gzip: None,
             last_data_start: None,
@@ -190,11 +190,10 @@ impl PageGuard {
                 self.page_cap
             ));
         }
-        const SLACK: u64 = 1 << 20;
-        if size > SLACK && size / compressed.max(1) > self.max_ratio {
+        if self.limits.ratio_exceeded(size, compressed) {
             return fail(format!(
                 "decompression ratio over {}:1 (MAX_DECOMPRESSION_RATIO)",
-                self.max_ratio
+                self.limits.max_ratio
             ));
         }
         let chunk = &mut self.chunks[j];

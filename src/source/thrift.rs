@@ -16,7 +16,8 @@ const BINARY: u8 = 8;
 const LIST: u8 = 9;
 const SET: u8 = 10;
 const MAP: u8 = 11;
-const STRUCT: u8 = 12;
+/// A struct (Parquet's footer, `FileMetaData`, is one).
+pub const STRUCT: u8 = 12;
 const UUID: u8 = 13;
 
 /// Deepest nesting accepted (Parquet's own structures nest a few levels).
