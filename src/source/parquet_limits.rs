@@ -18,7 +18,7 @@ use super::thrift::{self, Compact, PageHeader};
 use super::Limits;
 
 /// Longest footer (file metadata) accepted: AWS footers take a few KB a row group.
-pub const FOOTER_CAP: u64 = 4 << 20;
+const FOOTER_CAP: u64 = 4 << 20;
 
 /// Most bytes one page may decompress to (or MAX_LINE_BYTES, when larger): writers
 /// cut pages at 1 MiB.
@@ -29,7 +29,7 @@ const PAGE_CAP: u64 = 8 << 20;
 const HELD_PAGES_BUDGET: u64 = 48 << 20;
 
 /// Most bytes a decoded batch of rows may take, as the pages declare them.
-pub const BATCH_BUDGET: u64 = 16 << 20;
+const BATCH_BUDGET: u64 = 16 << 20;
 
 /// Reads the footer's declared length and checks it and every length in it.
 pub fn check_footer<R: ChunkReader>(reader: &R) -> Result<(), String> {
