@@ -1,11 +1,14 @@
 //! Parse + filter + normalize + serialize throughput, one core, for the default
-//! 14-field format and the 29-field v5 format. `cargo bench --bench pipeline`.
+//! 14-field format and the 29-field v5 format, as ECS and as OCSF.
+//! `cargo bench --bench pipeline`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use flowlog_forwarder::ecs::{Document, Origin};
+use flowlog_forwarder::config::{OutputSchema, RecordSettings};
+use flowlog_forwarder::context::Origin;
 use flowlog_forwarder::filter::Filter;
 use flowlog_forwarder::flowlog::Schema;
-use flowlog_forwarder::pipeline::{IdSeed, RecordSettings, UnitProcessor};
+use flowlog_forwarder::json::Document;
+use flowlog_forwarder::pipeline::{IdSeed, UnitProcessor};
 use flowlog_forwarder::source::SourceLine;
 
 const V5: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status vpc-id subnet-id instance-id tcp-flags type pkt-srcaddr pkt-dstaddr region az-id sublocation-type sublocation-id pkt-src-aws-service pkt-dst-aws-service flow-direction traffic-path";
@@ -34,11 +37,18 @@ fn lines(v5: bool, n: usize) -> Vec<String> {
         .collect()
 }
 
-fn bench_format(c: &mut Criterion, name: &str, schema: Schema, input: Vec<String>) {
+fn bench_format(
+    c: &mut Criterion,
+    name: &str,
+    schema: Schema,
+    output_schema: OutputSchema,
+    input: &[String],
+) {
     let settings = RecordSettings {
         schema,
         filter: Filter::default(),
         include_original: false,
+        output_schema,
     };
     let mut group = c.benchmark_group("parse_normalize_serialize");
     group.throughput(Throughput::Elements(input.len() as u64));
@@ -75,18 +85,14 @@ fn bench_format(c: &mut Criterion, name: &str, schema: Schema, input: Vec<String
 }
 
 fn benches(c: &mut Criterion) {
-    bench_format(
-        c,
-        "default_14_fields",
-        Schema::default_v2(),
-        lines(false, 10_000),
-    );
-    bench_format(
-        c,
-        "v5_29_fields",
-        Schema::parse_format(V5).unwrap(),
-        lines(true, 10_000),
-    );
+    let (default, v5) = (lines(false, 10_000), lines(true, 10_000));
+    let v5_schema = Schema::parse_format(V5).unwrap();
+    for (suffix, output) in [("", OutputSchema::Ecs), ("_ocsf", OutputSchema::Ocsf)] {
+        let name = format!("default_14_fields{suffix}");
+        bench_format(c, &name, Schema::default_v2(), output, &default);
+        let name = format!("v5_29_fields{suffix}");
+        bench_format(c, &name, v5_schema.clone(), output, &v5);
+    }
 }
 
 criterion_group!(pipeline, benches);

@@ -7,8 +7,8 @@ use std::io;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::config::Config;
-use crate::ecs::Origin;
+use crate::config::{Config, OutputSchema};
+use crate::context::Origin;
 use crate::enrich::EniCache;
 use crate::flowlog::Schema;
 use crate::handler::Handler;
@@ -28,7 +28,8 @@ COMMANDS:
     process    Read flow log files (plain, gzip or multi-member gzip, detected from content;
                '-' or no FILE reads standard input). A header line ('version account-id ...')
                sets the format of the lines after it; lines without one use --log-format.
-               Writes one ECS JSON document per record to standard output (NDJSON), and a
+               Writes one JSON document per record (ECS, or OCSF with --output-schema ocsf)
+               to standard output (NDJSON), and a
                one-line summary to standard error:
                  summary read=N forwarded=N filtered=N malformed=N failed=N inputs=N input_errors=N
                  (then enriched=N unenriched=N with ENRICH_ENI)
@@ -52,6 +53,7 @@ OPTIONS:
     --log-format FORMAT    Format of lines without a header, as LOG_FORMAT:
                            '${version} ${account-id} ...' or bare names. Default: AWS default v2.
     --destination URL      Where documents go, as DESTINATION_URL ('stdout' is standard output).
+    --output-schema NAME   ecs | ocsf, as OUTPUT_SCHEMA.
     -h, --help             This help.
     -V, --version          The version.
 
@@ -87,7 +89,10 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
                            no flow-direction, from ec2:DescribeNetworkInterfaces/DescribeVpcs;
                            a failed lookup forwards records unenriched (counted) (default false)
     ENRICH_ENI_TTL_SECONDS how long EC2 answers are cached, not-found too      (default 300)
-    INCLUDE_ORIGINAL       true adds event.original, the raw line               (default false)
+    INCLUDE_ORIGINAL       true adds event.original (OCSF raw_data), the raw line (default false)
+    OUTPUT_SCHEMA          ecs | ocsf: ECS documents, or OCSF 1.1.0 Network Activity events
+                           (class 4001, activity Traffic) as Amazon Security Lake writes them
+                                                                               (default ecs)
     MAX_LINE_BYTES         longest accepted line                               (default 262144)
     MAX_OBJECT_BYTES       most bytes one input may decompress to              (default 4 GiB)
     MAX_DECOMPRESSION_RATIO  most decompressed bytes per compressed byte       (default 200)
@@ -136,6 +141,7 @@ fn usage_error(message: &str) -> ExitCode {
 struct Options {
     log_format: Option<String>,
     destination: Option<String>,
+    output_schema: Option<String>,
     s3_dir: Option<String>,
     response: Option<String>,
     positional: Vec<String>,
@@ -162,6 +168,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         match name {
             "--log-format" => opts.log_format = Some(value(&mut i)?),
             "--destination" => opts.destination = Some(value(&mut i)?),
+            "--output-schema" => opts.output_schema = Some(value(&mut i)?),
             "--s3-dir" => opts.s3_dir = Some(value(&mut i)?),
             "--response" => opts.response = Some(value(&mut i)?),
             "-" => opts.positional.push(arg.clone()),
@@ -183,6 +190,10 @@ fn load_config(opts: &Options) -> Result<Config, String> {
     if let Some(format) = &opts.log_format {
         config.records.schema =
             Schema::parse_format(format).map_err(|e| format!("--log-format: {e}"))?;
+    }
+    if let Some(schema) = &opts.output_schema {
+        config.records.output_schema =
+            OutputSchema::parse(schema).map_err(|e| format!("--output-schema: {e}"))?;
     }
     if let Some(dest) = &opts.destination {
         let overridden = Config::from_lookup(|k| match k {

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use crate::filter::Filter;
 use crate::flowlog::Schema;
-use crate::pipeline::RecordSettings;
 use crate::source::Limits;
 
 /// Request body framing at the destination.
@@ -15,6 +14,37 @@ pub enum DestinationFormat {
     Ndjson,
     Elasticsearch,
     SplunkHec,
+}
+
+/// The schema documents are written in (OUTPUT_SCHEMA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputSchema {
+    /// Elastic Common Schema, as the Elastic `aws.vpcflow` integration (the default).
+    #[default]
+    Ecs,
+    /// OCSF 1.1.0 Network Activity (class 4001), as Amazon Security Lake writes.
+    Ocsf,
+}
+
+impl OutputSchema {
+    /// `ecs` or `ocsf`, as OUTPUT_SCHEMA and `--output-schema` take it.
+    pub fn parse(value: &str) -> Result<OutputSchema, String> {
+        match value.to_ascii_lowercase().as_str() {
+            "ecs" => Ok(OutputSchema::Ecs),
+            "ocsf" => Ok(OutputSchema::Ocsf),
+            _ => Err(format!("'{value}' is not ecs or ocsf")),
+        }
+    }
+}
+
+/// How records become documents: settings shared by every unit of a run.
+#[derive(Debug, Clone)]
+pub struct RecordSettings {
+    /// Schema for inputs without a header line (LOG_FORMAT or the default).
+    pub schema: Schema,
+    pub filter: Filter,
+    pub include_original: bool,
+    pub output_schema: OutputSchema,
 }
 
 /// Everything the forwarder is configured with.
@@ -91,6 +121,7 @@ impl std::fmt::Debug for Config {
             .field("log_format", &self.records.schema.to_format_string())
             .field("filter", &self.records.filter)
             .field("include_original", &self.records.include_original)
+            .field("output_schema", &self.records.output_schema)
             .field("limits", &self.limits)
             .field("deadline_margin", &self.deadline_margin)
             .field("log_level", &self.log_level)
@@ -217,6 +248,10 @@ impl Config {
             Some(other) => Err(err(name, format!("'{other}' is not true or false"))),
         };
         let include_original = flag("INCLUDE_ORIGINAL")?;
+        let output_schema = match get("OUTPUT_SCHEMA") {
+            None => OutputSchema::Ecs,
+            Some(v) => OutputSchema::parse(&v).map_err(|m| err("OUTPUT_SCHEMA", m))?,
+        };
         let allow_plain_http = flag("ALLOW_PLAIN_HTTP")?;
         let enrich_eni = flag("ENRICH_ENI")?;
         let enrich_eni_ttl = Duration::from_secs(number("ENRICH_ENI_TTL_SECONDS", 300, 1, 86_400)?);
@@ -265,6 +300,7 @@ impl Config {
                 schema,
                 filter,
                 include_original,
+                output_schema,
             },
             limits,
             deadline_margin,

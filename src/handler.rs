@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, OnceCell};
 
 use crate::config::Config;
-use crate::ecs::Origin;
+use crate::context::Origin;
 use crate::enrich::EniCache;
 use crate::pipeline::{run_input, Counts, IdSeed, Output, UnitInput, UnitProcessor};
 use crate::secret::{apply_secret, DestinationSecret};

@@ -10,17 +10,22 @@
 
 pub mod aws;
 pub mod cli;
+pub mod community_id;
 pub mod config;
+pub mod context;
 pub mod ecs;
 pub mod enrich;
 pub mod filter;
 pub mod flowlog;
 pub mod handler;
+pub mod json;
 pub mod lambda;
 pub mod logging;
 pub mod metrics;
+pub mod ocsf;
 pub mod pipeline;
 pub mod secret;
 pub mod sink;
 pub mod source;
+pub mod timestamp;
 pub mod trigger;

@@ -11,10 +11,13 @@ use parquet::file::reader::ChunkReader;
 
 use serde::Serialize;
 
-use crate::ecs::{self, DocContext, Document, Origin};
+use crate::config::{OutputSchema, RecordSettings};
+use crate::context::{DocContext, Origin};
+use crate::ecs;
 use crate::enrich::{EniCache, Interface, Lookup};
-use crate::filter::Filter;
 use crate::flowlog::{Field, FlowRecord, Line, LineParser, Schema, Span};
+use crate::json::Document;
+use crate::ocsf;
 use crate::sink::{Batch, BatchLimits, DocMeta};
 use crate::source::parquet::ParquetObject;
 use crate::source::s3::RangedObject;
@@ -146,15 +149,6 @@ fn hash_parts(parts: &[&str]) -> u128 {
         bytes.extend_from_slice(p.as_bytes());
     }
     xxhash_rust::xxh3::xxh3_128(&bytes)
-}
-
-/// Settings shared by every unit of a run.
-#[derive(Debug, Clone)]
-pub struct RecordSettings {
-    /// Schema for inputs without a header line (LOG_FORMAT or the default).
-    pub schema: Schema,
-    pub filter: Filter,
-    pub include_original: bool,
 }
 
 /// Processes the lines of one unit.
@@ -407,7 +401,10 @@ impl Documents<'_> {
             now: self.now,
             interface: interface.as_deref(),
         };
-        ecs::write_document(out, rec, &ctx);
+        match self.settings.output_schema {
+            OutputSchema::Ecs => ecs::write_document(out, rec, &ctx),
+            OutputSchema::Ocsf => ocsf::write_event(out, rec, &ctx),
+        }
         self.counts.bytes_out += out.len() as u64;
         Outcome::Document {
             malformed: false,
@@ -426,7 +423,10 @@ impl Documents<'_> {
             now: self.now,
             interface: None,
         };
-        ecs::write_failure_document(out, raw, error, &ctx);
+        match self.settings.output_schema {
+            OutputSchema::Ecs => ecs::write_failure_document(out, raw, error, &ctx),
+            OutputSchema::Ocsf => ocsf::write_failure_event(out, raw, error, &ctx),
+        }
         self.counts.bytes_out += out.len() as u64;
         Outcome::Document {
             malformed: true,

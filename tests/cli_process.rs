@@ -23,6 +23,7 @@ fn run(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
         "INTERNAL_CIDRS",
         "VPC_CIDR_PREFIX",
         "ACTIONS",
+        "OUTPUT_SCHEMA",
         "DESTINATION_URL",
         "AWS_LAMBDA_RUNTIME_API",
     ] {
@@ -261,6 +262,7 @@ fn bad_configuration_exits_2_naming_the_variable() {
         ("LOG_LEVEL", "loud"),
         ("INCLUDE_ORIGINAL", "garbage"),
         ("DESTINATION_CA_BUNDLE", "/nonexistent.pem"),
+        ("OUTPUT_SCHEMA", "cef"),
     ] {
         let out = run(&["process", "-"], &[(name, value)], LINE.as_bytes());
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -300,4 +302,33 @@ fn invoke_needs_aws_only_for_s3_and_says_how_to_point_at_it() {
         stderr.contains("AWS_ENDPOINT_URL") && stderr.contains("--s3-dir"),
         "{stderr}"
     );
+}
+
+/// OUTPUT_SCHEMA and `--output-schema` select OCSF; the option wins over the variable.
+#[test]
+fn output_schema_from_the_environment_or_the_option() {
+    let ocsf = run(
+        &["process", "-"],
+        &[("OUTPUT_SCHEMA", "ocsf")],
+        LINE.as_bytes(),
+    );
+    assert_eq!(docs(&ocsf)[0]["class_uid"], 4001);
+    let option = run(
+        &["process", "--output-schema", "ocsf", "-"],
+        &[("OUTPUT_SCHEMA", "ecs")],
+        LINE.as_bytes(),
+    );
+    let event = &docs(&option)[0];
+    assert_eq!(event["src_endpoint"]["ip"], "10.0.0.1");
+    assert_eq!(event["metadata"]["log_provider"], "File");
+    let ecs = run(&["process", "-"], &[], LINE.as_bytes());
+    assert_eq!(docs(&ecs)[0]["event"]["dataset"], "aws.vpcflow");
+    assert_eq!(docs(&ecs)[0]["event"]["id"], event["metadata"]["uid"]);
+    let bad = run(
+        &["process", "--output-schema", "xml", "-"],
+        &[],
+        LINE.as_bytes(),
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--output-schema"));
 }

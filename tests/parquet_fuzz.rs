@@ -8,7 +8,7 @@ mod common;
 use common::parquet_file::{parquet_file_compressed, Compression, Dictionary, GzipLevel, T, V5};
 use common::settings;
 use flowlog_forwarder::config::DestinationFormat;
-use flowlog_forwarder::ecs::Origin;
+use flowlog_forwarder::context::Origin;
 use flowlog_forwarder::pipeline::{run_input, IdSeed, Output, UnitInput, UnitProcessor};
 use flowlog_forwarder::sink::{Batch, BatchLimits};
 use flowlog_forwarder::source::Limits;

@@ -55,8 +55,8 @@ proptest! {
                 Field::Protocol => ("network.iana_number", v.as_str().into()),
                 Field::Packets => ("network.packets", v.parse::<u64>().unwrap().into()),
                 Field::Bytes => ("network.bytes", v.parse::<u64>().unwrap().into()),
-                Field::Start => ("event.start", flowlog_forwarder::ecs::format_timestamp(v.parse().unwrap()).into()),
-                Field::End => ("event.end", flowlog_forwarder::ecs::format_timestamp(v.parse().unwrap()).into()),
+                Field::Start => ("event.start", flowlog_forwarder::timestamp::format_timestamp(v.parse().unwrap()).into()),
+                Field::End => ("event.end", flowlog_forwarder::timestamp::format_timestamp(v.parse().unwrap()).into()),
                 Field::Region => ("cloud.region", v.as_str().into()),
                 Field::AzId => ("cloud.availability_zone", v.as_str().into()),
                 Field::FlowDirection => ("network.direction", v.as_str().into()),
@@ -214,7 +214,7 @@ proptest! {
     #[test]
     fn json_strings_round_trip(s in any::<String>()) {
         let mut out = Vec::new();
-        flowlog_forwarder::ecs::write_str(&mut out, &s);
+        flowlog_forwarder::json::write_str(&mut out, &s);
         let back: String = serde_json::from_slice(&out).expect("valid JSON string");
         prop_assert_eq!(back, s);
     }

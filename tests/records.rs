@@ -271,7 +271,8 @@ fn zero_padded_numbers_are_written_as_json_numbers() {
 /// a blank line or a filtered record leaves it empty, not holding the one before.
 #[test]
 fn the_document_buffer_is_empty_unless_a_document_was_written() {
-    use flowlog_forwarder::ecs::{Document, Origin};
+    use flowlog_forwarder::context::Origin;
+    use flowlog_forwarder::json::Document;
     use flowlog_forwarder::pipeline::{IdSeed, Outcome, UnitProcessor};
     use flowlog_forwarder::source::SourceLine;
     let settings = settings(&[("ACTIONS", "REJECT")]);

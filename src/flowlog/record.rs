@@ -118,6 +118,17 @@ pub fn parse_line<'a>(
 }
 
 impl<'a> FlowRecord<'a> {
+    /// A Transit Gateway flow log record (cloud.service.name `transitgateway`): its
+    /// format has any `tgw-*` field, or its `resource-type` names a transit gateway or
+    /// one of its attachments.
+    pub fn is_transit_gateway(&self) -> bool {
+        self.schema().has_transit_gateway_field()
+            || matches!(
+                self.get(Field::ResourceType),
+                Some("TransitGateway" | "TransitGatewayAttachment")
+            )
+    }
+
     /// Validates the columns `spans` of `text` (one span per schema column).
     pub fn from_spans(
         text: &'a str,
@@ -240,6 +251,17 @@ impl<'a> FlowRecord<'a> {
             })
     }
 
+    /// `vpcflow_members` with each value's column index.
+    pub fn vpcflow_entries(&self) -> impl Iterator<Item = (usize, &'a str, &'a str)> + '_ {
+        self.schema
+            .vpcflow_columns()
+            .iter()
+            .filter_map(move |(i, key)| {
+                let v = self.value_at(*i);
+                (v != "-").then_some((*i, &**key, v))
+            })
+    }
+
     #[inline]
     fn value_at(&self, i: usize) -> &'a str {
         let (s, e) = self.spans[i];
@@ -356,6 +378,25 @@ pub fn shorten(value: &str) -> String {
         end -= 1;
     }
     format!("{}... ({} bytes)", &value[..end], value.len())
+}
+
+/// The IANA name of a protocol number (ECS `network.transport`, OCSF
+/// `connection_info.protocol_name`).
+pub fn transport_name(protocol: u8) -> Option<&'static str> {
+    Some(match protocol {
+        0 => "hopopt",
+        1 => "icmp",
+        2 => "igmp",
+        6 => "tcp",
+        8 => "egp",
+        17 => "udp",
+        47 => "gre",
+        50 => "esp",
+        58 => "ipv6-icmp",
+        112 => "vrrp",
+        132 => "sctp",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

@@ -107,7 +107,7 @@ impl Schema {
                     Column::Unknown { key, .. } => key.as_str(),
                 };
                 let mut rendered = vec![b','];
-                crate::ecs::write_str(&mut rendered, key);
+                crate::json::write_str(&mut rendered, key);
                 rendered.push(b':');
                 let rendered = String::from_utf8(rendered).unwrap_or_default();
                 Some((i, rendered.into_boxed_str()))

@@ -151,20 +151,20 @@ pub fn frame(
                 body.extend_from_slice(b"{\"create\":{");
                 if let Some(index) = index {
                     body.extend_from_slice(b"\"_index\":");
-                    crate::ecs::write_str(&mut body, index);
+                    crate::json::write_str(&mut body, index);
                     body.push(b',');
                 }
                 body.extend_from_slice(b"\"_id\":");
-                crate::ecs::write_str(&mut body, batch.id(i));
+                crate::json::write_str(&mut body, batch.id(i));
                 body.extend_from_slice(b"}}\n");
             }
             DestinationFormat::SplunkHec => {
                 body.extend_from_slice(b"{\"time\":");
-                crate::ecs::write_u64(&mut body, batch.items[i].time);
+                crate::json::write_u64(&mut body, batch.items[i].time);
                 body.extend_from_slice(b",\"sourcetype\":\"aws:cloudwatchlogs:vpcflow\"");
                 if let Some(index) = index {
                     body.extend_from_slice(b",\"index\":");
-                    crate::ecs::write_str(&mut body, index);
+                    crate::json::write_str(&mut body, index);
                 }
                 body.extend_from_slice(b",\"event\":");
             }

@@ -30,8 +30,8 @@ use parquet::basic::{Encoding, PageType, Type as PhysicalType};
 use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::reader::ChunkReader;
 
-use crate::ecs::Out;
 use crate::flowlog::{Column, Field, Kind, Schema, Span};
+use crate::json::Out;
 use crate::source::parquet_limits::{self, GuardedReader};
 use crate::source::Limits;
 

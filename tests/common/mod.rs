@@ -9,8 +9,10 @@ pub mod runtime_api;
 pub mod tls;
 
 use flowlog_forwarder::config::Config;
-use flowlog_forwarder::ecs::{Document, Origin};
-use flowlog_forwarder::pipeline::{Counts, IdSeed, Outcome, RecordSettings, UnitProcessor};
+use flowlog_forwarder::config::RecordSettings;
+use flowlog_forwarder::context::Origin;
+use flowlog_forwarder::json::Document;
+use flowlog_forwarder::pipeline::{Counts, IdSeed, Outcome, UnitProcessor};
 use flowlog_forwarder::source::{self, Limits};
 use serde_json::Value;
 
