@@ -90,6 +90,10 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
                            a failed lookup forwards records unenriched (counted) (default false)
     ENRICH_ENI_TTL_SECONDS how long EC2 answers are cached, not-found too      (default 300)
     INCLUDE_ORIGINAL       true adds event.original (OCSF raw_data), the raw line (default false)
+    REJECT_ATTRIBUTION     false turns off aws.vpcflow.reject_attribution on REJECT documents:
+                           network_acl when the accepted mirror flow (same interface, endpoints
+                           swapped, overlapping window) is in the same unit, else
+                           security_group_or_network_acl                    (default true)
     OUTPUT_SCHEMA          ecs | ocsf: ECS documents, or OCSF 1.1.0 Network Activity events
                            (class 4001, activity Traffic) as Amazon Security Lake writes them
                                                                                (default ecs)

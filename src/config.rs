@@ -45,6 +45,8 @@ pub struct RecordSettings {
     pub filter: Filter,
     pub include_original: bool,
     pub output_schema: OutputSchema,
+    /// `aws.vpcflow.reject_attribution` on REJECT documents (REJECT_ATTRIBUTION).
+    pub reject_attribution: bool,
 }
 
 /// Everything the forwarder is configured with.
@@ -122,6 +124,7 @@ impl std::fmt::Debug for Config {
             .field("filter", &self.records.filter)
             .field("include_original", &self.records.include_original)
             .field("output_schema", &self.records.output_schema)
+            .field("reject_attribution", &self.records.reject_attribution)
             .field("limits", &self.limits)
             .field("deadline_margin", &self.deadline_margin)
             .field("log_level", &self.log_level)
@@ -248,6 +251,7 @@ impl Config {
             Some(other) => Err(err(name, format!("'{other}' is not true or false"))),
         };
         let include_original = flag("INCLUDE_ORIGINAL")?;
+        let reject_attribution = get("REJECT_ATTRIBUTION").is_none() || flag("REJECT_ATTRIBUTION")?;
         let output_schema = match get("OUTPUT_SCHEMA") {
             None => OutputSchema::Ecs,
             Some(v) => OutputSchema::parse(&v).map_err(|m| err("OUTPUT_SCHEMA", m))?,
@@ -301,6 +305,7 @@ impl Config {
                 filter,
                 include_original,
                 output_schema,
+                reject_attribution,
             },
             limits,
             deadline_margin,

@@ -2,6 +2,7 @@
 //! (`Origin`, rendered once per unit for each output schema) and the per-record
 //! context (`DocContext`: id, original text, interface, attribution, threat matches).
 
+use crate::attribution::RejectAttribution;
 use crate::enrich::Interface;
 use crate::json::write_str;
 
@@ -94,6 +95,8 @@ pub struct DocContext<'a> {
     pub now: u64,
     /// The record's network interface as EC2 describes it (ENRICH_ENI).
     pub interface: Option<&'a Interface>,
+    /// A REJECT record's attribution (REJECT_ATTRIBUTION).
+    pub reject_attribution: Option<RejectAttribution>,
 }
 
 /// Longest error message of a failure document (ECS `error.message`, OCSF

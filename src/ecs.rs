@@ -4,9 +4,9 @@
 
 use std::net::IpAddr;
 
+use crate::attribution::RejectAttribution;
 use crate::community_id::community_id;
 use crate::context::DocContext;
-use crate::enrich::Interface;
 use crate::flowlog::{transport_name, Field, FlowRecord};
 use crate::json::{k, Document, Writer};
 use crate::timestamp::{Dates, TIMESTAMP_LEN};
@@ -46,7 +46,11 @@ pub fn write_document(doc: &mut Document, rec: &FlowRecord<'_>, ctx: &DocContext
         w.key(k!("end"));
         w.out.repeat::<TIMESTAMP_LEN>(timestamp);
     }
-    w.opt_string(k!("reason"), rec.get(Field::RejectReason));
+    let reason = rec.get(Field::RejectReason).or_else(|| {
+        (ctx.reject_attribution == Some(RejectAttribution::NetworkAcl))
+            .then_some(RejectAttribution::NETWORK_ACL_REASON)
+    });
+    w.opt_string(k!("reason"), reason);
     w.opt_string(k!("original"), ctx.original);
     w.end_object();
 
@@ -118,7 +122,7 @@ pub fn write_document(doc: &mut Document, rec: &FlowRecord<'_>, ctx: &DocContext
     write_ecs_task_fields(&mut w, rec);
 
     w.begin_object(k!("aws"));
-    write_vpcflow(&mut w, rec, ctx.interface);
+    write_vpcflow(&mut w, rec, ctx);
     w.json(&ctx.origin.ecs_aws_members);
     w.end_object();
 
@@ -247,13 +251,16 @@ fn write_ecs_task_fields(w: &mut Writer<'_>, rec: &FlowRecord<'_>) {
     }
 }
 
-fn write_vpcflow(w: &mut Writer<'_>, rec: &FlowRecord<'_>, interface: Option<&Interface>) {
+fn write_vpcflow(w: &mut Writer<'_>, rec: &FlowRecord<'_>, ctx: &DocContext<'_>) {
     w.begin_object(k!("vpcflow"));
     for (key, value) in rec.vpcflow_members() {
         w.key(key);
         w.out.string(value);
     }
-    if let Some(i) = interface {
+    if let Some(attribution) = ctx.reject_attribution {
+        w.plain(k!("reject_attribution"), attribution.as_str());
+    }
+    if let Some(i) = ctx.interface {
         if rec.get(Field::VpcId).is_none() {
             w.opt_string(k!("vpc_id"), i.vpc_id.as_deref());
         }
@@ -324,6 +331,7 @@ mod tests {
             original: None,
             now: 1_700_000_000,
             interface: None,
+            reject_attribution: None,
         };
         let fresh = |raw: &str| {
             let mut doc = Document::new();

@@ -8,6 +8,7 @@
 //! invocation (with `secret`, `aws` and `metrics`); `lambda` runs the runtime loop and
 //! `cli` the command line, with `config` holding the validated environment.
 
+pub mod attribution;
 pub mod aws;
 pub mod cli;
 pub mod community_id;

@@ -6,6 +6,7 @@
 
 use std::net::IpAddr;
 
+use crate::attribution::RejectAttribution;
 use crate::community_id::community_id;
 use crate::context::DocContext;
 use crate::flowlog::{transport_name, Column, Field, FlowRecord};
@@ -49,7 +50,18 @@ pub fn write_event(doc: &mut Document, rec: &FlowRecord<'_>, ctx: &DocContext<'_
         None => w.json(r#","action_id":0,"action":"Unknown""#),
     }
     w.opt_string(k!("status_code"), rec.get(Field::LogStatus));
-    w.opt_string(k!("status_detail"), rec.get(Field::RejectReason));
+    let network_acl = ctx.reject_attribution == Some(RejectAttribution::NetworkAcl);
+    let detail = rec
+        .get(Field::RejectReason)
+        .or_else(|| network_acl.then_some(RejectAttribution::NETWORK_ACL_REASON));
+    w.opt_string(k!("status_detail"), detail);
+    match ctx.reject_attribution {
+        Some(RejectAttribution::NetworkAcl) => w.json(r#","firewall_rule":{"type":"Network ACL"}"#),
+        Some(RejectAttribution::SecurityGroupOrNetworkAcl) => {
+            w.json(r#","firewall_rule":{"type":"Security Group or Network ACL"}"#)
+        }
+        None => {}
+    }
 
     let tgw = rec.is_transit_gateway();
     write_endpoint(&mut w, rec, ctx, Side::Source, tgw);
@@ -310,6 +322,9 @@ fn write_unmapped(w: &mut Writer<'_>, rec: &FlowRecord<'_>, ctx: &DocContext<'_>
         w.opt_string(k!("type"), sub_type);
         w.opt_string(k!("id"), sub_id);
         w.end_object();
+    }
+    if let Some(attribution) = ctx.reject_attribution {
+        w.plain(k!("reject_attribution"), attribution.as_str());
     }
     if let Some(i) = ctx.interface {
         w.key(k!("security_group_ids"));

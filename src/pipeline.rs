@@ -11,6 +11,7 @@ use parquet::file::reader::ChunkReader;
 
 use serde::Serialize;
 
+use crate::attribution::{RejectAttribution, RejectAttributor};
 use crate::config::{OutputSchema, RecordSettings};
 use crate::context::{DocContext, Origin};
 use crate::ecs;
@@ -38,6 +39,9 @@ pub struct Counts {
     pub failed: u64,
     pub enriched: u64,
     pub unenriched: u64,
+    /// REJECT_ATTRIBUTION past its caps: accepted flows not remembered, and REJECT
+    /// records released before their unit's end (decided on what was seen so far).
+    pub attribution_overflow: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
 }
@@ -51,6 +55,7 @@ impl Counts {
         self.failed += other.failed;
         self.enriched += other.enriched;
         self.unenriched += other.unenriched;
+        self.attribution_overflow += other.attribution_overflow;
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
     }
@@ -67,6 +72,9 @@ pub enum Outcome {
     /// outcomes); `malformed` when it is the parse-failure document; `time` is its
     /// `@timestamp` in Unix seconds. Its `event.id` is `UnitProcessor::event_id`.
     Document { malformed: bool, time: u64 },
+    /// A REJECT record held for its attribution (REJECT_ATTRIBUTION): its document is
+    /// written when the unit ends (`UnitProcessor::release_held`).
+    Held,
 }
 
 /// Where the deterministic event ids of a unit come from. An id is bound to the record's
@@ -165,6 +173,8 @@ struct Documents<'s> {
     origin: Origin,
     now: u64,
     enrich: Option<Arc<EniCache>>,
+    /// REJECT attribution state, unless REJECT_ATTRIBUTION=false.
+    attributor: Option<RejectAttributor>,
     counts: Counts,
 }
 
@@ -179,6 +189,7 @@ impl<'s> UnitProcessor<'s> {
                 origin,
                 now: unix_now(),
                 enrich: None,
+                attributor: settings.reject_attribution.then(RejectAttributor::new),
                 counts: Counts::default(),
             },
         }
@@ -194,7 +205,11 @@ impl<'s> UnitProcessor<'s> {
 
     /// The unit's counts so far.
     pub fn counts(&self) -> Counts {
-        self.docs.counts
+        let mut counts = self.docs.counts;
+        if let Some(a) = &self.docs.attributor {
+            counts.attribution_overflow = a.accepted_dropped + a.held_released_early;
+        }
+        counts
     }
 
     /// Counts `n` records that were read and dropped by a filter outside the record
@@ -261,6 +276,57 @@ impl<'s> UnitProcessor<'s> {
         &self.id
     }
 
+    /// Whether held REJECT records reached their cap and must be released now.
+    pub fn must_release(&self) -> bool {
+        self.docs
+            .attributor
+            .as_ref()
+            .is_some_and(RejectAttributor::is_full)
+    }
+
+    /// Writes the documents of the held REJECT records (REJECT_ATTRIBUTION) into `doc`,
+    /// one at a time, each handed to `emit` with its id and time. Called when the unit's
+    /// records are all read, or early when `must_release`.
+    pub fn release_held(
+        &mut self,
+        doc: &mut Document,
+        mut emit: impl FnMut(&Document, &str, u64) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let Some(attributor) = self.docs.attributor.as_mut() else {
+            return Ok(());
+        };
+        if !attributor.is_holding() {
+            return Ok(());
+        }
+        let (held, schemas) = attributor.release();
+        let mut parsers: Vec<LineParser> = schemas.into_iter().map(LineParser::new).collect();
+        for (record, attribution) in held {
+            doc.clear();
+            let Some(parser) = parsers.get_mut(record.schema) else {
+                continue;
+            };
+            let outcome = match parser.parse(&record.text) {
+                Line::Record(rec) => {
+                    let original = record.original.then_some(record.text.as_str());
+                    self.docs
+                        .write(&rec, original, &record.id, doc, Some(attribution))
+                }
+                // It was read as a record once: it reads as one again.
+                _ => {
+                    let error = format!("line {}: no longer reads as a record", record.number);
+                    let outcome = self.docs.failure(&record.text, &error, &record.id, doc);
+                    // Counted as read when it was held.
+                    self.docs.counts.read -= 1;
+                    outcome
+                }
+            };
+            if let Outcome::Document { time, .. } = outcome {
+                emit(doc, &record.id, time)?;
+            }
+        }
+        Ok(())
+    }
+
     fn process(
         &mut self,
         number: u64,
@@ -291,7 +357,12 @@ impl<'s> UnitProcessor<'s> {
             Line::Blank | Line::Header => Outcome::Skipped,
             Line::Record(rec) => {
                 let original = self.docs.settings.include_original.then_some(text);
-                self.docs.accept(&rec, original, id, out)
+                let held = Hold {
+                    number,
+                    text,
+                    schema: rec.schema(),
+                };
+                self.docs.accept(&rec, original, id, out, held)
             }
             Line::Invalid(e) => {
                 let error = format!("line {number}: {e}");
@@ -340,7 +411,22 @@ impl<'s> UnitProcessor<'s> {
                     .settings
                     .include_original
                     .then(|| row_line(text, spans, max_line_bytes));
-                self.docs.accept(&rec, line.as_deref(), &id, out)
+                // A row is held as its line (only when it is held: a REJECT).
+                let joined;
+                let text = match (&line, self.docs.will_hold(&rec)) {
+                    (Some(line), _) => line.as_str(),
+                    (None, true) => {
+                        joined = row_line(text, spans, max_line_bytes);
+                        joined.as_str()
+                    }
+                    (None, false) => "",
+                };
+                let held = Hold {
+                    number,
+                    text,
+                    schema,
+                };
+                self.docs.accept(&rec, line.as_deref(), &id, out, held)
             }
             Err(e) => {
                 let error = format!("row {number}: {e}");
@@ -351,6 +437,15 @@ impl<'s> UnitProcessor<'s> {
         self.id = id;
         outcome
     }
+}
+
+/// What a REJECT record is held as, when it is: its number, its text (a line, or a
+/// row's values joined) and the schema that text is read with.
+#[derive(Clone, Copy)]
+struct Hold<'a> {
+    number: u64,
+    text: &'a str,
+    schema: &'a Schema,
 }
 
 /// A Parquet row: its values `spans` in `text`, one per `schema` column, and its size
@@ -374,12 +469,52 @@ impl Documents<'_> {
         original: Option<&str>,
         id: &str,
         out: &mut Document,
+        held: Hold<'_>,
     ) -> Outcome {
         self.counts.read += 1;
         if self.settings.filter.check(rec).is_some() {
             self.counts.filtered += 1;
             return Outcome::Filtered;
         }
+        let mut attribution = None;
+        if let Some(attributor) = &mut self.attributor {
+            match rec.get(Field::Action) {
+                Some("ACCEPT") => attributor.note_accept(rec),
+                Some("REJECT") => match attributor.decide_now(rec) {
+                    Some(decided) => attribution = Some(decided),
+                    None => {
+                        let Hold {
+                            number,
+                            text,
+                            schema,
+                        } = held;
+                        attributor.hold(rec, schema, number, id, text, original.is_some());
+                        return Outcome::Held;
+                    }
+                },
+                _ => {}
+            }
+        }
+        self.write(rec, original, id, out, attribution)
+    }
+
+    /// Whether `accept` would hold `rec` (a REJECT whose mirror was not seen yet).
+    fn will_hold(&self, rec: &FlowRecord<'_>) -> bool {
+        self.attributor.as_ref().is_some_and(|a| {
+            rec.get(Field::Action) == Some("REJECT") && a.decide_now(rec).is_none()
+        })
+    }
+
+    /// Writes the document of an accepted (not filtered) record, enriched with its
+    /// interface's details when known.
+    fn write(
+        &mut self,
+        rec: &FlowRecord<'_>,
+        original: Option<&str>,
+        id: &str,
+        out: &mut Document,
+        reject_attribution: Option<RejectAttribution>,
+    ) -> Outcome {
         let interface: Option<Arc<Interface>> = match &self.enrich {
             None => None,
             Some(cache) => match rec.get(Field::InterfaceId).map(|id| cache.get(id)) {
@@ -400,6 +535,7 @@ impl Documents<'_> {
             original,
             now: self.now,
             interface: interface.as_deref(),
+            reject_attribution,
         };
         match self.settings.output_schema {
             OutputSchema::Ecs => ecs::write_document(out, rec, &ctx),
@@ -422,6 +558,7 @@ impl Documents<'_> {
             original: None,
             now: self.now,
             interface: None,
+            reject_attribution: None,
         };
         match self.settings.output_schema {
             OutputSchema::Ecs => ecs::write_failure_document(out, raw, error, &ctx),
@@ -500,6 +637,17 @@ fn run_input_unguarded(
     limits: Limits,
     out: &mut Output<'_>,
 ) -> Result<(), String> {
+    read_input(input, unit, limits, out)?;
+    // Every record is read: the held REJECT records leave, decided.
+    out.release_held(unit)
+}
+
+fn read_input(
+    input: UnitInput,
+    unit: &mut UnitProcessor<'_>,
+    limits: Limits,
+    out: &mut Output<'_>,
+) -> Result<(), String> {
     let (stream, random_access): (Box<dyn Read + Send>, Option<ParquetInput>) = match input {
         UnitInput::Events(batch) => return run_events(&batch, unit, out),
         UnitInput::File(file) => {
@@ -563,11 +711,8 @@ fn run_events(
     for (i, event) in batch.events().iter().enumerate() {
         let number = i as u64 + 1;
         out.check_stop("event", number)?;
-        if let Outcome::Document { time, .. } =
-            unit.process_event(number, &event.message, &event.id, &mut out.doc)
-        {
-            out.add(unit, time)?;
-        }
+        let outcome = unit.process_event(number, &event.message, &event.id, &mut out.doc);
+        out.take(unit, outcome)?;
     }
     Ok(())
 }
@@ -768,10 +913,7 @@ fn read_row_group<R: ChunkReader + 'static>(
                 bytes,
             };
             let outcome = unit.process_columns(&row, max_line_bytes, &mut out.doc);
-            if let Outcome::Document { time, .. } = outcome {
-                out.add(unit, time)?;
-            }
-            Ok(())
+            out.take(unit, outcome)
         },
     )
 }
@@ -855,26 +997,44 @@ impl<'a> Output<'a> {
         line: &SourceLine<'_>,
     ) -> Result<(), String> {
         self.check_stop("line", line.number)?;
-        if let Outcome::Document { time, .. } = unit.process_line(line, &mut self.doc) {
-            self.add(unit, time)?;
+        let outcome = unit.process_line(line, &mut self.doc);
+        self.take(unit, outcome)
+    }
+
+    /// Takes what `unit` made of a record: the document in `doc` when it wrote one;
+    /// the held REJECT records when they reached their cap.
+    fn take(&mut self, unit: &mut UnitProcessor<'_>, outcome: Outcome) -> Result<(), String> {
+        if let Outcome::Document { time, .. } = outcome {
+            let meta = DocMeta {
+                unit: self.unit_index,
+                time,
+                id: unit.event_id(),
+            };
+            add_document(
+                self.batch,
+                self.limits,
+                self.emit,
+                self.doc.as_bytes(),
+                meta,
+            )?;
+        }
+        if outcome == Outcome::Held && unit.must_release() {
+            self.release_held(unit)?;
         }
         Ok(())
     }
 
-    /// Adds the document in `doc` (the last one `unit` wrote).
-    fn add(&mut self, unit: &UnitProcessor<'_>, time: u64) -> Result<(), String> {
-        let meta = DocMeta {
-            unit: self.unit_index,
-            time,
-            id: unit.event_id(),
-        };
-        add_document(
-            self.batch,
-            self.limits,
-            self.emit,
-            self.doc.as_bytes(),
-            meta,
-        )
+    /// Adds the documents of `unit`'s held REJECT records.
+    fn release_held(&mut self, unit: &mut UnitProcessor<'_>) -> Result<(), String> {
+        let unit_index = self.unit_index;
+        unit.release_held(&mut self.doc, |doc, id, time| {
+            let meta = DocMeta {
+                unit: unit_index,
+                time,
+                id,
+            };
+            add_document(self.batch, self.limits, self.emit, doc.as_bytes(), meta)
+        })
     }
 }
 

@@ -333,7 +333,9 @@ fn elastic_integration_expectations() {
         json!({"version":"5","account_id":"64111117617","interface_id":"eni-069xxxxxb7a490","action":"REJECT","log_status":"OK",
             "vpc_id":"vpc-09676f97xxxxxb8a7","subnet_id":"subnet-02d645xxxxxxxdbc0","instance_id":"i-0axxxxxx1ad77",
             "tcp_flags":"1","type":"IPv4","pkt_srcaddr":"89.160.20.156","pkt_dstaddr":"10.200.0.80",
-            "pkt_src_service":"AMAZON","pkt_dst_service":"CLOUDFRONT","traffic_path":"1","tcp_flags_array":["fin"]})
+            "pkt_src_service":"AMAZON","pkt_dst_service":"CLOUDFRONT","traffic_path":"1","tcp_flags_array":["fin"],
+            // Beyond Elastic's: a lone REJECT (shared/DESIGN.md section 4).
+            "reject_attribution":"security_group_or_network_acl"})
     );
 
     let tgw = "version resource-type account-id tgw-id tgw-attachment-id tgw-src-vpc-account-id tgw-dst-vpc-account-id tgw-src-vpc-id tgw-dst-vpc-id tgw-src-subnet-id tgw-dst-subnet-id tgw-src-eni tgw-dst-eni tgw-src-az-id tgw-dst-az-id tgw-pair-attachment-id srcaddr dstaddr srcport dstport protocol packets bytes start end log-status type packets-lost-no-route packets-lost-blackhole packets-lost-mtu-exceeded packets-lost-ttl-expired tcp-flags region flow-direction pkt-src-aws-service pkt-dst-aws-service";

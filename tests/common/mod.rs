@@ -77,6 +77,13 @@ pub fn try_run_bytes(
             docs.push(doc);
         }
     }
+    if error.is_none() {
+        unit.release_held(&mut buf, |doc, _, _| {
+            docs.push(serde_json::from_slice(doc.as_bytes()).expect("a JSON document"));
+            Ok(())
+        })
+        .expect("held records released");
+    }
     let mut counts = unit.counts();
     counts.forwarded = docs.len() as u64;
     (docs, counts, error)

@@ -1,0 +1,277 @@
+//! REJECT attribution (shared/DESIGN.md section 4, `aws.vpcflow.reject_attribution`):
+//! a REJECT whose accepted mirror flow (same interface, endpoints swapped, same
+//! protocol, overlapping window) is in the same unit was rejected by a network ACL;
+//! any other REJECT by a security group or a network ACL. Both orders, ICMP pairing,
+//! other interfaces, windows, the cap, OCSF, Parquet, and REJECT_ATTRIBUTION=false.
+
+mod common;
+
+use common::{run, settings};
+use serde_json::Value;
+
+/// The AWS documentation's pair (shared/samples): an accepted ping and its denied
+/// response.
+const SG_NACL_1: &str = "2 123456789010 eni-1235b8ca123456789 203.0.113.12 172.31.16.139 0 0 1 4 336 1432917027 1432917142 ACCEPT OK";
+const SG_NACL_2: &str = "2 123456789010 eni-1235b8ca123456789 172.31.16.139 203.0.113.12 0 0 1 4 336 1432917094 1432917142 REJECT OK";
+/// The documentation's lone rejected RDP connection.
+const REJECTED_1: &str = "2 123456789010 eni-1235b8ca123456789 172.31.9.69 172.31.9.12 49761 3389 6 20 4249 1418530010 1418530070 REJECT OK";
+
+fn docs(lines: &[&str], vars: &[(&str, &str)]) -> Vec<Value> {
+    run(&settings(vars), &lines.join("\n")).0
+}
+
+fn rejects(docs: &[Value]) -> Vec<&Value> {
+    docs.iter()
+        .filter(|d| d["aws"]["vpcflow"]["action"] == "REJECT")
+        .collect()
+}
+
+fn attribution(doc: &Value) -> &str {
+    doc["aws"]["vpcflow"]["reject_attribution"]
+        .as_str()
+        .unwrap_or("none")
+}
+
+#[test]
+fn the_documentation_pair_is_a_network_acl_in_either_order() {
+    for lines in [[SG_NACL_1, SG_NACL_2], [SG_NACL_2, SG_NACL_1]] {
+        let all = docs(&lines, &[]);
+        assert_eq!(all.len(), 2);
+        let reject = rejects(&all)[0];
+        assert_eq!(attribution(reject), "network_acl", "{lines:?}");
+        assert!(reject["event"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("network ACL"));
+        let accept = all
+            .iter()
+            .find(|d| d["event"]["action"] == "accept")
+            .unwrap();
+        assert!(accept["aws"]["vpcflow"].get("reject_attribution").is_none());
+    }
+}
+
+#[test]
+fn a_lone_reject_is_a_security_group_or_a_network_acl() {
+    let all = docs(&[REJECTED_1], &[]);
+    assert_eq!(attribution(&all[0]), "security_group_or_network_acl");
+    assert!(all[0]["event"].get("reason").is_none());
+    // Its own reject-reason (v8) stays the reason.
+    let v8 = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status reject-reason";
+    let all = docs(
+        &[
+            "8 1 eni-1 10.0.0.2 10.0.0.1 80 1000 6 1 1 100 160 ACCEPT OK -",
+            "8 1 eni-1 10.0.0.1 10.0.0.2 1000 80 6 1 1 100 160 REJECT OK BPA",
+        ],
+        &[("LOG_FORMAT", v8)],
+    );
+    let reject = rejects(&all)[0];
+    assert_eq!(attribution(reject), "network_acl");
+    assert_eq!(reject["event"]["reason"], "BPA");
+}
+
+#[test]
+fn mirrors_need_the_same_interface_swapped_ports_and_overlapping_windows() {
+    let accept = "2 1 eni-a 10.0.0.2 10.0.0.1 443 50000 6 1 1 1000 1060 ACCEPT OK";
+    let cases = [
+        (
+            "mirror on the same interface",
+            "2 1 eni-a 10.0.0.1 10.0.0.2 50000 443 6 1 1 1000 1060 REJECT OK",
+            "network_acl",
+        ),
+        (
+            "another interface",
+            "2 1 eni-b 10.0.0.1 10.0.0.2 50000 443 6 1 1 1000 1060 REJECT OK",
+            "security_group_or_network_acl",
+        ),
+        (
+            "another port",
+            "2 1 eni-a 10.0.0.1 10.0.0.2 50001 443 6 1 1 1000 1060 REJECT OK",
+            "security_group_or_network_acl",
+        ),
+        (
+            "the same direction",
+            "2 1 eni-a 10.0.0.2 10.0.0.1 443 50000 6 1 1 1000 1060 REJECT OK",
+            "security_group_or_network_acl",
+        ),
+        (
+            "another protocol",
+            "2 1 eni-a 10.0.0.1 10.0.0.2 50000 443 17 1 1 1000 1060 REJECT OK",
+            "security_group_or_network_acl",
+        ),
+        (
+            "a later window",
+            "2 1 eni-a 10.0.0.1 10.0.0.2 50000 443 6 1 1 1061 1120 REJECT OK",
+            "security_group_or_network_acl",
+        ),
+        (
+            "an overlapping window",
+            "2 1 eni-a 10.0.0.1 10.0.0.2 50000 443 6 1 1 1060 1120 REJECT OK",
+            "network_acl",
+        ),
+    ];
+    for (what, reject, expected) in cases {
+        for lines in [[accept, reject], [reject, accept]] {
+            let all = docs(&lines, &[]);
+            assert_eq!(attribution(rejects(&all)[0]), expected, "{what}: {lines:?}");
+        }
+    }
+    // Mixed interfaces in one unit: each REJECT is decided on its own interface.
+    let all = docs(
+        &[
+            "2 1 eni-b 10.0.0.1 10.0.0.2 50000 443 6 1 1 1000 1060 REJECT OK",
+            accept,
+            "2 1 eni-a 10.0.0.1 10.0.0.2 50000 443 6 1 1 1000 1060 REJECT OK",
+        ],
+        &[],
+    );
+    let by_eni: Vec<(&str, &str)> = rejects(&all)
+        .iter()
+        .map(|d| {
+            (
+                d["aws"]["vpcflow"]["interface_id"].as_str().unwrap(),
+                attribution(d),
+            )
+        })
+        .collect();
+    assert!(
+        by_eni.contains(&("eni-b", "security_group_or_network_acl")),
+        "{by_eni:?}"
+    );
+    assert!(by_eni.contains(&("eni-a", "network_acl")), "{by_eni:?}");
+}
+
+#[test]
+fn icmp_pairs_echo_request_with_echo_reply() {
+    let request = "2 1 eni-a 10.0.0.9 10.0.0.1 8 0 1 1 84 1000 1060 ACCEPT OK";
+    let reply = "2 1 eni-a 10.0.0.1 10.0.0.9 0 0 1 1 84 1000 1060 REJECT OK";
+    let unreachable = "2 1 eni-a 10.0.0.1 10.0.0.9 3 1 1 1 84 1000 1060 REJECT OK";
+    for lines in [[request, reply], [reply, request]] {
+        assert_eq!(attribution(rejects(&docs(&lines, &[]))[0]), "network_acl");
+    }
+    let all = docs(&[request, unreachable], &[]);
+    assert_eq!(
+        attribution(rejects(&all)[0]),
+        "security_group_or_network_acl"
+    );
+    let v6_request = "2 1 eni-a 2001:db8::9 2001:db8::1 128 0 58 1 84 1000 1060 ACCEPT OK";
+    let v6_reply = "2 1 eni-a 2001:db8::1 2001:db8::9 129 0 58 1 84 1000 1060 REJECT OK";
+    assert_eq!(
+        attribution(rejects(&docs(&[v6_reply, v6_request], &[]))[0]),
+        "network_acl"
+    );
+}
+
+#[test]
+fn off_with_reject_attribution_false_and_nothing_held() {
+    let all = docs(&[SG_NACL_2, SG_NACL_1], &[("REJECT_ATTRIBUTION", "false")]);
+    assert_eq!(
+        all[0]["aws"]["vpcflow"]["action"], "REJECT",
+        "in input order"
+    );
+    assert!(all
+        .iter()
+        .all(|d| d["aws"]["vpcflow"].get("reject_attribution").is_none()));
+    assert!(all.iter().all(|d| d["event"].get("reason").is_none()));
+}
+
+#[test]
+fn ids_counts_and_filters_are_unchanged_by_holding() {
+    let lines = [SG_NACL_2, REJECTED_1, SG_NACL_1];
+    let (on, counts) = run(&settings(&[]), &lines.join("\n"));
+    let (off, _) = run(
+        &settings(&[("REJECT_ATTRIBUTION", "false")]),
+        &lines.join("\n"),
+    );
+    let ids = |docs: &[Value]| {
+        let mut ids: Vec<String> = docs.iter().map(|d| d["event"]["id"].to_string()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&on), ids(&off));
+    assert_eq!((counts.read, counts.forwarded, counts.filtered), (3, 3, 0));
+    // A filtered REJECT is never held, and a filtered ACCEPT is no mirror.
+    let (only, counts) = run(&settings(&[("ACTIONS", "REJECT")]), &lines.join("\n"));
+    assert_eq!((counts.read, counts.filtered, only.len()), (3, 1, 2));
+    assert!(only
+        .iter()
+        .all(|d| attribution(d) == "security_group_or_network_acl"));
+}
+
+#[test]
+fn past_the_cap_every_reject_still_leaves_and_the_overflow_is_counted() {
+    // About 80,000 held REJECT records are over the 8 MiB of held text.
+    let n = 80_000;
+    let mut text = String::new();
+    for i in 0..n {
+        text.push_str(&format!(
+            "2 123456789010 eni-1235b8ca123456789 10.1.{}.{} 10.2.0.1 {} 443 6 1 40 1000 1060 REJECT OK\n",
+            i / 250 % 250,
+            i % 250,
+            1024 + i % 60000
+        ));
+    }
+    // The mirror of the first REJECT comes last: it was released before it came.
+    text.push_str("2 123456789010 eni-1235b8ca123456789 10.2.0.1 10.1.0.0 443 1024 6 1 40 1000 1060 ACCEPT OK\n");
+    let (all, counts) = run(&settings(&[]), &text);
+    assert_eq!(all.len(), n + 1);
+    assert_eq!(counts.read, n as u64 + 1);
+    assert!(counts.attribution_overflow > 0, "{counts:?}");
+    assert!(rejects(&all)
+        .iter()
+        .all(|d| d["aws"]["vpcflow"]["reject_attribution"].is_string()));
+}
+
+#[test]
+fn ocsf_events_carry_the_attribution() {
+    let all = docs(&[SG_NACL_2, SG_NACL_1], &[("OUTPUT_SCHEMA", "ocsf")]);
+    let reject = all.iter().find(|e| e["action_id"] == 2).unwrap();
+    assert_eq!(reject["firewall_rule"]["type"], "Network ACL");
+    assert_eq!(reject["unmapped"]["reject_attribution"], "network_acl");
+    assert!(reject["status_detail"]
+        .as_str()
+        .unwrap()
+        .contains("network ACL"));
+    let lone = docs(&[REJECTED_1], &[("OUTPUT_SCHEMA", "ocsf")]).remove(0);
+    assert_eq!(
+        lone["firewall_rule"]["type"],
+        "Security Group or Network ACL"
+    );
+}
+
+/// A Parquet object's rows are held as their values joined, and read again.
+#[test]
+fn parquet_rows_are_attributed_too() {
+    use common::parquet_file::{parquet_file, V5};
+    let default = &V5[..14];
+    let rows = vec![
+        SG_NACL_2.split(' ').collect::<Vec<_>>(),
+        REJECTED_1.split(' ').collect(),
+        SG_NACL_1.split(' ').collect(),
+    ];
+    let bytes = parquet_file(default, &rows, 2);
+    let path = std::env::temp_dir().join(format!("attribution-{}.parquet", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowlog-forwarder"))
+        .args(["process", path.to_str().unwrap()])
+        .env_remove("DESTINATION_URL")
+        .env_remove("REJECT_ATTRIBUTION")
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).ok();
+    let all: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(all.len(), 3, "{}", String::from_utf8_lossy(&out.stderr));
+    let got: Vec<(&str, &str)> = rejects(&all)
+        .iter()
+        .map(|d| (d["source"]["ip"].as_str().unwrap(), attribution(d)))
+        .collect();
+    assert!(got.contains(&("172.31.16.139", "network_acl")), "{got:?}");
+    assert!(
+        got.contains(&("172.31.9.69", "security_group_or_network_acl")),
+        "{got:?}"
+    );
+}
