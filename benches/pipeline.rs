@@ -11,6 +11,8 @@ use flowlog_forwarder::flowlog::Schema;
 use flowlog_forwarder::json::Document;
 use flowlog_forwarder::pipeline::{IdSeed, UnitProcessor};
 use flowlog_forwarder::source::SourceLine;
+use flowlog_forwarder::threat_intel::ThreatList;
+use std::sync::Arc;
 
 const V5: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status vpc-id subnet-id instance-id tcp-flags type pkt-srcaddr pkt-dstaddr region az-id sublocation-type sublocation-id pkt-src-aws-service pkt-dst-aws-service flow-direction traffic-path";
 
@@ -44,6 +46,7 @@ fn bench_format(
     schema: Schema,
     output_schema: OutputSchema,
     reject_attribution: bool,
+    threats: Option<Arc<ThreatList>>,
     input: &[String],
 ) {
     let settings = RecordSettings {
@@ -52,6 +55,7 @@ fn bench_format(
         include_original: false,
         output_schema,
         reject_attribution,
+        threat_intel_only: false,
     };
     let mut group = c.benchmark_group("parse_normalize_serialize");
     group.throughput(Throughput::Elements(input.len() as u64));
@@ -65,7 +69,8 @@ fn bench_format(
                 &settings,
                 Origin::s3("bucket", "key.log.gz"),
                 IdSeed::new(&["s3", "bucket", "key"]),
-            );
+            )
+            .with_threat_list(threats.clone());
             let mut total = 0;
             for (i, line) in input.iter().enumerate() {
                 let line = SourceLine {
@@ -101,14 +106,57 @@ fn benches(c: &mut Criterion) {
     let v5_schema = Schema::parse_format(V5).unwrap();
     for (suffix, output) in [("", OutputSchema::Ecs), ("_ocsf", OutputSchema::Ocsf)] {
         let name = format!("default_14_fields{suffix}");
-        bench_format(c, &name, Schema::default_v2(), output, true, &default);
+        bench_format(c, &name, Schema::default_v2(), output, true, None, &default);
         let name = format!("v5_29_fields{suffix}");
-        bench_format(c, &name, v5_schema.clone(), output, true, &v5);
+        bench_format(c, &name, v5_schema.clone(), output, true, None, &v5);
     }
     // REJECT_ATTRIBUTION=false: what attribution costs (a fifth of the records are
     // REJECTs, held and read again at the unit's end).
     let (name, schema) = ("default_14_fields_no_attribution", Schema::default_v2());
-    bench_format(c, name, schema, OutputSchema::Ecs, false, &default);
+    bench_format(c, name, schema, OutputSchema::Ecs, false, None, &default);
+    // THREAT_INTEL_URI with 100,000 entries (about 1 % of the records match).
+    let list = Arc::new(ThreatList::parse(&threat_list(100_000), "bench"));
+    let (name, schema) = ("default_14_fields_threat_list_100k", Schema::default_v2());
+    bench_format(
+        c,
+        name,
+        schema,
+        OutputSchema::Ecs,
+        true,
+        Some(list),
+        &default,
+    );
+
+    let text = threat_list(1_000_000);
+    let mut group = c.benchmark_group("threat_list");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(1_000_000));
+    group.bench_function("load_1m_entries", |b| {
+        b.iter(|| ThreatList::parse(&text, "bench").len())
+    });
+    group.finish();
+}
+
+/// A threat list of `n` entries: public /32s spread over the address space (a
+/// deterministic sequence), every 50th a /24, and 203.0.7.0/24 (which holds some of
+/// the benchmark's destinations).
+fn threat_list(n: usize) -> String {
+    let mut text = String::from("# bench feed\n203.0.7.0/24,bench\n");
+    let mut x: u32 = 0x9e37_79b9;
+    for i in 0..n.saturating_sub(1) {
+        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        let a = (x >> 24).clamp(11, 223);
+        let ip = std::net::Ipv4Addr::new(a as u8, (x >> 16) as u8, (x >> 8) as u8, x as u8);
+        if i % 50 == 0 {
+            text.push_str(&format!(
+                "{}/24,feed\n",
+                std::net::Ipv4Addr::from(u32::from(ip) & !0xff)
+            ));
+        } else {
+            text.push_str(&format!("{ip}\n"));
+        }
+    }
+    text
 }
 
 criterion_group!(pipeline, benches);

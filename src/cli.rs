@@ -14,6 +14,7 @@ use crate::flowlog::Schema;
 use crate::handler::Handler;
 use crate::pipeline::{run_input, Counts, IdSeed, Output, UnitInput, UnitProcessor};
 use crate::sink::{Batch, BatchLimits, Destination};
+use crate::threat_intel::{ListSource, ThreatIntel, ThreatList};
 
 pub const HELP: &str = "\
 flowlog-forwarder: AWS VPC and Transit Gateway Flow Logs to ECS documents, forwarded over HTTP.
@@ -94,6 +95,14 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
                            network_acl when the accepted mirror flow (same interface, endpoints
                            swapped, overlapping window) is in the same unit, else
                            security_group_or_network_acl                    (default true)
+    THREAT_INTEL_URI       IP/CIDR list (s3://bucket/key, or a path for process): one address or
+                           CIDR per line, optionally ',label'; '#' comments. Records with a listed
+                           srcaddr, dstaddr, pkt-srcaddr or pkt-dstaddr get threat.enrichments and
+                           tags threat_intel_match (OCSF: enrichments); counted as
+                           ThreatIntelMatches (threat_matches= in the summary)
+    THREAT_INTEL_TTL_SECONDS how long the list is used before it is read again (unchanged
+                           ETag: not downloaded again; failed reload: previous list kept) (default 900)
+    THREAT_INTEL_ONLY      true forwards only matching records (the rest counted filtered) (default false)
     OUTPUT_SCHEMA          ecs | ocsf: ECS documents, or OCSF 1.1.0 Network Activity events
                            (class 4001, activity Traffic) as Amazon Security Lake writes them
                                                                                (default ecs)
@@ -249,11 +258,20 @@ fn process_command(args: &[String]) -> ExitCode {
         } else {
             None
         };
-        process_inputs(config.clone(), inputs.clone(), destination, enrich).await
+        let threats = match &config.threat_intel_uri {
+            None => None,
+            Some(uri) => Some(load_threat_list(&config, uri).await?),
+        };
+        process_inputs(config.clone(), inputs.clone(), destination, enrich, threats).await
     });
     let (counts, input_errors) = match result {
         Ok(r) => r,
         Err(e) => return output_error(e),
+    };
+    let threat_matches = if config.threat_intel_uri.is_some() {
+        format!(" threat_matches={}", counts.threat_matches)
+    } else {
+        String::new()
     };
     let enrichment = if config.enrich_eni {
         format!(
@@ -264,7 +282,7 @@ fn process_command(args: &[String]) -> ExitCode {
         String::new()
     };
     eprintln!(
-        "summary read={} forwarded={} filtered={} malformed={} failed={} inputs={} input_errors={}{enrichment}",
+        "summary read={} forwarded={} filtered={} malformed={} failed={} inputs={} input_errors={}{enrichment}{threat_matches}",
         counts.read,
         counts.forwarded,
         counts.filtered,
@@ -280,6 +298,19 @@ fn process_command(args: &[String]) -> ExitCode {
     }
 }
 
+/// THREAT_INTEL_URI's list (a path, or an S3 URI read with the AWS SDK).
+async fn load_threat_list(config: &Config, uri: &str) -> io::Result<Arc<ThreatList>> {
+    let source = ListSource::parse(uri).map_err(io::Error::other)?;
+    let s3 = match source {
+        ListSource::S3 { .. } => Some(crate::aws::s3_client(&crate::aws::load_aws_config().await)),
+        ListSource::File(_) => None,
+    };
+    ThreatIntel::new(source, config.threat_intel_ttl, s3)
+        .current()
+        .await
+        .map_err(io::Error::other)
+}
+
 /// Reads the inputs on a blocking thread, batch by batch, while the destination
 /// (standard output, or HTTP requests in flight) takes the batches.
 async fn process_inputs(
@@ -287,11 +318,13 @@ async fn process_inputs(
     inputs: Vec<String>,
     destination: Destination,
     enrich: Option<Arc<EniCache>>,
+    threats: Option<Arc<ThreatList>>,
 ) -> io::Result<(Counts, u64)> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(2);
     let producer_config = config.clone();
-    let producer =
-        tokio::task::spawn_blocking(move || read_inputs(&producer_config, &inputs, enrich, tx));
+    let producer = tokio::task::spawn_blocking(move || {
+        read_inputs(&producer_config, &inputs, enrich, threats, tx)
+    });
     let mut session = destination.session(None);
     while let Some(batch) = rx.recv().await {
         session.submit(batch).await;
@@ -322,6 +355,7 @@ fn read_inputs(
     config: &Config,
     inputs: &[String],
     enrich: Option<Arc<EniCache>>,
+    threats: Option<Arc<ThreatList>>,
     tx: tokio::sync::mpsc::Sender<Batch>,
 ) -> (Vec<Counts>, u64) {
     let limits = BatchLimits::new(
@@ -358,7 +392,8 @@ fn read_inputs(
             Origin::file(name),
             IdSeed::with_content(&["file", name]),
         )
-        .with_enrichment(enrich.clone());
+        .with_enrichment(enrich.clone())
+        .with_threat_list(threats.clone());
         let mut out = Output::new(index as u32, &limits, &mut batch, &mut emit);
         let result = run_input(input_source, &mut unit, config.limits, &mut out);
         if let Err(e) = result {

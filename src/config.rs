@@ -47,6 +47,8 @@ pub struct RecordSettings {
     pub output_schema: OutputSchema,
     /// `aws.vpcflow.reject_attribution` on REJECT documents (REJECT_ATTRIBUTION).
     pub reject_attribution: bool,
+    /// Forward only records with a THREAT_INTEL_URI match (THREAT_INTEL_ONLY).
+    pub threat_intel_only: bool,
 }
 
 /// Everything the forwarder is configured with.
@@ -92,6 +94,11 @@ pub struct Config {
     /// How long the destination secret is used before it is read again
     /// (SECRET_TTL_SECONDS).
     pub secret_ttl: Duration,
+    /// The IP/CIDR list matched against every address (THREAT_INTEL_URI): an S3 URI
+    /// or a path.
+    pub threat_intel_uri: Option<String>,
+    /// How long the list is used before it is read again (THREAT_INTEL_TTL_SECONDS).
+    pub threat_intel_ttl: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -133,6 +140,9 @@ impl std::fmt::Debug for Config {
                 &self.destination_ca_bundle.as_ref().map(|_| "<PEM>"),
             )
             .field("secret_ttl", &self.secret_ttl)
+            .field("threat_intel_uri", &self.threat_intel_uri)
+            .field("threat_intel_ttl", &self.threat_intel_ttl)
+            .field("threat_intel_only", &self.records.threat_intel_only)
             .finish()
     }
 }
@@ -273,6 +283,19 @@ impl Config {
             Some(v) => Some(read_ca_bundle(&v).map_err(|m| err("DESTINATION_CA_BUNDLE", m))?),
         };
         let secret_ttl = Duration::from_secs(number("SECRET_TTL_SECONDS", 300, 1, 86_400)?);
+        let threat_intel_uri = get("THREAT_INTEL_URI");
+        if let Some(uri) = &threat_intel_uri {
+            crate::threat_intel::ListSource::parse(uri).map_err(|m| err("THREAT_INTEL_URI", m))?;
+        }
+        let threat_intel_ttl =
+            Duration::from_secs(number("THREAT_INTEL_TTL_SECONDS", 900, 1, 86_400)?);
+        let threat_intel_only = flag("THREAT_INTEL_ONLY")?;
+        if threat_intel_only && threat_intel_uri.is_none() {
+            return Err(err(
+                "THREAT_INTEL_ONLY",
+                "true needs THREAT_INTEL_URI (a list to match)".to_string(),
+            ));
+        }
 
         Ok(Config {
             destination_url,
@@ -306,12 +329,15 @@ impl Config {
                 include_original,
                 output_schema,
                 reject_attribution,
+                threat_intel_only,
             },
             limits,
             deadline_margin,
             log_level,
             destination_ca_bundle,
             secret_ttl,
+            threat_intel_uri,
+            threat_intel_ttl,
         })
     }
 }

@@ -4,7 +4,9 @@
 
 use crate::attribution::RejectAttribution;
 use crate::enrich::Interface;
+use crate::flowlog::Field;
 use crate::json::write_str;
+use crate::threat_intel::Indicator;
 
 /// Where a unit's records came from, pre-rendered once per unit.
 #[derive(Debug, Clone, Default)]
@@ -97,6 +99,20 @@ pub struct DocContext<'a> {
     pub interface: Option<&'a Interface>,
     /// A REJECT record's attribution (REJECT_ATTRIBUTION).
     pub reject_attribution: Option<RejectAttribution>,
+    /// The record's addresses found in THREAT_INTEL_URI's list (`None`s are unused
+    /// slots).
+    pub threat_matches: &'a [Option<ThreatMatch<'a>>],
+}
+
+/// One of a record's addresses found in the threat list.
+#[derive(Debug, Clone, Copy)]
+pub struct ThreatMatch<'a> {
+    /// The address as the record has it.
+    pub ip: &'a str,
+    pub v6: bool,
+    /// The flow log field it is in.
+    pub field: Field,
+    pub indicator: &'a Indicator,
 }
 
 /// Longest error message of a failure document (ECS `error.message`, OCSF

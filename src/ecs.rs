@@ -126,9 +126,43 @@ pub fn write_document(doc: &mut Document, rec: &FlowRecord<'_>, ctx: &DocContext
     w.json(&ctx.origin.ecs_aws_members);
     w.end_object();
 
+    if !ctx.threat_matches.is_empty() {
+        write_threat(&mut w, ctx);
+    }
     w.json(ECS_VERSION);
     w.json(&ctx.origin.ecs_top_members);
     doc.len = w.finish();
+}
+
+/// `threat.enrichments` (one per address on the THREAT_INTEL_URI list) and the
+/// `threat_intel_match` tag.
+fn write_threat(w: &mut Writer<'_>, ctx: &DocContext<'_>) {
+    w.key(r#","threat":{"enrichments":["#);
+    for (n, m) in ctx.threat_matches.iter().flatten().enumerate() {
+        if n > 0 {
+            w.out.byte(b',');
+        }
+        w.json(if m.v6 {
+            r#"{"indicator":{"type":"ipv6-addr""#
+        } else {
+            r#"{"indicator":{"type":"ipv4-addr""#
+        });
+        w.plain(k!("ip"), m.ip);
+        if let Some(label) = &m.indicator.label {
+            w.string(k!("description"), label);
+        }
+        w.json(r#"},"matched":{"field":"#);
+        w.out.plain_string(match m.field {
+            Field::SrcAddr => "source.ip",
+            Field::DstAddr => "destination.ip",
+            Field::PktSrcAddr => "aws.vpcflow.pkt_srcaddr",
+            _ => "aws.vpcflow.pkt_dstaddr",
+        });
+        w.plain(k!("atomic"), m.ip);
+        w.string(k!("id"), &m.indicator.entry);
+        w.json(r#","type":"indicator_match_rule"}}"#);
+    }
+    w.json(r#"]},"tags":["threat_intel_match"]"#);
 }
 
 /// Bytes made ready for a document before writing it, besides its origin's members and
@@ -332,6 +366,7 @@ mod tests {
             now: 1_700_000_000,
             interface: None,
             reject_attribution: None,
+            threat_matches: &[],
         };
         let fresh = |raw: &str| {
             let mut doc = Document::new();

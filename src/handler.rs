@@ -20,6 +20,7 @@ use crate::pipeline::{run_input, Counts, IdSeed, Output, UnitInput, UnitProcesso
 use crate::secret::{apply_secret, DestinationSecret};
 use crate::sink::{Batch, BatchLimits, Destination};
 use crate::source::{self, s3::RangedObject};
+use crate::threat_intel::{ListSource, ThreatIntel, ThreatList};
 use crate::trigger::{self, Delivery, S3Object, Source, WorkUnit};
 
 /// Where S3 objects are read from.
@@ -38,8 +39,17 @@ pub struct Handler {
     objects: ObjectStore,
     /// EC2 interface answers, when ENRICH_ENI is on.
     enrich: Option<Arc<EniCache>>,
+    /// THREAT_INTEL_URI's list, when set.
+    threat_intel: Option<ThreatIntel>,
     /// Stop starting new units when less than this remains before the deadline.
     deadline_margin: Duration,
+}
+
+/// What a unit is read with besides its input: when to stop (the deadline less its
+/// margin) and the threat list of the invocation.
+struct UnitLimits {
+    stop_at: Option<Instant>,
+    threats: Option<Arc<ThreatList>>,
 }
 
 /// The handler failed the invocation (Lambda records an error and retries). Its kind
@@ -55,6 +65,9 @@ pub enum HandlerError {
     /// The delivery task itself failed.
     #[error("delivery task failed: {0}")]
     Internal(String),
+    /// THREAT_INTEL_URI could not be loaded and no earlier list is held.
+    #[error("{0}")]
+    ThreatListUnavailable(String),
 }
 
 impl HandlerError {
@@ -64,6 +77,7 @@ impl HandlerError {
             HandlerError::MalformedPayload(_) => "MalformedPayload",
             HandlerError::UnitsNotDelivered(_) => "UnitsNotDelivered",
             HandlerError::Internal(_) => "InternalError",
+            HandlerError::ThreatListUnavailable(_) => "ThreatListUnavailable",
         }
     }
 }
@@ -93,11 +107,16 @@ impl Handler {
         // The AWS configuration is loaded only when something needs it now; S3 waits for
         // the first event that names an object (an `invoke` of a CloudWatch Logs event
         // never touches AWS).
-        let aws = if config.destination_secret_arn.is_some() || config.enrich_eni {
-            Some(crate::aws::load_aws_config().await)
-        } else {
-            None
-        };
+        let threat_list_in_s3 = config
+            .threat_intel_uri
+            .as_deref()
+            .is_some_and(|u| u.starts_with("s3://"));
+        let aws =
+            if config.destination_secret_arn.is_some() || config.enrich_eni || threat_list_in_s3 {
+                Some(crate::aws::load_aws_config().await)
+            } else {
+                None
+            };
         let (config, destination) = match (config.destination_secret_arn.clone(), &aws) {
             (Some(arn), Some(aws)) => {
                 let secret = DestinationSecret::new(aws, &arn);
@@ -128,8 +147,23 @@ impl Handler {
             ))),
             _ => None,
         };
+        let threat_intel = match &config.threat_intel_uri {
+            None => None,
+            Some(uri) => {
+                let source = ListSource::parse(uri)?;
+                let s3 = aws.as_ref().map(crate::aws::s3_client);
+                let intel = ThreatIntel::new(source, config.threat_intel_ttl, s3);
+                // Loaded now; a list that cannot be loaded fails the invocations (their
+                // records retried) until it can.
+                if let Err(e) = intel.current().await {
+                    tracing::error!(error = %e, "threat list not loaded");
+                }
+                Some(intel)
+            }
+        };
         let deadline_margin = config.deadline_margin;
         Ok(Handler {
+            threat_intel,
             config: Arc::new(config),
             destination,
             objects,
@@ -149,6 +183,17 @@ impl Handler {
         if let Destination::Http(sink) = &self.destination {
             sink.refresh_secret_if_stale().await;
         }
+        let threats = match &self.threat_intel {
+            None => None,
+            Some(intel) => match intel.current().await {
+                Ok(list) => Some(list),
+                Err(e) => {
+                    let summary =
+                        crate::metrics::summary_json(&Counts::default(), 0, 0, 0, started);
+                    return (Err(HandlerError::ThreatListUnavailable(e)), summary);
+                }
+            },
+        };
         let ec2_requests_before = self.ec2_requests();
         let invocation = match trigger::decode(payload) {
             Ok(inv) => inv,
@@ -191,7 +236,17 @@ impl Handler {
             tracing::debug!(unit = %unit_name(unit), size, event_time, "unit started");
             let stop_at = deadline.map(|d| d.checked_sub(self.deadline_margin).unwrap_or(d));
             let (result, rest) = self
-                .run_unit(unit, index as u32, &limits, batch, &tx, stop_at)
+                .run_unit(
+                    unit,
+                    index as u32,
+                    &limits,
+                    batch,
+                    &tx,
+                    UnitLimits {
+                        stop_at,
+                        threats: threats.clone(),
+                    },
+                )
                 .await;
             tracing::debug!(unit = %unit_name(unit), read = result.counts.read, error = ?result.error, "unit read");
             batch = rest;
@@ -307,8 +362,9 @@ impl Handler {
         limits: &BatchLimits,
         batch: Batch,
         tx: &mpsc::Sender<Batch>,
-        stop_at: Option<Instant>,
+        run: UnitLimits,
     ) -> (UnitResult, Batch) {
+        let UnitLimits { stop_at, threats } = run;
         let (input, origin, seed) = match &unit.source {
             Source::CloudWatch(logs) => {
                 let origin = Origin::cloudwatch(&logs.log_group, &logs.log_stream);
@@ -366,8 +422,9 @@ impl Handler {
         let enrich = self.enrich.clone();
         let work = tokio::task::spawn_blocking(move || {
             let mut batch = batch;
-            let mut processor =
-                UnitProcessor::new(&config.records, origin, seed).with_enrichment(enrich);
+            let mut processor = UnitProcessor::new(&config.records, origin, seed)
+                .with_enrichment(enrich)
+                .with_threat_list(threats);
             let mut emit = |b: Batch| tx.blocking_send(b).is_ok();
             let mut out = Output::new(index, &limits, &mut batch, &mut emit).stop_at(stop_at);
             let result = run_input(input, &mut processor, config.limits, &mut out);

@@ -28,5 +28,6 @@ pub mod pipeline;
 pub mod secret;
 pub mod sink;
 pub mod source;
+pub mod threat_intel;
 pub mod timestamp;
 pub mod trigger;

@@ -95,8 +95,14 @@ pub fn write_event(doc: &mut Document, rec: &FlowRecord<'_>, ctx: &DocContext<'_
     w.json(r#"},"profiles":["cloud","security_control"],"version":"1.1.0""#);
     w.string(k!("uid"), ctx.event_id);
     w.json(&ctx.origin.ocsf_metadata_members);
+    if !ctx.threat_matches.is_empty() {
+        w.json(r#","labels":["threat_intel_match"]"#);
+    }
     w.end_object();
 
+    if !ctx.threat_matches.is_empty() {
+        write_enrichments(&mut w, ctx);
+    }
     w.opt_string(k!("raw_data"), ctx.original);
     write_unmapped(&mut w, rec, ctx);
     doc.len = w.finish();
@@ -121,6 +127,32 @@ pub fn write_failure_event(doc: &mut Document, raw: &str, error: &str, ctx: &Doc
     w.end_object();
     w.string(k!("raw_data"), raw);
     doc.len = w.finish();
+}
+
+/// `enrichments`: one per address on the THREAT_INTEL_URI list, naming the
+/// attribute, the address, the list entry and its label.
+fn write_enrichments(w: &mut Writer<'_>, ctx: &DocContext<'_>) {
+    w.key(r#","enrichments":["#);
+    for (n, m) in ctx.threat_matches.iter().flatten().enumerate() {
+        if n > 0 {
+            w.out.byte(b',');
+        }
+        w.key(r#"{"name":"#);
+        w.out.plain_string(match m.field {
+            Field::SrcAddr => "src_endpoint.ip",
+            Field::DstAddr => "dst_endpoint.ip",
+            Field::PktSrcAddr => "src_endpoint.intermediate_ips",
+            _ => "dst_endpoint.intermediate_ips",
+        });
+        w.plain(k!("value"), m.ip);
+        w.json(r#","type":"threat_intel","provider":"THREAT_INTEL_URI","data":{"indicator":"#);
+        w.out.string(&m.indicator.entry);
+        if let Some(label) = &m.indicator.label {
+            w.string(k!("description"), label);
+        }
+        w.json("}}");
+    }
+    w.out.byte(b']');
 }
 
 /// Unix seconds `t` as OCSF epoch milliseconds.

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::attribution::{RejectAttribution, RejectAttributor};
 use crate::config::{OutputSchema, RecordSettings};
-use crate::context::{DocContext, Origin};
+use crate::context::{DocContext, Origin, ThreatMatch};
 use crate::ecs;
 use crate::enrich::{EniCache, Interface, Lookup};
 use crate::flowlog::{Field, FlowRecord, Line, LineParser, Schema, Span};
@@ -23,6 +23,7 @@ use crate::sink::{Batch, BatchLimits, DocMeta};
 use crate::source::parquet::ParquetObject;
 use crate::source::s3::RangedObject;
 use crate::source::{self, Compression, Limits, SourceLine};
+use crate::threat_intel::ThreatList;
 use crate::trigger::LogBatch;
 
 /// Counters of a unit or an invocation. Every record read is forwarded, filtered or
@@ -42,6 +43,8 @@ pub struct Counts {
     /// REJECT_ATTRIBUTION past its caps: accepted flows not remembered, and REJECT
     /// records released before their unit's end (decided on what was seen so far).
     pub attribution_overflow: u64,
+    /// Documents with an address on THREAT_INTEL_URI's list.
+    pub threat_matches: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
 }
@@ -56,6 +59,7 @@ impl Counts {
         self.enriched += other.enriched;
         self.unenriched += other.unenriched;
         self.attribution_overflow += other.attribution_overflow;
+        self.threat_matches += other.threat_matches;
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
     }
@@ -175,6 +179,8 @@ struct Documents<'s> {
     enrich: Option<Arc<EniCache>>,
     /// REJECT attribution state, unless REJECT_ATTRIBUTION=false.
     attributor: Option<RejectAttributor>,
+    /// THREAT_INTEL_URI's list, when set.
+    threats: Option<Arc<ThreatList>>,
     counts: Counts,
 }
 
@@ -190,6 +196,7 @@ impl<'s> UnitProcessor<'s> {
                 now: unix_now(),
                 enrich: None,
                 attributor: settings.reject_attribution.then(RejectAttributor::new),
+                threats: None,
                 counts: Counts::default(),
             },
         }
@@ -200,6 +207,12 @@ impl<'s> UnitProcessor<'s> {
     /// thousand records at a time; other callers use `interface_ids` and `prefetch`.
     pub fn with_enrichment(mut self, cache: Option<Arc<EniCache>>) -> UnitProcessor<'s> {
         self.docs.enrich = cache;
+        self
+    }
+
+    /// Matches every record's addresses against `list` (THREAT_INTEL_URI).
+    pub fn with_threat_list(mut self, list: Option<Arc<ThreatList>>) -> UnitProcessor<'s> {
+        self.docs.threats = list;
         self
     }
 
@@ -439,6 +452,39 @@ impl<'s> UnitProcessor<'s> {
     }
 }
 
+/// The record's distinct addresses (source, destination, packet source and
+/// destination) that are on `list`, into `found`: how many.
+#[inline]
+fn find_threats<'a>(
+    list: &'a ThreatList,
+    rec: &FlowRecord<'a>,
+    found: &mut [Option<ThreatMatch<'a>>; 4],
+) -> usize {
+    let candidates = [
+        (Field::SrcAddr, rec.srcaddr),
+        (Field::DstAddr, rec.dstaddr),
+        (Field::PktSrcAddr, rec.pkt_srcaddr),
+        (Field::PktDstAddr, rec.pkt_dstaddr),
+    ];
+    let mut n = 0;
+    for (i, (field, ip)) in candidates.into_iter().enumerate() {
+        let Some(ip) = ip else { continue };
+        if candidates[..i].iter().any(|(_, seen)| *seen == Some(ip)) {
+            continue;
+        }
+        if let Some(indicator) = list.lookup(ip) {
+            found[n] = Some(ThreatMatch {
+                ip: rec.get(field).unwrap_or_default(),
+                v6: ip.is_ipv6(),
+                field,
+                indicator,
+            });
+            n += 1;
+        }
+    }
+    n
+}
+
 /// What a REJECT record is held as, when it is: its number, its text (a line, or a
 /// row's values joined) and the schema that text is read with.
 #[derive(Clone, Copy)]
@@ -475,6 +521,14 @@ impl Documents<'_> {
         if self.settings.filter.check(rec).is_some() {
             self.counts.filtered += 1;
             return Outcome::Filtered;
+        }
+        if self.settings.threat_intel_only {
+            let mut matches = [None; 4];
+            let list = self.threats.as_deref();
+            if list.is_none_or(|list| find_threats(list, rec, &mut matches) == 0) {
+                self.counts.filtered += 1;
+                return Outcome::Filtered;
+            }
         }
         let mut attribution = None;
         if let Some(attributor) = &mut self.attributor {
@@ -529,6 +583,14 @@ impl Documents<'_> {
                 Some(Lookup::NotFound) | None => None,
             },
         };
+        let threats = self.threats.clone();
+        let mut matches = [None; 4];
+        let count = threats
+            .as_deref()
+            .map_or(0, |list| find_threats(list, rec, &mut matches));
+        if count > 0 {
+            self.counts.threat_matches += 1;
+        }
         let ctx = DocContext {
             event_id: id,
             origin: &self.origin,
@@ -536,6 +598,7 @@ impl Documents<'_> {
             now: self.now,
             interface: interface.as_deref(),
             reject_attribution,
+            threat_matches: &matches[..count],
         };
         match self.settings.output_schema {
             OutputSchema::Ecs => ecs::write_document(out, rec, &ctx),
@@ -559,6 +622,7 @@ impl Documents<'_> {
             now: self.now,
             interface: None,
             reject_attribution: None,
+            threat_matches: &[],
         };
         match self.settings.output_schema {
             OutputSchema::Ecs => ecs::write_failure_document(out, raw, error, &ctx),

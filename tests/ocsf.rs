@@ -225,6 +225,7 @@ fn corpus() -> Vec<(&'static str, &'static str, &'static str)> {
         ("NODATA and SKIPDATA", DEFAULT, "2 123456789010 eni-1 - - - - - - - 1431280876 1431280934 - NODATA\n2 123456789010 eni-1 - - - - - - - 1431280876 1431280934 - SKIPDATA"),
         ("Transit Gateway", TGW, "6 TransitGatewayAttachment 123456789012 tgw-0123 tgw-attach-0456 111111111111 222222222222 vpc-src vpc-dst subnet-src subnet-dst eni-src eni-dst use1-az1 use1-az2 tgw-attach-0789 10.1.0.5 10.2.0.9 5000 443 6 10 1000 1700000000 1700000060 OK IPv4 0 0 0 0 3 us-east-1 ingress - -"),
         ("unknown fields and no times", "srcaddr dstaddr action future-field another-new-one", "10.0.0.1 10.0.0.2 ACCEPT some-value x\"y"),
+        ("REJECT attribution pair", DEFAULT, "2 123456789010 eni-1235b8ca123456789 172.31.16.139 203.0.113.12 0 0 1 4 336 1432917094 1432917142 REJECT OK\n2 123456789010 eni-1235b8ca123456789 203.0.113.12 172.31.16.139 0 0 1 4 336 1432917027 1432917142 ACCEPT OK\n2 123456789010 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 2 3 4 REJECT OK"),
         ("parse failures", DEFAULT, "2 123456789010 eni-1 10.0.0.999 10.0.0.2 1 2 6 1 2 3 4 ACCEPT OK\nnot a record at all\n2 123456789010 eni-1 10.0.0.1 10.0.0.2 99999 2 6 1 2 3 4 ACCEPT OK"),
     ]
 }
@@ -244,7 +245,7 @@ fn every_event_of_the_corpus_is_valid_ocsf_1_1_0() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 27 + 12);
+    assert_eq!(checked, 27 + 15);
 }
 
 #[test]
@@ -428,4 +429,44 @@ fn a_line_that_is_no_record_becomes_a_failure_event() {
         e["metadata"]["labels"],
         serde_json::json!(["_flowlog_parse_failure"])
     );
+}
+
+/// Threat-intel matches become OCSF `enrichments`; the events stay valid.
+#[test]
+fn threat_enrichments_are_valid_ocsf() {
+    use flowlog_forwarder::context::Origin;
+    use flowlog_forwarder::json::Document;
+    use flowlog_forwarder::pipeline::{IdSeed, Outcome, UnitProcessor};
+    use flowlog_forwarder::source::SourceLine;
+    use flowlog_forwarder::threat_intel::ThreatList;
+    let list = std::sync::Arc::new(ThreatList::parse(
+        "198.51.100.0/24,scanner\n2001:db8:bad::/48\n",
+        "test",
+    ));
+    let settings = common::settings(&[("OUTPUT_SCHEMA", "ocsf"), ("LOG_FORMAT", V5)]);
+    let mut unit = UnitProcessor::new(&settings, Origin::file("t"), IdSeed::new(&["t"]))
+        .with_threat_list(Some(list));
+    let lines = [
+        "5 1 eni-1 10.0.0.5 198.51.100.7 40000 443 6 1 60 1700000000 1700000060 ACCEPT OK vpc-1 subnet-1 i-1 2 IPv4 198.51.100.8 198.51.100.7 - - - - - - egress 8",
+        "5 1 eni-1 2001:db8:bad::9 2001:db8::1 443 40000 6 1 60 1700000000 1700000060 ACCEPT OK - - - 2 IPv6 - - - - - - - - ingress -",
+    ];
+    let mut doc = Document::new();
+    for (i, line) in lines.iter().enumerate() {
+        let line = SourceLine {
+            number: i as u64 + 1,
+            bytes: line.as_bytes(),
+            too_long: None,
+        };
+        assert!(matches!(
+            unit.process_line(&line, &mut doc),
+            Outcome::Document { .. }
+        ));
+        let event: Value = serde_json::from_slice(doc.as_bytes()).unwrap();
+        assert_valid("threat", &event);
+        assert!(
+            !event["enrichments"].as_array().unwrap().is_empty(),
+            "{event}"
+        );
+    }
+    assert_eq!(unit.counts().threat_matches, 2);
 }

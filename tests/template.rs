@@ -234,3 +234,34 @@ fn existing_bucket_and_log_group_from_parameters() {
     );
     assert!(t["Outputs"]["ExistingBucketNotification"].is_object());
 }
+
+/// Issue 18: with a threat list, the function may read that one object and nothing
+/// more of its bucket; without one, no such permission exists.
+#[test]
+fn threat_list_read_access_is_the_list_object_only() {
+    let t = transformed();
+    let role = resource(&t, "ForwarderFunctionRole").to_string();
+    assert!(role.contains("ReadThreatList"), "{role}");
+    assert!(role.contains("HasThreatIntel"), "conditional: {role}");
+    assert!(
+        role.contains(r#"arn:${AWS::Partition}:s3:::${Path}"#),
+        "{role}"
+    );
+    assert!(
+        role.contains(r#"{"Fn::Split":["s3://",{"Ref":"ThreatIntelUri"}]}"#),
+        "{role}"
+    );
+    assert!(TEMPLATE.contains("HasThreatIntel: !Not [!Equals [!Ref ThreatIntelUri, \"\"]]"));
+    for var in [
+        "THREAT_INTEL_URI",
+        "THREAT_INTEL_TTL_SECONDS",
+        "THREAT_INTEL_ONLY",
+        "REJECT_ATTRIBUTION",
+        "OUTPUT_SCHEMA",
+    ] {
+        assert!(
+            TEMPLATE.contains(&format!("          {var}: !Ref ")),
+            "{var}"
+        );
+    }
+}

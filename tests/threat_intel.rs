@@ -1,0 +1,265 @@
+//! THREAT_INTEL_URI: the list is loaded from the local S3 API server (moto) with the
+//! real SDK, matched against every address, read again after its TTL only when its
+//! ETag changed, kept when a reload fails; a missing list fails the invocation. Through
+//! the real binary: ECS `threat.enrichments`, the tag, THREAT_INTEL_ONLY, the summary.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::moto::{moto, put_objects};
+use flowlog_forwarder::threat_intel::{ListSource, ThreatIntel, ThreatList};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_flowlog-forwarder");
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn s3_intel(key: &str, ttl: Duration) -> ThreatIntel {
+    let s3 = block_on(moto().client());
+    ThreatIntel::new(
+        ListSource::S3 {
+            bucket: "threat-lists".into(),
+            key: key.into(),
+        },
+        ttl,
+        Some(s3),
+    )
+}
+
+fn label(list: &ThreatList, ip: &str) -> Option<String> {
+    list.lookup(ip.parse().unwrap())
+        .map(|i| i.label.as_deref().unwrap_or("").to_string())
+}
+
+#[test]
+fn loads_from_s3_refreshes_on_a_changed_etag_and_keeps_the_list_on_failure() {
+    let key = format!("feed-{}.txt", std::process::id());
+    put_objects(
+        "threat-lists",
+        &[(
+            &key,
+            b"# feed v1\n198.51.100.0/24,scanner\n2001:db8:bad::/48,v6 feed\nnot-an-ip,x\n"
+                .to_vec(),
+        )],
+    );
+    let intel = s3_intel(&key, Duration::from_millis(500));
+    let list = block_on(intel.current()).unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list.skipped_lines, 1);
+    assert_eq!(label(&list, "198.51.100.77").as_deref(), Some("scanner"));
+    assert_eq!(label(&list, "2001:db8:bad::1").as_deref(), Some("v6 feed"));
+    assert_eq!(label(&list, "10.0.0.1"), None);
+    assert_eq!(intel.downloads(), 1);
+
+    // Within the TTL: not read again. After it, with the same ETag: not downloaded.
+    block_on(intel.current()).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let same = block_on(intel.current()).unwrap();
+    assert_eq!(
+        intel.downloads(),
+        1,
+        "an unchanged ETag is not downloaded again"
+    );
+    assert_eq!(same.len(), 2);
+
+    // A changed list is read after the TTL.
+    put_objects("threat-lists", &[(&key, b"203.0.113.9,c2\n".to_vec())]);
+    std::thread::sleep(Duration::from_millis(600));
+    let changed = block_on(intel.current()).unwrap();
+    assert_eq!(intel.downloads(), 2);
+    assert_eq!(label(&changed, "203.0.113.9").as_deref(), Some("c2"));
+    assert_eq!(label(&changed, "198.51.100.77"), None);
+
+    // The object disappears: the previous list stays in use.
+    block_on(async {
+        moto()
+            .client()
+            .await
+            .delete_object()
+            .bucket("threat-lists")
+            .key(&key)
+            .send()
+            .await
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    let kept = block_on(intel.current()).unwrap();
+    assert_eq!(label(&kept, "203.0.113.9").as_deref(), Some("c2"));
+}
+
+#[test]
+fn a_missing_list_at_cold_start_is_an_error_naming_it() {
+    put_objects("threat-lists", &[]);
+    let intel = s3_intel("no-such-feed.txt", Duration::from_secs(900));
+    let e = block_on(intel.current()).unwrap_err();
+    assert!(e.contains("s3://threat-lists/no-such-feed.txt"), "{e}");
+}
+
+/// `invoke` runs the handler as Lambda does: with no list, the invocation fails (its
+/// records are retried) with the error type ThreatListUnavailable.
+#[test]
+fn without_a_list_the_invocation_fails_and_is_retried() {
+    let dir = std::env::temp_dir().join(format!("threat-invoke-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("b")).unwrap();
+    std::fs::write(dir.join("b/k.log"), LINES).unwrap();
+    let event = dir.join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"Records":[{"eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"k.log"}}}]}"#,
+    )
+    .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "invoke",
+        event.to_str().unwrap(),
+        "--s3-dir",
+        dir.to_str().unwrap(),
+    ])
+    .env_remove("DESTINATION_URL")
+    .env_remove("AWS_LAMBDA_RUNTIME_API")
+    .env("THREAT_INTEL_URI", "s3://threat-lists/missing.txt");
+    for (k, v) in moto().env() {
+        cmd.env(k, v);
+    }
+    put_objects("threat-lists", &[]);
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("ThreatListUnavailable"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no document went out");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+const LINES: &str = "\
+2 123456789010 eni-1 10.0.0.5 198.51.100.7 40000 443 6 1 60 1700000000 1700000060 ACCEPT OK
+2 123456789010 eni-1 10.0.0.5 10.0.0.6 40000 443 6 1 60 1700000000 1700000060 ACCEPT OK
+2 123456789010 eni-1 2001:db8:bad::9 2001:db8::1 443 40000 6 1 60 1700000000 1700000060 REJECT OK
+";
+
+fn process(vars: &[(&str, &str)]) -> (Vec<Value>, String, Option<i32>) {
+    let list = std::env::temp_dir().join(format!("threat-list-{}.txt", std::process::id()));
+    std::fs::write(
+        &list,
+        "# test feed\n198.51.100.0/24,scanner net\n2001:db8:bad::/48\n",
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["process", "-"])
+        .env_remove("DESTINATION_URL")
+        .env("THREAT_INTEL_URI", &list)
+        .envs(vars.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(LINES.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let docs = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (
+        docs,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code(),
+    )
+}
+
+#[test]
+fn matching_records_carry_threat_enrichments_and_the_tag() {
+    let (docs, stderr, code) = process(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("threat_matches=2"), "{stderr}");
+    assert_eq!(docs.len(), 3);
+    let hit = docs
+        .iter()
+        .find(|d| d["destination"]["ip"] == "198.51.100.7")
+        .unwrap();
+    assert_eq!(hit["tags"], serde_json::json!(["threat_intel_match"]));
+    let e = &hit["threat"]["enrichments"][0];
+    assert_eq!(e["indicator"]["type"], "ipv4-addr");
+    assert_eq!(e["indicator"]["ip"], "198.51.100.7");
+    assert_eq!(e["indicator"]["description"], "scanner net");
+    assert_eq!(e["matched"]["field"], "destination.ip");
+    assert_eq!(e["matched"]["atomic"], "198.51.100.7");
+    assert_eq!(e["matched"]["type"], "indicator_match_rule");
+    assert_eq!(e["matched"]["id"], "198.51.100.0/24");
+    let v6 = docs
+        .iter()
+        .find(|d| d["source"]["ip"] == "2001:db8:bad::9")
+        .unwrap();
+    let e = &v6["threat"]["enrichments"][0];
+    assert_eq!(e["indicator"]["type"], "ipv6-addr");
+    assert_eq!(e["matched"]["field"], "source.ip");
+    assert!(e["indicator"].get("description").is_none());
+    let clean = docs
+        .iter()
+        .find(|d| d["destination"]["ip"] == "10.0.0.6")
+        .unwrap();
+    assert!(clean.get("threat").is_none() && clean.get("tags").is_none());
+}
+
+#[test]
+fn threat_intel_only_forwards_matches_and_counts_the_rest_filtered() {
+    let (docs, stderr, code) = process(&[("THREAT_INTEL_ONLY", "true")]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(docs.len(), 2);
+    assert!(stderr.contains("read=3 forwarded=2 filtered=1"), "{stderr}");
+}
+
+#[test]
+fn ocsf_events_carry_enrichments() {
+    let (docs, stderr, _) = process(&[("OUTPUT_SCHEMA", "ocsf")]);
+    let hit = docs
+        .iter()
+        .find(|d| d["dst_endpoint"]["ip"] == "198.51.100.7")
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let e = &hit["enrichments"][0];
+    assert_eq!(e["name"], "dst_endpoint.ip");
+    assert_eq!(e["value"], "198.51.100.7");
+    assert_eq!(e["data"]["indicator"], "198.51.100.0/24");
+    assert_eq!(
+        hit["metadata"]["labels"],
+        serde_json::json!(["threat_intel_match"])
+    );
+}
+
+#[test]
+fn a_bad_threat_configuration_exits_2() {
+    for (name, value) in [
+        ("THREAT_INTEL_URI", "s3://bucket-without-key"),
+        ("THREAT_INTEL_TTL_SECONDS", "0"),
+        ("THREAT_INTEL_ONLY", "maybe"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["process", "/dev/null"])
+            .env(name, value)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}={value}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(name));
+    }
+    let out = Command::new(BIN)
+        .args(["process", "/dev/null"])
+        .env_remove("THREAT_INTEL_URI")
+        .env("THREAT_INTEL_ONLY", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
