@@ -677,7 +677,18 @@ pub fn run_input(
     limits: Limits,
     out: &mut Output<'_>,
 ) -> Result<(), String> {
-    let run = std::panic::AssertUnwindSafe(|| run_input_unguarded(input, unit, limits, out));
+    let run = std::panic::AssertUnwindSafe(|| read_input(input, unit, limits, out));
+    let read = catch_panic(run);
+    // The held REJECT records leave, decided on what was read (as the documents of the
+    // records before a read error do).
+    let released = out.release_held(unit);
+    read.and(released)
+}
+
+/// The result of `run`, or a panic in it as an error.
+fn catch_panic(
+    run: std::panic::AssertUnwindSafe<impl FnOnce() -> Result<(), String>>,
+) -> Result<(), String> {
     match std::panic::catch_unwind(run) {
         Ok(result) => result,
         Err(panic) => {
@@ -693,17 +704,6 @@ pub fn run_input(
             ))
         }
     }
-}
-
-fn run_input_unguarded(
-    input: UnitInput,
-    unit: &mut UnitProcessor<'_>,
-    limits: Limits,
-    out: &mut Output<'_>,
-) -> Result<(), String> {
-    read_input(input, unit, limits, out)?;
-    // Every record is read: the held REJECT records leave, decided.
-    out.release_held(unit)
 }
 
 fn read_input(
