@@ -3,9 +3,19 @@
 //! notifications, SNS envelopes of them, EventBridge "Object Created" events or
 //! `s3:TestEvent`, EventBridge "Object Created" delivered directly, SNS events, and
 //! CloudWatch Logs subscription payloads (`awslogs.data`, base64 of gzip of JSON).
+//!
+//! Shapes are decoded with `aws_lambda_events`' types (`SqsEvent`,
+//! `EventBridgeEvent`, `S3Entity`) where they accept what AWS and users send; small
+//! local types stand where the crate's require fields this function never reads (the
+//! S3 record's `eventTime`/`userIdentity`/`requestParameters`, SNS signatures).
+//! CloudWatch Logs data is decoded here, not with the crate's `LogsEvent`, whose
+//! decompression has no size bound (a gzip bomb) and which requires every event id.
 
 use std::io::Read;
 
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_lambda_events::s3::S3Entity;
+use aws_lambda_events::sqs::SqsEvent;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::Value;
@@ -104,7 +114,8 @@ pub const ACCEPTED: &str = "expected one of: an S3 event notification (Records[]
 (Records[].body holding an S3 notification, an SNS envelope of one, or an EventBridge \"Object Created\" event), \
 an SNS event, an EventBridge \"Object Created\" event, or a CloudWatch Logs subscription payload (awslogs.data)";
 
-/// Decodes an invocation payload.
+/// Decodes an invocation payload: its shape is told by its keys, then it is decoded
+/// with that shape's type (errors name the shape).
 pub fn decode(payload: &Value) -> Result<Invocation, String> {
     let mut inv = Invocation {
         delivery: Delivery::Direct,
@@ -126,7 +137,8 @@ pub fn decode(payload: &Value) -> Result<Invocation, String> {
         return Ok(inv);
     }
     if is_eventbridge(payload) {
-        match eventbridge_object(payload)? {
+        let event: EventBridgeEvent = typed(payload, "EventBridge event")?;
+        match eventbridge_object(event)? {
             Some(obj) => inv.units.push(WorkUnit {
                 source: Source::S3(obj),
                 message_id: None,
@@ -147,25 +159,25 @@ pub fn decode(payload: &Value) -> Result<Invocation, String> {
     };
     if records.first().is_some_and(|r| source_of(r) == "aws:sqs") {
         inv.delivery = Delivery::Sqs;
-        for record in records {
-            let Some(id) = record.get("messageId").and_then(Value::as_str) else {
+        let event: SqsEvent = typed(payload, "SQS event")?;
+        for message in event.records {
+            let Some(id) = message.message_id else {
                 return Err("SQS record without messageId".to_string());
             };
-            let body = record.get("body").and_then(Value::as_str).unwrap_or("");
-            match decode_message_body(body) {
+            match decode_message_body(message.body.as_deref().unwrap_or("")) {
                 Ok(Body::Objects(objs)) => inv.units.extend(objs.into_iter().map(|o| WorkUnit {
                     source: Source::S3(o),
-                    message_id: Some(id.to_string()),
+                    message_id: Some(id.clone()),
                 })),
                 Ok(Body::Ignored) => inv.ignored += 1,
-                Err(e) => inv.bad_messages.push((id.to_string(), e)),
+                Err(e) => inv.bad_messages.push((id, e)),
             }
         }
         return Ok(inv);
     }
     for record in records {
         match source_of(record).as_str() {
-            "aws:s3" => match s3_record(record)? {
+            "aws:s3" => match s3_object(typed(record, "S3 notification record")?)? {
                 Some(obj) => inv.units.push(WorkUnit {
                     source: Source::S3(obj),
                     message_id: None,
@@ -173,11 +185,8 @@ pub fn decode(payload: &Value) -> Result<Invocation, String> {
                 None => inv.ignored += 1,
             },
             "aws:sns" => {
-                let message = record
-                    .pointer("/Sns/Message")
-                    .and_then(Value::as_str)
-                    .ok_or("SNS record without Sns.Message")?;
-                match decode_message_body(message)? {
+                let record: SnsRecord = typed(record, "SNS record")?;
+                match decode_message_body(&record.sns.message)? {
                     Body::Objects(objs) => inv.units.extend(objs.into_iter().map(|o| WorkUnit {
                         source: Source::S3(o),
                         message_id: None,
@@ -189,6 +198,70 @@ pub fn decode(payload: &Value) -> Result<Invocation, String> {
         }
     }
     Ok(inv)
+}
+
+/// `value` decoded as `T`; the error names `what` was expected.
+fn typed<T: serde::de::DeserializeOwned>(value: &Value, what: &str) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| match e.path().to_string() {
+        path if path == "." => format!("not a valid {what}: {}", e.inner()),
+        path => format!("not a valid {what}: {path}: {}", e.inner()),
+    })
+}
+
+/// One record of an S3 event notification. The bucket and object are the crate's
+/// `S3Entity`; the record itself is read here because `aws_lambda_events`'
+/// `S3EventRecord` also requires `eventTime`, `userIdentity` and `requestParameters`,
+/// which S3 always sends but hand-written and test events often leave out.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct S3Record {
+    event_name: Option<String>,
+    event_time: Option<String>,
+    s3: S3Entity,
+}
+
+/// An S3 event notification (an SQS message body, an SNS message).
+#[derive(Debug, Deserialize)]
+struct S3Notification {
+    #[serde(rename = "Records")]
+    records: Vec<S3Record>,
+}
+
+/// A record of an SNS trigger: its message. (`aws_lambda_events`' `SnsRecord` requires
+/// the signature fields too, which this function does not check.)
+#[derive(Debug, Deserialize)]
+struct SnsRecord {
+    #[serde(rename = "Sns")]
+    sns: SnsMessage,
+}
+
+/// An SNS message, or the SNS envelope of an SQS body (raw delivery off).
+#[derive(Debug, Deserialize)]
+struct SnsMessage {
+    #[serde(rename = "Message")]
+    message: String,
+}
+
+/// The detail of an EventBridge "Object Created" event from S3 (keys are not
+/// URL-encoded there).
+#[derive(Debug, Deserialize)]
+struct ObjectCreated {
+    bucket: CreatedBucket,
+    object: CreatedObject,
+}
+
+#[derive(Debug, Deserialize)]
+struct CreatedBucket {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct CreatedObject {
+    key: String,
+    size: Option<u64>,
+    etag: Option<String>,
+    version_id: Option<String>,
 }
 
 enum Body {
@@ -205,24 +278,26 @@ fn decode_message_body(body: &str) -> Result<Body, String> {
         return Ok(Body::Ignored);
     }
     if v.get("Type").and_then(Value::as_str) == Some("Notification") {
-        let inner = v
-            .get("Message")
-            .and_then(Value::as_str)
-            .ok_or("SNS envelope without a Message string")?;
-        return decode_message_body(inner);
+        let envelope: SnsMessage = typed(&v, "SNS envelope (a Message string)")?;
+        return decode_message_body(&envelope.message);
     }
     if is_eventbridge(&v) {
-        return Ok(match eventbridge_object(&v)? {
+        let event: EventBridgeEvent = typed(&v, "EventBridge event")?;
+        return Ok(match eventbridge_object(event)? {
             Some(obj) => Body::Objects(vec![obj]),
             None => Body::Ignored,
         });
     }
-    let records = v.get("Records").and_then(Value::as_array).ok_or_else(|| {
-        "message body is not an S3 notification, SNS envelope, EventBridge event or s3:TestEvent".to_string()
-    })?;
+    if v.get("Records").is_none() {
+        return Err(
+            "message body is not an S3 notification, SNS envelope, EventBridge event or s3:TestEvent"
+                .to_string(),
+        );
+    }
+    let notification: S3Notification = typed(&v, "S3 notification")?;
     let mut objs = Vec::new();
-    for r in records {
-        if let Some(obj) = s3_record(r)? {
+    for record in notification.records {
+        if let Some(obj) = s3_object(record)? {
             objs.push(obj);
         }
     }
@@ -233,42 +308,31 @@ fn decode_message_body(body: &str) -> Result<Body, String> {
     })
 }
 
-/// One `Records[]` entry of an S3 notification; `None` for events other than
+/// The object of an S3 notification record; `None` for events other than
 /// ObjectCreated.
-fn s3_record(r: &Value) -> Result<Option<S3Object>, String> {
-    let event = r
-        .get("eventName")
-        .and_then(Value::as_str)
-        .unwrap_or("ObjectCreated:Put");
+fn s3_object(record: S3Record) -> Result<Option<S3Object>, String> {
+    let event = record.event_name.as_deref().unwrap_or("ObjectCreated:Put");
     if !event.starts_with("ObjectCreated") {
         return Ok(None);
     }
-    let s3 = r.get("s3").ok_or("S3 record without s3")?;
-    let bucket = s3
-        .pointer("/bucket/name")
-        .and_then(Value::as_str)
+    let bucket = record
+        .s3
+        .bucket
+        .name
         .ok_or("S3 record without s3.bucket.name")?;
-    let raw_key = s3
-        .pointer("/object/key")
-        .and_then(Value::as_str)
+    let raw_key = record
+        .s3
+        .object
+        .key
         .ok_or("S3 record without s3.object.key")?;
-    let key = url_decode_key(raw_key).map_err(|e| format!("s3.object.key '{raw_key}': {e}"))?;
+    let key = url_decode_key(&raw_key).map_err(|e| format!("s3.object.key '{raw_key}': {e}"))?;
     Ok(Some(S3Object {
-        bucket: bucket.to_string(),
+        bucket,
         key,
-        version_id: s3
-            .pointer("/object/versionId")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        etag: s3
-            .pointer("/object/eTag")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        size: s3.pointer("/object/size").and_then(Value::as_u64),
-        event_time: r
-            .get("eventTime")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        version_id: record.s3.object.version_id,
+        etag: record.s3.object.e_tag,
+        size: record.s3.object.size.and_then(|s| u64::try_from(s).ok()),
+        event_time: record.event_time,
     }))
 }
 
@@ -277,39 +341,27 @@ fn is_eventbridge(v: &Value) -> bool {
 }
 
 /// An EventBridge event: the object of "Object Created" from aws.s3, `None` for other
-/// S3 event types. Keys in EventBridge events are not URL-encoded.
-fn eventbridge_object(v: &Value) -> Result<Option<S3Object>, String> {
-    if v.get("source").and_then(Value::as_str) != Some("aws.s3") {
+/// S3 event types.
+fn eventbridge_object(event: EventBridgeEvent) -> Result<Option<S3Object>, String> {
+    if event.source != "aws.s3" {
         return Err(format!(
             "EventBridge event from '{}' is not from aws.s3",
-            v["source"]
+            crate::flowlog::record::shorten(&event.source)
         ));
     }
-    if v.get("detail-type").and_then(Value::as_str) != Some("Object Created") {
+    if event.detail_type != "Object Created" {
         return Ok(None);
     }
-    let d = &v["detail"];
-    let bucket = d
-        .pointer("/bucket/name")
-        .and_then(Value::as_str)
-        .ok_or("EventBridge event without detail.bucket.name")?;
-    let key = d
-        .pointer("/object/key")
-        .and_then(Value::as_str)
-        .ok_or("EventBridge event without detail.object.key")?;
+    let detail: ObjectCreated = typed(&event.detail, "EventBridge \"Object Created\" detail")?;
     Ok(Some(S3Object {
-        bucket: bucket.to_string(),
-        key: key.to_string(),
-        version_id: d
-            .pointer("/object/version-id")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        etag: d
-            .pointer("/object/etag")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        size: d.pointer("/object/size").and_then(Value::as_u64),
-        event_time: v.get("time").and_then(Value::as_str).map(str::to_string),
+        bucket: detail.bucket.name,
+        key: detail.object.key,
+        version_id: detail.object.version_id,
+        etag: detail.object.etag,
+        size: detail.object.size,
+        event_time: event
+            .time
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
     }))
 }
 
@@ -420,7 +472,7 @@ mod tests {
     fn sqs_bodies_of_every_kind() {
         let s3 = s3_event("k1").to_string();
         let sns = json!({"Type":"Notification","Message": s3_event("k2").to_string()}).to_string();
-        let eb = json!({"detail-type":"Object Created","source":"aws.s3","time":"t","detail":{"bucket":{"name":"b"},"object":{"key":"k 3","size":1}}}).to_string();
+        let eb = json!({"detail-type":"Object Created","source":"aws.s3","time":"2024-01-01T00:00:00Z","detail":{"bucket":{"name":"b"},"object":{"key":"k 3","size":1}}}).to_string();
         let test = json!({"Service":"Amazon S3","Event":"s3:TestEvent"}).to_string();
         let payload = json!({"Records":[
             {"eventSource":"aws:sqs","messageId":"m1","body":s3},
@@ -428,6 +480,8 @@ mod tests {
             {"eventSource":"aws:sqs","messageId":"m3","body":eb},
             {"eventSource":"aws:sqs","messageId":"m4","body":test},
             {"eventSource":"aws:sqs","messageId":"m5","body":"garbage"},
+            {"eventSource":"aws:sqs","messageId":"m6","body":eb.replace("2024-01-01T00:00:00Z", "yesterday")},
+            {"eventSource":"aws:sqs","messageId":"m7","body":json!({"Records":[{"s3":{"object":{"key":"k"}}}]}).to_string()},
         ]});
         let inv = decode(&payload).unwrap();
         assert_eq!(inv.delivery, Delivery::Sqs);
@@ -448,8 +502,22 @@ mod tests {
             ]
         );
         assert_eq!(inv.ignored, 1);
-        assert_eq!(inv.bad_messages.len(), 1);
-        assert_eq!(inv.bad_messages[0].0, "m5");
+        let bad: Vec<(&str, &str)> = inv
+            .bad_messages
+            .iter()
+            .map(|(id, e)| (id.as_str(), e.as_str()))
+            .collect();
+        assert_eq!(bad.len(), 3, "{bad:?}");
+        assert_eq!(bad[0].0, "m5");
+        // Typed decoding names the shape it expected and what was wrong.
+        assert!(
+            bad[1].1.contains("EventBridge event") && bad[1].1.contains("time"),
+            "{bad:?}"
+        );
+        assert!(
+            bad[2].1.contains("S3 notification") && bad[2].1.contains("bucket"),
+            "{bad:?}"
+        );
     }
 
     #[test]

@@ -9,14 +9,14 @@ use std::io::Write;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{
-    HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER,
-};
+use reqwest::header::RETRY_AFTER;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use super::bulk::{bulk_outcome, BulkItem};
+use super::settings::{Rotation, RotationState, Settings, REREAD_ON_REFUSAL_EVERY};
 use super::{frame, Batch, DeliveryReport};
-use crate::config::{redact_url, Config, ConfigError, DestinationFormat, Secrets};
+use crate::config::{Config, ConfigError, DestinationFormat};
 use crate::secret::{apply_secret, DestinationSecret};
 
 /// Retry and timing settings.
@@ -31,93 +31,6 @@ pub struct RetryPolicy {
     /// Longest Retry-After honoured; a longer one fails the request.
     pub max_retry_after: Duration,
 }
-
-/// What a request is made with; replaced whole when the destination secret is read
-/// again.
-struct Settings {
-    url: String,
-    shown_url: String,
-    format: DestinationFormat,
-    index: Option<String>,
-    headers: HeaderMap,
-    gzip: bool,
-    retry: RetryPolicy,
-    max_in_flight: usize,
-    /// Scrubbed from every text taken from a response or an error.
-    secrets: Secrets,
-    /// Counts the secret's readings: a request refused with the credentials of an
-    /// older reading is simply retried with the newer ones.
-    generation: u64,
-}
-
-impl Settings {
-    fn new(config: &Config, url: &str, generation: u64) -> Result<Settings, ConfigError> {
-        let mut headers = HeaderMap::new();
-        for (k, v) in &config.destination_headers {
-            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
-                ConfigError(format!(
-                    "DESTINATION_HEADERS: '{k}' is not a valid header name"
-                ))
-            })?;
-            let mut value = HeaderValue::from_str(v).map_err(|_| {
-                ConfigError(format!(
-                    "DESTINATION_HEADERS: header '{k}' has an invalid value"
-                ))
-            })?;
-            value.set_sensitive(true);
-            headers.insert(name, value);
-        }
-        let content_type = match config.destination_format {
-            DestinationFormat::SplunkHec => "application/json",
-            _ => "application/x-ndjson",
-        };
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-        if config.gzip {
-            headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        }
-        if url.starts_with("http://") && !is_loopback(url) && !config.allow_plain_http {
-            return Err(ConfigError(format!(
-                "DESTINATION_URL: '{}' is plain http; use https, or set ALLOW_PLAIN_HTTP=true",
-                redact_url(url)
-            )));
-        }
-        Ok(Settings {
-            url: url.to_string(),
-            shown_url: redact_url(url),
-            format: config.destination_format,
-            index: config.destination_index.clone(),
-            headers,
-            gzip: config.gzip,
-            retry: RetryPolicy {
-                max_retries: config.max_retries,
-                request_timeout: config.request_timeout,
-                base_delay: config.retry_base_delay,
-                max_delay: config.retry_max_delay,
-                max_retry_after: Duration::from_secs(300),
-            },
-            max_in_flight: config.max_in_flight,
-            secrets: Secrets::of(config),
-            generation,
-        })
-    }
-}
-
-/// Reading the destination secret again: after SECRET_TTL_SECONDS, and when the
-/// receiver refuses the credentials (401/403), at most once a minute for refusals.
-struct Rotation {
-    secret: DestinationSecret,
-    /// The configuration before the secret was applied.
-    base: Config,
-    state: tokio::sync::Mutex<RotationState>,
-}
-
-struct RotationState {
-    read_at: Instant,
-    reread_on_refusal_at: Option<Instant>,
-}
-
-/// Least time between two readings of the secret caused by refusals.
-const REREAD_ON_REFUSAL_EVERY: Duration = Duration::from_secs(60);
 
 /// The HTTP destination. Cheap to clone; create once per process (cold start).
 #[derive(Clone)]
@@ -550,7 +463,7 @@ fn time_left(deadline: Option<Instant>, timeout: Duration) -> Option<Duration> {
     }
 }
 
-fn is_loopback(url: &str) -> bool {
+pub(super) fn is_loopback(url: &str) -> bool {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or("");
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = authority
@@ -566,63 +479,6 @@ fn is_loopback(url: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// The fate of one item of an Elasticsearch bulk request.
-#[derive(Debug, PartialEq, Eq)]
-enum BulkItem {
-    Done,
-    Retry(String),
-    Failed(String),
-}
-
-/// Reads a `_bulk` response: 2xx and 409 (already created: an idempotent retry) are
-/// done, 429 and 5xx are retried, anything else failed with the reason. Items are read
-/// whatever the `errors` flag says: a document without its item in the response
-/// (fewer items than documents, or none) failed.
-fn bulk_outcome(body: &[u8], expected: usize) -> Result<Vec<BulkItem>, String> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let items = v
-        .get("items")
-        .and_then(|i| i.as_array())
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let missing = format!(
-        "the bulk response has {} items for {expected} documents: this one is missing",
-        items.len()
-    );
-    let mut outcome: Vec<BulkItem> = items.iter().take(expected).map(bulk_item).collect();
-    outcome.resize_with(expected, || BulkItem::Failed(missing.clone()));
-    Ok(outcome)
-}
-
-/// The fate of one bulk response item.
-fn bulk_item(item: &serde_json::Value) -> BulkItem {
-    let result = item.as_object().and_then(|o| o.values().next());
-    let status = result
-        .and_then(|r| r.get("status"))
-        .and_then(|s| s.as_u64())
-        .unwrap_or(0);
-    let error = || {
-        let e = result.and_then(|r| r.get("error"));
-        let kind = e
-            .and_then(|e| e.get("type"))
-            .and_then(|t| t.as_str())
-            .unwrap_or("error");
-        let why = e
-            .and_then(|e| e.get("reason"))
-            .and_then(|t| t.as_str())
-            .unwrap_or("");
-        format!(
-            "bulk item status {status}: {kind}: {}",
-            crate::flowlog::record::shorten(why)
-        )
-    };
-    match status {
-        200..=299 | 409 => BulkItem::Done,
-        429 | 500..=599 => BulkItem::Retry(error()),
-        _ => BulkItem::Failed(error()),
-    }
 }
 
 /// Batches of one invocation or run in flight.
@@ -683,37 +539,6 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bulk_items() {
-        let body = br#"{"errors":true,"items":[{"create":{"status":201}},{"create":{"status":409}},{"create":{"status":429,"error":{"type":"es_rejected_execution_exception","reason":"busy"}}},{"create":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"bad"}}}]}"#;
-        let items = bulk_outcome(body, 4).unwrap();
-        assert_eq!(items[0], BulkItem::Done);
-        assert_eq!(items[1], BulkItem::Done);
-        assert!(matches!(&items[2], BulkItem::Retry(r) if r.contains("es_rejected")));
-        assert!(
-            matches!(&items[3], BulkItem::Failed(r) if r.contains("mapper_parsing_exception: bad"))
-        );
-        // Items missing from the response fail, whatever `errors` says.
-        let missing = |body: &[u8], n| {
-            let items = bulk_outcome(body, n).unwrap();
-            assert_eq!(items.len(), n);
-            items
-                .iter()
-                .filter(|i| matches!(i, BulkItem::Failed(r) if r.contains("missing")))
-                .count()
-        };
-        assert_eq!(missing(br#"{"errors":true,"items":[]}"#, 1), 1);
-        assert_eq!(missing(br#"{"errors":false}"#, 2), 2);
-        assert_eq!(
-            missing(
-                br#"{"errors":false,"items":[{"create":{"status":201}}]}"#,
-                3
-            ),
-            2
-        );
-        assert!(bulk_outcome(b"not json", 1).is_err());
-    }
 
     #[test]
     fn backoff_is_capped_full_jitter() {

@@ -3,7 +3,9 @@
 //! Elasticsearch `_bulk`, Splunk HEC), and accounts, per work unit, for every document
 //! delivered or failed. `http` sends batches; `Output` writes to standard output.
 
+mod bulk;
 pub mod http;
+mod settings;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -11,6 +11,7 @@ use flate2::bufread::MultiGzDecoder;
 
 pub mod parquet;
 mod parquet_limits;
+mod parquet_text;
 pub mod s3;
 mod thrift;
 

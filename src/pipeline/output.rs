@@ -1,0 +1,139 @@
+//! Where a unit's documents go: the batch it shares with the other units of a run,
+//! handed on when full, and the stop time a unit is read until.
+
+use std::time::Instant;
+
+use super::unit::{Outcome, UnitProcessor};
+use crate::json::Document;
+use crate::sink::{Batch, BatchLimits, DocMeta};
+use crate::source::SourceLine;
+
+/// Where a unit's documents go: the shared batch, handed to `emit` when full.
+pub struct Output<'a> {
+    unit_index: u32,
+    limits: &'a BatchLimits,
+    batch: &'a mut Batch,
+    emit: &'a mut dyn FnMut(Batch) -> bool,
+    /// When to stop reading (the invocation deadline less its margin).
+    stop_at: Option<Instant>,
+    /// Records since the stop time was last looked at.
+    since_check: u32,
+    /// The document being built.
+    pub(super) doc: Document,
+}
+
+impl<'a> Output<'a> {
+    /// Documents of unit `unit_index` go into `batch`; `emit` takes each full batch
+    /// (and answers false when nobody takes batches any more). The last, partial batch
+    /// stays in `batch` for the caller, so units of one run share batches.
+    pub fn new(
+        unit_index: u32,
+        limits: &'a BatchLimits,
+        batch: &'a mut Batch,
+        emit: &'a mut dyn FnMut(Batch) -> bool,
+    ) -> Output<'a> {
+        Output {
+            unit_index,
+            limits,
+            batch,
+            emit,
+            stop_at: None,
+            since_check: 0,
+            doc: Document::new(),
+        }
+    }
+
+    /// Reading stops with an error at `stop_at`: the unit is then reported failed (its
+    /// retry is idempotent through event.id) instead of overrunning the deadline.
+    pub fn stop_at(mut self, stop_at: Option<Instant>) -> Output<'a> {
+        self.stop_at = stop_at;
+        self
+    }
+
+    /// An error once the stop time has come (looked at every few records).
+    pub(super) fn check_stop(&mut self, what: &str, number: u64) -> Result<(), String> {
+        let Some(stop_at) = self.stop_at else {
+            return Ok(());
+        };
+        self.since_check += 1;
+        if self.since_check < STOP_CHECK_EVERY {
+            return Ok(());
+        }
+        self.since_check = 0;
+        if Instant::now() >= stop_at {
+            return Err(format!(
+                "stopped reading at {what} {number}: the invocation deadline is near (DEADLINE_MARGIN_MS); the unit will be retried"
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn add_line(
+        &mut self,
+        unit: &mut UnitProcessor<'_>,
+        line: &SourceLine<'_>,
+    ) -> Result<(), String> {
+        self.check_stop("line", line.number)?;
+        let outcome = unit.process_line(line, &mut self.doc);
+        self.take(unit, outcome)
+    }
+
+    /// Takes what `unit` made of a record: the document in `doc` when it wrote one;
+    /// the held REJECT records when they reached their cap.
+    pub(super) fn take(
+        &mut self,
+        unit: &mut UnitProcessor<'_>,
+        outcome: Outcome,
+    ) -> Result<(), String> {
+        if let Outcome::Document { time, .. } = outcome {
+            let meta = DocMeta {
+                unit: self.unit_index,
+                time,
+                id: unit.event_id(),
+            };
+            add_document(
+                self.batch,
+                self.limits,
+                self.emit,
+                self.doc.as_bytes(),
+                meta,
+            )?;
+        }
+        if outcome == Outcome::Held && unit.must_release() {
+            self.release_held(unit)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the documents of `unit`'s held REJECT records.
+    pub(super) fn release_held(&mut self, unit: &mut UnitProcessor<'_>) -> Result<(), String> {
+        let unit_index = self.unit_index;
+        unit.release_held(&mut self.doc, |doc, id, time| {
+            let meta = DocMeta {
+                unit: unit_index,
+                time,
+                id,
+            };
+            add_document(self.batch, self.limits, self.emit, doc.as_bytes(), meta)
+        })
+    }
+}
+
+/// How many records are read between two looks at the clock for the stop time.
+const STOP_CHECK_EVERY: u32 = 64;
+
+/// Adds a document to `batch`, first handing the batch to `emit` when the document
+/// would push it past a limit.
+fn add_document(
+    batch: &mut Batch,
+    limits: &BatchLimits,
+    emit: &mut dyn FnMut(Batch) -> bool,
+    doc: &[u8],
+    meta: DocMeta<'_>,
+) -> Result<(), String> {
+    if batch.would_overflow(limits, doc.len()) && !emit(std::mem::take(batch)) {
+        return Err("delivery stopped".to_string());
+    }
+    batch.push(doc, meta, limits);
+    Ok(())
+}

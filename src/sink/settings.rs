@@ -1,0 +1,102 @@
+//! What an HTTP request is made with (URL, headers, retry policy), built from the
+//! configuration and replaced whole when the destination secret is read again; and
+//! when that happens (`Rotation`).
+
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
+
+use super::http::{is_loopback, RetryPolicy};
+use crate::config::{redact_url, Config, ConfigError, DestinationFormat, Secrets};
+use crate::secret::DestinationSecret;
+
+/// What a request is made with; replaced whole when the destination secret is read
+/// again.
+pub(super) struct Settings {
+    pub(super) url: String,
+    pub(super) shown_url: String,
+    pub(super) format: DestinationFormat,
+    pub(super) index: Option<String>,
+    pub(super) headers: HeaderMap,
+    pub(super) gzip: bool,
+    pub(super) retry: RetryPolicy,
+    pub(super) max_in_flight: usize,
+    /// Scrubbed from every text taken from a response or an error.
+    pub(super) secrets: Secrets,
+    /// Counts the secret's readings: a request refused with the credentials of an
+    /// older reading is simply retried with the newer ones.
+    pub(super) generation: u64,
+}
+
+impl Settings {
+    pub(super) fn new(
+        config: &Config,
+        url: &str,
+        generation: u64,
+    ) -> Result<Settings, ConfigError> {
+        let mut headers = HeaderMap::new();
+        for (k, v) in &config.destination_headers {
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+                ConfigError(format!(
+                    "DESTINATION_HEADERS: '{k}' is not a valid header name"
+                ))
+            })?;
+            let mut value = HeaderValue::from_str(v).map_err(|_| {
+                ConfigError(format!(
+                    "DESTINATION_HEADERS: header '{k}' has an invalid value"
+                ))
+            })?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let content_type = match config.destination_format {
+            DestinationFormat::SplunkHec => "application/json",
+            _ => "application/x-ndjson",
+        };
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if config.gzip {
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        if url.starts_with("http://") && !is_loopback(url) && !config.allow_plain_http {
+            return Err(ConfigError(format!(
+                "DESTINATION_URL: '{}' is plain http; use https, or set ALLOW_PLAIN_HTTP=true",
+                redact_url(url)
+            )));
+        }
+        Ok(Settings {
+            url: url.to_string(),
+            shown_url: redact_url(url),
+            format: config.destination_format,
+            index: config.destination_index.clone(),
+            headers,
+            gzip: config.gzip,
+            retry: RetryPolicy {
+                max_retries: config.max_retries,
+                request_timeout: config.request_timeout,
+                base_delay: config.retry_base_delay,
+                max_delay: config.retry_max_delay,
+                max_retry_after: Duration::from_secs(300),
+            },
+            max_in_flight: config.max_in_flight,
+            secrets: Secrets::of(config),
+            generation,
+        })
+    }
+}
+
+/// Reading the destination secret again: after SECRET_TTL_SECONDS, and when the
+/// receiver refuses the credentials (401/403), at most once a minute for refusals.
+pub(super) struct Rotation {
+    pub(super) secret: DestinationSecret,
+    /// The configuration before the secret was applied.
+    pub(super) base: Config,
+    pub(super) state: tokio::sync::Mutex<RotationState>,
+}
+
+pub(super) struct RotationState {
+    pub(super) read_at: Instant,
+    pub(super) reread_on_refusal_at: Option<Instant>,
+}
+
+/// Least time between two readings of the secret caused by refusals.
+pub(super) const REREAD_ON_REFUSAL_EVERY: Duration = Duration::from_secs(60);
