@@ -9,10 +9,10 @@ help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 run: ## Process the shipped sample flow log to NDJSON on stdout (the README main job); only documents on stdout
-	@cargo run --quiet --release -- process events/flowlogs/sample.log.gz
+	@cargo run --quiet --profile local -- process events/flowlogs/sample.log.gz
 
 invoke: ## Run the handler once on an event: make invoke EVENT=events/sqs-s3.json
-	@cargo run --quiet --release -- invoke $(EVENT) --s3-dir events/s3
+	@cargo run --quiet --profile local -- invoke $(EVENT) --s3-dir events/s3
 
 test: ## Every test, as CI runs them (they install moto[server] with pip if needed)
 	cargo test --locked

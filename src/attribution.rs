@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 
+use crate::community_id::{icmp6_reply_type, icmp_reply_type};
 use crate::flowlog::{Field, FlowRecord, Schema};
 
 /// The attribution written on a REJECT document.
@@ -233,37 +234,11 @@ fn flow_key(rec: &FlowRecord<'_>, mirrored: bool) -> u64 {
 /// pair (echo request 8 and echo reply 0 are both 0), or the type itself.
 fn icmp_pair(t: u16, v6: bool) -> u16 {
     let reply = if v6 {
-        match t {
-            128 => 129,
-            129 => 128,
-            130 => 131,
-            131 => 130,
-            133 => 134,
-            134 => 133,
-            135 => 136,
-            136 => 135,
-            139 => 140,
-            140 => 139,
-            144 => 145,
-            145 => 144,
-            _ => t,
-        }
+        icmp6_reply_type(t)
     } else {
-        match t {
-            8 => 0,
-            0 => 8,
-            13 => 14,
-            14 => 13,
-            15 => 16,
-            16 => 15,
-            10 => 9,
-            9 => 10,
-            17 => 18,
-            18 => 17,
-            _ => t,
-        }
+        icmp_reply_type(t)
     };
-    t.min(reply)
+    t.min(reply.unwrap_or(t))
 }
 
 /// Keys are already hashes: the map uses them as they are.

@@ -199,7 +199,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
 
 /// Builds the configuration: environment first, then command-line overrides.
 fn load_config(opts: &Options) -> Result<Config, String> {
-    let mut config = Config::from_env().map_err(|e| e.0)?;
+    let mut config = Config::from_env().map_err(|e| e.to_string())?;
     if let Some(format) = &opts.log_format {
         config.records.schema =
             Schema::parse_format(format).map_err(|e| format!("--log-format: {e}"))?;
@@ -213,12 +213,7 @@ fn load_config(opts: &Options) -> Result<Config, String> {
             "DESTINATION_URL" => Some(dest.clone()),
             _ => None,
         })
-        .map_err(|e| {
-            format!(
-                "--destination: {}",
-                e.0.trim_start_matches("DESTINATION_URL: ")
-            )
-        })?;
+        .map_err(|e| format!("--destination: {}", e.message))?;
         config.destination_url = overridden.destination_url;
     }
     Ok(config)
@@ -235,7 +230,7 @@ fn process_command(args: &[String]) -> ExitCode {
     };
     let destination = match Destination::from_config(&config) {
         Ok(d) => d,
-        Err(e) => return usage_error(&e.0),
+        Err(e) => return usage_error(&e.to_string()),
     };
     crate::logging::init_cli(config.log_level);
     let inputs = if opts.positional.is_empty() {

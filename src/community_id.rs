@@ -116,7 +116,8 @@ impl PartialEq<&str> for CommunityId {
     }
 }
 
-fn icmp_reply_type(t: u16) -> Option<u16> {
+/// The ICMP type answering type `t` (echo reply for echo request, and back).
+pub(crate) fn icmp_reply_type(t: u16) -> Option<u16> {
     Some(match t {
         8 => 0,
         0 => 8,
@@ -132,7 +133,8 @@ fn icmp_reply_type(t: u16) -> Option<u16> {
     })
 }
 
-fn icmp6_reply_type(t: u16) -> Option<u16> {
+/// `icmp_reply_type` for ICMPv6.
+pub(crate) fn icmp6_reply_type(t: u16) -> Option<u16> {
     Some(match t {
         128 => 129,
         129 => 128,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::filter::Filter;
 use crate::flowlog::Schema;
+use crate::redact::redact_url;
 use crate::source::Limits;
 
 /// Request body framing at the destination.
@@ -147,17 +148,23 @@ impl std::fmt::Debug for Config {
     }
 }
 
-/// A configuration error; the message names the variable.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// A configuration error: the variable, and what is wrong with its value (never the
+/// value's secret parts).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    pub variable: String,
+    pub message: String,
 }
 
-impl std::error::Error for ConfigError {}
+impl ConfigError {
+    pub fn new(variable: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            variable: variable.into(),
+            message: message.into(),
+        }
+    }
+}
 
 impl Config {
     /// Reads the process environment.
@@ -172,7 +179,7 @@ impl Config {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let err = |name: &str, msg: String| ConfigError(format!("{name}: {msg}"));
+        let err = |name: &str, msg: String| ConfigError::new(name, msg);
 
         let destination_url = match get("DESTINATION_URL") {
             None => None,
@@ -253,8 +260,8 @@ impl Config {
             Some(f) => Schema::parse_format(&f).map_err(|e| err("LOG_FORMAT", e.0))?,
         };
         let internal = get("INTERNAL_CIDRS").or_else(|| get("VPC_CIDR_PREFIX"));
-        let filter =
-            Filter::parse(internal.as_deref(), get("ACTIONS").as_deref()).map_err(ConfigError)?;
+        let filter = Filter::parse(internal.as_deref(), get("ACTIONS").as_deref())
+            .map_err(|(variable, message)| ConfigError::new(variable, message))?;
         let flag = |name: &str| match get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
             None | Some("false") | Some("0") | Some("no") => Ok(false),
             Some("true") | Some("1") | Some("yes") => Ok(true),
@@ -418,102 +425,6 @@ pub fn parse_headers(json: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(headers)
 }
 
-/// The secret values of a configuration (header values, the URL's user info, path and
-/// query), to be scrubbed from any text before it is logged or returned: a receiver
-/// may echo a request (Elasticsearch's "no handler found for uri [...]", an auth error
-/// quoting the header).
-#[derive(Debug, Clone, Default)]
-pub struct Secrets(Vec<String>);
-
-/// Shortest piece of a header value, path segment or query value taken for a secret on
-/// its own (shorter ones are words like `Bearer`, `receiver`, `_bulk`).
-const SECRET_PIECE: usize = 8;
-
-impl Secrets {
-    pub fn of(config: &Config) -> Secrets {
-        let mut secrets = Vec::new();
-        let mut add = |value: &str, whole: bool| {
-            let value = value.trim();
-            if (whole && value.len() >= 4) || value.len() >= SECRET_PIECE {
-                secrets.push(value.to_string());
-            }
-        };
-        for value in config.destination_headers.values() {
-            add(value, true);
-            for piece in value.split_whitespace() {
-                add(piece, false);
-            }
-            // Basic credentials, as a receiver may quote them decoded.
-            if let Some(encoded) = value.trim().strip_prefix("Basic ") {
-                use base64::Engine as _;
-                if let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded) {
-                    let decoded = String::from_utf8_lossy(&decoded).into_owned();
-                    add(&decoded, true);
-                    if let Some((_, password)) = decoded.split_once(':') {
-                        add(password, true);
-                    }
-                }
-            }
-        }
-        if let Some(url) = config
-            .destination_url
-            .as_deref()
-            .and_then(|u| reqwest::Url::parse(u).ok())
-        {
-            add(url.username(), true);
-            if let Some(password) = url.password() {
-                add(password, true);
-            }
-            let path = url.path();
-            if path.len() > 1 {
-                add(path, false);
-                for segment in path.split('/') {
-                    add(segment, false);
-                }
-            }
-            if let Some(query) = url.query() {
-                add(query, true);
-                for (_, value) in url.query_pairs() {
-                    add(&value, false);
-                }
-            }
-        }
-        // Longest first, so that a value is scrubbed whole before its pieces.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
-        Secrets(secrets)
-    }
-
-    /// `text` with every secret value replaced by `<redacted>`.
-    pub fn scrub(&self, text: &str) -> String {
-        let mut text = text.to_string();
-        for secret in &self.0 {
-            if text.contains(secret.as_str()) {
-                text = text.replace(secret.as_str(), "<redacted>");
-            }
-        }
-        text
-    }
-}
-
-/// A URL fit for logs and messages: scheme, host and port only. User info, path and
-/// query are removed: receivers put tokens in any of them (a Sumo Logic HTTP source URL
-/// carries its token in the path).
-pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((s, r)) => (s, r),
-        None => return "<invalid URL>".to_string(),
-    };
-    let end_of_authority = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(end_of_authority);
-    let host = authority
-        .rsplit_once('@')
-        .map(|(_, h)| h)
-        .unwrap_or(authority);
-    let hidden = if path.is_empty() { "" } else { "/<redacted>" };
-    format!("{scheme}://{host}{hidden}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -578,7 +489,7 @@ mod tests {
             ("SECRET_TTL_SECONDS", "0"),
         ] {
             let e = config(&[(name, value)]).unwrap_err();
-            assert!(e.0.starts_with(name), "{e}");
+            assert_eq!(e.variable, name, "{e}");
         }
     }
 
@@ -586,7 +497,11 @@ mod tests {
     fn url_errors_never_show_secret_parts() {
         let e =
             config(&[("DESTINATION_URL", "https://user:pw-s3cr3t@ho st/tok-9f8e")]).unwrap_err();
-        assert!(!e.0.contains("s3cr3t") && !e.0.contains("tok-9f8e"), "{e}");
+        let shown = e.to_string();
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("tok-9f8e"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -611,7 +526,8 @@ mod tests {
             ),
         ])
         .unwrap();
-        let secrets = Secrets::of(&c);
+        let secrets =
+            crate::redact::Secrets::of(&c.destination_headers, c.destination_url.as_deref());
         let echo = "no handler found for uri [/ingest/ZaVnC4dhaV2ZxLDQ==?api_key=k-12345678] \
             Authorization: Splunk tok-9f8e7d6c; bad token tok-9f8e7d6c; user:password1 pw-s3cr3t";
         let scrubbed = secrets.scrub(echo);

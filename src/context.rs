@@ -112,7 +112,7 @@ pub struct ThreatMatch<'a> {
     pub v6: bool,
     /// The flow log field it is in.
     pub field: Field,
-    pub indicator: &'a Indicator,
+    pub indicator: Indicator<'a>,
 }
 
 /// Longest error message of a failure document (ECS `error.message`, OCSF

@@ -148,7 +148,7 @@ fn write_threat(w: &mut Writer<'_>, ctx: &DocContext<'_>) {
             r#"{"indicator":{"type":"ipv4-addr""#
         });
         w.plain(k!("ip"), m.ip);
-        if let Some(label) = &m.indicator.label {
+        if let Some(label) = m.indicator.label {
             w.string(k!("description"), label);
         }
         w.json(r#"},"matched":{"field":"#);
@@ -159,7 +159,7 @@ fn write_threat(w: &mut Writer<'_>, ctx: &DocContext<'_>) {
             _ => "aws.vpcflow.pkt_dstaddr",
         });
         w.plain(k!("atomic"), m.ip);
-        w.string(k!("id"), &m.indicator.entry);
+        w.string(k!("id"), &m.indicator.entry());
         w.json(r#","type":"indicator_match_rule"}}"#);
     }
     w.json(r#"]},"tags":["threat_intel_match"]"#);
@@ -301,24 +301,13 @@ fn write_vpcflow(w: &mut Writer<'_>, rec: &FlowRecord<'_>, ctx: &DocContext<'_>)
         if rec.get(Field::SubnetId).is_none() {
             w.opt_string(k!("subnet_id"), i.subnet_id.as_deref());
         }
-        w.key(k!("security_group_ids"));
-        w.out.byte(b'[');
-        for (n, group) in i.security_group_ids.iter().enumerate() {
-            if n > 0 {
-                w.out.byte(b',');
-            }
-            w.out.string(group);
-        }
-        w.out.byte(b']');
+        w.string_array(k!("security_group_ids"), &i.security_group_ids);
     }
-    let sub_type = rec.get(Field::SublocationType);
-    let sub_id = rec.get(Field::SublocationId);
-    if sub_type.is_some() || sub_id.is_some() {
-        w.begin_object(k!("sublocation"));
-        w.opt_string(k!("type"), sub_type);
-        w.opt_string(k!("id"), sub_id);
-        w.end_object();
-    }
+    // Left out when both are absent (an object with no member is removed).
+    w.begin_object(k!("sublocation"));
+    w.opt_string(k!("type"), rec.get(Field::SublocationType));
+    w.opt_string(k!("id"), rec.get(Field::SublocationId));
+    w.end_object();
     if let Some(flags) = rec.tcp_flags {
         const NAMES: [(u64, &str); 6] = [
             (0x01, "fin"),

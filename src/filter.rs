@@ -4,46 +4,25 @@
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 use crate::flowlog::{Field, FlowRecord};
 
-/// A CIDR block (`10.0.0.0/8`, `fd00::/8`), matched on the address value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    /// Parses `address/length`; the address is masked to the prefix.
-    pub fn parse(text: &str) -> Result<Cidr, String> {
-        let text = text.trim();
-        let (addr, len) = text
-            .split_once('/')
-            .ok_or_else(|| format!("'{text}' is not a CIDR block (address/length)"))?;
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("'{text}': '{addr}' is not an IP address"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix: u8 = len
-            .parse()
-            .ok()
-            .filter(|p| *p <= max)
-            .ok_or_else(|| format!("'{text}': prefix length must be 0-{max}"))?;
-        Ok(Cidr {
-            network: mask(addr, prefix),
-            prefix,
-        })
+/// Parses a CIDR block (`10.0.0.0/8`, `fd00::/8`), the address masked to the prefix.
+pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    if !text.contains('/') {
+        return Err(format!("'{text}' is not a CIDR block (address/length)"));
     }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        self.network.is_ipv4() == ip.is_ipv4() && mask(ip, self.prefix) == self.network
-    }
+    text.parse::<IpNet>()
+        .map(|net| net.trunc())
+        .map_err(|_| format!("'{text}' is not a CIDR block (IPv4 or IPv6 address/length)"))
 }
 
 /// One INTERNAL_CIDRS entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Internal {
-    Cidr(Cidr),
+    Cidr(IpNet),
     /// A plain text prefix (`10.0.`), as Sumo Logic's VPC_CIDR_PREFIX.
     TextPrefix(String),
 }
@@ -56,7 +35,7 @@ impl Internal {
             return Err("empty entry".to_string());
         }
         if entry.contains('/') {
-            Cidr::parse(entry).map(Internal::Cidr)
+            parse_cidr(entry).map(Internal::Cidr)
         } else {
             Ok(Internal::TextPrefix(entry.to_string()))
         }
@@ -64,31 +43,8 @@ impl Internal {
 
     fn contains(&self, ip: IpAddr, text: &str) -> bool {
         match self {
-            Internal::Cidr(cidr) => cidr.contains(ip),
+            Internal::Cidr(cidr) => cidr.contains(&ip),
             Internal::TextPrefix(p) => text.starts_with(p.as_str()),
-        }
-    }
-}
-
-fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => {
-            let bits = u32::from(v4);
-            let m = if prefix == 0 {
-                0
-            } else {
-                u32::MAX << (32 - prefix as u32)
-            };
-            IpAddr::V4((bits & m).into())
-        }
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6);
-            let m = if prefix == 0 {
-                0
-            } else {
-                u128::MAX << (128 - prefix as u32)
-            };
-            IpAddr::V6((bits & m).into())
         }
     }
 }
@@ -109,8 +65,12 @@ pub enum Drop {
 }
 
 impl Filter {
-    /// Parses INTERNAL_CIDRS (comma list) and ACTIONS (comma list).
-    pub fn parse(internal_cidrs: Option<&str>, actions: Option<&str>) -> Result<Filter, String> {
+    /// Parses INTERNAL_CIDRS (comma list) and ACTIONS (comma list). An error names the
+    /// variable and what is wrong.
+    pub fn parse(
+        internal_cidrs: Option<&str>,
+        actions: Option<&str>,
+    ) -> Result<Filter, (&'static str, String)> {
         let mut filter = Filter::default();
         for entry in internal_cidrs
             .unwrap_or("")
@@ -119,7 +79,7 @@ impl Filter {
         {
             filter
                 .internal
-                .push(Internal::parse(entry).map_err(|e| format!("INTERNAL_CIDRS: {e}"))?);
+                .push(Internal::parse(entry).map_err(|e| ("INTERNAL_CIDRS", e))?);
         }
         for action in actions
             .unwrap_or("")
@@ -129,7 +89,7 @@ impl Filter {
         {
             let action = action.to_ascii_uppercase();
             if action != "ACCEPT" && action != "REJECT" {
-                return Err(format!("ACTIONS: '{action}' is not ACCEPT or REJECT"));
+                return Err(("ACTIONS", format!("'{action}' is not ACCEPT or REJECT")));
             }
             filter.actions.push(action);
         }
@@ -212,12 +172,13 @@ mod tests {
 
     #[test]
     fn bad_entries_name_the_variable() {
-        assert!(Filter::parse(Some("10.0.0.0/33"), None)
-            .unwrap_err()
-            .contains("INTERNAL_CIDRS"));
+        assert_eq!(
+            Filter::parse(Some("10.0.0.0/33"), None).unwrap_err().0,
+            "INTERNAL_CIDRS"
+        );
         assert!(Filter::parse(Some("10.0.0.x/8"), None).is_err());
-        assert!(Filter::parse(None, Some("DROP"))
-            .unwrap_err()
-            .contains("ACTIONS"));
+        let (variable, message) = Filter::parse(None, Some("DROP")).unwrap_err();
+        assert_eq!(variable, "ACTIONS");
+        assert!(message.contains("DROP"));
     }
 }

@@ -6,7 +6,7 @@
 //! object store); the summary's format is `metrics`, the runtime loop `lambda`.
 
 use std::collections::BTreeSet;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,21 +16,12 @@ use tokio::sync::{mpsc, OnceCell};
 use crate::config::Config;
 use crate::context::Origin;
 use crate::enrich::EniCache;
+use crate::objects::ObjectStore;
 use crate::pipeline::{run_input, Counts, IdSeed, Output, UnitInput, UnitProcessor};
 use crate::secret::{apply_secret, DestinationSecret};
 use crate::sink::{Batch, BatchLimits, Destination};
-use crate::source::{self, s3::RangedObject};
 use crate::threat_intel::{ListSource, ThreatIntel, ThreatList};
-use crate::trigger::{self, Delivery, S3Object, Source, WorkUnit};
-
-/// Where S3 objects are read from.
-#[derive(Clone)]
-pub enum ObjectStore {
-    /// S3, with a client made when first needed.
-    S3(Arc<OnceCell<aws_sdk_s3::Client>>),
-    /// `DIR/bucket/key` on local disk (`invoke --s3-dir`).
-    Dir(PathBuf),
-}
+use crate::trigger::{self, Delivery, Source, WorkUnit};
 
 /// Everything created once per cold start and reused by every invocation.
 pub struct Handler {
@@ -122,14 +113,16 @@ impl Handler {
                 let secret = DestinationSecret::new(aws, &arn);
                 let value = secret.read().await?;
                 let effective = apply_secret(&config, &value)?;
-                let destination = match Destination::from_config(&effective).map_err(|e| e.0)? {
+                let destination = match Destination::from_config(&effective)
+                    .map_err(|e| e.to_string())?
+                {
                     Destination::Http(sink) => Destination::Http(sink.with_secret(secret, config)),
                     Destination::Stdout => Destination::Stdout,
                 };
                 (effective, destination)
             }
             _ => {
-                let destination = Destination::from_config(&config).map_err(|e| e.0)?;
+                let destination = Destination::from_config(&config).map_err(|e| e.to_string())?;
                 (config, destination)
             }
         };
@@ -390,7 +383,7 @@ impl Handler {
                 }
                 (UnitInput::Events(logs.clone()), origin, seed)
             }
-            Source::S3(obj) => match self.open_object(obj).await {
+            Source::S3(obj) => match self.objects.open(obj).await {
                 Ok((input, etag)) => {
                     // The version or ETag names the object's content; the GetObject
                     // response's ETag stands in when the notification gave neither.
@@ -445,43 +438,6 @@ impl Handler {
         }
     }
 
-    /// Opens an object: a GetObject response body read as it arrives (and ranged reads
-    /// for Parquet), or a file under `--s3-dir`; with the ETag GetObject answered.
-    async fn open_object(&self, obj: &S3Object) -> Result<(UnitInput, Option<String>), String> {
-        match &self.objects {
-            ObjectStore::Dir(dir) => {
-                let path = local_object_path(dir, &obj.bucket, &obj.key)
-                    .map_err(|e| format!("{}: {e}", obj.uri()))?;
-                let file = std::fs::File::open(&path)
-                    .map_err(|e| format!("{}: {e} ({})", obj.uri(), path.display()))?;
-                Ok((UnitInput::File(file), None))
-            }
-            ObjectStore::S3(cell) => {
-                let client = cell
-                    .get_or_init(|| async {
-                        crate::aws::s3_client(&crate::aws::load_aws_config().await)
-                    })
-                    .await;
-                let version = obj.version_id.as_deref();
-                let stream =
-                    source::s3::open_stream(client, &obj.bucket, &obj.key, version).await?;
-                let ranged = RangedObject::new(
-                    client.clone(),
-                    tokio::runtime::Handle::current(),
-                    &obj.bucket,
-                    &obj.key,
-                    version,
-                    stream.len,
-                );
-                let input = UnitInput::S3 {
-                    body: stream.body,
-                    ranged,
-                };
-                Ok((input, stream.etag))
-            }
-        }
-    }
-
     /// EC2 requests made by ENRICH_ENI since the cold start.
     fn ec2_requests(&self) -> u64 {
         self.enrich.as_ref().map_or(0, |c| c.calls())
@@ -491,27 +447,6 @@ impl Handler {
     pub fn delivers_to_stdout(&self) -> bool {
         matches!(self.destination, Destination::Stdout)
     }
-}
-
-/// `DIR/bucket/key` for `invoke --s3-dir`, refusing any bucket or key that would lead
-/// outside DIR (`..`, an absolute path, a prefix).
-fn local_object_path(dir: &Path, bucket: &str, key: &str) -> Result<PathBuf, String> {
-    let mut path = dir.to_path_buf();
-    for part in [bucket, key] {
-        for component in Path::new(part).components() {
-            match component {
-                Component::Normal(c) => path.push(c),
-                Component::CurDir => {}
-                _ => {
-                    return Err(format!(
-                        "'{}' would be read outside the --s3-dir directory",
-                        crate::flowlog::record::shorten(part)
-                    ))
-                }
-            }
-        }
-    }
-    Ok(path)
 }
 
 /// Object size and notification time (S3), or event count and first event time
@@ -527,30 +462,5 @@ fn unit_name(unit: &WorkUnit) -> String {
     match &unit.source {
         Source::S3(o) => o.uri(),
         Source::CloudWatch(b) => format!("cloudwatch:{}/{}", b.log_group, b.log_stream),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn local_object_paths_stay_inside_the_directory() {
-        let dir = Path::new("/data/s3");
-        assert_eq!(
-            local_object_path(dir, "b", "AWSLogs/1/x.log.gz").unwrap(),
-            Path::new("/data/s3/b/AWSLogs/1/x.log.gz")
-        );
-        for (bucket, key) in [
-            ("b", "../x"),
-            ("..", "x"),
-            ("b", "/etc/passwd"),
-            ("b", "a/../../x"),
-        ] {
-            assert!(
-                local_object_path(dir, bucket, key).is_err(),
-                "{bucket} {key}"
-            );
-        }
     }
 }

@@ -349,6 +349,19 @@ impl<'b> Writer<'b> {
         self.out.plain_string(value);
     }
 
+    /// An array of strings (escaped), `[]` when there is none.
+    pub(crate) fn string_array(&mut self, key: &'static str, values: &[String]) {
+        self.key(key);
+        self.out.byte(b'[');
+        for (n, value) in values.iter().enumerate() {
+            if n > 0 {
+                self.out.byte(b',');
+            }
+            self.out.string(value);
+        }
+        self.out.byte(b']');
+    }
+
     pub(crate) fn opt_string(&mut self, key: &'static str, value: Option<&str>) {
         if let Some(v) = value {
             self.string(key, v);

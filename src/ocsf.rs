@@ -146,8 +146,8 @@ fn write_enrichments(w: &mut Writer<'_>, ctx: &DocContext<'_>) {
         });
         w.plain(k!("value"), m.ip);
         w.json(r#","type":"threat_intel","provider":"THREAT_INTEL_URI","data":{"indicator":"#);
-        w.out.string(&m.indicator.entry);
-        if let Some(label) = &m.indicator.label {
+        w.out.string(&m.indicator.entry());
+        if let Some(label) = m.indicator.label {
             w.string(k!("description"), label);
         }
         w.json("}}");
@@ -347,27 +347,16 @@ fn write_unmapped(w: &mut Writer<'_>, rec: &FlowRecord<'_>, ctx: &DocContext<'_>
         w.key(key);
         w.out.string(value);
     }
-    let sub_type = rec.get(Field::SublocationType);
-    let sub_id = rec.get(Field::SublocationId);
-    if sub_type.is_some() || sub_id.is_some() {
-        w.begin_object(k!("sublocation"));
-        w.opt_string(k!("type"), sub_type);
-        w.opt_string(k!("id"), sub_id);
-        w.end_object();
-    }
+    // Left out when both are absent (an object with no member is removed).
+    w.begin_object(k!("sublocation"));
+    w.opt_string(k!("type"), rec.get(Field::SublocationType));
+    w.opt_string(k!("id"), rec.get(Field::SublocationId));
+    w.end_object();
     if let Some(attribution) = ctx.reject_attribution {
         w.plain(k!("reject_attribution"), attribution.as_str());
     }
     if let Some(i) = ctx.interface {
-        w.key(k!("security_group_ids"));
-        w.out.byte(b'[');
-        for (n, group) in i.security_group_ids.iter().enumerate() {
-            if n > 0 {
-                w.out.byte(b',');
-            }
-            w.out.string(group);
-        }
-        w.out.byte(b']');
+        w.string_array(k!("security_group_ids"), &i.security_group_ids);
     }
     w.end_object();
 }

@@ -10,22 +10,51 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-/// One matched entry: the list's text of it (`198.51.100.0/24`) and its label.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Indicator {
-    pub entry: Box<str>,
-    pub label: Option<Box<str>>,
+/// A matched list entry: its network and prefix length, and its label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Indicator<'l> {
+    pub network: IpAddr,
+    pub prefix: u8,
+    pub label: Option<&'l str>,
 }
+
+impl Indicator<'_> {
+    /// The entry as a list writes it: `198.51.100.0/24`, or an address alone.
+    pub fn entry(&self) -> String {
+        let full = if self.network.is_ipv4() { 32 } else { 128 };
+        if self.prefix == full {
+            self.network.to_string()
+        } else {
+            format!("{}/{}", self.network, self.prefix)
+        }
+    }
+}
+
+/// An address range and the list entry (network, prefix, label) it belongs to.
+#[derive(Debug, Clone, Copy)]
+struct Range<T> {
+    start: T,
+    end: T,
+    network: T,
+    prefix: u8,
+    /// Index into `ThreatList::labels`; `NO_LABEL` when the entry has none.
+    label: u32,
+}
+
+const NO_LABEL: u32 = u32::MAX;
 
 /// Address ranges as disjoint sorted intervals, each pointing to the most specific
 /// entry that holds it, and a bitmap of the IPv4 /24 networks any entry touches, so
-/// that an address on no list (most of them) costs one bit test.
+/// that an address on no list (most of them) costs one bit test. About 20 bytes an
+/// IPv4 entry (a 1,000,000-entry list: under 64 MB while loading, measured in
+/// BENCHMARKS.md).
 #[derive(Debug, Default)]
 pub struct ThreatList {
-    v4: Vec<(u32, u32, u32)>,
-    v6: Vec<(u128, u128, u32)>,
+    v4: Vec<Range<u32>>,
+    v6: Vec<Range<u128>>,
     v4_slash24: Vec<u64>,
-    indicators: Vec<Indicator>,
+    labels: Vec<Box<str>>,
+    entries: usize,
     /// Lines that were neither an address, a CIDR nor a comment.
     pub skipped_lines: u64,
 }
@@ -34,163 +63,247 @@ impl ThreatList {
     /// Parses the list's text. Bad lines are skipped, counted, and the first few named
     /// in a warning.
     pub fn parse(text: &str, source: &str) -> ThreatList {
-        let mut v4: Vec<(u128, u128, u32)> = Vec::new();
-        let mut v6: Vec<(u128, u128, u32)> = Vec::new();
-        let mut indicators = Vec::new();
-        let mut labels: HashMap<&str, Box<str>> = HashMap::new();
-        let mut skipped = 0u64;
+        let mut list = ListBuilder::default();
         for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (entry, label) = match line.split_once(',') {
-                Some((e, l)) => (e.trim(), Some(l.trim()).filter(|l| !l.is_empty())),
-                None => (line, None),
-            };
-            let Some((addr, prefix)) = parse_entry(entry) else {
-                skipped += 1;
-                if skipped <= 5 {
-                    tracing::warn!(list = source, line = n + 1, text = %crate::flowlog::record::shorten(line), "threat list line is not an address or CIDR: skipped");
-                }
-                continue;
-            };
-            let label = label.map(|l| labels.entry(l).or_insert_with(|| l.into()).clone());
-            let index = indicators.len() as u32;
-            indicators.push(Indicator {
-                entry: entry.into(),
-                label,
-            });
-            match addr {
-                IpAddr::V4(a) => {
-                    let (start, end) = range(u32::from(a) as u128, prefix, 32);
-                    v4.push((start, end, index));
-                }
-                IpAddr::V6(a) => {
-                    let (start, end) = range(u128::from(a), prefix, 128);
-                    v6.push((start, end, index));
-                }
-            }
+            list.line(n + 1, line, source);
         }
-        if skipped > 0 {
-            tracing::warn!(list = source, skipped, "threat list lines skipped");
+        list.build(source)
+    }
+
+    /// Parses a list read line by line (a file), without holding its whole text.
+    pub fn read(reader: impl std::io::BufRead, source: &str) -> std::io::Result<ThreatList> {
+        let mut list = ListBuilder::default();
+        for (n, line) in reader.lines().enumerate() {
+            list.line(n + 1, &line?, source);
         }
-        let v4: Vec<(u32, u32, u32)> = flatten(v4)
-            .into_iter()
-            .map(|(s, e, i)| (s as u32, e as u32, i))
-            .collect();
-        let mut v4_slash24 = vec![0u64; (1 << 24) / 64];
-        for &(s, e, _) in &v4 {
-            for net in (s >> 8)..=(e >> 8) {
-                v4_slash24[(net / 64) as usize] |= 1 << (net % 64);
-            }
-        }
-        ThreatList {
-            v4,
-            v6: flatten(v6),
-            v4_slash24,
-            indicators,
-            skipped_lines: skipped,
-        }
+        Ok(list.build(source))
     }
 
     /// Entries in the list.
     pub fn len(&self) -> usize {
-        self.indicators.len()
+        self.entries
     }
 
     pub fn is_empty(&self) -> bool {
-        self.indicators.is_empty()
+        self.entries == 0
     }
 
     /// The most specific entry holding `ip`.
     #[inline]
-    pub fn lookup(&self, ip: IpAddr) -> Option<&Indicator> {
-        let index = match ip {
+    pub fn lookup(&self, ip: IpAddr) -> Option<Indicator<'_>> {
+        match ip {
             IpAddr::V4(a) => {
                 let a = u32::from(a);
                 let net = a >> 8;
                 if self.v4_slash24[(net / 64) as usize] & (1 << (net % 64)) == 0 {
                     return None;
                 }
-                find(&self.v4, a)?
+                let r = find(&self.v4, a)?;
+                Some(self.indicator(IpAddr::V4(r.network.into()), r.prefix, r.label))
             }
-            IpAddr::V6(a) => find(&self.v6, u128::from(a))?,
-        };
-        self.indicators.get(index as usize)
+            IpAddr::V6(a) => {
+                let r = find(&self.v6, u128::from(a))?;
+                Some(self.indicator(IpAddr::V6(r.network.into()), r.prefix, r.label))
+            }
+        }
+    }
+
+    fn indicator(&self, network: IpAddr, prefix: u8, label: u32) -> Indicator<'_> {
+        Indicator {
+            network,
+            prefix,
+            label: self.labels.get(label as usize).map(|l| &**l),
+        }
     }
 }
 
-fn find<T: Ord + Copy>(ranges: &[(T, T, u32)], a: T) -> Option<u32> {
-    let i = ranges.partition_point(|&(s, _, _)| s <= a);
-    let &(_, end, index) = ranges.get(i.checked_sub(1)?)?;
-    (a <= end).then_some(index)
+/// A list being read: its entries as ranges, its distinct labels.
+#[derive(Default)]
+struct ListBuilder {
+    v4: Vec<Range<u32>>,
+    v6: Vec<Range<u128>>,
+    labels: Vec<Box<str>>,
+    label_index: HashMap<Box<str>, u32>,
+    skipped: u64,
+}
+
+impl ListBuilder {
+    fn line(&mut self, number: usize, line: &str, source: &str) {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return;
+        }
+        let (entry, label) = match line.split_once(',') {
+            Some((e, l)) => (e.trim(), Some(l.trim()).filter(|l| !l.is_empty())),
+            None => (line, None),
+        };
+        let Some((addr, prefix)) = parse_entry(entry) else {
+            self.skipped += 1;
+            if self.skipped <= 5 {
+                tracing::warn!(list = source, line = number, text = %crate::flowlog::record::shorten(line), "threat list line is not an address or CIDR: skipped");
+            }
+            return;
+        };
+        let label = match label {
+            None => NO_LABEL,
+            Some(l) => match self.label_index.get(l) {
+                Some(&i) => i,
+                None => {
+                    let i = self.labels.len() as u32;
+                    self.labels.push(l.into());
+                    self.label_index.insert(l.into(), i);
+                    i
+                }
+            },
+        };
+        match addr {
+            IpAddr::V4(a) => self.v4.push(Range::of(u32::from(a), prefix, label)),
+            IpAddr::V6(a) => self.v6.push(Range::of(u128::from(a), prefix, label)),
+        }
+    }
+
+    fn build(self, source: &str) -> ThreatList {
+        if self.skipped > 0 {
+            tracing::warn!(
+                list = source,
+                skipped = self.skipped,
+                "threat list lines skipped"
+            );
+        }
+        let entries = self.v4.len() + self.v6.len();
+        let v4 = flatten(self.v4);
+        let mut v4_slash24 = vec![0u64; (1 << 24) / 64];
+        for r in &v4 {
+            for net in (r.start >> 8)..=(r.end >> 8) {
+                v4_slash24[(net / 64) as usize] |= 1 << (net % 64);
+            }
+        }
+        ThreatList {
+            v4,
+            v6: flatten(self.v6),
+            v4_slash24,
+            labels: self.labels,
+            entries,
+            skipped_lines: self.skipped,
+        }
+    }
+}
+
+/// An address type ranges are made of.
+trait Address: Copy + Ord + std::fmt::Debug {
+    const ZERO: Self;
+    fn mask(prefix: u8) -> Self;
+    fn and(self, other: Self) -> Self;
+    fn or_not(self, mask: Self) -> Self;
+    fn succ(self) -> Option<Self>;
+    fn pred(self) -> Option<Self>;
+}
+
+macro_rules! address {
+    ($t:ty) => {
+        impl Address for $t {
+            const ZERO: Self = 0;
+            fn mask(prefix: u8) -> Self {
+                <$t>::MAX
+                    .checked_shl(<$t>::BITS - prefix as u32)
+                    .unwrap_or(0)
+            }
+            fn and(self, other: Self) -> Self {
+                self & other
+            }
+            fn or_not(self, mask: Self) -> Self {
+                self | !mask
+            }
+            fn succ(self) -> Option<Self> {
+                self.checked_add(1)
+            }
+            fn pred(self) -> Option<Self> {
+                self.checked_sub(1)
+            }
+        }
+    };
+}
+address!(u32);
+address!(u128);
+
+impl<T: Address> Range<T> {
+    /// The range of `addr/prefix`.
+    fn of(addr: T, prefix: u8, label: u32) -> Range<T> {
+        let mask = T::mask(prefix);
+        let network = addr.and(mask);
+        Range {
+            start: network,
+            end: network.or_not(mask),
+            network,
+            prefix,
+            label,
+        }
+    }
+}
+
+fn find<T: Address>(ranges: &[Range<T>], a: T) -> Option<&Range<T>> {
+    let i = ranges.partition_point(|r| r.start <= a);
+    let r = ranges.get(i.checked_sub(1)?)?;
+    (a <= r.end).then_some(r)
 }
 
 /// `a.b.c.d`, `a.b.c.d/n`, an IPv6 address or `addr/n`.
-fn parse_entry(entry: &str) -> Option<(IpAddr, u32)> {
-    match entry.split_once('/') {
-        None => {
-            let ip: IpAddr = entry.parse().ok()?;
-            Some((ip, if ip.is_ipv4() { 32 } else { 128 }))
-        }
-        Some((addr, len)) => {
-            let ip: IpAddr = addr.parse().ok()?;
-            let len: u32 = len.parse().ok()?;
-            (len <= if ip.is_ipv4() { 32 } else { 128 }).then_some((ip, len))
-        }
-    }
-}
-
-/// The first and last address of `addr/prefix` in a `bits`-bit space.
-fn range(addr: u128, prefix: u32, bits: u32) -> (u128, u128) {
-    let host_bits = bits - prefix;
-    let mask = if host_bits >= 128 {
-        u128::MAX
-    } else {
-        (1u128 << host_bits) - 1
+fn parse_entry(entry: &str) -> Option<(IpAddr, u8)> {
+    let (addr, len) = match entry.split_once('/') {
+        None => (entry, None),
+        Some((addr, len)) => (addr, Some(len)),
     };
-    (addr & !mask, (addr & !mask) | mask)
+    let ip: IpAddr = addr.parse().ok()?;
+    let full = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix = match len {
+        None => full,
+        Some(len) => len.parse::<u8>().ok().filter(|&p| p <= full)?,
+    };
+    Some((ip, prefix))
 }
 
 /// CIDR ranges (nested or disjoint, never partly overlapping) as disjoint sorted
-/// intervals, each pointing to the most specific range holding it (the first listed
-/// of equal ones).
-fn flatten(mut ranges: Vec<(u128, u128, u32)>) -> Vec<(u128, u128, u32)> {
-    // Wider first at equal starts: a parent before its children.
-    ranges.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
-    ranges.dedup_by(|b, a| a.0 == b.0 && a.1 == b.1);
-    let mut out: Vec<(u128, u128, u32)> = Vec::with_capacity(ranges.len());
-    let mut open: Vec<(u128, u32)> = Vec::new();
+/// intervals, each keeping the most specific entry holding it (the first listed of
+/// equal ones).
+fn flatten<T: Address>(mut ranges: Vec<Range<T>>) -> Vec<Range<T>> {
+    // Wider first at equal starts: a parent before its children; stable, so the first
+    // listed of equal ranges stays first.
+    ranges.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
+    ranges.dedup_by(|b, a| a.start == b.start && a.end == b.end);
+    let mut out: Vec<Range<T>> = Vec::with_capacity(ranges.len());
+    let mut open: Vec<Range<T>> = Vec::new();
     // The next address not yet given to an interval (None: past the end of the space).
-    let mut next: Option<u128> = Some(0);
-    let emit = |out: &mut Vec<(u128, u128, u32)>, next: &mut Option<u128>, to: u128, index| {
+    let mut next: Option<T> = Some(T::ZERO);
+    let emit = |out: &mut Vec<Range<T>>, next: &mut Option<T>, to: T, owner: &Range<T>| {
         if let Some(from) = *next {
             if from <= to {
-                out.push((from, to, index));
+                out.push(Range {
+                    start: from,
+                    end: to,
+                    ..*owner
+                });
             }
         }
-        *next = to.checked_add(1);
+        *next = to.succ();
     };
-    for (start, end, index) in ranges {
-        while let Some(&(top_end, top_index)) = open.last() {
-            if top_end >= start {
+    for range in ranges {
+        while let Some(top) = open.last().copied() {
+            if top.end >= range.start {
                 break;
             }
-            emit(&mut out, &mut next, top_end, top_index);
+            emit(&mut out, &mut next, top.end, &top);
             open.pop();
         }
-        if let Some(&(_, top_index)) = open.last() {
-            if start > 0 {
-                emit(&mut out, &mut next, start - 1, top_index);
-            }
+        if let (Some(top), Some(before)) = (open.last().copied(), range.start.pred()) {
+            emit(&mut out, &mut next, before, &top);
         }
-        next = Some(next.map_or(start, |n| n.max(start)));
-        open.push((end, index));
+        next = Some(next.map_or(range.start, |n| n.max(range.start)));
+        open.push(range);
     }
-    while let Some((top_end, top_index)) = open.pop() {
-        emit(&mut out, &mut next, top_end, top_index);
+    while let Some(top) = open.pop() {
+        emit(&mut out, &mut next, top.end, &top);
     }
+    out.shrink_to_fit();
     out
 }
 
@@ -239,7 +352,7 @@ struct State {
 /// What a reload found.
 enum Fetched {
     Unchanged,
-    New(String, Option<String>),
+    New(ThreatList, Option<String>),
 }
 
 impl ThreatIntel {
@@ -276,9 +389,9 @@ impl ThreatIntel {
             Ok(Fetched::Unchanged) => {
                 state.checked = Some(Instant::now());
             }
-            Ok(Fetched::New(text, etag)) => {
+            Ok(Fetched::New(parsed, etag)) => {
                 self.downloads.fetch_add(1, Ordering::Relaxed);
-                let parsed = Arc::new(ThreatList::parse(&text, &self.name()));
+                let parsed = Arc::new(parsed);
                 tracing::info!(list = %self.name(), entries = parsed.len(), skipped = parsed.skipped_lines, "threat list loaded");
                 state.list = Some(parsed);
                 state.etag = etag;
@@ -307,9 +420,12 @@ impl ThreatIntel {
 
     async fn fetch(&self, etag: Option<&str>) -> Result<Fetched, String> {
         match &self.source {
-            ListSource::File(path) => std::fs::read_to_string(path)
-                .map(|text| Fetched::New(text, None))
-                .map_err(|e| e.to_string()),
+            ListSource::File(path) => {
+                let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+                let list = ThreatList::read(std::io::BufReader::new(file), &self.name())
+                    .map_err(|e| e.to_string())?;
+                Ok(Fetched::New(list, None))
+            }
             ListSource::S3 { bucket, key } => {
                 let s3 = self.s3.as_ref().ok_or("no S3 client")?;
                 let mut request = s3.get_object().bucket(bucket).key(key);
@@ -333,9 +449,9 @@ impl ThreatIntel {
                     .await
                     .map_err(|e| e.to_string())?
                     .into_bytes();
-                let text = String::from_utf8(bytes.to_vec())
+                let text = std::str::from_utf8(&bytes)
                     .map_err(|_| "the list is not UTF-8 text".to_string())?;
-                Ok(Fetched::New(text, etag))
+                Ok(Fetched::New(ThreatList::parse(text, &self.name()), etag))
             }
         }
     }
@@ -355,7 +471,7 @@ mod tests {
         assert_eq!(list.skipped_lines, 1);
         let label = |ip: &str| {
             list.lookup(ip.parse().unwrap())
-                .and_then(|i| i.label.as_deref().map(str::to_string))
+                .and_then(|i| i.label.map(str::to_string))
         };
         assert_eq!(label("10.1.2.3").as_deref(), Some("host"));
         assert_eq!(label("10.1.2.4").as_deref(), Some("narrow"));
@@ -368,8 +484,18 @@ mod tests {
         let hosts = ThreatList::parse("198.51.100.7\n198.51.100.9,x\n", "t");
         assert!(hosts.lookup("198.51.100.8".parse().unwrap()).is_none());
         assert_eq!(
-            &*hosts.lookup("198.51.100.7".parse().unwrap()).unwrap().entry,
+            hosts
+                .lookup("198.51.100.7".parse().unwrap())
+                .unwrap()
+                .entry(),
             "198.51.100.7"
+        );
+        let nets = ThreatList::parse("10.1.2.3/16\n2001:db8::/32,x\n", "t");
+        let hit = nets.lookup("10.1.9.9".parse().unwrap()).unwrap();
+        assert_eq!((hit.entry(), hit.label), ("10.1.0.0/16".to_string(), None));
+        assert_eq!(
+            nets.lookup("2001:db8::1".parse().unwrap()).unwrap().entry(),
+            "2001:db8::/32"
         );
         assert!(hosts.lookup("10.0.0.1".parse().unwrap()).is_none());
         let all_v6 = ThreatList::parse("::/0,any\n", "t");

@@ -12,7 +12,7 @@ use std::io::Read;
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
-use common::run;
+use common::{examples, run, DEFAULT};
 use serde_json::{Map, Value};
 
 /// The compiled OCSF 1.1.0 schema.
@@ -170,27 +170,6 @@ fn check_value(
             errors.push(format!("{at}: {value} is not an allowed value"));
         }
     }
-}
-
-const DEFAULT: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
-
-/// (label, format, record line) of every AWS documentation example.
-fn examples() -> Vec<(String, String, String)> {
-    let text = include_str!("data/aws-doc-examples.txt");
-    let mut out = Vec::new();
-    let mut pending: Option<(String, String)> = None;
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("## ") {
-            let (label, format) = rest.split_once(" | format: ").expect("annotated example");
-            let label = label.split_whitespace().next().unwrap().to_string();
-            let format = if format == "DEFAULT" { DEFAULT } else { format };
-            pending = Some((label, format.to_string()));
-        } else if !line.starts_with('#') && !line.trim().is_empty() {
-            let (label, format) = pending.take().expect("record follows its annotation");
-            out.push((label, format, line.to_string()));
-        }
-    }
-    out
 }
 
 /// The events of `text` (with a header line or LOG_FORMAT `format`), as OCSF.

@@ -4,33 +4,8 @@
 
 mod common;
 
-use common::{get, get_str, is_failure, one};
+use common::{examples, get, get_str, is_failure, one};
 use serde_json::{json, Value};
-
-const DEFAULT: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
-
-/// (label, format, record line) of every example.
-fn examples() -> Vec<(String, String, String)> {
-    let text = include_str!("data/aws-doc-examples.txt");
-    let mut out = Vec::new();
-    let mut pending: Option<(String, String)> = None;
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("## ") {
-            let (label, format) = rest.split_once(" | format: ").expect("annotated example");
-            let label = label.split_whitespace().next().unwrap().to_string();
-            let format = if format == "DEFAULT" {
-                DEFAULT.to_string()
-            } else {
-                format.to_string()
-            };
-            pending = Some((label, format));
-        } else if !line.starts_with('#') && !line.trim().is_empty() {
-            let (label, format) = pending.take().expect("record follows its annotation");
-            out.push((label, format, line.to_string()));
-        }
-    }
-    out
-}
 
 fn example(label: &str) -> Value {
     let (_, format, line) = examples()

@@ -8,20 +8,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::block_on;
 use common::moto::{moto, put_objects};
 use common::receiver::{Receiver, Reply};
 use common::runtime_api::{lambda_command, start_runtime_api, wait_for_results};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowlog-forwarder");
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
 
 fn token(n: u32) -> String {
     format!("Bearer rotating-token-{n}-5f4dcc3b5aa765d61d83")

@@ -9,19 +9,12 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::block_on;
 use common::moto::{moto, put_objects};
 use flowlog_forwarder::threat_intel::{ListSource, ThreatIntel, ThreatList};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowlog-forwarder");
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
 
 fn s3_intel(key: &str, ttl: Duration) -> ThreatIntel {
     let s3 = block_on(moto().client());
@@ -37,7 +30,7 @@ fn s3_intel(key: &str, ttl: Duration) -> ThreatIntel {
 
 fn label(list: &ThreatList, ip: &str) -> Option<String> {
     list.lookup(ip.parse().unwrap())
-        .map(|i| i.label.as_deref().unwrap_or("").to_string())
+        .map(|i| i.label.unwrap_or("").to_string())
 }
 
 #[test]

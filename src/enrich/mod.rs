@@ -16,7 +16,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::filter::Cidr;
+use ipnet::IpNet;
+
+use crate::filter::parse_cidr;
 use ec2::{Ec2, NetworkInterface};
 
 /// Interface ids per DescribeNetworkInterfaces call (EC2 accepts 200 values a filter).
@@ -37,7 +39,7 @@ pub struct Interface {
     /// Its private IPv4 addresses (primary and secondary) and its IPv6 addresses.
     pub addresses: Vec<IpAddr>,
     /// The IPv4 and IPv6 CIDR blocks of its VPC; empty when they are not known.
-    pub vpc_cidrs: Vec<Cidr>,
+    pub vpc_cidrs: Vec<IpNet>,
 }
 
 impl Interface {
@@ -50,7 +52,7 @@ impl Interface {
         if self.vpc_cidrs.is_empty() {
             return None;
         }
-        let in_vpc = |ip: IpAddr| self.vpc_cidrs.iter().any(|c| c.contains(ip));
+        let in_vpc = |ip: IpAddr| self.vpc_cidrs.iter().any(|c| c.contains(&ip));
         let own = |ip: IpAddr| self.addresses.contains(&ip);
         match (in_vpc(src), in_vpc(dst)) {
             (true, true) => Some("internal"),
@@ -78,7 +80,7 @@ struct Entry<T> {
 }
 
 /// The CIDR blocks of a VPC.
-type Blocks = Arc<Vec<Cidr>>;
+type Blocks = Arc<Vec<IpNet>>;
 
 /// Interface and VPC answers shared by every invocation of a Lambda instance.
 pub struct EniCache {
@@ -204,7 +206,7 @@ impl EniCache {
             return Ok(blocks);
         }
         for vpc in self.ec2.describe_vpcs(&missing).await? {
-            let cidrs = vpc.cidr_blocks.iter().filter_map(|b| Cidr::parse(b).ok());
+            let cidrs = vpc.cidr_blocks.iter().filter_map(|b| parse_cidr(b).ok());
             blocks.insert(vpc.id, Arc::new(cidrs.collect()));
         }
         let expires = Instant::now() + self.ttl;
@@ -264,8 +266,8 @@ mod tests {
         let i = Interface {
             addresses: vec!["10.0.1.5".parse().unwrap(), "10.0.1.6".parse().unwrap()],
             vpc_cidrs: vec![
-                Cidr::parse("10.0.0.0/16").unwrap(),
-                Cidr::parse("2600:1f18::/56").unwrap(),
+                parse_cidr("10.0.0.0/16").unwrap(),
+                parse_cidr("2600:1f18::/56").unwrap(),
             ],
             ..Interface::default()
         };

@@ -53,16 +53,16 @@ impl HttpSink {
             .user_agent(concat!("flowlog-forwarder/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &config.destination_ca_bundle {
             let certificates = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-                .map_err(|e| ConfigError(format!("DESTINATION_CA_BUNDLE: {e}")))?;
+                .map_err(|e| ConfigError::new("DESTINATION_CA_BUNDLE", e.to_string()))?;
             for certificate in certificates {
                 builder = builder.add_root_certificate(certificate);
             }
         }
         let client = builder.build().map_err(|e| {
-            ConfigError(format!(
-                "DESTINATION_URL: cannot build the HTTP client: {}",
-                e.without_url()
-            ))
+            ConfigError::new(
+                "DESTINATION_URL",
+                format!("cannot build the HTTP client: {}", e.without_url()),
+            )
         })?;
         Ok(HttpSink {
             client,
@@ -147,7 +147,8 @@ impl HttpSink {
             .clone()
             .ok_or("DESTINATION_SECRET_ARN: no destination URL")?;
         let current = self.settings();
-        let next = Settings::new(&config, &url, current.generation + 1).map_err(|e| e.0)?;
+        let next =
+            Settings::new(&config, &url, current.generation + 1).map_err(|e| e.to_string())?;
         let changed = next.url != current.url || next.headers != current.headers;
         if changed {
             tracing::info!(

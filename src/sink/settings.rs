@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 
 use super::http::{is_loopback, RetryPolicy};
-use crate::config::{redact_url, Config, ConfigError, DestinationFormat, Secrets};
+use crate::config::{Config, ConfigError, DestinationFormat};
+use crate::redact::{redact_url, Secrets};
 use crate::secret::DestinationSecret;
 
 /// What a request is made with; replaced whole when the destination secret is read
@@ -37,14 +38,16 @@ impl Settings {
         let mut headers = HeaderMap::new();
         for (k, v) in &config.destination_headers {
             let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
-                ConfigError(format!(
-                    "DESTINATION_HEADERS: '{k}' is not a valid header name"
-                ))
+                ConfigError::new(
+                    "DESTINATION_HEADERS",
+                    format!("'{k}' is not a valid header name"),
+                )
             })?;
             let mut value = HeaderValue::from_str(v).map_err(|_| {
-                ConfigError(format!(
-                    "DESTINATION_HEADERS: header '{k}' has an invalid value"
-                ))
+                ConfigError::new(
+                    "DESTINATION_HEADERS",
+                    format!("header '{k}' has an invalid value"),
+                )
             })?;
             value.set_sensitive(true);
             headers.insert(name, value);
@@ -58,10 +61,13 @@ impl Settings {
             headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
         if url.starts_with("http://") && !is_loopback(url) && !config.allow_plain_http {
-            return Err(ConfigError(format!(
-                "DESTINATION_URL: '{}' is plain http; use https, or set ALLOW_PLAIN_HTTP=true",
-                redact_url(url)
-            )));
+            return Err(ConfigError::new(
+                "DESTINATION_URL",
+                format!(
+                    "'{}' is plain http; use https, or set ALLOW_PLAIN_HTTP=true",
+                    redact_url(url)
+                ),
+            ));
         }
         Ok(Settings {
             url: url.to_string(),
@@ -78,7 +84,10 @@ impl Settings {
                 max_retry_after: Duration::from_secs(300),
             },
             max_in_flight: config.max_in_flight,
-            secrets: Secrets::of(config),
+            secrets: Secrets::of(
+                &config.destination_headers,
+                config.destination_url.as_deref(),
+            ),
             generation,
         })
     }

@@ -194,3 +194,38 @@ pub fn pip_install(package: &str) {
         let _ = std::process::Command::new("pyenv").arg("rehash").status();
     }
 }
+
+/// The AWS default (v2) format.
+pub const DEFAULT: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
+
+/// (label, format, record line) of every example.
+pub fn examples() -> Vec<(String, String, String)> {
+    let text = include_str!("../data/aws-doc-examples.txt");
+    let mut out = Vec::new();
+    let mut pending: Option<(String, String)> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("## ") {
+            let (label, format) = rest.split_once(" | format: ").expect("annotated example");
+            let label = label.split_whitespace().next().unwrap().to_string();
+            let format = if format == "DEFAULT" {
+                DEFAULT.to_string()
+            } else {
+                format.to_string()
+            };
+            pending = Some((label, format));
+        } else if !line.starts_with('#') && !line.trim().is_empty() {
+            let (label, format) = pending.take().expect("record follows its annotation");
+            out.push((label, format, line.to_string()));
+        }
+    }
+    out
+}
+
+/// Runs `f` to completion on a current-thread runtime (for SDK calls from a test).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}

@@ -85,11 +85,7 @@ impl Moto {
 
 /// Creates `bucket` (if needed) and puts `objects` (key, bytes) with the real SDK.
 pub fn put_objects(bucket: &str, objects: &[(&str, Vec<u8>)]) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    super::block_on(async {
         let client = moto().client().await;
         if let Err(e) = client.create_bucket().bucket(bucket).send().await {
             use aws_sdk_s3::error::ProvideErrorMetadata;
