@@ -283,7 +283,7 @@ impl<'s> UnitProcessor<'s> {
                 let original = self.docs.settings.include_original.then_some(text);
                 let held = Hold {
                     number,
-                    text,
+                    text: HoldText::Line(text),
                     schema: rec.schema(),
                 };
                 self.docs.accept(&rec, original, id, out, held)
@@ -335,15 +335,14 @@ impl<'s> UnitProcessor<'s> {
                     .settings
                     .include_original
                     .then(|| row_line(text, spans, max_line_bytes));
-                // A row is held as its line (only when it is held: a REJECT).
-                let joined;
-                let text = match (&line, self.docs.will_hold(&rec)) {
-                    (Some(line), _) => line.as_str(),
-                    (None, true) => {
-                        joined = row_line(text, spans, max_line_bytes);
-                        joined.as_str()
-                    }
-                    (None, false) => "",
+                // A row is held as its line, joined only when it is held.
+                let text = match &line {
+                    Some(line) => HoldText::Line(line),
+                    None => HoldText::Row {
+                        text,
+                        spans,
+                        max: max_line_bytes,
+                    },
                 };
                 let held = Hold {
                     number,
@@ -401,8 +400,29 @@ fn find_threats<'a>(
 #[derive(Clone, Copy)]
 struct Hold<'a> {
     number: u64,
-    text: &'a str,
+    text: HoldText<'a>,
     schema: &'a Schema,
+}
+
+/// The text a held record is kept as: a line as read, or a Parquet row's values (joined
+/// by spaces, as `row_line` does, only when the row is held).
+#[derive(Clone, Copy)]
+enum HoldText<'a> {
+    Line(&'a str),
+    Row {
+        text: &'a str,
+        spans: &'a [Span],
+        max: usize,
+    },
+}
+
+impl<'a> HoldText<'a> {
+    fn line(self) -> std::borrow::Cow<'a, str> {
+        match self {
+            HoldText::Line(line) => line.into(),
+            HoldText::Row { text, spans, max } => row_line(text, spans, max).into(),
+        }
+    }
 }
 
 /// A Parquet row: its values `spans` in `text`, one per `schema` column, and its size
@@ -453,7 +473,8 @@ impl Documents<'_> {
                             text,
                             schema,
                         } = held;
-                        attributor.hold(rec, schema, number, id, text, original.is_some());
+                        let text = text.line();
+                        attributor.hold(rec, schema, number, id, &text, original.is_some());
                         return Outcome::Held;
                     }
                 },
@@ -461,13 +482,6 @@ impl Documents<'_> {
             }
         }
         self.write(rec, original, id, out, attribution)
-    }
-
-    /// Whether `accept` would hold `rec` (a REJECT whose mirror was not seen yet).
-    fn will_hold(&self, rec: &FlowRecord<'_>) -> bool {
-        self.attributor.as_ref().is_some_and(|a| {
-            rec.get(Field::Action) == Some("REJECT") && a.decide_now(rec).is_none()
-        })
     }
 
     /// Writes the document of an accepted (not filtered) record, enriched with its
