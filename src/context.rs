@@ -4,7 +4,7 @@
 
 use crate::attribution::RejectAttribution;
 use crate::enrich::Interface;
-use crate::flowlog::Field;
+use crate::flowlog::{Field, FlowRecord};
 use crate::json::write_str;
 use crate::threat_intel::Indicator;
 
@@ -104,12 +104,22 @@ pub struct DocContext<'a> {
     pub threat_matches: &'a [Option<ThreatMatch<'a>>],
 }
 
+impl DocContext<'_> {
+    /// Why a record was rejected, in words: its own `reject-reason`, else the network
+    /// ACL attribution's explanation.
+    pub fn reject_reason<'r>(&self, rec: &FlowRecord<'r>) -> Option<&'r str> {
+        rec.get(Field::RejectReason).or_else(|| {
+            (self.reject_attribution == Some(RejectAttribution::NetworkAcl))
+                .then_some(RejectAttribution::NETWORK_ACL_REASON)
+        })
+    }
+}
+
 /// One of a record's addresses found in the threat list.
 #[derive(Debug, Clone, Copy)]
 pub struct ThreatMatch<'a> {
     /// The address as the record has it.
     pub ip: &'a str,
-    pub v6: bool,
     /// The flow log field it is in.
     pub field: Field,
     pub indicator: Indicator<'a>,

@@ -4,7 +4,6 @@
 
 use std::net::IpAddr;
 
-use crate::attribution::RejectAttribution;
 use crate::community_id::community_id;
 use crate::context::DocContext;
 use crate::flowlog::{transport_name, Field, FlowRecord};
@@ -46,11 +45,7 @@ pub fn write_document(doc: &mut Document, rec: &FlowRecord<'_>, ctx: &DocContext
         w.key(k!("end"));
         w.out.repeat::<TIMESTAMP_LEN>(timestamp);
     }
-    let reason = rec.get(Field::RejectReason).or_else(|| {
-        (ctx.reject_attribution == Some(RejectAttribution::NetworkAcl))
-            .then_some(RejectAttribution::NETWORK_ACL_REASON)
-    });
-    w.opt_string(k!("reason"), reason);
+    w.opt_string(k!("reason"), ctx.reject_reason(rec));
     w.opt_string(k!("original"), ctx.original);
     w.end_object();
 
@@ -142,7 +137,7 @@ fn write_threat(w: &mut Writer<'_>, ctx: &DocContext<'_>) {
         if n > 0 {
             w.out.byte(b',');
         }
-        w.json(if m.v6 {
+        w.json(if m.indicator.network.is_ipv6() {
             r#"{"indicator":{"type":"ipv6-addr""#
         } else {
             r#"{"indicator":{"type":"ipv4-addr""#

@@ -50,11 +50,7 @@ pub fn write_event(doc: &mut Document, rec: &FlowRecord<'_>, ctx: &DocContext<'_
         None => w.json(r#","action_id":0,"action":"Unknown""#),
     }
     w.opt_string(k!("status_code"), rec.get(Field::LogStatus));
-    let network_acl = ctx.reject_attribution == Some(RejectAttribution::NetworkAcl);
-    let detail = rec
-        .get(Field::RejectReason)
-        .or_else(|| network_acl.then_some(RejectAttribution::NETWORK_ACL_REASON));
-    w.opt_string(k!("status_detail"), detail);
+    w.opt_string(k!("status_detail"), ctx.reject_reason(rec));
     match ctx.reject_attribution {
         Some(RejectAttribution::NetworkAcl) => w.json(r#","firewall_rule":{"type":"Network ACL"}"#),
         Some(RejectAttribution::SecurityGroupOrNetworkAcl) => {

@@ -385,7 +385,6 @@ fn find_threats<'a>(
         if let Some(indicator) = list.lookup(ip) {
             found[n] = Some(ThreatMatch {
                 ip: rec.get(field).unwrap_or_default(),
-                v6: ip.is_ipv6(),
                 field,
                 indicator,
             });
