@@ -86,7 +86,7 @@ fn bench_format(
                 total += doc.len();
             }
             // The held REJECT records (REJECT_ATTRIBUTION) leave at the unit's end.
-            let _ = unit.release_held(&mut doc, |doc, _, _| {
+            let _ = unit.release_held(&mut doc, true, |doc, _, _| {
                 if batch.len() + doc.len() > batch.capacity() {
                     batch.clear();
                 }

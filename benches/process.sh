@@ -3,14 +3,17 @@
 # format with header) to /dev/null and to a local HTTP receiver with gzip bodies, against
 # `gzip -1` of the same NDJSON output; peak RSS from /usr/bin/time -v.
 #   benches/process.sh [RECORDS]      (default 1000000; 3000000 is about AWS's largest object)
+#   BIN=path/to/flowlog-forwarder benches/process.sh ...   (measure a binary already built)
 # Results go to bench-out/ and are summarised on stdout; record them in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
 OUT=bench-out
 mkdir -p "$OUT"
-cargo build --release --quiet
-BIN=target/release/flowlog-forwarder
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=target/release/flowlog-forwarder
+fi
 INPUT="$OUT/flows-$N.log.gz"
 if [ ! -f "$INPUT" ]; then
   python3 - "$N" "$INPUT" <<'PY'

@@ -7,8 +7,10 @@
 //! Per unit, this module remembers the accepted flows seen (a bounded map of flow keys)
 //! and holds the REJECT records whose mirror has not been seen yet (their text, bounded
 //! in bytes), since the two halves may come in either order. Held records leave when
-//! the unit ends, or all at once when the held text reaches its cap (each decided on
-//! what was seen so far, counted in `held_released_early`).
+//! the unit ends; when the held text reaches its cap, the older half leaves at once
+//! (each decided on what was seen so far, counted in `held_released_early`): records of
+//! one interface and capture window come together, so the older a held record, the
+//! less likely its mirror is still to come.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -39,26 +41,47 @@ impl RejectAttribution {
     pub const NETWORK_ACL_REASON: &'static str = "Rejected by a network ACL: the mirror flow was accepted on the same interface, and security groups (stateful) would have allowed this reply";
 }
 
-/// Most accepted flows remembered per unit (about 24 bytes each).
-pub const MAX_ACCEPTED_FLOWS: usize = 262_144;
-/// Most bytes of REJECT record text held per unit before they are released early.
-pub const MAX_HELD_BYTES: usize = 8 * 1024 * 1024;
+/// Most accepted flows remembered per unit: 7/8 of 2^18, the most a map of 2^18 slots
+/// (16 bytes each: 4 MiB) holds before it would grow to twice that.
+pub const MAX_ACCEPTED_FLOWS: usize = 229_376;
+/// Most bytes held per unit for REJECT records (text, id and bookkeeping) before the
+/// older half is released early.
+pub const MAX_HELD_BYTES: usize = 4 * 1024 * 1024;
 
-/// A REJECT record waiting for the end of its unit.
+/// A REJECT record waiting for its mirror, or for the end of its unit.
 #[derive(Debug)]
 pub struct HeldReject {
     /// Its line (or row, or event) number.
     pub number: u64,
-    /// Its `event.id`.
-    pub id: String,
-    /// Its text, to be parsed again with `schema`.
-    pub text: String,
+    /// Its `event.id` followed by its text (one allocation).
+    id_and_text: String,
+    id_len: u32,
     /// Index of its schema in the list `RejectAttributor::release` returns.
-    pub schema: usize,
+    pub schema: u32,
     /// Whether its text is `event.original` (INCLUDE_ORIGINAL).
     pub original: bool,
+    /// Decided when it is released.
+    pub attribution: RejectAttribution,
     mirror: u64,
     window: Window,
+}
+
+impl HeldReject {
+    /// Its `event.id`.
+    pub fn id(&self) -> &str {
+        &self.id_and_text[..self.id_len as usize]
+    }
+
+    /// Its text, to be parsed again with its schema.
+    pub fn text(&self) -> &str {
+        &self.id_and_text[self.id_len as usize..]
+    }
+
+    /// The bytes it takes while held: its text and id, itself, and the allocator's
+    /// header of its text.
+    fn size(&self) -> usize {
+        self.id_and_text.len() + std::mem::size_of::<HeldReject>() + 16
+    }
 }
 
 /// A capture window, Unix seconds (start, end); (0, u32::MAX) when the record has none.
@@ -115,19 +138,24 @@ impl RejectAttributor {
         if self.schemas.last() != Some(schema) {
             self.schemas.push(schema.clone());
         }
-        self.held_bytes += text.len() + id.len() + std::mem::size_of::<HeldReject>();
-        self.held.push(HeldReject {
+        let mut id_and_text = String::with_capacity(id.len() + text.len());
+        id_and_text.push_str(id);
+        id_and_text.push_str(text);
+        let held = HeldReject {
             number,
-            id: id.to_string(),
-            text: text.to_string(),
-            schema: self.schemas.len() - 1,
+            id_and_text,
+            id_len: id.len() as u32,
+            schema: (self.schemas.len() - 1) as u32,
             original,
+            attribution: RejectAttribution::SecurityGroupOrNetworkAcl,
             mirror: flow_key(rec, true),
             window: window(rec),
-        });
+        };
+        self.held_bytes += held.size();
+        self.held.push(held);
     }
 
-    /// Whether the held text reached its cap: the held records must be released now.
+    /// Whether the held records reached their cap: `release` must be called now.
     pub fn is_full(&self) -> bool {
         self.held_bytes >= MAX_HELD_BYTES
     }
@@ -136,32 +164,35 @@ impl RejectAttributor {
         !self.held.is_empty()
     }
 
-    /// Takes the held records, each with its attribution, and the schemas they are
-    /// read with (`HeldReject::schema` indexes them). Released before the unit's end
-    /// (`is_full`), they are counted in `held_released_early`.
-    pub fn release(&mut self) -> (Vec<(HeldReject, RejectAttribution)>, Vec<Schema>) {
-        if self.is_full() {
+    /// Takes held records, each with its attribution decided, and the schemas they are
+    /// read with (`HeldReject::schema` indexes them): all of them when the unit has
+    /// ended, else (`is_full`) the older half, counted in `held_released_early`.
+    pub fn release(&mut self, unit_ended: bool) -> (Vec<HeldReject>, Vec<Schema>) {
+        let mut released = if unit_ended {
+            self.held_bytes = 0;
+            std::mem::take(&mut self.held)
+        } else {
+            let rest = self.held.split_off(self.held.len() / 2);
+            self.held_bytes = rest.iter().map(HeldReject::size).sum();
             self.held_released_early += self.held.len() as u64;
+            std::mem::replace(&mut self.held, rest)
+        };
+        for h in &mut released {
+            if self.mirror_accepted(h.mirror, h.window) {
+                h.attribution = RejectAttribution::NetworkAcl;
+            }
         }
-        let held = std::mem::take(&mut self.held);
-        self.held_bytes = 0;
-        let decided = held
-            .into_iter()
-            .map(|h| {
-                let attribution = if self.mirror_accepted(h.mirror, h.window) {
-                    RejectAttribution::NetworkAcl
-                } else {
-                    RejectAttribution::SecurityGroupOrNetworkAcl
-                };
-                (h, attribution)
-            })
-            .collect();
-        // Records held from now on are read with the last schema (index 0 again).
-        let schemas = std::mem::take(&mut self.schemas);
-        if let Some(last) = schemas.last() {
-            self.schemas.push(last.clone());
-        }
-        (decided, schemas)
+        let schemas = if unit_ended {
+            // Records held from now on are read with the last schema (index 0 again).
+            let schemas = std::mem::take(&mut self.schemas);
+            if let Some(last) = schemas.last() {
+                self.schemas.push(last.clone());
+            }
+            schemas
+        } else {
+            self.schemas.clone()
+        };
+        (released, schemas)
     }
 
     fn mirror_accepted(&self, mirror: u64, window: Window) -> bool {

@@ -60,7 +60,7 @@ fn summary(out: &Output) -> String {
 }
 
 fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("flowlog-cli-{}", std::process::id()));
+    let dir = common::scratch_dir().to_path_buf();
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -15,7 +15,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_flowlog-forwarder");
 
 /// A flow log file with `n` distinct records.
 fn input(name: &str, n: usize) -> String {
-    let dir = std::env::temp_dir().join(format!("flowlog-delivery-{}", std::process::id()));
+    let dir = common::scratch_dir().to_path_buf();
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     let mut text = String::from("version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n");
@@ -461,7 +461,7 @@ fn private_ca_through_destination_ca_bundle() {
     );
     assert!(rx.bodies.lock().unwrap().is_empty());
 
-    let ca_file = std::env::temp_dir().join(format!("flowlog-ca-{}.pem", std::process::id()));
+    let ca_file = common::scratch_dir().join("ca.pem");
     std::fs::write(&ca_file, &rx.ca_pem).unwrap();
     for bundle in [ca_file.to_str().unwrap(), rx.ca_pem.as_str()] {
         let out = run(&file, &rx.url, &[("DESTINATION_CA_BUNDLE", bundle)]);

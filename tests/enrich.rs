@@ -409,7 +409,7 @@ fn throttled_lookups_forward_records_unenriched_and_counted() {
 #[test]
 fn process_command_enriches_local_files() {
     let net = create_network();
-    let dir = std::env::temp_dir().join(format!("flowlog-enrich-{}", std::process::id()));
+    let dir = common::scratch_dir().to_path_buf();
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("flows.log.gz");
     let lines = [

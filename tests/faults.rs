@@ -37,7 +37,7 @@ fn sqs(keys: &[(&str, &str)]) -> Value {
 /// Runs `invoke` with S3 at `s3_endpoint`; returns the output, the documents and the
 /// handler response.
 fn invoke(event: &Value, s3_endpoint: &str, env: &[(&str, &str)]) -> (Output, Vec<Value>, Value) {
-    let dir = std::env::temp_dir().join(format!("flowlog-faults-{}", std::process::id()));
+    let dir = common::scratch_dir().to_path_buf();
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!(
         "{}.json",

@@ -47,7 +47,7 @@ fn sqs(bodies: &[String]) -> Value {
 }
 
 fn invoke(event: &Value, env: &[(&str, &str)]) -> (Output, Vec<Value>, String) {
-    let dir = std::env::temp_dir().join(format!("flowlog-lambda-s3-{}", std::process::id()));
+    let dir = common::scratch_dir().to_path_buf();
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("event-{}.json", rand_suffix()));
     std::fs::write(&path, event.to_string()).unwrap();

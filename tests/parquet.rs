@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 const BIN: &str = env!("CARGO_BIN_EXE_flowlog-forwarder");
 
 fn temp(name: &str, bytes: &[u8]) -> String {
-    let dir = std::env::temp_dir().join(format!("flowlog-parquet-{}", std::process::id()));
+    let dir = common::scratch_dir().to_path_buf();
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();

@@ -158,7 +158,7 @@ fn panicking_object() -> Vec<u8> {
 /// consistent, and only that message is reported failed.
 #[test]
 fn a_panic_fails_only_its_own_message() {
-    let dir = std::env::temp_dir().join(format!("flowlog-fuzz-{}", std::process::id()));
+    let dir = common::scratch_dir().to_path_buf();
     let bucket = dir.join("b");
     std::fs::create_dir_all(&bucket).unwrap();
     let text = "2 123456789012 eni-1 10.0.0.1 10.0.0.2 443 51000 6 10 840 1700000000 1700000060 ACCEPT OK\n";

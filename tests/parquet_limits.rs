@@ -33,7 +33,7 @@ const PEAK_RSS: u64 = (64 << 20) + 2 * 256 * 1024;
 /// Runs `process` on `bytes` under GNU time; its exit code, stderr and documents. Its
 /// peak RSS is checked against PEAK_RSS.
 fn process(name: &str, bytes: &[u8]) -> (Option<i32>, String, Vec<serde_json::Value>) {
-    let dir = std::env::temp_dir().join(format!("flowlog-limits-{}", std::process::id()));
+    let dir = common::scratch_dir().to_path_buf();
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();

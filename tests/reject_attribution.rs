@@ -250,7 +250,7 @@ fn parquet_rows_are_attributed_too() {
         SG_NACL_1.split(' ').collect(),
     ];
     let bytes = parquet_file(default, &rows, 2);
-    let path = std::env::temp_dir().join(format!("attribution-{}.parquet", std::process::id()));
+    let path = common::scratch_dir().join("attribution.parquet");
     std::fs::write(&path, bytes).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowlog-forwarder"))
         .args(["process", path.to_str().unwrap()])
@@ -273,5 +273,65 @@ fn parquet_rows_are_attributed_too() {
     assert!(
         got.contains(&("172.31.9.69", "security_group_or_network_acl")),
         "{got:?}"
+    );
+}
+
+/// Peak RSS of `process FILE > /dev/null` as GNU time reports it, in bytes.
+fn peak_rss(path: &std::path::Path, attribution: &str) -> u64 {
+    let out = std::process::Command::new("/usr/bin/time")
+        .args([
+            "-f",
+            "peak_rss_kb=%M",
+            env!("CARGO_BIN_EXE_flowlog-forwarder"),
+        ])
+        .arg("process")
+        .arg(path)
+        .env_remove("DESTINATION_URL")
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .env("REJECT_ATTRIBUTION", attribution)
+        .stdout(std::process::Stdio::null())
+        .output()
+        .expect("GNU time measures the peak RSS: apt-get install time");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let kb: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("peak_rss_kb="))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("GNU time's peak RSS");
+    kb * 1024
+}
+
+/// The worst case for the attribution's memory: more distinct accepted flows than the
+/// map holds, and far more held REJECT text than its cap (every REJECT lone). What it
+/// adds to the process's peak RSS stays within its budget: a map of 4 MiB (6 MiB while
+/// it grows), 4 MiB of held records, their allocations' slack and, in this dev build,
+/// its code. It added 26 MB before the caps were set to what a 75 MB object through the
+/// handler to HTTP affords under 64 MB (BENCHMARKS.md: 8-9 MB in the release build).
+#[test]
+fn the_attribution_state_is_bounded_on_its_worst_case() {
+    let mut text = String::new();
+    for i in 0..400_000u32 {
+        let action = if i % 4 == 0 { "REJECT" } else { "ACCEPT" };
+        text.push_str(&format!(
+            "2 123456789010 eni-0a1b2c3d4e5f60718 10.{}.{}.{} 203.0.113.{} {} 443 6 1 40 1000 1060 {action} OK\n",
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255,
+            i % 251,
+            1024 + i % 60000,
+        ));
+    }
+    let path = common::scratch_dir().join("worst-case.log");
+    std::fs::write(&path, text).unwrap();
+    let off = peak_rss(&path, "false");
+    let on = peak_rss(&path, "true");
+    let budget = 16 << 20;
+    assert!(
+        on < off + budget,
+        "attribution adds {} KiB to the peak RSS ({} KiB without), over its {} KiB",
+        (on - off.min(on)) >> 10,
+        off >> 10,
+        budget >> 10
     );
 }

@@ -63,8 +63,7 @@ fn rotated_secret_is_read_again_and_nothing_is_lost() {
     let rx = Receiver::start(vec![], Reply::ok());
     rx.require_header("Authorization", &token(1));
     let (api, state) = start_runtime_api(vec![sqs("obj-1.log")]);
-    let log_path =
-        std::env::temp_dir().join(format!("flowlog-rotation-{}.log", std::process::id()));
+    let log_path = common::scratch_dir().join("rotation.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = lambda_command(BIN, &api, &rx.url)
         .stdout(log.try_clone().unwrap())

@@ -101,7 +101,7 @@ fn a_missing_list_at_cold_start_is_an_error_naming_it() {
 /// records are retried) with the error type ThreatListUnavailable.
 #[test]
 fn without_a_list_the_invocation_fails_and_is_retried() {
-    let dir = std::env::temp_dir().join(format!("threat-invoke-{}", std::process::id()));
+    let dir = common::scratch_dir().join("invoke");
     std::fs::create_dir_all(dir.join("b")).unwrap();
     std::fs::write(dir.join("b/k.log"), LINES).unwrap();
     let event = dir.join("event.json");
@@ -139,7 +139,7 @@ const LINES: &str = "\
 ";
 
 fn process(vars: &[(&str, &str)]) -> (Vec<Value>, String, Option<i32>) {
-    let list = std::env::temp_dir().join(format!("threat-list-{}.txt", std::process::id()));
+    let list = common::scratch_dir().join("threat-list.txt");
     std::fs::write(
         &list,
         "# test feed\n198.51.100.0/24,scanner net\n2001:db8:bad::/48\n",

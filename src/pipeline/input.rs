@@ -53,7 +53,7 @@ pub fn run_input(
     let read = catch_panic(run);
     // The held REJECT records leave, decided on what was read (as the documents of the
     // records before a read error do).
-    let released = out.release_held(unit);
+    let released = out.release_held(unit, true);
     read.and(released)
 }
 

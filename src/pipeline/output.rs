@@ -100,15 +100,20 @@ impl<'a> Output<'a> {
             )?;
         }
         if outcome == Outcome::Held && unit.must_release() {
-            self.release_held(unit)?;
+            self.release_held(unit, false)?;
         }
         Ok(())
     }
 
-    /// Adds the documents of `unit`'s held REJECT records.
-    pub(super) fn release_held(&mut self, unit: &mut UnitProcessor<'_>) -> Result<(), String> {
+    /// Adds the documents of `unit`'s held REJECT records: all of them when the unit has
+    /// ended, else the older half (the held records reached their cap).
+    pub(super) fn release_held(
+        &mut self,
+        unit: &mut UnitProcessor<'_>,
+        unit_ended: bool,
+    ) -> Result<(), String> {
         let unit_index = self.unit_index;
-        unit.release_held(&mut self.doc, |doc, id, time| {
+        unit.release_held(&mut self.doc, unit_ended, |doc, id, time| {
             let meta = DocMeta {
                 unit: unit_index,
                 time,

@@ -208,12 +208,13 @@ impl<'s> UnitProcessor<'s> {
             .is_some_and(RejectAttributor::is_full)
     }
 
-    /// Writes the documents of the held REJECT records (REJECT_ATTRIBUTION) into `doc`,
-    /// one at a time, each handed to `emit` with its id and time. Called when the unit's
-    /// records are all read, or early when `must_release`.
+    /// Writes the documents of held REJECT records (REJECT_ATTRIBUTION) into `doc`, one
+    /// at a time, each handed to `emit` with its id and time: all of them when the
+    /// unit's records are all read (`unit_ended`), else the older half (`must_release`).
     pub fn release_held(
         &mut self,
         doc: &mut Document,
+        unit_ended: bool,
         mut emit: impl FnMut(&Document, &str, u64) -> Result<(), String>,
     ) -> Result<(), String> {
         let Some(attributor) = self.docs.attributor.as_mut() else {
@@ -222,30 +223,31 @@ impl<'s> UnitProcessor<'s> {
         if !attributor.is_holding() {
             return Ok(());
         }
-        let (held, schemas) = attributor.release();
+        let (held, schemas) = attributor.release(unit_ended);
         let mut parsers: Vec<LineParser> = schemas.into_iter().map(LineParser::new).collect();
-        for (record, attribution) in held {
+        for record in held {
             doc.clear();
-            let Some(parser) = parsers.get_mut(record.schema) else {
+            let Some(parser) = parsers.get_mut(record.schema as usize) else {
                 continue;
             };
-            let outcome = match parser.parse(&record.text) {
+            let outcome = match parser.parse(record.text()) {
                 Line::Record(rec) => {
-                    let original = record.original.then_some(record.text.as_str());
+                    let original = record.original.then_some(record.text());
+                    let attribution = Some(record.attribution);
                     self.docs
-                        .write(&rec, original, &record.id, doc, Some(attribution))
+                        .write(&rec, original, record.id(), doc, attribution)
                 }
                 // It was read as a record once: it reads as one again.
                 _ => {
                     let error = format!("line {}: no longer reads as a record", record.number);
-                    let outcome = self.docs.failure(&record.text, &error, &record.id, doc);
+                    let outcome = self.docs.failure(record.text(), &error, record.id(), doc);
                     // Counted as read when it was held.
                     self.docs.counts.read -= 1;
                     outcome
                 }
             };
             if let Outcome::Document { time, .. } = outcome {
-                emit(doc, &record.id, time)?;
+                emit(doc, record.id(), time)?;
             }
         }
         Ok(())

@@ -67,7 +67,8 @@ pub fn try_run_bytes(
                 break;
             }
         };
-        if let Outcome::Document { .. } = unit.process_line(&line, &mut buf) {
+        let outcome = unit.process_line(&line, &mut buf);
+        if let Outcome::Document { .. } = outcome {
             let doc: Value = serde_json::from_slice(buf.as_bytes()).unwrap_or_else(|e| {
                 panic!(
                     "invalid JSON document ({e}): {}",
@@ -76,17 +77,30 @@ pub fn try_run_bytes(
             });
             docs.push(doc);
         }
+        // As the pipeline's output does: held REJECT records over their cap leave now.
+        if outcome == Outcome::Held && unit.must_release() {
+            release_held(&mut unit, &mut buf, false, &mut docs);
+        }
     }
     if error.is_none() {
-        unit.release_held(&mut buf, |doc, _, _| {
-            docs.push(serde_json::from_slice(doc.as_bytes()).expect("a JSON document"));
-            Ok(())
-        })
-        .expect("held records released");
+        release_held(&mut unit, &mut buf, true, &mut docs);
     }
     let mut counts = unit.counts();
     counts.forwarded = docs.len() as u64;
     (docs, counts, error)
+}
+
+fn release_held(
+    unit: &mut UnitProcessor<'_>,
+    buf: &mut Document,
+    ended: bool,
+    docs: &mut Vec<Value>,
+) {
+    unit.release_held(buf, ended, |doc, _, _| {
+        docs.push(serde_json::from_slice(doc.as_bytes()).expect("a JSON document"));
+        Ok(())
+    })
+    .expect("held records released");
 }
 
 /// Runs text lines through the pipeline.
@@ -228,4 +242,22 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .unwrap()
         .block_on(f)
+}
+
+/// This test binary's scratch directory, `target/tmp/<test name>`: emptied when first
+/// asked for in a run, so runs neither pile files up nor write to the system's /tmp.
+pub fn scratch_dir() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let stem = exe.file_stem().unwrap().to_string_lossy().into_owned();
+        // Cargo names test binaries `<test>-<hash>`.
+        let name = stem
+            .rsplit_once('-')
+            .map_or(stem.as_str(), |(name, _)| name);
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        dir
+    })
 }
