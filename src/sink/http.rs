@@ -38,6 +38,7 @@ pub struct HttpSink {
     client: reqwest::Client,
     settings: Arc<RwLock<Arc<Settings>>>,
     rotation: Option<Arc<Rotation>>,
+    compressor: Arc<Compressor>,
 }
 
 impl HttpSink {
@@ -68,6 +69,12 @@ impl HttpSink {
             client,
             settings: Arc::new(RwLock::new(Arc::new(settings))),
             rotation: None,
+            compressor: Arc::new(Compressor::start().map_err(|e| {
+                ConfigError::new(
+                    "DESTINATION_URL",
+                    format!("cannot start the compression thread: {e}"),
+                )
+            })?),
         })
     }
 
@@ -408,13 +415,45 @@ impl HttpSink {
         if !self.settings().gzip {
             return Ok(body);
         }
-        tokio::task::spawn_blocking(move || gzip(&body))
-            .await
-            .map_err(std::io::Error::other)?
+        self.compressor.gzip(body).await
     }
 
     pub fn shown_url(&self) -> String {
         self.settings().shown_url.clone()
+    }
+}
+
+/// The thread request bodies are gzipped on, one at a time, off the async workers. One
+/// thread keeps up with the one parsing thread; on the blocking pool, each of the threads
+/// it started for concurrent bodies kept a glibc arena of its own, about 3 MB each
+/// (8-10 MB of peak RSS at MAX_IN_FLIGHT 4, BENCHMARKS.md).
+struct Compressor {
+    jobs: std::sync::mpsc::Sender<(Vec<u8>, GzipReply)>,
+}
+
+type GzipReply = tokio::sync::oneshot::Sender<std::io::Result<Vec<u8>>>;
+
+impl Compressor {
+    /// Starts the thread; it ends when the last sink clone is dropped.
+    fn start() -> std::io::Result<Compressor> {
+        let (jobs, queue) = std::sync::mpsc::channel::<(Vec<u8>, GzipReply)>();
+        std::thread::Builder::new()
+            .name("gzip".into())
+            .spawn(move || {
+                for (body, reply) in queue {
+                    let _ = reply.send(gzip(&body));
+                }
+            })?;
+        Ok(Compressor { jobs })
+    }
+
+    async fn gzip(&self, body: Vec<u8>) -> std::io::Result<Vec<u8>> {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send((body, reply))
+            .map_err(|_| std::io::Error::other("the compression thread has stopped"))?;
+        done.await
+            .map_err(|_| std::io::Error::other("the compression thread has stopped"))?
     }
 }
 
