@@ -136,7 +136,10 @@ impl RejectAttributor {
         original: bool,
     ) {
         if self.schemas.last() != Some(schema) {
+            // A header line changed the schema: the held records need both. Its size
+            // counts, so that headers alternating with lone REJECTs fill the cap.
             self.schemas.push(schema.clone());
+            self.held_bytes += schema_size(schema);
         }
         let mut id_and_text = String::with_capacity(id.len() + text.len());
         id_and_text.push_str(id);
@@ -166,23 +169,29 @@ impl RejectAttributor {
 
     /// Takes held records, each with its attribution decided, and the schemas they are
     /// read with (`HeldReject::schema` indexes them): all of them when the unit has
-    /// ended, else (`is_full`) the older half, counted in `held_released_early`.
+    /// ended, else (`is_full`) the older half, or all of them when they were read with
+    /// more than one schema; released early, they are counted in `held_released_early`.
     pub fn release(&mut self, unit_ended: bool) -> (Vec<HeldReject>, Vec<Schema>) {
-        let mut released = if unit_ended {
+        let all = unit_ended || self.schemas.len() > 1;
+        let mut released = if all {
             self.held_bytes = 0;
             std::mem::take(&mut self.held)
         } else {
-            let rest = self.held.split_off(self.held.len() / 2);
+            let rest = self
+                .held
+                .split_off((self.held.len() / 2).max(1).min(self.held.len()));
             self.held_bytes = rest.iter().map(HeldReject::size).sum();
-            self.held_released_early += self.held.len() as u64;
             std::mem::replace(&mut self.held, rest)
         };
+        if !unit_ended {
+            self.held_released_early += released.len() as u64;
+        }
         for h in &mut released {
             if self.mirror_accepted(h.mirror, h.window) {
                 h.attribution = RejectAttribution::NetworkAcl;
             }
         }
-        let schemas = if unit_ended {
+        let schemas = if all {
             // Records held from now on are read with the last schema (index 0 again).
             let schemas = std::mem::take(&mut self.schemas);
             if let Some(last) = schemas.last() {
@@ -200,6 +209,11 @@ impl RejectAttributor {
             .get(&mirror)
             .is_some_and(|w| w.0 <= window.1 && window.0 <= w.1)
     }
+}
+
+/// About the bytes a copy of `schema` takes (its columns, their names and indexes).
+fn schema_size(schema: &Schema) -> usize {
+    std::mem::size_of::<Schema>() + schema.len() * 128
 }
 
 fn window(rec: &FlowRecord<'_>) -> Window {

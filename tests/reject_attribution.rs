@@ -335,3 +335,40 @@ fn the_attribution_state_is_bounded_on_its_worst_case() {
         budget >> 10
     );
 }
+
+/// Header lines switch the schema mid-object (concatenated files). Each held REJECT
+/// record needs its schema kept: an object alternating two wide headers with lone
+/// REJECT records must not keep a schema per held record beyond the held budget.
+#[test]
+fn alternating_headers_do_not_grow_the_held_schemas() {
+    let base = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
+    let mut text = String::new();
+    for i in 0..10_000u32 {
+        let prefix = if i % 2 == 0 { "a" } else { "b" };
+        text.push_str(base);
+        for c in 0..200 {
+            text.push_str(&format!(" {prefix}{c}"));
+        }
+        text.push('\n');
+        text.push_str(&format!(
+            "2 123456789010 eni-1 10.0.{}.{} 203.0.113.9 {} 443 6 1 40 1000 1060 REJECT OK",
+            i >> 8,
+            i & 255,
+            1024 + i
+        ));
+        text.push_str(&" -".repeat(200));
+        text.push('\n');
+    }
+    let path = common::scratch_dir().join("alternating-headers.log");
+    std::fs::write(&path, text).unwrap();
+    let off = peak_rss(&path, "false");
+    let on = peak_rss(&path, "true");
+    let budget = 16 << 20;
+    assert!(
+        on < off + budget,
+        "attribution adds {} KiB to the peak RSS ({} KiB without), over its {} KiB",
+        (on - off.min(on)) >> 10,
+        off >> 10,
+        budget >> 10
+    );
+}
