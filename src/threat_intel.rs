@@ -79,6 +79,22 @@ impl ThreatList {
         Ok(list.build(source))
     }
 
+    /// `read` for a stream (an S3 object's body).
+    pub async fn read_stream(
+        reader: impl tokio::io::AsyncBufRead + Unpin,
+        source: &str,
+    ) -> std::io::Result<ThreatList> {
+        use tokio::io::AsyncBufReadExt;
+        let mut list = ListBuilder::default();
+        let mut lines = reader.lines();
+        let mut n = 0;
+        while let Some(line) = lines.next_line().await? {
+            n += 1;
+            list.line(n, &line, source);
+        }
+        Ok(list.build(source))
+    }
+
     /// Entries in the list.
     pub fn len(&self) -> usize {
         self.entries
@@ -419,11 +435,14 @@ impl ThreatIntel {
     }
 
     async fn fetch(&self, etag: Option<&str>) -> Result<Fetched, String> {
+        use std::io::Read;
         match &self.source {
             ListSource::File(path) => {
                 let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-                let list = ThreatList::read(std::io::BufReader::new(file), &self.name())
-                    .map_err(|e| e.to_string())?;
+                let size = file.metadata().map_err(|e| e.to_string())?.len();
+                check_size(size)?;
+                let reader = std::io::BufReader::new(file.take(MAX_LIST_BYTES));
+                let list = ThreatList::read(reader, &self.name()).map_err(read_error)?;
                 Ok(Fetched::New(list, None))
             }
             ListSource::S3 { bucket, key } => {
@@ -442,18 +461,38 @@ impl ThreatIntel {
                         return Err(aws_sdk_s3::error::DisplayErrorContext(&e).to_string());
                     }
                 };
+                check_size(object.content_length().unwrap_or(0).max(0) as u64)?;
                 let etag = object.e_tag().map(str::to_string);
-                let bytes = object
-                    .body
-                    .collect()
+                let body =
+                    tokio::io::AsyncReadExt::take(object.body.into_async_read(), MAX_LIST_BYTES);
+                let reader = tokio::io::BufReader::new(body);
+                let list = ThreatList::read_stream(reader, &self.name())
                     .await
-                    .map_err(|e| e.to_string())?
-                    .into_bytes();
-                let text = std::str::from_utf8(&bytes)
-                    .map_err(|_| "the list is not UTF-8 text".to_string())?;
-                Ok(Fetched::New(ThreatList::parse(text, &self.name()), etag))
+                    .map_err(read_error)?;
+                Ok(Fetched::New(list, etag))
             }
         }
+    }
+}
+
+/// The largest list read: about 4 million entries, which take about 20 bytes each once
+/// loaded. A list's size is checked before it is read.
+pub const MAX_LIST_BYTES: u64 = 64 << 20;
+
+fn check_size(size: u64) -> Result<(), String> {
+    if size > MAX_LIST_BYTES {
+        return Err(format!(
+            "the list is {size} bytes, over the {MAX_LIST_BYTES} bytes (64 MiB) a threat list may have: split it or drop old entries"
+        ));
+    }
+    Ok(())
+}
+
+fn read_error(e: std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::InvalidData {
+        "the list is not UTF-8 text".to_string()
+    } else {
+        e.to_string()
     }
 }
 

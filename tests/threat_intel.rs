@@ -97,6 +97,39 @@ fn a_missing_list_at_cold_start_is_an_error_naming_it() {
     assert!(e.contains("s3://threat-lists/no-such-feed.txt"), "{e}");
 }
 
+/// A list over 64 MiB (MAX_LIST_BYTES) is refused before it is read (its size from S3 or the
+/// file system), with an error naming it and the limit; a list that was loaded stays.
+/// Lists are read line by line, never held whole.
+#[test]
+fn a_list_over_the_size_limit_is_refused_before_it_is_read() {
+    use flowlog_forwarder::threat_intel::MAX_LIST_BYTES;
+    let key = format!("huge-{}.txt", std::process::id());
+    let mut huge = b"198.51.100.0/24,scanner\n".to_vec();
+    huge.resize(MAX_LIST_BYTES as usize + 1, b'\n');
+    put_objects("threat-lists", &[(&key, huge)]);
+    let e = block_on(s3_intel(&key, Duration::from_secs(900)).current()).unwrap_err();
+    assert!(e.contains(&key) && e.contains("64 MiB"), "{e}");
+
+    let path = common::scratch_dir().join("huge-list.txt");
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(MAX_LIST_BYTES + 1).unwrap();
+    let local = ThreatIntel::new(ListSource::File(path), Duration::from_secs(900), None);
+    let e = block_on(local.current()).unwrap_err();
+    assert!(e.contains("huge-list.txt") && e.contains("64 MiB"), "{e}");
+
+    // Exactly at the limit, read line by line: loaded.
+    let at_limit = format!("at-limit-{}.txt", std::process::id());
+    let mut text = b"203.0.113.9,c2\n".to_vec();
+    let comment = format!("# {}\n", "padding ".repeat(127));
+    while text.len() + comment.len() <= MAX_LIST_BYTES as usize {
+        text.extend_from_slice(comment.as_bytes());
+    }
+    text.resize(MAX_LIST_BYTES as usize, b'\n');
+    put_objects("threat-lists", &[(&at_limit, text)]);
+    let list = block_on(s3_intel(&at_limit, Duration::from_secs(900)).current()).unwrap();
+    assert_eq!(label(&list, "203.0.113.9").as_deref(), Some("c2"));
+}
+
 /// `invoke` runs the handler as Lambda does: with no list, the invocation fails (its
 /// records are retried) with the error type ThreatListUnavailable.
 #[test]
