@@ -4,6 +4,7 @@
 //! delivered or failed. `http` sends batches; `Output` writes to standard output.
 
 mod bulk;
+mod gzip;
 pub mod http;
 mod settings;
 
