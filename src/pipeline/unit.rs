@@ -234,8 +234,11 @@ impl<'s> UnitProcessor<'s> {
                 Line::Record(rec) => {
                     let original = record.original.then_some(record.text());
                     let attribution = Some(record.attribution);
+                    let threats = self.docs.threats.clone();
+                    let (matches, count) = find_threats(threats.as_deref(), &rec);
+                    let matches = &matches[..count];
                     self.docs
-                        .write(&rec, original, record.id(), doc, attribution)
+                        .write(&rec, original, record.id(), doc, attribution, matches)
                 }
                 // It was read as a record once: it reads as one again.
                 _ => {
@@ -365,13 +368,17 @@ impl<'s> UnitProcessor<'s> {
 }
 
 /// The record's distinct addresses (source, destination, packet source and
-/// destination) that are on `list`, into `found`: how many.
+/// destination) that are on `list` (THREAT_INTEL_URI), and how many: looked up once a
+/// record, before THREAT_INTEL_ONLY filters and for the document.
 #[inline]
 fn find_threats<'a>(
-    list: &'a ThreatList,
+    list: Option<&'a ThreatList>,
     rec: &FlowRecord<'a>,
-    found: &mut [Option<ThreatMatch<'a>>; 4],
-) -> usize {
+) -> ([Option<ThreatMatch<'a>>; 4], usize) {
+    let mut found = [None; 4];
+    let Some(list) = list else {
+        return (found, 0);
+    };
     let candidates = [
         (Field::SrcAddr, rec.srcaddr),
         (Field::DstAddr, rec.dstaddr),
@@ -393,7 +400,7 @@ fn find_threats<'a>(
             n += 1;
         }
     }
-    n
+    (found, n)
 }
 
 /// What a REJECT record is held as, when it is: its number, its text (a line, or a
@@ -454,13 +461,11 @@ impl Documents<'_> {
             self.counts.filtered += 1;
             return Outcome::Filtered;
         }
-        if self.settings.threat_intel_only {
-            let mut matches = [None; 4];
-            let list = self.threats.as_deref();
-            if list.is_none_or(|list| find_threats(list, rec, &mut matches) == 0) {
-                self.counts.filtered += 1;
-                return Outcome::Filtered;
-            }
+        let threats = self.threats.clone();
+        let (matches, count) = find_threats(threats.as_deref(), rec);
+        if self.settings.threat_intel_only && count == 0 {
+            self.counts.filtered += 1;
+            return Outcome::Filtered;
         }
         let mut attribution = None;
         if let Some(attributor) = &mut self.attributor {
@@ -482,7 +487,7 @@ impl Documents<'_> {
                 _ => {}
             }
         }
-        self.write(rec, original, id, out, attribution)
+        self.write(rec, original, id, out, attribution, &matches[..count])
     }
 
     /// Writes the document of an accepted (not filtered) record, enriched with its
@@ -494,6 +499,7 @@ impl Documents<'_> {
         id: &str,
         out: &mut Document,
         reject_attribution: Option<RejectAttribution>,
+        threat_matches: &[Option<ThreatMatch<'_>>],
     ) -> Outcome {
         let interface: Option<Arc<Interface>> = match &self.enrich {
             None => None,
@@ -509,12 +515,7 @@ impl Documents<'_> {
                 Some(Lookup::NotFound) | None => None,
             },
         };
-        let threats = self.threats.clone();
-        let mut matches = [None; 4];
-        let count = threats
-            .as_deref()
-            .map_or(0, |list| find_threats(list, rec, &mut matches));
-        if count > 0 {
+        if !threat_matches.is_empty() {
             self.counts.threat_matches += 1;
         }
         let ctx = DocContext {
@@ -524,7 +525,7 @@ impl Documents<'_> {
             now: self.now,
             interface: interface.as_deref(),
             reject_attribution,
-            threat_matches: &matches[..count],
+            threat_matches,
         };
         match self.settings.output_schema {
             OutputSchema::Ecs => ecs::write_document(out, rec, &ctx),
