@@ -302,6 +302,20 @@ fn peak_rss(path: &std::path::Path, attribution: &str) -> u64 {
     kb * 1024
 }
 
+/// What attribution adds to the peak RSS of `process` on `path` stays under 16 MiB.
+fn assert_within_budget(path: &std::path::Path) {
+    let off = peak_rss(path, "false");
+    let on = peak_rss(path, "true");
+    let budget = 16 << 20;
+    assert!(
+        on < off + budget,
+        "attribution adds {} KiB to the peak RSS ({} KiB without), over its {} KiB",
+        (on - off.min(on)) >> 10,
+        off >> 10,
+        budget >> 10
+    );
+}
+
 /// The worst case for the attribution's memory: more distinct accepted flows than the
 /// map holds, and far more held REJECT text than its cap (every REJECT lone). What it
 /// adds to the process's peak RSS stays within its budget: a map of 4 MiB (6 MiB while
@@ -324,16 +338,7 @@ fn the_attribution_state_is_bounded_on_its_worst_case() {
     }
     let path = common::scratch_dir().join("worst-case.log");
     std::fs::write(&path, text).unwrap();
-    let off = peak_rss(&path, "false");
-    let on = peak_rss(&path, "true");
-    let budget = 16 << 20;
-    assert!(
-        on < off + budget,
-        "attribution adds {} KiB to the peak RSS ({} KiB without), over its {} KiB",
-        (on - off.min(on)) >> 10,
-        off >> 10,
-        budget >> 10
-    );
+    assert_within_budget(&path);
 }
 
 /// Header lines switch the schema mid-object (concatenated files). Each held REJECT
@@ -361,14 +366,5 @@ fn alternating_headers_do_not_grow_the_held_schemas() {
     }
     let path = common::scratch_dir().join("alternating-headers.log");
     std::fs::write(&path, text).unwrap();
-    let off = peak_rss(&path, "false");
-    let on = peak_rss(&path, "true");
-    let budget = 16 << 20;
-    assert!(
-        on < off + budget,
-        "attribution adds {} KiB to the peak RSS ({} KiB without), over its {} KiB",
-        (on - off.min(on)) >> 10,
-        off >> 10,
-        budget >> 10
-    );
+    assert_within_budget(&path);
 }
