@@ -225,6 +225,7 @@ impl<'s> UnitProcessor<'s> {
         }
         let (held, schemas) = attributor.release(unit_ended);
         let mut parsers: Vec<LineParser> = schemas.into_iter().map(LineParser::new).collect();
+        let threats = self.docs.threats.clone();
         for record in held {
             doc.clear();
             let Some(parser) = parsers.get_mut(record.schema as usize) else {
@@ -234,7 +235,6 @@ impl<'s> UnitProcessor<'s> {
                 Line::Record(rec) => {
                     let original = record.original.then_some(record.text());
                     let attribution = Some(record.attribution);
-                    let threats = self.docs.threats.clone();
                     let (matches, count) = find_threats(threats.as_deref(), &rec);
                     let matches = &matches[..count];
                     self.docs
