@@ -30,6 +30,7 @@ pub mod redact;
 pub mod secret;
 pub mod sink;
 pub mod source;
+pub mod text;
 pub mod threat_intel;
 pub mod timestamp;
 pub mod trigger;

@@ -71,7 +71,7 @@ fn local_object_path(dir: &Path, bucket: &str, key: &str) -> Result<PathBuf, Str
                 _ => {
                     return Err(format!(
                         "'{}' would be read outside the --s3-dir directory",
-                        crate::flowlog::record::shorten(part)
+                        crate::text::shorten(part)
                     ))
                 }
             }

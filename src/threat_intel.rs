@@ -156,7 +156,7 @@ impl ListBuilder {
         let Some((addr, prefix)) = parse_entry(entry) else {
             self.skipped += 1;
             if self.skipped <= 5 {
-                tracing::warn!(list = source, line = number, text = %crate::flowlog::record::shorten(line), "threat list line is not an address or CIDR: skipped");
+                tracing::warn!(list = source, line = number, text = %crate::text::shorten(line), "threat list line is not an address or CIDR: skipped");
             }
             return;
         };

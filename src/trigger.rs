@@ -346,7 +346,7 @@ fn eventbridge_object(event: EventBridgeEvent) -> Result<Option<S3Object>, Strin
     if event.source != "aws.s3" {
         return Err(format!(
             "EventBridge event from '{}' is not from aws.s3",
-            crate::flowlog::record::shorten(&event.source)
+            crate::text::shorten(&event.source)
         ));
     }
     if event.detail_type != "Object Created" {
@@ -412,7 +412,7 @@ pub fn decode_awslogs(data: &str) -> Result<LogBatch, String> {
         other => {
             return Err(format!(
                 "awslogs.data: messageType '{}' is not DATA_MESSAGE or CONTROL_MESSAGE",
-                crate::flowlog::record::shorten(other)
+                crate::text::shorten(other)
             ))
         }
     }

@@ -157,7 +157,7 @@ fn ok_gzip_bodies_all_received_once() {
 fn retry_after_is_honoured() {
     let rx = Receiver::start(vec![Reply::retry_after(429, 1)], Reply::ok());
     let file = input("429.log", 10);
-    let out = run(&file, &rx.url, &[]);
+    let out = run(&file, &rx.url, &[("RETRY_MAX_DELAY_MS", "2000")]);
     assert!(out.status.success());
     let reqs = rx.requests();
     assert_eq!(reqs.len(), 2);
@@ -245,14 +245,23 @@ fn unauthorized_is_permanent_reported_and_not_retried() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 401"));
 }
 
+/// The `_id`s of a bulk request's documents, in order.
+fn bulk_ids(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["create"]["_id"].as_str().map(str::to_string))
+        .collect()
+}
+
 fn bulk_half_429_some_400(body: &str) -> (u16, String) {
     // Items alternate: even positions 429 (retry), position 1 gets 400, others 201.
-    let n = body.lines().count() / 2;
-    let items: Vec<String> = (0..n)
-        .map(|i| match i {
-            1 => r#"{"create":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [source.port]"}}}"#.to_string(),
-            i if i % 2 == 0 => r#"{"create":{"status":429,"error":{"type":"es_rejected_execution_exception","reason":"queue full"}}}"#.to_string(),
-            _ => r#"{"create":{"status":201}}"#.to_string(),
+    let items: Vec<String> = bulk_ids(body)
+        .iter()
+        .enumerate()
+        .map(|(i, id)| match i {
+            1 => format!(r#"{{"create":{{"_id":"{id}","status":400,"error":{{"type":"mapper_parsing_exception","reason":"failed to parse field [source.port]"}}}}}}"#),
+            i if i % 2 == 0 => format!(r#"{{"create":{{"_id":"{id}","status":429,"error":{{"type":"es_rejected_execution_exception","reason":"queue full"}}}}}}"#),
+            _ => format!(r#"{{"create":{{"_id":"{id}","status":201}}}}"#),
         })
         .collect();
     (
@@ -263,8 +272,10 @@ fn bulk_half_429_some_400(body: &str) -> (u16, String) {
 
 /// A bulk response creating every document of the request.
 fn bulk_all_created(body: &str) -> (u16, String) {
-    let n = body.lines().count() / 2;
-    let items = vec![r#"{"create":{"status":201}}"#; n];
+    let items: Vec<String> = bulk_ids(body)
+        .iter()
+        .map(|id| format!(r#"{{"create":{{"_id":"{id}","status":201}}}}"#))
+        .collect();
     (
         200,
         format!(r#"{{"errors":false,"items":[{}]}}"#, items.join(",")),
@@ -272,14 +283,15 @@ fn bulk_all_created(body: &str) -> (u16, String) {
 }
 
 /// A bulk response that says `errors: false` but lists only the first item.
-fn bulk_one_item(_body: &str) -> (u16, String) {
+fn bulk_one_item(body: &str) -> (u16, String) {
+    let id = &bulk_ids(body)[0];
     (
         200,
-        r#"{"errors":false,"items":[{"create":{"status":201}}]}"#.to_string(),
+        format!(r#"{{"errors":false,"items":[{{"create":{{"_id":"{id}","status":201}}}}]}}"#),
     )
 }
 
-/// Issue 16: items missing from a bulk response are failures of those documents,
+/// Items missing from a bulk response are failures of those documents,
 /// whatever its `errors` flag says.
 #[test]
 fn elasticsearch_bulk_items_missing_from_the_response_fail() {
@@ -292,7 +304,7 @@ fn elasticsearch_bulk_items_missing_from_the_response_fail() {
         "{}",
         summary(&out)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no item of the bulk response"));
 }
 
 #[test]
@@ -404,7 +416,7 @@ fn plain_http_to_a_remote_host_is_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("ALLOW_PLAIN_HTTP"));
 }
 
-/// Issue 16: a receiver that echoes the request (an auth error quoting the header,
+/// A receiver that echoes the request (an auth error quoting the header,
 /// Elasticsearch's "no handler found for uri [...]") never puts a token in the logs:
 /// every configured secret (header values, URL user info, path, query) is scrubbed.
 #[test]
@@ -445,7 +457,7 @@ fn tokens_echoed_by_the_receiver_never_reach_the_logs() {
         .is_some_and(|v| v.contains("tok-8c1b2a3d4e5f")));
 }
 
-/// Issue 16: a destination whose certificate comes from a private CA is refused by
+/// A destination whose certificate comes from a private CA is refused by
 /// default (verification is on) and accepted once DESTINATION_CA_BUNDLE names the CA,
 /// as a file path or as the PEM text itself.
 #[test]

@@ -109,7 +109,7 @@ impl LineParser {
                 Value::Array(_) | Value::Object(_) => {
                     return Line::Invalid(ParseError(format!(
                         "field '{}': a nested JSON value is not a flow log field",
-                        record::shorten(key)
+                        crate::text::shorten(key)
                     )))
                 }
             }

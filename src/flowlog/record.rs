@@ -165,7 +165,7 @@ impl<'a> FlowRecord<'a> {
                     field.name(),
                     i + 1,
                     what,
-                    shorten(value)
+                    crate::text::shorten(value)
                 ))
             };
             match kind {
@@ -350,7 +350,7 @@ fn field_count_error(text: &str, schema: &Schema, spans: &[Span]) -> ParseError 
         };
         format!(
             "field '{}' (column {}) is missing",
-            shorten(name),
+            crate::text::shorten(name),
             found + 1
         )
     } else {
@@ -358,26 +358,13 @@ fn field_count_error(text: &str, schema: &Schema, spans: &[Span]) -> ParseError 
         let value = text.get(s as usize..e as usize).unwrap_or_default();
         format!(
             "unexpected value '{}' in column {}",
-            shorten(value),
+            crate::text::shorten(value),
             expected + 1
         )
     };
     ParseError(format!(
         "expected {expected} fields, found {found}: {detail}"
     ))
-}
-
-/// A value cut to a length fit for an error message.
-pub fn shorten(value: &str) -> String {
-    const MAX: usize = 64;
-    if value.len() <= MAX {
-        return value.to_string();
-    }
-    let mut end = MAX;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}... ({} bytes)", &value[..end], value.len())
 }
 
 /// The IANA name of a protocol number (ECS `network.transport`, OCSF

@@ -69,10 +69,10 @@ fn catch_panic(
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown".to_string());
-            tracing::error!(panic = %crate::flowlog::record::shorten(&what), "a decoder panicked; the unit is failed");
+            tracing::error!(panic = %crate::text::shorten(&what), "a decoder panicked; the unit is failed");
             Err(format!(
                 "internal error while decoding (the input is likely corrupt): {}",
-                crate::flowlog::record::shorten(&what)
+                crate::text::shorten(&what)
             ))
         }
     }

@@ -27,9 +27,8 @@ pub struct RetryPolicy {
     pub request_timeout: Duration,
     /// Backoff base: retry n waits a random time in [0, min(max_delay, base * 2^(n-1))].
     pub base_delay: Duration,
+    /// Longest wait between two attempts, Retry-After included.
     pub max_delay: Duration,
-    /// Longest Retry-After honoured; a longer one fails the request.
-    pub max_retry_after: Duration,
 }
 
 /// The HTTP destination. Cheap to clone; create once per process (cold start).
@@ -220,6 +219,7 @@ impl HttpSink {
                 return;
             };
             let body = frame(s.format, s.index.as_deref(), batch, &group);
+            let framed_len = body.len();
             let body = match self.encode(body).await {
                 Ok(b) => b,
                 Err(e) => {
@@ -239,7 +239,7 @@ impl HttpSink {
             );
             let result = self
                 .client
-                .post(&s.url)
+                .post(s.url.clone())
                 .headers(s.headers.clone())
                 .timeout(timeout)
                 .body(body)
@@ -248,7 +248,7 @@ impl HttpSink {
             let retry_after;
             let reason;
             match result {
-                Ok(resp) => {
+                Ok(mut resp) => {
                     let status = resp.status();
                     retry_after = resp
                         .headers()
@@ -256,18 +256,17 @@ impl HttpSink {
                         .and_then(|v| v.to_str().ok())
                         .and_then(parse_retry_after);
                     if status.is_success() {
-                        if s.format != DestinationFormat::Elasticsearch {
-                            for &i in &group {
-                                report.delivered(batch.unit(i), 1);
-                            }
-                            return;
-                        }
-                        let text = match resp.bytes().await {
-                            Ok(b) => b,
+                        let ids: Vec<&str> = group.iter().map(|&i| batch.id(i)).collect();
+                        let outcome = match success_outcome(&s, &mut resp, &ids, framed_len).await {
+                            Ok(outcome) => outcome,
                             Err(e) => {
                                 // The bulk request may have been applied: retrying is safe
                                 // because `create` with the same `_id` answers 409.
-                                reason = format!("reading the bulk response: {}", e.without_url());
+                                reason = format!(
+                                    "reading the response from {}: {}",
+                                    s.shown_url,
+                                    e.without_url()
+                                );
                                 let reason = s.secrets.scrub(&reason);
                                 attempt += 1;
                                 if !self
@@ -280,46 +279,48 @@ impl HttpSink {
                                 continue;
                             }
                         };
-                        match bulk_outcome(&text, group.len()) {
-                            Ok(items) => {
-                                let mut again = Vec::new();
-                                let mut last_reason = String::new();
-                                for (&i, item) in group.iter().zip(items) {
-                                    match item {
-                                        BulkItem::Done => report.delivered(batch.unit(i), 1),
-                                        BulkItem::Retry(r) => {
-                                            last_reason = r;
-                                            again.push(i);
-                                        }
-                                        BulkItem::Failed(r) => {
-                                            report.failed(batch.unit(i), 1, &s.secrets.scrub(&r))
-                                        }
-                                    }
+                        let items = match outcome {
+                            Success::Delivered => {
+                                for &i in &group {
+                                    report.delivered(batch.unit(i), 1);
                                 }
-                                if again.is_empty() {
-                                    return;
-                                }
-                                group = again;
-                                attempt += 1;
-                                let last_reason = s.secrets.scrub(&last_reason);
-                                if !self
-                                    .wait_before_retry(attempt, None, deadline, &last_reason)
-                                    .await
-                                {
-                                    fail_all(
-                                        report,
-                                        &group,
-                                        &format!("bulk items not accepted: {last_reason}"),
-                                    );
-                                    return;
-                                }
-                                continue;
-                            }
-                            Err(e) => {
-                                fail_all(report, &group, &format!("unreadable bulk response: {e}"));
                                 return;
                             }
+                            Success::Failed(why) => {
+                                fail_all(report, &group, &why);
+                                return;
+                            }
+                            Success::Items(items) => items,
+                        };
+                        let mut again = Vec::new();
+                        let mut last_reason = String::new();
+                        for (&i, item) in group.iter().zip(items) {
+                            match item {
+                                BulkItem::Done => report.delivered(batch.unit(i), 1),
+                                BulkItem::Retry(r) => {
+                                    last_reason = r;
+                                    again.push(i);
+                                }
+                                BulkItem::Failed(r) => report.failed(batch.unit(i), 1, &r),
+                            }
                         }
+                        if again.is_empty() {
+                            return;
+                        }
+                        group = again;
+                        attempt += 1;
+                        if !self
+                            .wait_before_retry(attempt, None, deadline, &last_reason)
+                            .await
+                        {
+                            fail_all(
+                                report,
+                                &group,
+                                &format!("bulk items not accepted: {last_reason}"),
+                            );
+                            return;
+                        }
+                        continue;
                     }
                     if status.as_u16() == 413 {
                         if group.len() > 1 {
@@ -340,8 +341,14 @@ impl HttpSink {
                         || status.is_server_error();
                     reason = format!("HTTP {} from {}", status.as_u16(), s.shown_url);
                     if !retryable {
-                        let body = resp.text().await.unwrap_or_default();
-                        let detail = crate::flowlog::record::shorten(body.trim());
+                        // The detail is scrubbed whole, then shortened: a cut never hides
+                        // a secret's start from the scrubber.
+                        let body = read_capped(&mut resp, ERROR_BODY_BYTES)
+                            .await
+                            .map(|(b, _)| b)
+                            .unwrap_or_default();
+                        let body = s.secrets.scrub(String::from_utf8_lossy(&body).trim());
+                        let detail = crate::text::shorten(&body);
                         let refused = matches!(status.as_u16(), 401 | 403);
                         if refused && attempt < s.retry.max_retries {
                             // Rotated credentials: read the secret again and retry.
@@ -355,6 +362,16 @@ impl HttpSink {
                     }
                 }
                 Err(e) => {
+                    if let Some(tls) = tls_failure(&e) {
+                        // A certificate that is not trusted, not for this name or
+                        // expired stays so: a configuration error, not retried.
+                        fail_all(
+                            report,
+                            &group,
+                            &format!("TLS failure with {} (not retried): {tls}", s.shown_url),
+                        );
+                        return;
+                    }
                     retry_after = None;
                     let kind = if e.is_timeout() {
                         "timed out"
@@ -391,9 +408,10 @@ impl HttpSink {
         if attempt > policy.max_retries {
             return false;
         }
+        // A receiver's Retry-After is honoured up to RETRY_MAX_DELAY_MS: a receiver
+        // cannot hold a batch for longer than the configuration allows.
         let delay = match retry_after {
-            Some(d) if d > policy.max_retry_after => return false,
-            Some(d) => d,
+            Some(d) => d.min(policy.max_delay),
             None => backoff(&policy, attempt),
         };
         if let Some(deadline) = deadline {
@@ -421,6 +439,142 @@ impl HttpSink {
     pub fn shown_url(&self) -> String {
         self.settings().shown_url.clone()
     }
+}
+
+/// Most bytes of an error response read for its message.
+const ERROR_BODY_BYTES: usize = 4096;
+/// Most bytes of a Splunk HEC answer read (`{"text":"Success","code":0}`).
+const HEC_BODY_BYTES: usize = 64 * 1024;
+/// Least room a bulk response is given, whatever the request's size.
+const MIN_BULK_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// What a 2xx answer says of the documents sent.
+enum Success {
+    Delivered,
+    /// Elasticsearch bulk items, matched to the documents by `_id`.
+    Items(Vec<BulkItem>),
+    /// The answer refuses the batch (a Splunk HEC code, an unreadable bulk response).
+    Failed(String),
+}
+
+/// Reads a 2xx answer, never more than its format needs: a bulk response up to four
+/// times the request's size, a HEC answer up to 64 KiB, nothing else beyond 4 KiB.
+async fn success_outcome(
+    s: &Settings,
+    resp: &mut reqwest::Response,
+    ids: &[&str],
+    framed_len: usize,
+) -> Result<Success, reqwest::Error> {
+    match s.format {
+        DestinationFormat::Elasticsearch => {
+            let cap = (4 * framed_len).max(MIN_BULK_RESPONSE_BYTES);
+            let (body, complete) = read_capped(resp, cap).await?;
+            if !complete {
+                return Ok(Success::Failed(format!(
+                    "malformed bulk response from {}: larger than the {cap} bytes read for a request of {framed_len} bytes",
+                    s.shown_url
+                )));
+            }
+            Ok(match bulk_outcome(&body, ids, &s.secrets) {
+                Ok(items) => Success::Items(items),
+                Err(e) => Success::Failed(format!(
+                    "malformed bulk response from {}: {}",
+                    s.shown_url,
+                    crate::text::shorten(&s.secrets.scrub(&e))
+                )),
+            })
+        }
+        DestinationFormat::SplunkHec => {
+            let (body, _) = read_capped(resp, HEC_BODY_BYTES).await?;
+            Ok(match hec_refusal(&body) {
+                None => Success::Delivered,
+                Some(why) => Success::Failed(format!(
+                    "Splunk HEC at {} refused the batch: {}",
+                    s.shown_url,
+                    crate::text::shorten(&s.secrets.scrub(&why))
+                )),
+            })
+        }
+        DestinationFormat::Ndjson => {
+            // Read only so that the connection can be used again.
+            read_capped(resp, ERROR_BODY_BYTES).await?;
+            Ok(Success::Delivered)
+        }
+    }
+}
+
+/// A Splunk HEC answer's refusal: a `code` other than 0 (`{"text":"Invalid data
+/// format","code":6}`), with its text.
+fn hec_refusal(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        code: Option<i64>,
+        text: Option<String>,
+    }
+    let answer: Answer = serde_json::from_slice(body).ok()?;
+    match answer.code {
+        Some(code) if code != 0 => Some(format!(
+            "code {code}: {}",
+            answer.text.as_deref().unwrap_or("")
+        )),
+        _ => None,
+    }
+}
+
+/// Reads at most `cap` bytes of a response body (under the request's timeout); whether
+/// the body was read whole. A body declared larger than `cap` is not read past it.
+async fn read_capped(
+    resp: &mut reqwest::Response,
+    cap: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let declared = resp.content_length();
+    let mut body = Vec::with_capacity(declared.map_or(1024, |n| n.min(cap as u64) as usize));
+    while let Some(chunk) = resp.chunk().await? {
+        let room = cap - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, false));
+        }
+        body.extend_from_slice(&chunk);
+        if body.len() == cap && declared.is_none_or(|n| n > cap as u64) {
+            return Ok((body, declared.is_some_and(|n| n == cap as u64)));
+        }
+    }
+    Ok((body, true))
+}
+
+/// What a TLS failure was (an untrusted, misnamed or expired certificate, a failed
+/// handshake), when `e` is one.
+fn tls_failure(e: &reqwest::Error) -> Option<String> {
+    use rustls::{CertificateError, Error as Tls};
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        // An I/O error hides its inner error from `source()`: look inside it (and the
+        // I/O errors it wraps) too.
+        let mut inner: &(dyn std::error::Error + 'static) = err;
+        while let Some(wrapped) = inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            inner = wrapped;
+        }
+        if let Some(tls) = inner.downcast_ref::<Tls>() {
+            return Some(match tls {
+                Tls::InvalidCertificate(CertificateError::UnknownIssuer) => {
+                    "the certificate is not signed by a trusted CA (DESTINATION_CA_BUNDLE adds a private CA)".to_string()
+                }
+                Tls::InvalidCertificate(
+                    CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+                ) => "the certificate is not valid for this host name".to_string(),
+                Tls::InvalidCertificate(
+                    CertificateError::Expired | CertificateError::ExpiredContext { .. },
+                ) => "the certificate has expired".to_string(),
+                other => format!("TLS: {other}"),
+            });
+        }
+        source = err.source();
+    }
+    None
 }
 
 /// A `Retry-After` value: delay-seconds, or an HTTP-date (`Wed, 21 Oct 2015 07:28:00
@@ -457,24 +611,6 @@ fn time_left(deadline: Option<Instant>, timeout: Duration) -> Option<Duration> {
                 .then(|| timeout.min(left - Duration::from_millis(100)))
         }
     }
-}
-
-pub(super) fn is_loopback(url: &str) -> bool {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or("");
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority
-        .rsplit_once('@')
-        .map(|(_, h)| h)
-        .unwrap_or(authority);
-    let host = if host.starts_with('[') {
-        host.split(']').next().unwrap_or("").trim_start_matches('[')
-    } else {
-        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
-    };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Batches of one invocation or run in flight.
@@ -543,7 +679,6 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_millis(250),
-            max_retry_after: Duration::from_secs(1),
         };
         for attempt in 1..10 {
             let cap =
@@ -569,15 +704,5 @@ mod tests {
             "{wait:?}"
         );
         assert_eq!(parse_retry_after("soon"), None);
-    }
-
-    #[test]
-    fn loopback_detection() {
-        assert!(is_loopback("http://127.0.0.1:9/x"));
-        assert!(is_loopback("http://localhost/"));
-        assert!(is_loopback("http://[::1]:80/"));
-        assert!(is_loopback("http://u:p@127.0.0.2/"));
-        assert!(!is_loopback("http://10.0.0.1/"));
-        assert!(!is_loopback("http://127.0.0.1.evil.com/"));
     }
 }

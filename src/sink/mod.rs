@@ -91,7 +91,7 @@ impl Batch {
         &self.docs[it.start as usize..it.end as usize]
     }
 
-    fn id(&self, i: usize) -> &str {
+    pub(crate) fn id(&self, i: usize) -> &str {
         let it = &self.items[i];
         &self.ids[it.id_start as usize..it.id_end as usize]
     }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 
-use super::http::{is_loopback, RetryPolicy};
+use super::http::RetryPolicy;
 use crate::config::{Config, ConfigError, DestinationFormat};
 use crate::redact::{redact_url, Secrets};
 use crate::secret::DestinationSecret;
@@ -14,7 +14,9 @@ use crate::secret::DestinationSecret;
 /// What a request is made with; replaced whole when the destination secret is read
 /// again.
 pub(super) struct Settings {
-    pub(super) url: String,
+    /// The URL as the HTTP client reads it: parsed once, and that reading is what the
+    /// plain-http rule checks, what requests go to and what logs show.
+    pub(super) url: reqwest::Url,
     pub(super) shown_url: String,
     pub(super) format: DestinationFormat,
     pub(super) index: Option<String>,
@@ -43,6 +45,14 @@ impl Settings {
                     format!("'{k}' is not a valid header name"),
                 )
             })?;
+            if FRAMING_HEADERS.contains(&name.as_str()) {
+                return Err(ConfigError::new(
+                    "DESTINATION_HEADERS",
+                    format!(
+                        "'{k}' frames or routes the request and is set by the forwarder itself; remove it"
+                    ),
+                ));
+            }
             let mut value = HeaderValue::from_str(v).map_err(|_| {
                 ConfigError::new(
                     "DESTINATION_HEADERS",
@@ -60,18 +70,32 @@ impl Settings {
         if config.gzip {
             headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
-        if url.starts_with("http://") && !is_loopback(url) && !config.allow_plain_http {
-            return Err(ConfigError::new(
+        let shown_url = redact_url(url);
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            ConfigError::new(
                 "DESTINATION_URL",
-                format!(
-                    "'{}' is plain http; use https, or set ALLOW_PLAIN_HTTP=true",
-                    redact_url(url)
-                ),
-            ));
+                format!("'{shown_url}' is not a valid URL: {e}"),
+            )
+        })?;
+        match parsed.scheme() {
+            "https" => {}
+            "http" if is_loopback(&parsed) || config.allow_plain_http => {}
+            "http" => {
+                return Err(ConfigError::new(
+                    "DESTINATION_URL",
+                    format!("'{shown_url}' is plain http; use https, or set ALLOW_PLAIN_HTTP=true"),
+                ))
+            }
+            other => {
+                return Err(ConfigError::new(
+                    "DESTINATION_URL",
+                    format!("'{shown_url}': '{other}' is not http or https"),
+                ))
+            }
         }
         Ok(Settings {
-            url: url.to_string(),
-            shown_url: redact_url(url),
+            url: parsed,
+            shown_url,
             format: config.destination_format,
             index: config.destination_index.clone(),
             headers,
@@ -81,7 +105,6 @@ impl Settings {
                 request_timeout: config.request_timeout,
                 base_delay: config.retry_base_delay,
                 max_delay: config.retry_max_delay,
-                max_retry_after: Duration::from_secs(300),
             },
             max_in_flight: config.max_in_flight,
             secrets: Secrets::of(
@@ -90,6 +113,35 @@ impl Settings {
             ),
             generation,
         })
+    }
+}
+
+/// Headers that frame or route a request: the HTTP client sets them from the body and
+/// the URL, and DESTINATION_HEADERS (or the secret) may not override them.
+const FRAMING_HEADERS: [&str; 10] = [
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "content-encoding",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Whether the URL's host (as the HTTP client reads it) is this machine: plain http is
+/// allowed there.
+pub(super) fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host_str() {
+        None => false,
+        Some("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
     }
 }
 

@@ -28,6 +28,13 @@ pub enum Reply {
     /// Answer `code` to about `percent` % of requests (pseudo-random, reproducible),
     /// 200 to the others.
     FailSome { percent: u64, code: u16 },
+    /// Answer `code` declaring a body of `declared` bytes, stream `total` bytes of it
+    /// (`{"items":[` then spaces) as fast as the client reads, then close.
+    Flood {
+        code: u16,
+        declared: u64,
+        total: usize,
+    },
     /// A 200 whose body is `chunk` repeated `times`, one chunk every `pause`: a slow,
     /// large object.
     Trickle {
@@ -241,6 +248,29 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
                 let _ = writer.write_all(head.as_bytes());
                 let _ = writer.write_all(&partial);
                 let _ = writer.flush();
+                let _ = writer.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+            Reply::Flood {
+                code,
+                declared,
+                total,
+            } => {
+                record(&state, path, headers, body, code);
+                let head = format!(
+                    "HTTP/1.1 {code} X\r\nContent-Length: {declared}\r\nContent-Type: application/json\r\n\r\n{{\"items\":["
+                );
+                if writer.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                let chunk = vec![b' '; 64 * 1024];
+                let mut sent = 0;
+                while sent < total {
+                    if writer.write_all(&chunk).is_err() {
+                        return;
+                    }
+                    sent += chunk.len();
+                }
                 let _ = writer.shutdown(std::net::Shutdown::Both);
                 return;
             }

@@ -19,8 +19,11 @@ pub struct TlsReceiver {
     pub bodies: Arc<Mutex<Vec<String>>>,
 }
 
-/// A CA and a certificate it issued for 127.0.0.1 and localhost.
-fn private_ca() -> (String, rustls::pki_types::CertificateDer<'static>, KeyPair) {
+/// A CA and a certificate it issued for `names`, expired when `expired`.
+fn private_ca(
+    names: &[&str],
+    expired: bool,
+) -> (String, rustls::pki_types::CertificateDer<'static>, KeyPair) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -29,17 +32,26 @@ fn private_ca() -> (String, rustls::pki_types::CertificateDer<'static>, KeyPair)
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = Issuer::from_params(&ca, &ca_key);
     let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .unwrap()
-        .signed_by(&server_key, &issuer)
-        .unwrap();
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
+    let server = params.signed_by(&server_key, &issuer).unwrap();
     (ca_cert.pem(), server.der().clone(), server_key)
 }
 
 impl TlsReceiver {
-    /// Starts the receiver; it answers every request 200.
+    /// Starts the receiver with a certificate for 127.0.0.1 and localhost; it answers
+    /// every request 200.
     pub fn start() -> TlsReceiver {
-        let (ca_pem, cert, key) = private_ca();
+        TlsReceiver::start_with(&["127.0.0.1", "localhost"], false)
+    }
+
+    /// Starts the receiver with a certificate for `names`, expired when `expired`.
+    pub fn start_with(names: &[&str], expired: bool) -> TlsReceiver {
+        let (ca_pem, cert, key) = private_ca(names, expired);
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
