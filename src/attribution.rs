@@ -1,11 +1,15 @@
 //! REJECT attribution (REJECT_ATTRIBUTION): was a rejected flow stopped by a network
 //! ACL, or by a security group or a network ACL? Security groups are stateful, network
 //! ACLs are not: when a flow is accepted on an interface and its mirror (addresses and
-//! ports swapped, same protocol, overlapping capture window) is rejected on the same
-//! interface, the rejecting rule is a network ACL. A lone REJECT may be either.
+//! ports swapped, same protocol, a capture window overlapping that accepted record's
+//! own) is rejected on the same interface, the rejecting rule is a network ACL. A lone
+//! REJECT may be either. A record that names no interface, a Transit Gateway record
+//! (no security groups or network ACLs there), a record whose log-status is not OK and
+//! a record with its own `reject-reason` get no such claim (`BPA`, VPC Block Public
+//! Access, gets its own value).
 //!
-//! Per unit, this module remembers the accepted flows seen (a bounded map of flow keys)
-//! and holds the REJECT records whose mirror has not been seen yet (their text, bounded
+//! Per unit, this module remembers the accepted records seen (a bounded map of flow
+//! keys, each with the windows of its accepted records) and holds the REJECT records whose mirror has not been seen yet (their text, bounded
 //! in bytes), since the two halves may come in either order. Held records leave when
 //! the unit ends; when the held text reaches its cap, the older half leaves at once
 //! (each decided on what was seen so far, counted in `held_released_early`): records of
@@ -17,7 +21,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 
 use crate::community_id::{icmp6_reply_type, icmp_reply_type};
-use crate::flowlog::{Field, FlowRecord, Schema};
+use crate::flowlog::{Field, FlowRecord, Schema, Span};
 
 /// The attribution written on a REJECT document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +30,8 @@ pub enum RejectAttribution {
     NetworkAcl,
     /// No accepted mirror in the unit: a security group or a network ACL.
     SecurityGroupOrNetworkAcl,
+    /// The record's `reject-reason` is `BPA`: VPC Block Public Access rejected it.
+    BlockPublicAccess,
 }
 
 impl RejectAttribution {
@@ -34,6 +40,7 @@ impl RejectAttribution {
         match self {
             RejectAttribution::NetworkAcl => "network_acl",
             RejectAttribution::SecurityGroupOrNetworkAcl => "security_group_or_network_acl",
+            RejectAttribution::BlockPublicAccess => "block_public_access",
         }
     }
 
@@ -42,8 +49,21 @@ impl RejectAttribution {
 }
 
 /// Most accepted flows remembered per unit: 7/8 of 2^18, the most a map of 2^18 slots
-/// (16 bytes each: 4 MiB) holds before it would grow to twice that.
+/// (16 bytes each: 4 MiB) holds before it would grow to twice that. Also the most
+/// windows of accepted records kept (12 bytes each).
 pub const MAX_ACCEPTED_FLOWS: usize = 229_376;
+
+/// What attribution says of a REJECT record before its mirror is looked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// No claim can be made (no interface, Transit Gateway, log-status not OK, a
+    /// reject-reason other than BPA): the document gets no attribution.
+    NoClaim,
+    /// Decided now.
+    Now(RejectAttribution),
+    /// Its mirror has not been seen yet: hold it.
+    Hold,
+}
 /// Most bytes held per unit for REJECT records (text, id and bookkeeping) before the
 /// older half is released early.
 pub const MAX_HELD_BYTES: usize = 4 * 1024 * 1024;
@@ -56,13 +76,16 @@ pub struct HeldReject {
     /// Its `event.id` followed by its text (one allocation).
     id_and_text: String,
     id_len: u32,
+    /// A Parquet row's values in its text (joined by spaces): the row is read back
+    /// from them exactly as it was read, never split again.
+    spans: Option<Box<[Span]>>,
     /// Index of its schema in the list `RejectAttributor::release` returns.
     pub schema: u32,
     /// Whether its text is `event.original` (INCLUDE_ORIGINAL).
     pub original: bool,
     /// Decided when it is released.
     pub attribution: RejectAttribution,
-    mirror: u64,
+    mirrors: MirrorKeys,
     window: Window,
 }
 
@@ -72,25 +95,48 @@ impl HeldReject {
         &self.id_and_text[..self.id_len as usize]
     }
 
-    /// Its text, to be parsed again with its schema.
+    /// Its text: a line, or a Parquet row's values joined by spaces.
     pub fn text(&self) -> &str {
         &self.id_and_text[self.id_len as usize..]
     }
 
-    /// The bytes it takes while held: its text and id, itself, and the allocator's
-    /// header of its text.
+    /// A Parquet row's values in `text`; none for a line (parsed again).
+    pub fn spans(&self) -> Option<&[Span]> {
+        self.spans.as_deref()
+    }
+
+    /// The bytes it takes while held: its text, id and spans, itself, and the
+    /// allocator's headers.
     fn size(&self) -> usize {
-        self.id_and_text.len() + std::mem::size_of::<HeldReject>() + 16
+        self.id_and_text.len()
+            + self.spans.as_ref().map_or(0, |s| s.len() * 8 + 16)
+            + std::mem::size_of::<HeldReject>()
+            + 16
     }
 }
 
 /// A capture window, Unix seconds (start, end); (0, u32::MAX) when the record has none.
 type Window = (u32, u32);
 
+/// The window of an accepted record, in a chain of the windows of its flow key.
+#[derive(Debug, Clone, Copy)]
+struct AcceptedWindow {
+    window: Window,
+    /// The next window of the same key (`END` for none).
+    next: u32,
+}
+
+const END: u32 = u32::MAX;
+
 /// Per-unit state of REJECT attribution.
 #[derive(Debug, Default)]
 pub struct RejectAttributor {
-    accepted: HashMap<u64, Window, BuildHasherDefault<KeyHasher>>,
+    /// Flow key -> the first of its accepted windows in `windows`.
+    accepted: HashMap<u64, u32, BuildHasherDefault<KeyHasher>>,
+    /// The windows of accepted records. Windows of a key that overlap are merged (an
+    /// interval overlaps their union exactly when it overlaps one of them); others are
+    /// kept apart, so that a REJECT between two accepted windows overlaps neither.
+    windows: Vec<AcceptedWindow>,
     held: Vec<HeldReject>,
     held_bytes: usize,
     /// The schemas of held records (one per header line seen, usually one).
@@ -106,26 +152,56 @@ impl RejectAttributor {
         RejectAttributor::default()
     }
 
-    /// Remembers an accepted flow.
+    /// Remembers an accepted record (one that can make a claim: see `eligible`).
     pub fn note_accept(&mut self, rec: &FlowRecord<'_>) {
-        let (key, window) = (flow_key(rec, false), window(rec));
-        if self.accepted.len() >= MAX_ACCEPTED_FLOWS && !self.accepted.contains_key(&key) {
+        if !eligible(rec) {
+            return;
+        }
+        let (key, window) = (flow_key(rec, None), window(rec));
+        let head = self.accepted.get(&key).copied();
+        let mut at = head.unwrap_or(END);
+        while let Some(w) = self.windows.get_mut(at as usize) {
+            if w.window.0 <= window.1 && window.0 <= w.window.1 {
+                w.window = (w.window.0.min(window.0), w.window.1.max(window.1));
+                return;
+            }
+            at = w.next;
+        }
+        if self.windows.len() >= MAX_ACCEPTED_FLOWS
+            || (head.is_none() && self.accepted.len() >= MAX_ACCEPTED_FLOWS)
+        {
             self.accepted_dropped += 1;
             return;
         }
-        self.accepted
-            .entry(key)
-            .and_modify(|w| *w = (w.0.min(window.0), w.1.max(window.1)))
-            .or_insert(window);
+        self.windows.push(AcceptedWindow {
+            window,
+            next: head.unwrap_or(END),
+        });
+        self.accepted.insert(key, (self.windows.len() - 1) as u32);
     }
 
-    /// The attribution of a REJECT record when its accepted mirror was already seen.
-    pub fn decide_now(&self, rec: &FlowRecord<'_>) -> Option<RejectAttribution> {
-        self.mirror_accepted(flow_key(rec, true), window(rec))
-            .then_some(RejectAttribution::NetworkAcl)
+    /// What can be said of a REJECT record now: no claim, a decision (its accepted
+    /// mirror was already seen, or its reject-reason is BPA), or hold it.
+    pub fn decide(&self, rec: &FlowRecord<'_>) -> Decision {
+        if let Some(reason) = rec.get(Field::RejectReason) {
+            return if reason == "BPA" {
+                Decision::Now(RejectAttribution::BlockPublicAccess)
+            } else {
+                Decision::NoClaim
+            };
+        }
+        if !eligible(rec) {
+            return Decision::NoClaim;
+        }
+        if self.mirror_accepted(&mirror_keys(rec), window(rec)) {
+            Decision::Now(RejectAttribution::NetworkAcl)
+        } else {
+            Decision::Hold
+        }
     }
 
     /// Holds a REJECT record (`text`, read with `schema`) until the unit ends.
+    #[allow(clippy::too_many_arguments)]
     pub fn hold(
         &mut self,
         rec: &FlowRecord<'_>,
@@ -133,6 +209,7 @@ impl RejectAttributor {
         number: u64,
         id: &str,
         text: &str,
+        spans: Option<Vec<Span>>,
         original: bool,
     ) {
         if self.schemas.last() != Some(schema) {
@@ -148,10 +225,11 @@ impl RejectAttributor {
             number,
             id_and_text,
             id_len: id.len() as u32,
+            spans: spans.map(Vec::into_boxed_slice),
             schema: (self.schemas.len() - 1) as u32,
             original,
             attribution: RejectAttribution::SecurityGroupOrNetworkAcl,
-            mirror: flow_key(rec, true),
+            mirrors: mirror_keys(rec),
             window: window(rec),
         };
         self.held_bytes += held.size();
@@ -187,7 +265,7 @@ impl RejectAttributor {
             self.held_released_early += released.len() as u64;
         }
         for h in &mut released {
-            if self.mirror_accepted(h.mirror, h.window) {
+            if self.mirror_accepted(&h.mirrors, h.window) {
                 h.attribution = RejectAttribution::NetworkAcl;
             }
         }
@@ -204,11 +282,53 @@ impl RejectAttributor {
         (released, schemas)
     }
 
-    fn mirror_accepted(&self, mirror: u64, window: Window) -> bool {
-        self.accepted
-            .get(&mirror)
-            .is_some_and(|w| w.0 <= window.1 && window.0 <= w.1)
+    /// Whether an accepted record of one of the keys `mirrors` has a window that
+    /// overlaps `window`.
+    fn mirror_accepted(&self, mirrors: &MirrorKeys, window: Window) -> bool {
+        mirrors.iter().flatten().any(|key| {
+            let mut at = self.accepted.get(key).copied().unwrap_or(END);
+            while let Some(w) = self.windows.get(at as usize) {
+                if w.window.0 <= window.1 && window.0 <= w.window.1 {
+                    return true;
+                }
+                at = w.next;
+            }
+            false
+        })
     }
+}
+
+/// Whether a record can take part in a claim: it names its interface, is not a Transit
+/// Gateway record, and its log-status (when present) is OK.
+fn eligible(rec: &FlowRecord<'_>) -> bool {
+    rec.get(Field::InterfaceId).is_some()
+        && !rec.is_transit_gateway()
+        && rec.get(Field::LogStatus).is_none_or(|s| s == "OK")
+}
+
+/// The keys an accepted mirror of a REJECT record may have (at most two: an ICMP
+/// `0 0` record's mirror may be an echo request or another `0 0` record).
+type MirrorKeys = [Option<u64>; 2];
+
+fn mirror_keys(rec: &FlowRecord<'_>) -> MirrorKeys {
+    let protocol = rec.protocol.unwrap_or(0);
+    if !matches!(protocol, 1 | 58) {
+        return [Some(flow_key(rec, Some(0))), None];
+    }
+    // ICMP: only a request and its reply pair, in opposite directions (echo request 8
+    // with echo reply 0, 128 with 129, ...). AWS records ICMP with srcport and dstport
+    // 0 (no type): such a record also pairs with its like in the other direction.
+    let (t, code) = (rec.srcport.unwrap_or(0), rec.dstport.unwrap_or(0));
+    let partner = if protocol == 1 {
+        icmp_reply_type(t)
+    } else {
+        icmp6_reply_type(t)
+    };
+    let unknown = (t, code) == (0, 0);
+    [
+        partner.map(|p| flow_key(rec, Some(p))),
+        unknown.then(|| flow_key(rec, Some(0))),
+    ]
 }
 
 /// About the bytes a copy of `schema` takes (its columns, their names and indexes).
@@ -224,28 +344,21 @@ fn window(rec: &FlowRecord<'_>) -> Window {
     )
 }
 
-/// The key of a flow on its interface: the interface (a Transit Gateway record's
-/// attachment), the addresses and ports, and the protocol; `mirrored` swaps the
-/// endpoints, giving the key the mirror flow has. ICMP and ICMPv6 use the
-/// request/reply pair of the type instead of ports (echo request and echo reply, or a
-/// type and itself when AWS logs 0 for both), so a reply mirrors its request.
-fn flow_key(rec: &FlowRecord<'_>, mirrored: bool) -> u64 {
-    let interface = rec
-        .get(Field::InterfaceId)
-        .or_else(|| rec.get(Field::TgwAttachmentId))
-        .unwrap_or("");
+/// The key of a flow on its interface: the interface, the addresses and ports, and the
+/// protocol (ICMP and ICMPv6: the type in place of the ports). `mirror` gives the key
+/// the record's mirror has instead: endpoints swapped, and for ICMP the mirror's type.
+fn flow_key(rec: &FlowRecord<'_>, mirror: Option<u16>) -> u64 {
+    let interface = rec.get(Field::InterfaceId).unwrap_or("");
     let protocol = rec.protocol.unwrap_or(0);
     let (sp, dp) = match protocol {
         6 | 17 | 132 => (rec.srcport.unwrap_or(0), rec.dstport.unwrap_or(0)),
-        1 => (icmp_pair(rec.srcport.unwrap_or(0), false), 0),
-        58 => (icmp_pair(rec.srcport.unwrap_or(0), true), 0),
+        1 | 58 => (mirror.unwrap_or(rec.srcport.unwrap_or(0)), 0),
         _ => (0, 0),
     };
     let (mut src, mut dst) = ((rec.srcaddr, sp), (rec.dstaddr, dp));
-    if mirrored {
-        std::mem::swap(&mut src, &mut dst);
-        if matches!(protocol, 1 | 58) {
-            // The pair id is the same in both directions: only the addresses swap.
+    if mirror.is_some() {
+        std::mem::swap(&mut src.0, &mut dst.0);
+        if !matches!(protocol, 1 | 58) {
             std::mem::swap(&mut src.1, &mut dst.1);
         }
     }
@@ -273,17 +386,6 @@ fn flow_key(rec: &FlowRecord<'_>, mirrored: bool) -> u64 {
         h ^= xxhash_rust::xxh3::xxh3_64(interface);
     }
     h
-}
-
-/// The request/reply pair an ICMP (or ICMPv6) type belongs to: the lower type of the
-/// pair (echo request 8 and echo reply 0 are both 0), or the type itself.
-fn icmp_pair(t: u16, v6: bool) -> u16 {
-    let reply = if v6 {
-        icmp6_reply_type(t)
-    } else {
-        icmp_reply_type(t)
-    };
-    t.min(reply.unwrap_or(t))
 }
 
 /// Keys are already hashes: the map uses them as they are.

@@ -56,6 +56,9 @@ pub fn write_event(doc: &mut Document, rec: &FlowRecord<'_>, ctx: &DocContext<'_
         Some(RejectAttribution::SecurityGroupOrNetworkAcl) => {
             w.json(r#","firewall_rule":{"type":"Security Group or Network ACL"}"#)
         }
+        Some(RejectAttribution::BlockPublicAccess) => {
+            w.json(r#","firewall_rule":{"type":"VPC Block Public Access"}"#)
+        }
         None => {}
     }
 

@@ -66,7 +66,7 @@ fn a_lone_reject_is_a_security_group_or_a_network_acl() {
         &[("LOG_FORMAT", v8)],
     );
     let reject = rejects(&all)[0];
-    assert_eq!(attribution(reject), "network_acl");
+    assert_eq!(attribution(reject), "block_public_access");
     assert_eq!(reject["event"]["reason"], "BPA");
 }
 
@@ -190,12 +190,129 @@ fn ids_counts_and_filters_are_unchanged_by_holding() {
     };
     assert_eq!(ids(&on), ids(&off));
     assert_eq!((counts.read, counts.forwarded, counts.filtered), (3, 3, 0));
-    // A filtered REJECT is never held, and a filtered ACCEPT is no mirror.
-    let (only, counts) = run(&settings(&[("ACTIONS", "REJECT")]), &lines.join("\n"));
-    assert_eq!((counts.read, counts.filtered, only.len()), (3, 1, 2));
-    assert!(only
-        .iter()
-        .all(|d| attribution(d) == "security_group_or_network_acl"));
+}
+
+/// Shipping only REJECTs (ACTIONS=REJECT) still sees their accepted mirrors: an
+/// accepted record is noted before any filter drops it.
+#[test]
+fn actions_reject_still_sees_the_accepted_mirrors() {
+    let lines = [SG_NACL_2, REJECTED_1, SG_NACL_1];
+    for order in [lines, [SG_NACL_1, SG_NACL_2, REJECTED_1]] {
+        let (only, counts) = run(&settings(&[("ACTIONS", "REJECT")]), &order.join("\n"));
+        assert_eq!((counts.read, counts.filtered, only.len()), (3, 1, 2));
+        let got: Vec<(&str, &str)> = only
+            .iter()
+            .map(|d| (d["source"]["ip"].as_str().unwrap(), attribution(d)))
+            .collect();
+        assert!(got.contains(&("172.31.16.139", "network_acl")), "{got:?}");
+        assert!(
+            got.contains(&("172.31.9.69", "security_group_or_network_acl")),
+            "{got:?}"
+        );
+    }
+}
+
+/// An accepted flow counts only for a REJECT whose window overlaps that accepted
+/// record's own window: a REJECT between two accepted windows of the flow has no
+/// mirror.
+#[test]
+fn only_an_accepted_window_that_overlaps_counts() {
+    let first = "2 1 eni-a 10.0.0.2 10.0.0.1 443 50000 6 1 1 1000 1060 ACCEPT OK";
+    let second = "2 1 eni-a 10.0.0.2 10.0.0.1 443 50000 6 1 1 1200 1260 ACCEPT OK";
+    let between = "2 1 eni-a 10.0.0.1 10.0.0.2 50000 443 6 1 1 1100 1160 REJECT OK";
+    let across = "2 1 eni-a 10.0.0.1 10.0.0.2 50000 443 6 1 1 1050 1110 REJECT OK";
+    let touching = "2 1 eni-a 10.0.0.1 10.0.0.2 50000 443 6 1 1 1260 1320 REJECT OK";
+    for (reject, want) in [
+        (between, "security_group_or_network_acl"),
+        (across, "network_acl"),
+        (touching, "network_acl"),
+    ] {
+        for lines in [
+            [first, second, reject],
+            [reject, first, second],
+            [first, reject, second],
+        ] {
+            let all = docs(&lines, &[]);
+            assert_eq!(attribution(rejects(&all)[0]), want, "{lines:?}");
+        }
+    }
+}
+
+/// Two ICMP echo requests in opposite directions are two flows; only a reply pairs
+/// with a request in the other direction (and AWS's `0 0`, no type recorded, with its
+/// like).
+#[test]
+fn icmp_requests_in_opposite_directions_do_not_pair() {
+    let request = "2 1 eni-a 10.0.0.9 10.0.0.1 8 0 1 1 84 1000 1060 ACCEPT OK";
+    let other_request = "2 1 eni-a 10.0.0.1 10.0.0.9 8 0 1 1 84 1000 1060 REJECT OK";
+    let reply_accepted = "2 1 eni-a 10.0.0.9 10.0.0.1 0 0 1 1 84 1000 1060 ACCEPT OK";
+    for lines in [[request, other_request], [other_request, request]] {
+        assert_eq!(
+            attribution(rejects(&docs(&lines, &[]))[0]),
+            "security_group_or_network_acl",
+            "{lines:?}"
+        );
+    }
+    // A REJECTed request whose reply was accepted the other way is a NACL's work.
+    assert_eq!(
+        attribution(rejects(&docs(&[reply_accepted, other_request], &[]))[0]),
+        "network_acl"
+    );
+    let v6_request = "2 1 eni-a 2001:db8::9 2001:db8::1 128 0 58 1 84 1000 1060 ACCEPT OK";
+    let v6_other = "2 1 eni-a 2001:db8::1 2001:db8::9 128 0 58 1 84 1000 1060 REJECT OK";
+    assert_eq!(
+        attribution(rejects(&docs(&[v6_request, v6_other], &[]))[0]),
+        "security_group_or_network_acl"
+    );
+}
+
+/// No claim without the same interface: records without interface-id (absent or
+/// `-`), Transit Gateway records, records whose log-status is not OK and records with
+/// a reject-reason get no network ACL / security group label; BPA gets its own.
+#[test]
+fn no_claim_without_an_interface_or_with_a_reason_of_its_own() {
+    let absent = "version account-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
+    let all = docs(
+        &[
+            "2 1 10.0.0.2 10.0.0.1 443 50000 6 1 1 1000 1060 ACCEPT OK",
+            "2 1 10.0.0.1 10.0.0.2 50000 443 6 1 1 1000 1060 REJECT OK",
+        ],
+        &[("LOG_FORMAT", absent)],
+    );
+    assert_eq!(attribution(rejects(&all)[0]), "none");
+    let dash = docs(
+        &[
+            "2 1 - 10.0.0.2 10.0.0.1 443 50000 6 1 1 1000 1060 ACCEPT OK",
+            "2 1 - 10.0.0.1 10.0.0.2 50000 443 6 1 1 1000 1060 REJECT OK",
+        ],
+        &[],
+    );
+    assert_eq!(attribution(rejects(&dash)[0]), "none");
+    assert!(rejects(&dash)[0]["event"].get("reason").is_none());
+    let skipdata = docs(
+        &["2 1 eni-a 10.0.0.1 10.0.0.2 50000 443 6 1 1 1000 1060 REJECT SKIPDATA"],
+        &[],
+    );
+    assert_eq!(attribution(rejects(&skipdata)[0]), "none");
+    let tgw = "version resource-type account-id tgw-id tgw-attachment-id srcaddr dstaddr srcport dstport protocol packets bytes start end log-status action";
+    let all = docs(
+        &[
+            "6 TransitGateway 1 tgw-1 tgw-attach-1 10.0.0.2 10.0.0.1 443 50000 6 1 1 1000 1060 OK ACCEPT",
+            "6 TransitGateway 1 tgw-1 tgw-attach-1 10.0.0.1 10.0.0.2 50000 443 6 1 1 1000 1060 OK REJECT",
+        ],
+        &[("LOG_FORMAT", tgw)],
+    );
+    assert_eq!(attribution(rejects(&all)[0]), "none");
+    let v8 = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status reject-reason";
+    let accept = "8 1 eni-1 10.0.0.2 10.0.0.1 80 1000 6 1 1 100 160 ACCEPT OK -";
+    for (reason, want) in [("BPA", "block_public_access"), ("XYZ", "none")] {
+        let reject =
+            format!("8 1 eni-1 10.0.0.1 10.0.0.2 1000 80 6 1 1 100 160 REJECT OK {reason}");
+        let all = docs(&[accept, &reject], &[("LOG_FORMAT", v8)]);
+        let reject = rejects(&all)[0];
+        assert_eq!(attribution(reject), want);
+        assert_eq!(reject["event"]["reason"], reason);
+    }
 }
 
 #[test]
@@ -274,6 +391,69 @@ fn parquet_rows_are_attributed_too() {
         got.contains(&("172.31.9.69", "security_group_or_network_acl")),
         "{got:?}"
     );
+}
+
+/// The documents of `process` on a Parquet object of `rows`, with REJECT_ATTRIBUTION
+/// set to `attribution`.
+fn parquet_docs(name: &str, rows: &[Vec<&str>], attribution: &str) -> Vec<Value> {
+    use common::parquet_file::{parquet_file, V5};
+    let path = common::scratch_dir().join(name);
+    std::fs::write(&path, parquet_file(&V5[..14], rows, 2)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowlog-forwarder"))
+        .args(["process", path.to_str().unwrap()])
+        .env_remove("DESTINATION_URL")
+        .env("REJECT_ATTRIBUTION", attribution)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A held Parquet row is released exactly as it was read: a string cell holding a
+/// space neither fails nor shifts the fields after it, and the documents with and
+/// without attribution differ only in the attribution fields.
+#[test]
+fn held_parquet_rows_are_released_as_they_were_read() {
+    let reject = vec![
+        "2",
+        "123456789010",
+        "eni-1 with space",
+        "172.31.9.69",
+        "172.31.9.12",
+        "49761",
+        "3389",
+        "6",
+        "20",
+        "4249",
+        "1418530010",
+        "1418530070",
+        "REJECT",
+        "OK",
+    ];
+    let accept = SG_NACL_1.split(' ').collect::<Vec<_>>();
+    let rows = vec![reject, accept];
+    let on = parquet_docs("space.parquet", &rows, "true");
+    let off = parquet_docs("space.parquet", &rows, "false");
+    assert_eq!(on.len(), 2);
+    let find = |docs: &[Value]| {
+        docs.iter()
+            .find(|d| d["event"]["action"] == "reject")
+            .cloned()
+            .expect("the REJECT document")
+    };
+    let (mut with, without) = (find(&on), find(&off));
+    assert!(!common::is_failure(&with), "{with}");
+    assert_eq!(with["aws"]["vpcflow"]["interface_id"], "eni-1 with space");
+    assert_eq!(with["destination"]["port"], 3389);
+    assert_eq!(attribution(&with), "security_group_or_network_acl");
+    with["aws"]["vpcflow"]
+        .as_object_mut()
+        .unwrap()
+        .remove("reject_attribution");
+    assert_eq!(with, without);
 }
 
 /// Peak RSS of `process FILE > /dev/null` as GNU time reports it, in bytes.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::ids::IdSeed;
-use crate::attribution::{RejectAttribution, RejectAttributor};
+use crate::attribution::{Decision, RejectAttribution, RejectAttributor};
 use crate::config::{OutputSchema, RecordSettings};
 use crate::context::{DocContext, Origin, ThreatMatch};
 use crate::ecs;
@@ -231,7 +231,17 @@ impl<'s> UnitProcessor<'s> {
             let Some(parser) = parsers.get_mut(record.schema as usize) else {
                 continue;
             };
-            let outcome = match parser.parse(record.text()) {
+            let line = match record.spans() {
+                // A row: read back from its values, exactly as it was read.
+                Some(spans) => {
+                    match FlowRecord::from_spans(record.text(), parser.schema(), spans) {
+                        Ok(rec) => Line::Record(rec),
+                        Err(e) => Line::Invalid(e),
+                    }
+                }
+                None => parser.parse(record.text()),
+            };
+            let outcome = match line {
                 Line::Record(rec) => {
                     let original = record.original.then_some(record.text());
                     let attribution = Some(record.attribution);
@@ -425,10 +435,14 @@ enum HoldText<'a> {
 }
 
 impl<'a> HoldText<'a> {
-    fn line(self) -> std::borrow::Cow<'a, str> {
+    /// The text to hold, and for a row the spans of its values in that text.
+    fn held(self) -> (std::borrow::Cow<'a, str>, Option<Vec<Span>>) {
         match self {
-            HoldText::Line(line) => line.into(),
-            HoldText::Row { text, spans, max } => row_line(text, spans, max).into(),
+            HoldText::Line(line) => (line.into(), None),
+            HoldText::Row { text, spans, max } => {
+                let (line, spans) = row_line_spans(text, spans, max);
+                (line.into(), Some(spans))
+            }
         }
     }
 }
@@ -457,6 +471,18 @@ impl Documents<'_> {
         held: Hold<'_>,
     ) -> Outcome {
         self.counts.read += 1;
+        // An accepted record is noted before any filter: shipping only REJECTs (ACTIONS)
+        // still attributes them.
+        let is_reject = match rec.get(Field::Action) {
+            Some("ACCEPT") => {
+                if let Some(attributor) = &mut self.attributor {
+                    attributor.note_accept(rec);
+                }
+                false
+            }
+            Some("REJECT") => true,
+            _ => false,
+        };
         if self.settings.filter.check(rec).is_some() {
             self.counts.filtered += 1;
             return Outcome::Filtered;
@@ -468,23 +494,20 @@ impl Documents<'_> {
             return Outcome::Filtered;
         }
         let mut attribution = None;
-        if let Some(attributor) = &mut self.attributor {
-            match rec.get(Field::Action) {
-                Some("ACCEPT") => attributor.note_accept(rec),
-                Some("REJECT") => match attributor.decide_now(rec) {
-                    Some(decided) => attribution = Some(decided),
-                    None => {
-                        let Hold {
-                            number,
-                            text,
-                            schema,
-                        } = held;
-                        let text = text.line();
-                        attributor.hold(rec, schema, number, id, &text, original.is_some());
-                        return Outcome::Held;
-                    }
-                },
-                _ => {}
+        if let (Some(attributor), true) = (&mut self.attributor, is_reject) {
+            match attributor.decide(rec) {
+                Decision::NoClaim => {}
+                Decision::Now(decided) => attribution = Some(decided),
+                Decision::Hold => {
+                    let Hold {
+                        number,
+                        text,
+                        schema,
+                    } = held;
+                    let (text, spans) = text.held();
+                    attributor.hold(rec, schema, number, id, &text, spans, original.is_some());
+                    return Outcome::Held;
+                }
             }
         }
         self.write(rec, original, id, out, attribution, &matches[..count])
@@ -569,6 +592,21 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// A Parquet row as a line (`row_line`), with the spans of its values in that line:
+/// read back from them, the row is the row as read, spaces in values included.
+fn row_line_spans(text: &str, spans: &[Span], max: usize) -> (String, Vec<Span>) {
+    let line = row_line(text, spans, max);
+    let mut at = 0u32;
+    let mut in_line = Vec::with_capacity(spans.len());
+    for &(s, e) in spans {
+        let len = e.saturating_sub(s);
+        let end = (at + len).min(line.len() as u32);
+        in_line.push((at.min(end), end));
+        at = end + 1;
+    }
+    (line, in_line)
 }
 
 /// A Parquet row as a line: its values (`spans` in `text`) joined by single spaces,
