@@ -115,7 +115,7 @@ fn benches(c: &mut Criterion) {
     let (name, schema) = ("default_14_fields_no_attribution", Schema::default_v2());
     bench_format(c, name, schema, OutputSchema::Ecs, false, None, &default);
     // THREAT_INTEL_URI with 100,000 entries (about 1 % of the records match).
-    let list = Arc::new(ThreatList::parse(&threat_list(100_000), "bench"));
+    let list = Arc::new(ThreatList::parse(&threat_list(100_000), "bench").expect("a valid list"));
     let (name, schema) = ("default_14_fields_threat_list_100k", Schema::default_v2());
     bench_format(
         c,
@@ -132,7 +132,7 @@ fn benches(c: &mut Criterion) {
     group.sample_size(10);
     group.throughput(Throughput::Elements(1_000_000));
     group.bench_function("load_1m_entries", |b| {
-        b.iter(|| ThreatList::parse(&text, "bench").len())
+        b.iter(|| ThreatList::parse(&text, "bench").map(|l| l.len()))
     });
     group.finish();
 }

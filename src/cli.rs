@@ -243,6 +243,20 @@ fn process_command(args: &[String]) -> ExitCode {
         Err(code) => return code,
     };
     let config = Arc::new(config);
+    // The threat list is loaded before anything is read: a list that cannot be used
+    // (missing, over its caps, without a valid entry, not read in time) stops the run.
+    let threats = match &config.threat_intel_uri {
+        None => None,
+        Some(uri) => match runtime.block_on(load_threat_list(&config, uri)) {
+            Ok(list) => Some(list),
+            Err(e) => {
+                eprintln!("error: {e}");
+                // A FIFO with no writer keeps a blocking thread in open(2): not waited for.
+                runtime.shutdown_background();
+                return ExitCode::from(2);
+            }
+        },
+    };
     let result = runtime.block_on(async {
         let enrich = if config.enrich_eni {
             let aws = crate::aws::load_aws_config().await;
@@ -252,10 +266,6 @@ fn process_command(args: &[String]) -> ExitCode {
             )))
         } else {
             None
-        };
-        let threats = match &config.threat_intel_uri {
-            None => None,
-            Some(uri) => Some(load_threat_list(&config, uri).await?),
         };
         process_inputs(config.clone(), inputs.clone(), destination, enrich, threats).await
     });
@@ -294,16 +304,15 @@ fn process_command(args: &[String]) -> ExitCode {
 }
 
 /// THREAT_INTEL_URI's list (a path, or an S3 URI read with the AWS SDK).
-async fn load_threat_list(config: &Config, uri: &str) -> io::Result<Arc<ThreatList>> {
-    let source = ListSource::parse(uri).map_err(io::Error::other)?;
+async fn load_threat_list(config: &Config, uri: &str) -> Result<Arc<ThreatList>, String> {
+    let source = ListSource::parse(uri)?;
     let s3 = match source {
         ListSource::S3 { .. } => Some(crate::aws::s3_client(&crate::aws::load_aws_config().await)),
         ListSource::File(_) => None,
     };
     ThreatIntel::new(source, config.threat_intel_ttl, s3)
-        .current()
+        .current(None)
         .await
-        .map_err(io::Error::other)
 }
 
 /// Reads the inputs on a blocking thread, batch by batch, while the destination

@@ -148,7 +148,7 @@ impl Handler {
                 let intel = ThreatIntel::new(source, config.threat_intel_ttl, s3);
                 // Loaded now; a list that cannot be loaded fails the invocations (their
                 // records retried) until it can.
-                if let Err(e) = intel.current().await {
+                if let Err(e) = intel.current(None).await {
                     tracing::error!(error = %e, "threat list not loaded");
                 }
                 Some(intel)
@@ -178,7 +178,12 @@ impl Handler {
         }
         let threats = match &self.threat_intel {
             None => None,
-            Some(intel) => match intel.current().await {
+            // The refresh obeys the invocation's deadline (less the margin kept to
+            // answer).
+            Some(intel) => match intel
+                .current(deadline.map(|d| d.checked_sub(self.deadline_margin).unwrap_or(d)))
+                .await
+            {
                 Ok(list) => Some(list),
                 Err(e) => {
                     let summary =

@@ -30,69 +30,109 @@ impl Indicator<'_> {
     }
 }
 
-/// An address range and the list entry (network, prefix, label) it belongs to.
+/// A list entry: its network and prefix length, its label, and (once the list is
+/// built) the nearest entry that holds it. 16 bytes an IPv4 entry, 28 an IPv6 one.
 #[derive(Debug, Clone, Copy)]
-struct Range<T> {
-    start: T,
-    end: T,
-    network: T,
-    prefix: u8,
-    /// Index into `ThreatList::labels`; `NO_LABEL` when the entry has none.
+struct Entry<A> {
+    network: A,
+    /// Index into `ThreatList::labels`; `NONE` when the entry has none.
     label: u32,
+    /// While the list is read, the entry's rank in it (the first listed of equal
+    /// entries wins); once built, the index of its parent entry (`NONE` at the top).
+    link: u32,
+    prefix: u8,
 }
 
-const NO_LABEL: u32 = u32::MAX;
+const NONE: u32 = u32::MAX;
 
-/// Address ranges as disjoint sorted intervals, each pointing to the most specific
-/// entry that holds it, and a bitmap of the IPv4 /24 networks any entry touches, so
-/// that an address on no list (most of them) costs one bit test. About 20 bytes an
-/// IPv4 entry (a 1,000,000-entry list: under 64 MB while loading, measured in
-/// BENCHMARKS.md).
-#[derive(Debug, Default)]
+/// An address family's value, for entries: IPv4 as a `u32`, IPv6 as four big-endian
+/// words (`[u32; 4]` orders as the address does, and packs an entry in 28 bytes where a
+/// `u128` would take 48).
+trait Address: Copy + Ord + std::fmt::Debug {
+    const BITS: u8;
+    fn from_bits(bits: u128) -> Self;
+    fn bits(self) -> u128;
+}
+
+impl Address for u32 {
+    const BITS: u8 = 32;
+    fn from_bits(bits: u128) -> u32 {
+        bits as u32
+    }
+    fn bits(self) -> u128 {
+        u128::from(self)
+    }
+}
+
+impl Address for [u32; 4] {
+    const BITS: u8 = 128;
+    fn from_bits(bits: u128) -> [u32; 4] {
+        [
+            (bits >> 96) as u32,
+            (bits >> 64) as u32,
+            (bits >> 32) as u32,
+            bits as u32,
+        ]
+    }
+    fn bits(self) -> u128 {
+        self.iter()
+            .fold(0u128, |acc, &w| (acc << 32) | u128::from(w))
+    }
+}
+
+impl<A: Address> Entry<A> {
+    /// The last address the entry holds.
+    fn end(&self) -> u128 {
+        let host_bits = u32::from(A::BITS - self.prefix);
+        self.network.bits() | u128::MAX.checked_shr(128 - host_bits).unwrap_or(0)
+    }
+}
+
+/// The list: entries sorted by network (wider first at equal networks), each linked to
+/// the nearest entry that holds it, and a bitmap of the IPv4 /24 networks any entry
+/// touches, so that an address on no list (most of them) costs one bit test. The most
+/// specific entry holding an address is the last entry starting at or before it, or
+/// the nearest of that entry's parents that holds it.
+#[derive(Default)]
 pub struct ThreatList {
-    v4: Vec<Range<u32>>,
-    v6: Vec<Range<u128>>,
+    v4: Vec<Entry<u32>>,
+    v6: Vec<Entry<[u32; 4]>>,
     v4_slash24: Vec<u64>,
     labels: Vec<Box<str>>,
     entries: usize,
-    /// Lines that were neither an address, a CIDR nor a comment.
+    /// Lines that were neither an address, a CIDR nor a comment (or were too long).
     pub skipped_lines: u64,
+    /// Entries whose label was left off: the list had MAX_LABELS distinct labels.
+    pub labels_dropped: u64,
 }
 
+impl std::fmt::Debug for ThreatList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreatList")
+            .field("entries", &self.entries)
+            .field("labels", &self.labels.len())
+            .field("skipped_lines", &self.skipped_lines)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most entries a list may have (4,194,304): a longer list is refused. The memory this
+/// takes is bounded by it (README: under 256 MB of peak RSS for any list).
+pub const MAX_ENTRIES: usize = 1 << 22;
+/// Longest label kept, in bytes: a longer one is cut (at a character boundary).
+pub const MAX_LABEL_BYTES: usize = 128;
+/// Most distinct labels: an entry with a new label past these keeps no label (counted
+/// and warned of).
+pub const MAX_LABELS: usize = 65_536;
+/// Longest line read: a longer one is skipped as not an entry.
+const MAX_LINE_BYTES: usize = 4096;
+
 impl ThreatList {
-    /// Parses the list's text. Bad lines are skipped, counted, and the first few named
-    /// in a warning.
-    pub fn parse(text: &str, source: &str) -> ThreatList {
-        let mut list = ListBuilder::default();
-        for (n, line) in text.lines().enumerate() {
-            list.line(n + 1, line, source);
-        }
-        list.build(source)
-    }
-
-    /// Parses a list read line by line (a file), without holding its whole text.
-    pub fn read(reader: impl std::io::BufRead, source: &str) -> std::io::Result<ThreatList> {
-        let mut list = ListBuilder::default();
-        for (n, line) in reader.lines().enumerate() {
-            list.line(n + 1, &line?, source);
-        }
-        Ok(list.build(source))
-    }
-
-    /// `read` for a stream (an S3 object's body).
-    pub async fn read_stream(
-        reader: impl tokio::io::AsyncBufRead + Unpin,
-        source: &str,
-    ) -> std::io::Result<ThreatList> {
-        use tokio::io::AsyncBufReadExt;
-        let mut list = ListBuilder::default();
-        let mut lines = reader.lines();
-        let mut n = 0;
-        while let Some(line) = lines.next_line().await? {
-            n += 1;
-            list.line(n, &line, source);
-        }
-        Ok(list.build(source))
+    /// Parses a whole list's text (tests and benchmarks; lists are read as streams).
+    pub fn parse(text: &str, source: &str) -> Result<ThreatList, String> {
+        let mut reader = ListReader::new(source);
+        reader.feed(text.as_bytes())?;
+        reader.finish()
     }
 
     /// Entries in the list.
@@ -104,9 +144,14 @@ impl ThreatList {
         self.entries == 0
     }
 
-    /// The most specific entry holding `ip`.
+    /// The most specific entry holding `ip` (an IPv4-mapped IPv6 address as its IPv4
+    /// form).
     #[inline]
     pub fn lookup(&self, ip: IpAddr) -> Option<Indicator<'_>> {
+        let ip = match ip {
+            IpAddr::V6(a) => a.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
         match ip {
             IpAddr::V4(a) => {
                 let a = u32::from(a);
@@ -114,36 +159,166 @@ impl ThreatList {
                 if self.v4_slash24[(net / 64) as usize] & (1 << (net % 64)) == 0 {
                     return None;
                 }
-                let r = find(&self.v4, a)?;
-                Some(self.indicator(IpAddr::V4(r.network.into()), r.prefix, r.label))
+                let e = find(&self.v4, a)?;
+                Some(self.indicator(IpAddr::V4(e.network.into()), e))
             }
             IpAddr::V6(a) => {
-                let r = find(&self.v6, u128::from(a))?;
-                Some(self.indicator(IpAddr::V6(r.network.into()), r.prefix, r.label))
+                let e = find(&self.v6, <[u32; 4]>::from_bits(u128::from(a)))?;
+                Some(self.indicator(IpAddr::V6(e.network.bits().into()), e))
             }
         }
     }
 
-    fn indicator(&self, network: IpAddr, prefix: u8, label: u32) -> Indicator<'_> {
+    fn indicator<A>(&self, network: IpAddr, e: &Entry<A>) -> Indicator<'_> {
         Indicator {
             network,
-            prefix,
-            label: self.labels.get(label as usize).map(|l| &**l),
+            prefix: e.prefix,
+            label: self.labels.get(e.label as usize).map(|l| &**l),
         }
     }
 }
 
-/// A list being read: its entries as ranges, its distinct labels.
+/// The most specific entry of `entries` (built) holding `a`.
+fn find<A: Address>(entries: &[Entry<A>], a: A) -> Option<&Entry<A>> {
+    let mut at = entries.partition_point(|e| e.network <= a).checked_sub(1)?;
+    let bits = a.bits();
+    loop {
+        let e = entries.get(at)?;
+        if bits <= e.end() {
+            return Some(e);
+        }
+        at = e.link as usize;
+    }
+}
+
+/// A list being read from a stream of bytes: lines split on LF, CRLF or CR (a UTF-8
+/// BOM dropped), each parsed as it completes; never more than one line held.
+struct ListReader<'s> {
+    source: &'s str,
+    line: Vec<u8>,
+    /// The current line is over MAX_LINE_BYTES: the rest of it is skipped.
+    too_long: bool,
+    /// The last byte seen was a CR (a LF right after it ends no other line).
+    after_cr: bool,
+    number: usize,
+    bytes: u64,
+    list: ListBuilder,
+}
+
+impl<'s> ListReader<'s> {
+    fn new(source: &'s str) -> ListReader<'s> {
+        ListReader {
+            source,
+            line: Vec::new(),
+            too_long: false,
+            after_cr: false,
+            number: 0,
+            bytes: 0,
+            list: ListBuilder::default(),
+        }
+    }
+
+    /// Reads `chunk`; an error when the list passes MAX_LIST_BYTES or MAX_ENTRIES.
+    fn feed(&mut self, mut chunk: &[u8]) -> Result<(), String> {
+        self.bytes += chunk.len() as u64;
+        check_size(self.bytes)?;
+        while !chunk.is_empty() {
+            match memchr::memchr2(b'\n', b'\r', chunk) {
+                None => {
+                    self.extend(chunk);
+                    break;
+                }
+                Some(i) => {
+                    let end = chunk[i];
+                    if !(i == 0 && end == b'\n' && self.after_cr) {
+                        self.extend(&chunk[..i]);
+                        self.end_line()?;
+                    }
+                    self.after_cr = end == b'\r';
+                    chunk = &chunk[i + 1..];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn extend(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.after_cr = false;
+        }
+        if self.too_long || self.line.len() + bytes.len() > MAX_LINE_BYTES {
+            self.too_long = true;
+            self.line.clear();
+        } else {
+            self.line.extend_from_slice(bytes);
+        }
+    }
+
+    fn end_line(&mut self) -> Result<(), String> {
+        self.number += 1;
+        let line = std::mem::take(&mut self.line);
+        if std::mem::take(&mut self.too_long) {
+            self.list
+                .skip(self.number, "(a line over 4096 bytes)", self.source);
+        } else {
+            let mut bytes = &line[..];
+            if self.number == 1 {
+                bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+            }
+            match std::str::from_utf8(bytes) {
+                Ok(text) => self.list.line(self.number, text, self.source),
+                Err(_) => self.list.skip(self.number, "(not UTF-8)", self.source),
+            }
+        }
+        self.line = line;
+        self.line.clear();
+        if self.list.entries() > MAX_ENTRIES {
+            return Err(format!(
+                "the list has more than {MAX_ENTRIES} entries: split it or drop old entries"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The list read: refused when it holds no valid entry.
+    fn finish(mut self) -> Result<ThreatList, String> {
+        if !self.line.is_empty() || self.too_long {
+            self.end_line()?;
+        }
+        let list = self.list.build(self.source);
+        if list.is_empty() {
+            return Err(format!(
+                "the list has no valid entry ({} lines skipped): an empty or broken list is never used",
+                list.skipped_lines
+            ));
+        }
+        Ok(list)
+    }
+}
+
+/// A list being read: its entries, its distinct labels.
 #[derive(Default)]
 struct ListBuilder {
-    v4: Vec<Range<u32>>,
-    v6: Vec<Range<u128>>,
+    v4: Vec<Entry<u32>>,
+    v6: Vec<Entry<[u32; 4]>>,
     labels: Vec<Box<str>>,
     label_index: HashMap<Box<str>, u32>,
     skipped: u64,
+    labels_dropped: u64,
 }
 
 impl ListBuilder {
+    fn entries(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    fn skip(&mut self, number: usize, text: &str, source: &str) {
+        self.skipped += 1;
+        if self.skipped <= 5 {
+            tracing::warn!(list = source, line = number, text = %crate::text::shorten(text), "threat list line is not an address or CIDR: skipped");
+        }
+    }
+
     fn line(&mut self, number: usize, line: &str, source: &str) {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -154,28 +329,40 @@ impl ListBuilder {
             None => (line, None),
         };
         let Some((addr, prefix)) = parse_entry(entry) else {
-            self.skipped += 1;
-            if self.skipped <= 5 {
-                tracing::warn!(list = source, line = number, text = %crate::text::shorten(line), "threat list line is not an address or CIDR: skipped");
-            }
+            self.skip(number, line, source);
             return;
         };
-        let label = match label {
-            None => NO_LABEL,
-            Some(l) => match self.label_index.get(l) {
-                Some(&i) => i,
-                None => {
-                    let i = self.labels.len() as u32;
-                    self.labels.push(l.into());
-                    self.label_index.insert(l.into(), i);
-                    i
-                }
-            },
-        };
+        let label = label.map_or(NONE, |l| self.label(l));
+        let link = self.entries() as u32;
         match addr {
-            IpAddr::V4(a) => self.v4.push(Range::of(u32::from(a), prefix, label)),
-            IpAddr::V6(a) => self.v6.push(Range::of(u128::from(a), prefix, label)),
+            IpAddr::V4(a) => self.v4.push(entry_of(u32::from(a), prefix, label, link)),
+            IpAddr::V6(a) => self.v6.push(entry_of(
+                <[u32; 4]>::from_bits(u128::from(a)),
+                prefix,
+                label,
+                link,
+            )),
         }
+    }
+
+    /// The index of `label` (cut to MAX_LABEL_BYTES), shared by every entry that has it.
+    fn label(&mut self, label: &str) -> u32 {
+        let mut end = label.len().min(MAX_LABEL_BYTES);
+        while !label.is_char_boundary(end) {
+            end -= 1;
+        }
+        let label = &label[..end];
+        if let Some(&i) = self.label_index.get(label) {
+            return i;
+        }
+        if self.labels.len() >= MAX_LABELS {
+            self.labels_dropped += 1;
+            return NONE;
+        }
+        let i = self.labels.len() as u32;
+        self.labels.push(label.into());
+        self.label_index.insert(label.into(), i);
+        i
     }
 
     fn build(self, source: &str) -> ThreatList {
@@ -186,84 +373,71 @@ impl ListBuilder {
                 "threat list lines skipped"
             );
         }
+        if self.labels_dropped > 0 {
+            tracing::warn!(
+                list = source,
+                entries = self.labels_dropped,
+                "threat list has more than {MAX_LABELS} distinct labels: these entries keep no label"
+            );
+        }
         let entries = self.v4.len() + self.v6.len();
-        let v4 = flatten(self.v4);
+        drop(self.label_index);
+        let v4 = link_parents(self.v4);
         let mut v4_slash24 = vec![0u64; (1 << 24) / 64];
-        for r in &v4 {
-            for net in (r.start >> 8)..=(r.end >> 8) {
+        // Top-level entries are disjoint: each /24 is marked about once.
+        for e in v4.iter().filter(|e| e.link == NONE) {
+            for net in (e.network >> 8)..=((e.end() as u32) >> 8) {
                 v4_slash24[(net / 64) as usize] |= 1 << (net % 64);
             }
         }
         ThreatList {
             v4,
-            v6: flatten(self.v6),
+            v6: link_parents(self.v6),
             v4_slash24,
             labels: self.labels,
             entries,
             skipped_lines: self.skipped,
+            labels_dropped: self.labels_dropped,
         }
     }
 }
 
-/// An address type ranges are made of.
-trait Address: Copy + Ord + std::fmt::Debug {
-    const ZERO: Self;
-    fn mask(prefix: u8) -> Self;
-    fn and(self, other: Self) -> Self;
-    fn or_not(self, mask: Self) -> Self;
-    fn succ(self) -> Option<Self>;
-    fn pred(self) -> Option<Self>;
-}
-
-macro_rules! address {
-    ($t:ty) => {
-        impl Address for $t {
-            const ZERO: Self = 0;
-            fn mask(prefix: u8) -> Self {
-                <$t>::MAX
-                    .checked_shl(<$t>::BITS - prefix as u32)
-                    .unwrap_or(0)
-            }
-            fn and(self, other: Self) -> Self {
-                self & other
-            }
-            fn or_not(self, mask: Self) -> Self {
-                self | !mask
-            }
-            fn succ(self) -> Option<Self> {
-                self.checked_add(1)
-            }
-            fn pred(self) -> Option<Self> {
-                self.checked_sub(1)
-            }
-        }
-    };
-}
-address!(u32);
-address!(u128);
-
-impl<T: Address> Range<T> {
-    /// The range of `addr/prefix`.
-    fn of(addr: T, prefix: u8, label: u32) -> Range<T> {
-        let mask = T::mask(prefix);
-        let network = addr.and(mask);
-        Range {
-            start: network,
-            end: network.or_not(mask),
-            network,
-            prefix,
-            label,
-        }
+/// The entry `addr/prefix` (its network: `addr` with the host bits cleared).
+fn entry_of<A: Address>(addr: A, prefix: u8, label: u32, rank: u32) -> Entry<A> {
+    let host_bits = u32::from(A::BITS - prefix);
+    let mask = u128::MAX.checked_shl(host_bits).unwrap_or(0);
+    Entry {
+        network: A::from_bits(addr.bits() & mask),
+        label,
+        link: rank,
+        prefix,
     }
 }
 
-fn find<T: Address>(ranges: &[Range<T>], a: T) -> Option<&Range<T>> {
-    let i = ranges.partition_point(|r| r.start <= a);
-    let r = ranges.get(i.checked_sub(1)?)?;
-    (a <= r.end).then_some(r)
+/// Sorts entries by network, wider first (CIDRs are nested or disjoint, never partly
+/// overlapping), keeps the first listed of equal ones, and links each to its parent,
+/// the nearest entry holding it. In place: no second copy of the list.
+fn link_parents<A: Address>(mut entries: Vec<Entry<A>>) -> Vec<Entry<A>> {
+    entries.sort_unstable_by_key(|e| (e.network, e.prefix, e.link));
+    entries.dedup_by(|b, a| a.network == b.network && a.prefix == b.prefix);
+    let mut open: Vec<u32> = Vec::new();
+    for i in 0..entries.len() {
+        let start = entries[i].network.bits();
+        while let Some(&top) = open.last() {
+            if entries[top as usize].end() >= start {
+                break;
+            }
+            open.pop();
+        }
+        entries[i].link = open.last().copied().unwrap_or(NONE);
+        open.push(i as u32);
+    }
+    entries.shrink_to_fit();
+    entries
 }
 
-/// `a.b.c.d`, `a.b.c.d/n`, an IPv6 address or `addr/n`.
+/// `a.b.c.d`, `a.b.c.d/n`, an IPv6 address or `addr/n`; an IPv4-mapped IPv6 entry
+/// (`::ffff:a.b.c.d/n`, n >= 96) as its IPv4 form.
 fn parse_entry(entry: &str) -> Option<(IpAddr, u8)> {
     let (addr, len) = match entry.split_once('/') {
         None => (entry, None),
@@ -273,54 +447,17 @@ fn parse_entry(entry: &str) -> Option<(IpAddr, u8)> {
     let full = if ip.is_ipv4() { 32 } else { 128 };
     let prefix = match len {
         None => full,
-        Some(len) => len.parse::<u8>().ok().filter(|&p| p <= full)?,
+        Some(len) if !len.is_empty() && len.bytes().all(|b| b.is_ascii_digit()) => {
+            len.parse::<u8>().ok().filter(|&p| p <= full)?
+        }
+        Some(_) => return None,
     };
+    if let IpAddr::V6(a) = ip {
+        if let (Some(v4), true) = (a.to_ipv4_mapped(), prefix >= 96) {
+            return Some((IpAddr::V4(v4), prefix - 96));
+        }
+    }
     Some((ip, prefix))
-}
-
-/// CIDR ranges (nested or disjoint, never partly overlapping) as disjoint sorted
-/// intervals, each keeping the most specific entry holding it (the first listed of
-/// equal ones).
-fn flatten<T: Address>(mut ranges: Vec<Range<T>>) -> Vec<Range<T>> {
-    // Wider first at equal starts: a parent before its children; stable, so the first
-    // listed of equal ranges stays first.
-    ranges.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
-    ranges.dedup_by(|b, a| a.start == b.start && a.end == b.end);
-    let mut out: Vec<Range<T>> = Vec::with_capacity(ranges.len());
-    let mut open: Vec<Range<T>> = Vec::new();
-    // The next address not yet given to an interval (None: past the end of the space).
-    let mut next: Option<T> = Some(T::ZERO);
-    let emit = |out: &mut Vec<Range<T>>, next: &mut Option<T>, to: T, owner: &Range<T>| {
-        if let Some(from) = *next {
-            if from <= to {
-                out.push(Range {
-                    start: from,
-                    end: to,
-                    ..*owner
-                });
-            }
-        }
-        *next = to.succ();
-    };
-    for range in ranges {
-        while let Some(top) = open.last().copied() {
-            if top.end >= range.start {
-                break;
-            }
-            emit(&mut out, &mut next, top.end, &top);
-            open.pop();
-        }
-        if let (Some(top), Some(before)) = (open.last().copied(), range.start.pred()) {
-            emit(&mut out, &mut next, before, &top);
-        }
-        next = Some(next.map_or(range.start, |n| n.max(range.start)));
-        open.push(range);
-    }
-    while let Some(top) = open.pop() {
-        emit(&mut out, &mut next, top.end, &top);
-    }
-    out.shrink_to_fit();
-    out
 }
 
 /// Where the list is read from.
@@ -371,6 +508,10 @@ enum Fetched {
     New(ThreatList, Option<String>),
 }
 
+/// Longest a list is read for at cold start (Lambda's whole init phase has 10 s), and
+/// at most inside an invocation.
+pub const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl ThreatIntel {
     pub fn new(source: ListSource, ttl: Duration, s3: Option<aws_sdk_s3::Client>) -> ThreatIntel {
         ThreatIntel {
@@ -388,9 +529,12 @@ impl ThreatIntel {
     }
 
     /// The list to match with: loaded when there is none, read again when its TTL has
-    /// passed (not downloaded when its ETag is unchanged). A failed reload keeps the
-    /// previous list (with a warning); with no list at all it is an error.
-    pub async fn current(&self) -> Result<Arc<ThreatList>, String> {
+    /// passed (not downloaded when its ETag is unchanged), never past `deadline` (a
+    /// refresh of a loaded list: never past a quarter of the time left) nor for longer
+    /// than LOAD_TIMEOUT. A reload that fails, times out or reads a list with no
+    /// valid entry keeps the previous list (with a warning); with no list at all it is
+    /// an error.
+    pub async fn current(&self, deadline: Option<Instant>) -> Result<Arc<ThreatList>, String> {
         let (list, etag, due) = {
             let state = self.state.read().unwrap_or_else(|e| e.into_inner());
             let due = state.checked.is_none_or(|t| t.elapsed() >= self.ttl);
@@ -399,7 +543,19 @@ impl ThreatIntel {
         if let (Some(list), false) = (&list, due) {
             return Ok(list.clone());
         }
-        let fetched = self.fetch(etag.as_deref().filter(|_| list.is_some())).await;
+        // A refresh, with a list to keep using, takes at most a quarter of the time left.
+        let now = Instant::now();
+        let deadline = match (deadline, &list) {
+            (Some(d), Some(_)) => now + d.saturating_duration_since(now) / 4,
+            (Some(d), None) => d,
+            (None, _) => now + LOAD_TIMEOUT,
+        }
+        .min(now + LOAD_TIMEOUT);
+        let fetch = self.fetch(etag.as_deref().filter(|_| list.is_some()));
+        let fetched = match tokio::time::timeout_at(deadline.into(), fetch).await {
+            Ok(fetched) => fetched,
+            Err(_) => Err("not read in time (the invocation's deadline, or 10 s)".to_string()),
+        };
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         match fetched {
             Ok(Fetched::Unchanged) => {
@@ -434,15 +590,18 @@ impl ThreatIntel {
         }
     }
 
+    /// Reads the list (unless its ETag is `etag`), as a stream, never past
+    /// MAX_LIST_BYTES whatever the source says of its size.
     async fn fetch(&self, etag: Option<&str>) -> Result<Fetched, String> {
-        use std::io::Read;
+        let name = self.name();
         match &self.source {
             ListSource::File(path) => {
-                let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-                let size = file.metadata().map_err(|e| e.to_string())?.len();
-                check_size(size)?;
-                let reader = std::io::BufReader::new(file.take(MAX_LIST_BYTES));
-                let list = ThreatList::read(reader, &self.name()).map_err(read_error)?;
+                check_list_path(path)?;
+                // A FIFO blocks here until a writer comes: the caller's timeout ends it.
+                let file = tokio::fs::File::open(path)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let list = read_list(file, &name).await?;
                 Ok(Fetched::New(list, None))
             }
             ListSource::S3 { bucket, key } => {
@@ -463,37 +622,56 @@ impl ThreatIntel {
                 };
                 check_size(object.content_length().unwrap_or(0).max(0) as u64)?;
                 let etag = object.e_tag().map(str::to_string);
-                let body =
-                    tokio::io::AsyncReadExt::take(object.body.into_async_read(), MAX_LIST_BYTES);
-                let reader = tokio::io::BufReader::new(body);
-                let list = ThreatList::read_stream(reader, &self.name())
-                    .await
-                    .map_err(read_error)?;
+                let list = read_list(object.body.into_async_read(), &name).await?;
                 Ok(Fetched::New(list, etag))
             }
         }
     }
 }
 
-/// The largest list read: about 4 million entries, which take about 20 bytes each once
-/// loaded. A list's size is checked before it is read.
+/// Reads a list from `reader` chunk by chunk.
+async fn read_list(
+    mut reader: impl tokio::io::AsyncRead + Unpin,
+    source: &str,
+) -> Result<ThreatList, String> {
+    use tokio::io::AsyncReadExt;
+    let mut list = ListReader::new(source);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        list.feed(&buf[..n])?;
+    }
+    list.finish()
+}
+
+/// A list path must name a file (or a pipe) that exists, and a regular file's size
+/// must be within MAX_LIST_BYTES; checked at cold start (a configuration error) and
+/// before each reading.
+pub fn check_list_path(path: &std::path::Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.is_dir() {
+        return Err(format!("{} is a directory, not a list", path.display()));
+    }
+    if meta.is_file() {
+        check_size(meta.len())?;
+    }
+    Ok(())
+}
+
+/// The largest list read: 64 MiB, checked before reading where the size is known
+/// (S3's Content-Length, a file's size) and while reading (a pipe).
 pub const MAX_LIST_BYTES: u64 = 64 << 20;
 
 fn check_size(size: u64) -> Result<(), String> {
     if size > MAX_LIST_BYTES {
         return Err(format!(
-            "the list is {size} bytes, over the {MAX_LIST_BYTES} bytes (64 MiB) a threat list may have: split it or drop old entries"
+            "the list is over the {MAX_LIST_BYTES} bytes (64 MiB) a threat list may have ({size} bytes read or declared): split it or drop old entries"
         ));
     }
     Ok(())
-}
-
-fn read_error(e: std::io::Error) -> String {
-    if e.kind() == std::io::ErrorKind::InvalidData {
-        "the list is not UTF-8 text".to_string()
-    } else {
-        e.to_string()
-    }
 }
 
 #[cfg(test)]
@@ -505,7 +683,7 @@ mod tests {
         let list = ThreatList::parse(
             "# feed\n10.0.0.0/8,wide\n10.1.0.0/16,narrow\n10.1.2.3,host\nbad line\n2001:db8::/32,v6\n0.0.0.0/0,everything\n10.1.0.0/16,duplicate\n",
             "test",
-        );
+        ).unwrap();
         assert_eq!(list.len(), 6);
         assert_eq!(list.skipped_lines, 1);
         let label = |ip: &str| {
@@ -520,7 +698,7 @@ mod tests {
         assert_eq!(label("255.255.255.255").as_deref(), Some("everything"));
         assert_eq!(label("2001:db8::5").as_deref(), Some("v6"));
         assert_eq!(label("2001:db9::5"), None);
-        let hosts = ThreatList::parse("198.51.100.7\n198.51.100.9,x\n", "t");
+        let hosts = ThreatList::parse("198.51.100.7\n198.51.100.9,x\n", "t").unwrap();
         assert!(hosts.lookup("198.51.100.8".parse().unwrap()).is_none());
         assert_eq!(
             hosts
@@ -529,7 +707,7 @@ mod tests {
                 .entry(),
             "198.51.100.7"
         );
-        let nets = ThreatList::parse("10.1.2.3/16\n2001:db8::/32,x\n", "t");
+        let nets = ThreatList::parse("10.1.2.3/16\n2001:db8::/32,x\n", "t").unwrap();
         let hit = nets.lookup("10.1.9.9".parse().unwrap()).unwrap();
         assert_eq!((hit.entry(), hit.label), ("10.1.0.0/16".to_string(), None));
         assert_eq!(
@@ -537,7 +715,112 @@ mod tests {
             "2001:db8::/32"
         );
         assert!(hosts.lookup("10.0.0.1".parse().unwrap()).is_none());
-        let all_v6 = ThreatList::parse("::/0,any\n", "t");
+        let all_v6 = ThreatList::parse("::/0,any\n", "t").unwrap();
         assert!(all_v6.lookup("ffff::1".parse().unwrap()).is_some());
+    }
+
+    #[test]
+    fn bom_cr_line_ends_and_ipv4_mapped_entries_read_as_ipv4() {
+        let list = ThreatList::parse(
+            "\u{FEFF}198.51.100.7,first\r203.0.113.0/24,cr\r\n::ffff:192.0.2.0/120,mapped\r::ffff:10.9.9.9\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!((list.len(), list.skipped_lines), (4, 0));
+        let label = |ip: &str| {
+            list.lookup(ip.parse().unwrap())
+                .map(|i| (i.entry(), i.label))
+        };
+        assert_eq!(
+            label("198.51.100.7"),
+            Some(("198.51.100.7".into(), Some("first")))
+        );
+        assert_eq!(
+            label("203.0.113.200"),
+            Some(("203.0.113.0/24".into(), Some("cr")))
+        );
+        assert_eq!(
+            label("192.0.2.9"),
+            Some(("192.0.2.0/24".into(), Some("mapped")))
+        );
+        assert_eq!(label("10.9.9.9"), Some(("10.9.9.9".into(), None)));
+        // A record's IPv4-mapped address matches as its IPv4 form.
+        assert_eq!(
+            label("::ffff:192.0.2.9"),
+            Some(("192.0.2.0/24".into(), Some("mapped")))
+        );
+    }
+
+    #[test]
+    fn a_list_without_a_valid_entry_is_refused() {
+        for text in [
+            "",
+            "# only a comment\n\n",
+            "garbage\nmore garbage",
+            "\0\0\0\n\0",
+            "10.0.0.0/33\n10.0.0.0/\n",
+        ] {
+            let e = ThreatList::parse(text, "t").unwrap_err();
+            assert!(e.contains("no valid entry"), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn labels_are_cut_and_shared_and_lines_are_bounded() {
+        let long = "x".repeat(3_000);
+        let text = format!(
+            "10.0.0.1,{long}\n10.0.0.2,{long}\n{}\n10.0.0.3\n",
+            "9".repeat(5000)
+        );
+        let list = ThreatList::parse(&text, "t").unwrap();
+        assert_eq!((list.len(), list.skipped_lines), (3, 1));
+        assert_eq!(list.labels.len(), 1);
+        let label = list
+            .lookup("10.0.0.2".parse().unwrap())
+            .unwrap()
+            .label
+            .unwrap();
+        assert_eq!(label.len(), MAX_LABEL_BYTES);
+    }
+
+    #[test]
+    fn lookups_agree_with_a_linear_longest_prefix_search() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut text = String::new();
+        let mut entries = Vec::new();
+        for _ in 0..400 {
+            let addr = (next() as u32) & 0xFF0F_FFFF;
+            let prefix = (next() % 33) as u8;
+            text.push_str(&format!("{}/{prefix}\n", std::net::Ipv4Addr::from(addr)));
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            entries.push((addr & mask, prefix));
+        }
+        let list = ThreatList::parse(&text, "t").unwrap();
+        for _ in 0..20_000 {
+            let a = (next() as u32) & 0xFF0F_FFFF;
+            let want = entries
+                .iter()
+                .filter(|(net, p)| {
+                    a & u32::MAX.checked_shl(32 - u32::from(*p)).unwrap_or(0) == *net
+                })
+                .max_by_key(|(_, p)| *p)
+                .map(|&(net, p)| (std::net::Ipv4Addr::from(net), p));
+            let got = list.lookup(IpAddr::V4(a.into())).map(|i| {
+                (
+                    match i.network {
+                        IpAddr::V4(n) => n,
+                        _ => unreachable!(),
+                    },
+                    i.prefix,
+                )
+            });
+            assert_eq!(got, want, "{}", std::net::Ipv4Addr::from(a));
+        }
     }
 }

@@ -418,10 +418,9 @@ fn threat_enrichments_are_valid_ocsf() {
     use flowlog_forwarder::pipeline::{IdSeed, Outcome, UnitProcessor};
     use flowlog_forwarder::source::SourceLine;
     use flowlog_forwarder::threat_intel::ThreatList;
-    let list = std::sync::Arc::new(ThreatList::parse(
-        "198.51.100.0/24,scanner\n2001:db8:bad::/48\n",
-        "test",
-    ));
+    let list = std::sync::Arc::new(
+        ThreatList::parse("198.51.100.0/24,scanner\n2001:db8:bad::/48\n", "test").unwrap(),
+    );
     let settings = common::settings(&[("OUTPUT_SCHEMA", "ocsf"), ("LOG_FORMAT", V5)]);
     let mut unit = UnitProcessor::new(&settings, Origin::file("t"), IdSeed::new(&["t"]))
         .with_threat_list(Some(list));

@@ -45,7 +45,7 @@ fn loads_from_s3_refreshes_on_a_changed_etag_and_keeps_the_list_on_failure() {
         )],
     );
     let intel = s3_intel(&key, Duration::from_millis(500));
-    let list = block_on(intel.current()).unwrap();
+    let list = block_on(intel.current(None)).unwrap();
     assert_eq!(list.len(), 2);
     assert_eq!(list.skipped_lines, 1);
     assert_eq!(label(&list, "198.51.100.77").as_deref(), Some("scanner"));
@@ -54,9 +54,9 @@ fn loads_from_s3_refreshes_on_a_changed_etag_and_keeps_the_list_on_failure() {
     assert_eq!(intel.downloads(), 1);
 
     // Within the TTL: not read again. After it, with the same ETag: not downloaded.
-    block_on(intel.current()).unwrap();
+    block_on(intel.current(None)).unwrap();
     std::thread::sleep(Duration::from_millis(600));
-    let same = block_on(intel.current()).unwrap();
+    let same = block_on(intel.current(None)).unwrap();
     assert_eq!(
         intel.downloads(),
         1,
@@ -67,7 +67,7 @@ fn loads_from_s3_refreshes_on_a_changed_etag_and_keeps_the_list_on_failure() {
     // A changed list is read after the TTL.
     put_objects("threat-lists", &[(&key, b"203.0.113.9,c2\n".to_vec())]);
     std::thread::sleep(Duration::from_millis(600));
-    let changed = block_on(intel.current()).unwrap();
+    let changed = block_on(intel.current(None)).unwrap();
     assert_eq!(intel.downloads(), 2);
     assert_eq!(label(&changed, "203.0.113.9").as_deref(), Some("c2"));
     assert_eq!(label(&changed, "198.51.100.77"), None);
@@ -85,7 +85,7 @@ fn loads_from_s3_refreshes_on_a_changed_etag_and_keeps_the_list_on_failure() {
             .unwrap()
     });
     std::thread::sleep(Duration::from_millis(600));
-    let kept = block_on(intel.current()).unwrap();
+    let kept = block_on(intel.current(None)).unwrap();
     assert_eq!(label(&kept, "203.0.113.9").as_deref(), Some("c2"));
 }
 
@@ -93,7 +93,7 @@ fn loads_from_s3_refreshes_on_a_changed_etag_and_keeps_the_list_on_failure() {
 fn a_missing_list_at_cold_start_is_an_error_naming_it() {
     put_objects("threat-lists", &[]);
     let intel = s3_intel("no-such-feed.txt", Duration::from_secs(900));
-    let e = block_on(intel.current()).unwrap_err();
+    let e = block_on(intel.current(None)).unwrap_err();
     assert!(e.contains("s3://threat-lists/no-such-feed.txt"), "{e}");
 }
 
@@ -107,14 +107,14 @@ fn a_list_over_the_size_limit_is_refused_before_it_is_read() {
     let mut huge = b"198.51.100.0/24,scanner\n".to_vec();
     huge.resize(MAX_LIST_BYTES as usize + 1, b'\n');
     put_objects("threat-lists", &[(&key, huge)]);
-    let e = block_on(s3_intel(&key, Duration::from_secs(900)).current()).unwrap_err();
+    let e = block_on(s3_intel(&key, Duration::from_secs(900)).current(None)).unwrap_err();
     assert!(e.contains(&key) && e.contains("64 MiB"), "{e}");
 
     let path = common::scratch_dir().join("huge-list.txt");
     let file = std::fs::File::create(&path).unwrap();
     file.set_len(MAX_LIST_BYTES + 1).unwrap();
     let local = ThreatIntel::new(ListSource::File(path), Duration::from_secs(900), None);
-    let e = block_on(local.current()).unwrap_err();
+    let e = block_on(local.current(None)).unwrap_err();
     assert!(e.contains("huge-list.txt") && e.contains("64 MiB"), "{e}");
 
     // Exactly at the limit, read line by line: loaded.
@@ -126,7 +126,7 @@ fn a_list_over_the_size_limit_is_refused_before_it_is_read() {
     }
     text.resize(MAX_LIST_BYTES as usize, b'\n');
     put_objects("threat-lists", &[(&at_limit, text)]);
-    let list = block_on(s3_intel(&at_limit, Duration::from_secs(900)).current()).unwrap();
+    let list = block_on(s3_intel(&at_limit, Duration::from_secs(900)).current(None)).unwrap();
     assert_eq!(label(&list, "203.0.113.9").as_deref(), Some("c2"));
 }
 
@@ -288,4 +288,281 @@ fn a_bad_threat_configuration_exits_2() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// `process` with THREAT_INTEL_URI naming `list` (a path) on LINES.
+fn process_with_list(
+    list: &std::path::Path,
+    vars: &[(&str, &str)],
+) -> (String, Option<i32>, usize) {
+    let mut child = Command::new(BIN)
+        .args(["process", "-"])
+        .env_remove("DESTINATION_URL")
+        .env("THREAT_INTEL_URI", list)
+        .envs(vars.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A refused list stops the run before stdin is read: a broken pipe is fine.
+    let _ = child.stdin.take().unwrap().write_all(LINES.as_bytes());
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+    )
+}
+
+/// A list with no valid entry (empty, comments only, garbage, NUL bytes) is refused at
+/// cold start; a refresh that reads such a list keeps the previous one, so that
+/// THREAT_INTEL_ONLY never drops every record on an emptied list.
+#[test]
+fn a_list_without_a_valid_entry_is_refused_and_never_replaces_a_working_one() {
+    let dir = common::scratch_dir();
+    for (name, content) in [
+        ("empty.txt", &b""[..]),
+        ("comments.txt", b"# nothing yet\n\n# still nothing\n"),
+        ("garbage.txt", b"not an address\n10.0.0.0/99\n"),
+        ("nul.txt", b"\0\0\0\0\n\0"),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        let (stderr, code, docs) = process_with_list(&path, &[("THREAT_INTEL_ONLY", "true")]);
+        assert_eq!(code, Some(2), "{name}: {stderr}");
+        assert!(stderr.contains("no valid entry"), "{name}: {stderr}");
+        assert!(stderr.contains(name), "{name}: {stderr}");
+        assert_eq!(docs, 0);
+    }
+
+    let key = format!("emptied-{}.txt", std::process::id());
+    put_objects("threat-lists", &[(&key, b"203.0.113.9,c2\n".to_vec())]);
+    let intel = s3_intel(&key, Duration::from_millis(300));
+    let list = block_on(intel.current(None)).unwrap();
+    assert_eq!(label(&list, "203.0.113.9").as_deref(), Some("c2"));
+    for emptied in [&b""[..], b"# rotated\n", b"\0\0garbage"] {
+        put_objects("threat-lists", &[(&key, emptied.to_vec())]);
+        std::thread::sleep(Duration::from_millis(400));
+        let kept = block_on(intel.current(None)).unwrap();
+        assert_eq!(label(&kept, "203.0.113.9").as_deref(), Some("c2"));
+    }
+    assert_eq!(intel.downloads(), 1, "no broken list was taken");
+}
+
+/// The 64 MiB cap holds for a pipe too: a FIFO streaming more is refused, never cut
+/// mid-line (a cut `10.0.0.0/16` must not become `0.0.0.0/1`). A FIFO with no writer
+/// times out; a missing file or a directory is a configuration error (exit 2).
+#[test]
+fn the_size_cap_holds_for_pipes_and_paths_are_checked_at_start() {
+    use flowlog_forwarder::threat_intel::MAX_LIST_BYTES;
+    let dir = common::scratch_dir().join("fifo");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("list.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let writer_path = fifo.clone();
+    let writer = std::thread::spawn(move || {
+        let mut w = std::fs::OpenOptions::new()
+            .write(true)
+            .open(writer_path)
+            .unwrap();
+        // Comments up to just before the cap, then an entry that crosses it.
+        let comment = format!("# {}\n", "padding ".repeat(127));
+        let mut sent = 0u64;
+        while sent + comment.len() as u64 <= MAX_LIST_BYTES - 6 {
+            if w.write_all(comment.as_bytes()).is_err() {
+                return;
+            }
+            sent += comment.len() as u64;
+        }
+        let pad = vec![b'\n'; (MAX_LIST_BYTES - 5 - sent) as usize];
+        let _ = w.write_all(&pad);
+        let _ = w.write_all(b"10.0.0.0/16\n");
+    });
+    let local = ThreatIntel::new(
+        ListSource::File(fifo.clone()),
+        Duration::from_secs(900),
+        None,
+    );
+    let e = block_on(local.current(None)).unwrap_err();
+    assert!(e.contains("64 MiB"), "{e}");
+    writer.join().unwrap();
+
+    // No writer: the reading times out (LOAD_TIMEOUT) and the run stops with an error.
+    let started = std::time::Instant::now();
+    let (stderr, code, docs) = process_with_list(&fifo, &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("not read in time"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(docs, 0);
+
+    for (path, what) in [
+        (dir.join("missing.txt"), "No such file"),
+        (dir.clone(), "directory"),
+    ] {
+        let (stderr, code, _) = process_with_list(&path, &[]);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(
+            stderr.contains("THREAT_INTEL_URI") && stderr.contains(what),
+            "{stderr}"
+        );
+    }
+}
+
+/// Peak RSS of `process` loading `list` (and matching LINES), in MB.
+fn peak_rss_loading(list: &std::path::Path) -> (u64, String) {
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "peak_rss_kb=%M", BIN, "process", "/dev/null"])
+        .env_remove("DESTINATION_URL")
+        .env("THREAT_INTEL_URI", list)
+        .output()
+        .expect("GNU time measures the peak RSS: apt-get install time");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let kb: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("peak_rss_kb="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("GNU time's peak RSS: {stderr}"));
+    (kb >> 10, stderr)
+}
+
+/// Every list shape just under the 64 MiB cap loads under 256 MB of peak RSS (or is
+/// refused for its entry count): plain IPv4, labelled, distinct IPv6, `::` repeated,
+/// one enormous label.
+#[test]
+fn memory_stays_bounded_for_every_list_shape_under_the_cap() {
+    use flowlog_forwarder::threat_intel::MAX_LIST_BYTES;
+    let dir = common::scratch_dir().join("shapes");
+    std::fs::create_dir_all(&dir).unwrap();
+    let limit = MAX_LIST_BYTES as usize - 64;
+    type LineOf = Box<dyn Fn(u64) -> String>;
+    let shapes: [(&str, LineOf); 5] = [
+        (
+            "ipv4",
+            Box::new(|i| {
+                format!(
+                    "{}\n",
+                    std::net::Ipv4Addr::from((i as u32).wrapping_mul(7919))
+                )
+            }),
+        ),
+        (
+            "labelled",
+            Box::new(|i| {
+                format!(
+                    "{},feed {}\n",
+                    std::net::Ipv4Addr::from((i as u32).wrapping_mul(7919)),
+                    i % 100_000
+                )
+            }),
+        ),
+        (
+            "ipv6",
+            Box::new(|i| format!("{:x}::{:x}\n", (i >> 16) & 0xffff, i & 0xffff)),
+        ),
+        ("repeated", Box::new(|_| "::\n".to_string())),
+        (
+            "big-label",
+            Box::new(|i| {
+                format!(
+                    "10.{}.{}.{},{}\n",
+                    (i >> 16) & 255,
+                    (i >> 8) & 255,
+                    i & 255,
+                    "L".repeat(4000)
+                )
+            }),
+        ),
+    ];
+    for (name, line) in shapes {
+        let path = dir.join(format!("{name}.txt"));
+        let mut text = String::with_capacity(limit);
+        let mut i = 0u64;
+        loop {
+            let l = line(i);
+            if text.len() + l.len() > limit {
+                break;
+            }
+            text.push_str(&l);
+            i += 1;
+        }
+        std::fs::write(&path, &text).unwrap();
+        drop(text);
+        let (peak, stderr) = peak_rss_loading(&path);
+        assert!(peak < 256, "{name}: {peak} MB");
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        assert!(
+            stderr.contains("summary ") || stderr.contains("more than 4194304 entries"),
+            "{name}: {stderr}"
+        );
+        std::fs::remove_file(&path).ok();
+    }
+}
+
+/// An S3 client for a scripted local server standing in for a slow S3.
+fn slow_s3(endpoint: &str) -> aws_sdk_s3::Client {
+    let creds = aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test");
+    let config = aws_sdk_s3::config::Builder::new()
+        .http_client(flowlog_forwarder::aws::https_client())
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(creds))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// A refresh inside an invocation obeys its deadline: a slow S3 neither delays the
+/// answer (the previous list is kept, the refresh given a quarter of the time left) nor,
+/// with no list yet, holds the invocation past its deadline.
+#[test]
+fn a_refresh_obeys_the_invocation_deadline() {
+    use common::receiver::{Receiver, Reply};
+    let slow = Reply::Trickle {
+        chunk: "# slow\n".into(),
+        times: 600,
+        pause: Duration::from_millis(100),
+    };
+    let rx = Receiver::start(
+        vec![Reply::Status {
+            code: 200,
+            headers: vec![("ETag".into(), "\"v1\"".into())],
+            body: "203.0.113.9,c2\n".into(),
+        }],
+        slow.clone(),
+    );
+    let source = || ListSource::S3 {
+        bucket: "lists".into(),
+        key: "feed.txt".into(),
+    };
+    let intel = ThreatIntel::new(
+        source(),
+        Duration::from_millis(200),
+        Some(slow_s3(&rx.base)),
+    );
+    let list = block_on(intel.current(None)).unwrap();
+    assert_eq!(label(&list, "203.0.113.9").as_deref(), Some("c2"));
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs(2);
+    let kept = block_on(intel.current(Some(deadline))).unwrap();
+    assert_eq!(label(&kept, "203.0.113.9").as_deref(), Some("c2"));
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1200), "took {took:?}");
+
+    let fresh = ThreatIntel::new(source(), Duration::from_secs(900), Some(slow_s3(&rx.base)));
+    let started = std::time::Instant::now();
+    let e = block_on(fresh.current(Some(started + Duration::from_secs(1)))).unwrap_err();
+    assert!(e.contains("not read in time"), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }
