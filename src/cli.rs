@@ -228,10 +228,12 @@ fn process_command(args: &[String]) -> ExitCode {
         Ok(c) => c,
         Err(e) => return usage_error(&e),
     };
-    let destination = match Destination::from_config(&config) {
-        Ok(d) => d,
-        Err(e) => return usage_error(&e.to_string()),
-    };
+    if config.destination_secret_arn.is_none() {
+        // Checked before anything starts; with a secret, once it is read.
+        if let Err(e) = Destination::from_config(&config) {
+            return usage_error(&e.to_string());
+        }
+    }
     crate::logging::init_cli(config.log_level);
     let inputs = if opts.positional.is_empty() {
         vec!["-".to_string()]
@@ -241,6 +243,22 @@ fn process_command(args: &[String]) -> ExitCode {
     let runtime = match cli_runtime() {
         Ok(r) => r,
         Err(code) => return code,
+    };
+    // DESTINATION_SECRET_ARN is read here as in Lambda (and again after
+    // SECRET_TTL_SECONDS): a secret that cannot be read stops the run.
+    let built = runtime.block_on(async {
+        let aws = match config.destination_secret_arn {
+            Some(_) => Some(crate::aws::load_aws_config().await),
+            None => None,
+        };
+        Destination::with_secret(config, aws.as_ref()).await
+    });
+    let (config, destination) = match built {
+        Ok(built) => built,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
     };
     let config = Arc::new(config);
     // The threat list is loaded before anything is read: a list that cannot be used

@@ -18,7 +18,6 @@ use crate::context::Origin;
 use crate::enrich::EniCache;
 use crate::objects::ObjectStore;
 use crate::pipeline::{run_input, Counts, IdSeed, Output, UnitInput, UnitProcessor};
-use crate::secret::{apply_secret, DestinationSecret};
 use crate::sink::{Batch, BatchLimits, Destination};
 use crate::threat_intel::{ListSource, ThreatIntel, ThreatList};
 use crate::trigger::{self, Delivery, Source, WorkUnit};
@@ -108,24 +107,7 @@ impl Handler {
             } else {
                 None
             };
-        let (config, destination) = match (config.destination_secret_arn.clone(), &aws) {
-            (Some(arn), Some(aws)) => {
-                let secret = DestinationSecret::new(aws, &arn);
-                let value = secret.read().await?;
-                let effective = apply_secret(&config, &value)?;
-                let destination = match Destination::from_config(&effective)
-                    .map_err(|e| e.to_string())?
-                {
-                    Destination::Http(sink) => Destination::Http(sink.with_secret(secret, config)),
-                    Destination::Stdout => Destination::Stdout,
-                };
-                (effective, destination)
-            }
-            _ => {
-                let destination = Destination::from_config(&config).map_err(|e| e.to_string())?;
-                (config, destination)
-            }
-        };
+        let (config, destination) = Destination::with_secret(config, aws.as_ref()).await?;
         let objects = match (s3_dir, &aws) {
             (Some(dir), _) => ObjectStore::Dir(dir),
             (None, Some(aws)) => ObjectStore::S3(Arc::new(OnceCell::new_with(Some(

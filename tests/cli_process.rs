@@ -332,3 +332,23 @@ fn output_schema_from_the_environment_or_the_option() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--output-schema"));
 }
+
+/// A LOG_FORMAT (or --log-format) naming no known flow log field is refused: it would
+/// read every line as custom fields and nothing else.
+#[test]
+fn a_log_format_naming_no_known_field_is_refused() {
+    for args in [
+        vec!["process", "/dev/null"],
+        vec!["process", "--log-format", "${foo} ${bar}", "/dev/null"],
+    ] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_flowlog-forwarder"));
+        cmd.args(&args).env_remove("DESTINATION_URL");
+        if args.len() == 2 {
+            cmd.env("LOG_FORMAT", "${foo} ${bar-baz}");
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("no known flow log field"), "{stderr}");
+    }
+}

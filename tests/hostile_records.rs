@@ -1,6 +1,7 @@
-//! Hostile and unusual records (issue 16): failure documents stay small whatever the
-//! format's width, JSON records as collectors write them (integral floats, nulls), and
-//! Transit Gateway records recognised by any of their fields.
+//! Hostile and unusual records: failure documents stay small whatever the format's
+//! width, numbers never written outside their output field's type, JSON records as
+//! collectors write them (integral floats, nulls), and Transit Gateway records
+//! recognised by any of their fields.
 
 mod common;
 
@@ -48,6 +49,50 @@ fn failure_documents_are_bounded_whatever_the_header() {
     assert!(message.contains("expected 2 fields, found 4"), "{message}");
     assert!(message.contains("in column 3"), "{message}");
     assert!(message.len() < 300, "{message}");
+}
+
+/// `bytes`, `packets` or `tcp-flags` beyond the signed fields they are written into
+/// (ECS `long`, OCSF `long_t` / `integer_t`, which Elasticsearch refuses) make a failure
+/// document naming the field; the largest values that fit are written as they are.
+#[test]
+fn numbers_beyond_their_output_type_are_failures_naming_the_field() {
+    let format = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status tcp-flags";
+    let line = |packets: &str, bytes: &str, flags: &str| {
+        format!("5 1 eni-1 10.0.0.1 10.0.0.2 1 2 6 {packets} {bytes} 100 160 ACCEPT OK {flags}")
+    };
+    for schema in ["ecs", "ocsf"] {
+        let vars = [("LOG_FORMAT", format), ("OUTPUT_SCHEMA", schema)];
+        for (l, field) in [
+            (line("1", "18446744073709551615", "2"), "bytes"),
+            (line("9223372036854775808", "1", "2"), "packets"),
+            (line("1", "1", "18446744073709551615"), "tcp-flags"),
+            (line("1", "1", "2147483648"), "tcp-flags"),
+        ] {
+            let (docs, counts) = run(&settings(&vars), &l);
+            assert_eq!((counts.read, counts.malformed), (1, 1), "{l}");
+            let doc = &docs[0];
+            let message = if schema == "ecs" {
+                failure_message(doc).to_string()
+            } else {
+                doc["status_detail"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            assert!(message.contains(&format!("field '{field}'")), "{message}");
+            assert!(message.contains("out of range"), "{message}");
+        }
+        let (docs, counts) = run(
+            &settings(&vars),
+            &line("9223372036854775807", "9223372036854775807", "2147483647"),
+        );
+        assert_eq!(counts.malformed, 0, "{docs:?}");
+        let text = docs[0].to_string();
+        assert!(
+            text.contains("9223372036854775807") && text.contains("2147483647"),
+            "{text}"
+        );
+    }
 }
 
 #[test]

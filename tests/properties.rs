@@ -88,7 +88,7 @@ fn value_for(field: Field, seed: u64) -> String {
         Kind::Ip => std::net::Ipv4Addr::from(seed as u32).to_string(),
         Kind::Port => (seed % 65536).to_string(),
         Kind::Protocol => (seed % 256).to_string(),
-        Kind::Integer => (seed >> (seed % 64)).to_string(),
+        Kind::Integer => ((seed >> (seed % 64)) % (field.max_integer() + 1)).to_string(),
         Kind::Timestamp => (seed % 4_000_000_000).to_string(),
         Kind::Text => {
             const WORDS: [&str; 5] = [

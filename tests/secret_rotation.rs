@@ -1,4 +1,4 @@
-//! Issue 16: the destination secret rotates under a running function. The real binary
+//! The destination secret rotates under a running function. The real binary
 //! in Lambda mode reads DESTINATION_SECRET_ARN from the local AWS server (moto); after
 //! the secret is rotated the receiver refuses the old token (401, quoting it), the
 //! function reads the secret again and retries: nothing is lost, and no token reaches
@@ -124,4 +124,61 @@ fn rotated_secret_is_read_again_and_nothing_is_lost() {
     for n in 1..=3 {
         assert!(!logs.contains(&format!("rotating-token-{n}")), "{logs}");
     }
+}
+
+/// `process` reads DESTINATION_SECRET_ARN as Lambda does (its headers and URL apply),
+/// or refuses to run when it cannot: never ignored.
+#[test]
+fn process_reads_the_destination_secret_or_refuses_it() {
+    let rx = Receiver::start(vec![], Reply::ok());
+    rx.require_header("Authorization", "Bearer process-secret-7c1e9a");
+    let secrets = aws_sdk_secretsmanager::Client::new(&moto().sdk_config());
+    let name = format!("process-destination-{}", std::process::id());
+    let arn = block_on(
+        secrets
+            .create_secret()
+            .name(&name)
+            .secret_string(
+                json!({"Authorization": "Bearer process-secret-7c1e9a", "DESTINATION_URL": rx.url})
+                    .to_string(),
+            )
+            .send(),
+    )
+    .unwrap()
+    .arn
+    .unwrap();
+    let file = common::scratch_dir().join("secret-process.log");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        "2 123456789012 eni-1 10.0.0.1 198.51.100.1 1024 443 6 1 60 1700000000 1700000060 ACCEPT OK\n",
+    )
+    .unwrap();
+    let run = |arn: &str| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.arg("process")
+            .arg(&file)
+            .env_remove("DESTINATION_URL")
+            .env_remove("AWS_LAMBDA_RUNTIME_API")
+            .env("DESTINATION_SECRET_ARN", arn);
+        for (k, v) in moto().env() {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(&arn);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("forwarded=1"), "{stderr}");
+    assert_eq!(rx.requests().len(), 1);
+    assert_eq!(rx.requests()[0].status, 200);
+    assert!(!stderr.contains("process-secret-7c1e9a"), "{stderr}");
+
+    let missing = arn.replace(&name, "no-such-secret");
+    let out = run(&missing);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("DESTINATION_SECRET_ARN"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(rx.requests().len(), 1, "nothing more was sent");
 }

@@ -51,6 +51,20 @@ macro_rules! fields {
     };
 }
 
+impl Field {
+    /// The largest value an integer field may have: what its output fields hold (ECS
+    /// `long` and OCSF `long_t` are signed 64-bit; OCSF `integer_t`, where `tcp-flags`,
+    /// `traffic-path` and the version go, is signed 32-bit).
+    pub fn max_integer(self) -> u64 {
+        match self {
+            Field::TcpFlags | Field::TrafficPath | Field::EncryptionStatus | Field::Version => {
+                i32::MAX as u64
+            }
+            _ => i64::MAX as u64,
+        }
+    }
+}
+
 /// Where a field's raw value is written inside `aws.vpcflow`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VpcflowKey {

@@ -200,6 +200,12 @@ impl<'a> FlowRecord<'a> {
                 }
                 Kind::Integer => {
                     let n = parse_u64(value).ok_or_else(|| invalid("invalid integer"))?;
+                    // Written into signed fields (ECS long, OCSF long_t / integer_t),
+                    // which a receiver refuses beyond their range.
+                    let max = field.max_integer();
+                    if n > max {
+                        return Err(invalid(&format!("out of range (0 to {max})")));
+                    }
                     match field {
                         Field::Packets => record.packets = Some(n),
                         Field::Bytes => record.bytes = Some(n),

@@ -75,6 +75,14 @@ impl Schema {
         if columns.is_empty() {
             return Err(FormatError("format names no fields".to_string()));
         }
+        // A format of names only this crate does not know is a typo or another log,
+        // not a flow log format: every line would become custom fields and nothing else.
+        if !columns.iter().any(|c| matches!(c, Column::Known(_))) {
+            return Err(FormatError(
+                "format names no known flow log field (version, srcaddr, dstaddr, action, ...)"
+                    .to_string(),
+            ));
+        }
         Schema::from_columns(columns)
     }
 
@@ -248,6 +256,8 @@ mod tests {
     #[test]
     fn bad_formats_are_refused() {
         assert!(Schema::parse_format("").is_err());
+        assert!(Schema::parse_format("${foo} ${bar-baz}").is_err());
+        assert!(Schema::parse_format("foo srcaddr").is_ok());
         assert!(Schema::parse_format("${version").is_err());
         assert!(Schema::parse_format("version version").is_err());
         assert!(Schema::parse_format("ver\"sion").is_err());

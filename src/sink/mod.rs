@@ -243,6 +243,28 @@ impl Destination {
         }
     }
 
+    /// Builds the destination, reading DESTINATION_SECRET_ARN first when it is set
+    /// (`aws` is then needed) and applying it over `config`; the secret is read again
+    /// as SECRET_TTL_SECONDS says. Returns the configuration in effect.
+    pub async fn with_secret(
+        config: crate::config::Config,
+        aws: Option<&aws_config::SdkConfig>,
+    ) -> Result<(crate::config::Config, Destination), String> {
+        let Some(arn) = config.destination_secret_arn.clone() else {
+            let destination = Destination::from_config(&config).map_err(|e| e.to_string())?;
+            return Ok((config, destination));
+        };
+        let aws = aws.ok_or("DESTINATION_SECRET_ARN: no AWS configuration to read it with")?;
+        let secret = crate::secret::DestinationSecret::new(aws, &arn);
+        let value = secret.read().await?;
+        let effective = crate::secret::apply_secret(&config, &value)?;
+        let destination = match Destination::from_config(&effective).map_err(|e| e.to_string())? {
+            Destination::Http(sink) => Destination::Http(sink.with_secret(secret, config)),
+            Destination::Stdout => Destination::Stdout,
+        };
+        Ok((effective, destination))
+    }
+
     /// A session for one run or invocation; no request starts past `deadline`.
     pub fn session(&self, deadline: Option<std::time::Instant>) -> Session {
         match self {
