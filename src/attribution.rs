@@ -8,16 +8,14 @@
 //! a record with its own `reject-reason` get no such claim (`BPA`, VPC Block Public
 //! Access, gets its own value).
 //!
-//! Per unit, this module remembers the accepted records seen (a bounded map of flow
-//! keys, each with the windows of its accepted records) and holds the REJECT records whose mirror has not been seen yet (their text, bounded
+//! Per unit, this module remembers the accepted records seen (a fixed table of flow
+//! keys and capture windows) and holds the REJECT records whose mirror has not been seen yet (their text, bounded
 //! in bytes), since the two halves may come in either order. Held records leave when
 //! the unit ends; when the held text reaches its cap, the older half leaves at once
 //! (each decided on what was seen so far, counted in `held_released_early`): records of
 //! one interface and capture window come together, so the older a held record, the
 //! less likely its mirror is still to come.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 
 use crate::community_id::{icmp6_reply_type, icmp_reply_type};
@@ -48,10 +46,12 @@ impl RejectAttribution {
     pub const NETWORK_ACL_REASON: &'static str = "Rejected by a network ACL: the mirror flow was accepted on the same interface, and security groups (stateful) would have allowed this reply";
 }
 
-/// Most accepted flows remembered per unit: 7/8 of 2^18, the most a map of 2^18 slots
-/// (16 bytes each: 4 MiB) holds before it would grow to twice that. Also the most
-/// windows of accepted records kept (12 bytes each).
-pub const MAX_ACCEPTED_FLOWS: usize = 229_376;
+/// Slots of the accepted-record table: 2^18 of 16 bytes (a flow key and a window),
+/// 4 MiB allocated once per unit at its first accepted record, never grown.
+const TABLE_SLOTS: usize = 1 << 18;
+/// Most accepted records (windows) remembered per unit: 3/4 of the table, so that a
+/// lookup scans a few slots at most.
+pub const MAX_ACCEPTED_FLOWS: usize = TABLE_SLOTS / 4 * 3;
 
 /// What attribution says of a REJECT record before its mirror is looked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,25 +118,88 @@ impl HeldReject {
 /// A capture window, Unix seconds (start, end); (0, u32::MAX) when the record has none.
 type Window = (u32, u32);
 
-/// The window of an accepted record, in a chain of the windows of its flow key.
-#[derive(Debug, Clone, Copy)]
-struct AcceptedWindow {
-    window: Window,
-    /// The next window of the same key (`END` for none).
-    next: u32,
+/// The accepted records of a unit: an open-addressing table (linear probing) of slots
+/// `[flow key, window]` (key 0: empty; the window packed as start << 32 | end), each
+/// accepted record a slot of its own. Windows of a key that overlap are merged (an
+/// interval overlaps their union exactly when it overlaps one of them); others are
+/// kept apart, so that a REJECT between two accepted windows overlaps neither. Zeroed
+/// memory is an empty table: its pages are touched only as slots fill.
+#[derive(Debug, Default)]
+struct AcceptedTable {
+    slots: Vec<[u64; 2]>,
+    len: usize,
 }
 
-const END: u32 = u32::MAX;
+fn pack(w: Window) -> u64 {
+    (u64::from(w.0) << 32) | u64::from(w.1)
+}
+
+fn unpack(w: u64) -> Window {
+    ((w >> 32) as u32, w as u32)
+}
+
+fn overlap(a: Window, b: Window) -> bool {
+    a.0 <= b.1 && b.0 <= a.1
+}
+
+impl AcceptedTable {
+    fn start(key: u64) -> usize {
+        // The key is a hash already: its top bits pick the slot.
+        (key >> (64 - TABLE_SLOTS.trailing_zeros())) as usize
+    }
+
+    /// Adds a window of `key` (merged into one of its windows it overlaps); false when
+    /// the table is full.
+    fn insert(&mut self, key: u64, window: Window) -> bool {
+        if self.slots.is_empty() {
+            self.slots = vec![[0u64; 2]; TABLE_SLOTS];
+        }
+        let mask = TABLE_SLOTS - 1;
+        let mut i = Self::start(key);
+        loop {
+            let [k, w] = self.slots[i];
+            if k == 0 {
+                break;
+            }
+            if k == key && overlap(unpack(w), window) {
+                let w = unpack(w);
+                self.slots[i][1] = pack((w.0.min(window.0), w.1.max(window.1)));
+                return true;
+            }
+            i = (i + 1) & mask;
+        }
+        if self.len >= MAX_ACCEPTED_FLOWS {
+            return false;
+        }
+        self.slots[i] = [key, pack(window)];
+        self.len += 1;
+        true
+    }
+
+    /// Whether a window of `key` overlaps `window`.
+    fn overlaps(&self, key: u64, window: Window) -> bool {
+        if self.slots.is_empty() {
+            return false;
+        }
+        let mask = TABLE_SLOTS - 1;
+        let mut i = Self::start(key);
+        loop {
+            let [k, w] = self.slots[i];
+            if k == 0 {
+                return false;
+            }
+            if k == key && overlap(unpack(w), window) {
+                return true;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
 
 /// Per-unit state of REJECT attribution.
 #[derive(Debug, Default)]
 pub struct RejectAttributor {
-    /// Flow key -> the first of its accepted windows in `windows`.
-    accepted: HashMap<u64, u32, BuildHasherDefault<KeyHasher>>,
-    /// The windows of accepted records. Windows of a key that overlap are merged (an
-    /// interval overlaps their union exactly when it overlaps one of them); others are
-    /// kept apart, so that a REJECT between two accepted windows overlaps neither.
-    windows: Vec<AcceptedWindow>,
+    accepted: AcceptedTable,
     held: Vec<HeldReject>,
     held_bytes: usize,
     /// The schemas of held records (one per header line seen, usually one).
@@ -157,27 +220,9 @@ impl RejectAttributor {
         if !eligible(rec) {
             return;
         }
-        let (key, window) = (flow_key(rec, None), window(rec));
-        let head = self.accepted.get(&key).copied();
-        let mut at = head.unwrap_or(END);
-        while let Some(w) = self.windows.get_mut(at as usize) {
-            if w.window.0 <= window.1 && window.0 <= w.window.1 {
-                w.window = (w.window.0.min(window.0), w.window.1.max(window.1));
-                return;
-            }
-            at = w.next;
-        }
-        if self.windows.len() >= MAX_ACCEPTED_FLOWS
-            || (head.is_none() && self.accepted.len() >= MAX_ACCEPTED_FLOWS)
-        {
+        if !self.accepted.insert(flow_key(rec, None), window(rec)) {
             self.accepted_dropped += 1;
-            return;
         }
-        self.windows.push(AcceptedWindow {
-            window,
-            next: head.unwrap_or(END),
-        });
-        self.accepted.insert(key, (self.windows.len() - 1) as u32);
     }
 
     /// What can be said of a REJECT record now: no claim, a decision (its accepted
@@ -285,16 +330,10 @@ impl RejectAttributor {
     /// Whether an accepted record of one of the keys `mirrors` has a window that
     /// overlaps `window`.
     fn mirror_accepted(&self, mirrors: &MirrorKeys, window: Window) -> bool {
-        mirrors.iter().flatten().any(|key| {
-            let mut at = self.accepted.get(key).copied().unwrap_or(END);
-            while let Some(w) = self.windows.get(at as usize) {
-                if w.window.0 <= window.1 && window.0 <= w.window.1 {
-                    return true;
-                }
-                at = w.next;
-            }
-            false
-        })
+        mirrors
+            .iter()
+            .flatten()
+            .any(|&key| self.accepted.overlaps(key, window))
     }
 }
 
@@ -385,23 +424,6 @@ fn flow_key(rec: &FlowRecord<'_>, mirror: Option<u16>) -> u64 {
     if interface.len() > 48 {
         h ^= xxhash_rust::xxh3::xxh3_64(interface);
     }
-    h
-}
-
-/// Keys are already hashes: the map uses them as they are.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+    // 0 marks an empty slot of the table.
+    h.max(1)
 }

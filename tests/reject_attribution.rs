@@ -487,6 +487,12 @@ fn assert_within_budget(path: &std::path::Path) {
     let off = peak_rss(path, "false");
     let on = peak_rss(path, "true");
     let budget = 16 << 20;
+    eprintln!(
+        "{}: attribution adds {} KiB ({} KiB without)",
+        path.display(),
+        (on - off.min(on)) >> 10,
+        off >> 10
+    );
     assert!(
         on < off + budget,
         "attribution adds {} KiB to the peak RSS ({} KiB without), over its {} KiB",
