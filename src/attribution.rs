@@ -19,7 +19,7 @@
 use std::net::IpAddr;
 
 use crate::community_id::{icmp6_reply_type, icmp_reply_type};
-use crate::flowlog::{Field, FlowRecord, Schema, Span};
+use crate::flowlog::{Field, FlowRecord, RecordValues, Schema, Span};
 
 /// The attribution written on a REJECT document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,65 +53,93 @@ const TABLE_SLOTS: usize = 1 << 18;
 /// lookup scans a few slots at most.
 pub const MAX_ACCEPTED_FLOWS: usize = TABLE_SLOTS / 4 * 3;
 
-/// What attribution says of a REJECT record before its mirror is looked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// No claim can be made (no interface, Transit Gateway, log-status not OK, a
-    /// reject-reason other than BPA): the document gets no attribution.
-    NoClaim,
-    /// Decided now.
-    Now(RejectAttribution),
-    /// Its mirror has not been seen yet: hold it.
-    Hold,
-}
 /// Most bytes held per unit for REJECT records (text, id and bookkeeping) before the
 /// older half is released early.
 pub const MAX_HELD_BYTES: usize = 4 * 1024 * 1024;
 
-/// A REJECT record waiting for its mirror, or for the end of its unit.
+/// A REJECT record waiting for its mirror, or for the end of its unit. Its id and text
+/// are in the held text of its unit (`Released::id`, `Released::text`).
 #[derive(Debug)]
 pub struct HeldReject {
     /// Its line (or row, or event) number.
     pub number: u64,
-    /// Its `event.id` followed by its text (one allocation).
-    id_and_text: String,
+    /// Where its `event.id` then its text start in the held text, and their lengths.
+    start: u32,
     id_len: u32,
-    /// A Parquet row's values in its text (joined by spaces): the row is read back
-    /// from them exactly as it was read, never split again.
-    spans: Option<Box<[Span]>>,
-    /// Index of its schema in the list `RejectAttributor::release` returns.
+    text_len: u32,
+    /// Where its columns' spans start in the held spans (as many as its schema has).
+    spans_start: u32,
+    /// Its converted values: it is rebuilt from them, its text never parsed again (a
+    /// Parquet row: its values joined by spaces, each read exactly as it was).
+    values: RecordValues,
+    /// Index of its schema in `Released::schemas`.
     pub schema: u32,
-    /// Whether its text is `event.original` (INCLUDE_ORIGINAL).
-    pub original: bool,
+    /// The length of its `event.original` (INCLUDE_ORIGINAL), held after its text.
+    original_len: Option<u32>,
     /// Decided when it is released.
     pub attribution: RejectAttribution,
-    mirrors: MirrorKeys,
-    window: Window,
+    flow: RejectedFlow,
 }
 
 impl HeldReject {
-    /// Its `event.id`.
-    pub fn id(&self) -> &str {
-        &self.id_and_text[..self.id_len as usize]
-    }
-
-    /// Its text: a line, or a Parquet row's values joined by spaces.
-    pub fn text(&self) -> &str {
-        &self.id_and_text[self.id_len as usize..]
-    }
-
-    /// A Parquet row's values in `text`; none for a line (parsed again).
-    pub fn spans(&self) -> Option<&[Span]> {
-        self.spans.as_deref()
-    }
-
-    /// The bytes it takes while held: its text, id and spans, itself, and the
-    /// allocator's headers.
+    /// The bytes it takes while held: its text and id, itself (its spans are counted
+    /// where they are added).
     fn size(&self) -> usize {
-        self.id_and_text.len()
-            + self.spans.as_ref().map_or(0, |s| s.len() * 8 + 16)
+        (self.id_len + self.text_len + self.original_len.unwrap_or(0)) as usize
             + std::mem::size_of::<HeldReject>()
-            + 16
+    }
+}
+
+/// A generation of held records: their ids and texts, spans and schemas, one after
+/// another in buffers that are filled, released whole, and filled again. Released, its
+/// records have their attribution decided; hand it back (`RejectAttributor::recycle`)
+/// so that its buffers serve the next generation.
+#[derive(Debug, Default)]
+pub struct Released {
+    pub records: Vec<HeldReject>,
+    text: String,
+    spans: Vec<Span>,
+    /// `HeldReject::schema` indexes these (one per header line seen, usually one).
+    schemas: Vec<Schema>,
+    /// What the generation takes: texts, spans, records and schemas.
+    bytes: usize,
+}
+
+impl Released {
+    fn clear(&mut self) {
+        self.records.clear();
+        self.text.clear();
+        self.spans.clear();
+        self.schemas.clear();
+        self.bytes = 0;
+    }
+
+    /// A released record, as it was read.
+    pub fn record<'r>(&'r self, h: &HeldReject) -> FlowRecord<'r> {
+        let schema = &self.schemas[h.schema as usize];
+        let start = h.spans_start as usize;
+        let spans = &self.spans[start..start + schema.len()];
+        FlowRecord::from_values(self.text(h), schema, spans, h.values)
+    }
+
+    /// A released record's `event.id`.
+    pub fn id(&self, h: &HeldReject) -> &str {
+        let start = h.start as usize;
+        &self.text[start..start + h.id_len as usize]
+    }
+
+    /// A released record's text: a line, or what a JSON record or Parquet row was
+    /// read as.
+    fn text(&self, h: &HeldReject) -> &str {
+        let start = (h.start + h.id_len) as usize;
+        &self.text[start..start + h.text_len as usize]
+    }
+
+    /// A released record's `event.original`, when INCLUDE_ORIGINAL held it.
+    pub fn original(&self, h: &HeldReject) -> Option<&str> {
+        let start = (h.start + h.id_len + h.text_len) as usize;
+        h.original_len
+            .map(|len| &self.text[start..start + len as usize])
     }
 }
 
@@ -123,7 +151,9 @@ type Window = (u32, u32);
 /// accepted record a slot of its own. Windows of a key that overlap are merged (an
 /// interval overlaps their union exactly when it overlaps one of them); others are
 /// kept apart, so that a REJECT between two accepted windows overlaps neither. Zeroed
-/// memory is an empty table: its pages are touched only as slots fill.
+/// memory is an empty table: its pages are touched only as slots fill. A slot is
+/// prefetched when its record is parsed and used once its document is written, so that
+/// the table's size costs no wait on memory.
 #[derive(Debug, Default)]
 struct AcceptedTable {
     slots: Vec<[u64; 2]>,
@@ -148,9 +178,37 @@ impl AcceptedTable {
         (key >> (64 - TABLE_SLOTS.trailing_zeros())) as usize
     }
 
+    fn is_full(&self) -> bool {
+        self.len >= MAX_ACCEPTED_FLOWS
+    }
+
+    /// Asks the processor to bring `key`'s first slot into the cache.
+    #[inline]
+    fn prefetch(&mut self, key: u64) {
+        if self.slots.is_empty() {
+            self.slots = vec![[0u64; 2]; TABLE_SLOTS];
+            if std::env::var_os("EXP_HUGE").is_some() {
+                let p = self.slots.as_ptr() as usize;
+                let start = (p + (2 << 20) - 1) & !((2 << 20) - 1);
+                let end = (p + TABLE_SLOTS * 16) & !((2 << 20) - 1);
+                if end > start {
+                    unsafe {
+                        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE)
+                    };
+                }
+            }
+        }
+        prefetch(&self.slots[Self::start(key)]);
+    }
+
     /// Adds a window of `key` (merged into one of its windows it overlaps); false when
     /// the table is full.
     fn insert(&mut self, key: u64, window: Window) -> bool {
+        if self.is_full() {
+            // Full: not even a merge is looked for (a probe of a full table is the
+            // longest there is).
+            return false;
+        }
         if self.slots.is_empty() {
             self.slots = vec![[0u64; 2]; TABLE_SLOTS];
         }
@@ -167,9 +225,6 @@ impl AcceptedTable {
                 return true;
             }
             i = (i + 1) & mask;
-        }
-        if self.len >= MAX_ACCEPTED_FLOWS {
-            return false;
         }
         self.slots[i] = [key, pack(window)];
         self.len += 1;
@@ -196,15 +251,65 @@ impl AcceptedTable {
     }
 }
 
+/// A hint to load the cache line of `item`; it never faults, and does nothing where
+/// the architecture has no such hint.
+#[inline(always)]
+fn prefetch<T>(item: &T) {
+    let p = item as *const T;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing and cannot fault; `p` points at a live value.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch(p.cast::<i8>(), core::arch::x86_64::_MM_HINT_T0)
+    };
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: as above; PRFM only hints the cache.
+    unsafe {
+        core::arch::asm!("prfm pldl1keep, [{0}]", in(reg) p, options(nostack, readonly, preserves_flags))
+    };
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let _ = p;
+}
+
+/// An accepted record that can take part in a claim, to be noted once its document is
+/// written (its slot is fetched meanwhile).
+#[derive(Debug, Clone, Copy)]
+pub struct AcceptedFlow {
+    key: u64,
+    window: Window,
+}
+
+/// A REJECT record that can be claimed by a network ACL: the keys its accepted mirror
+/// may have (at most two: an ICMP `0 0` record's mirror may be an echo request or
+/// another `0 0` record; 0 for none) and its window.
+#[derive(Debug, Clone, Copy)]
+pub struct RejectedFlow {
+    mirrors: [u64; 2],
+    window: Window,
+}
+
+/// What attribution can say of a REJECT record.
+#[derive(Debug, Clone, Copy)]
+pub enum Claim {
+    /// No claim can be made (no interface, Transit Gateway, log-status not OK, a
+    /// reject-reason other than BPA): the document gets no attribution.
+    None,
+    /// Decided by the record alone (BPA).
+    Now(RejectAttribution),
+    /// Decided by its accepted mirror, seen before or after it: the record is held
+    /// until it is released (`hold`, `release`).
+    Mirror(RejectedFlow),
+}
+
 /// Per-unit state of REJECT attribution.
 #[derive(Debug, Default)]
 pub struct RejectAttributor {
     accepted: AcceptedTable,
-    held: Vec<HeldReject>,
-    held_bytes: usize,
-    /// The schemas of held records (one per header line seen, usually one).
-    schemas: Vec<Schema>,
-    /// Accepted flows not remembered because the map was full.
+    /// Held records: the young generation fills up; at half the cap, the old one is
+    /// released and the young one becomes old (nothing is copied or moved), and the
+    /// released buffers, handed back, hold the next young generation.
+    young: Released,
+    old: Released,
+    /// Accepted flows not remembered because the table was full.
     pub accepted_dropped: u64,
     /// Held records released before the unit's end because the held text was full.
     pub held_released_early: u64,
@@ -215,148 +320,228 @@ impl RejectAttributor {
         RejectAttributor::default()
     }
 
-    /// Remembers an accepted record (one that can make a claim: see `eligible`).
-    pub fn note_accept(&mut self, rec: &FlowRecord<'_>) {
-        if !eligible(rec) {
-            return;
+    /// An accepted record's flow, when it can take part in a claim (see `eligible`);
+    /// its slot is fetched from memory while the caller goes on. `note_accept` it.
+    #[inline]
+    pub fn accepted(&mut self, rec: &FlowRecord<'_>) -> Option<AcceptedFlow> {
+        let interface = eligible(rec)?;
+        if self.accepted.is_full() {
+            // Nothing more is remembered: not even its slot is fetched.
+            self.accepted_dropped += 1;
+            return None;
         }
-        if !self.accepted.insert(flow_key(rec, None), window(rec)) {
+        let iface = interface_hash(interface);
+        let protocol = rec.protocol.unwrap_or(0);
+        let (sp, dp) = ports(rec, protocol);
+        let key = flow_key(iface, (rec.srcaddr, sp), (rec.dstaddr, dp), protocol);
+        self.accepted.prefetch(key);
+        Some(AcceptedFlow {
+            key,
+            window: window(rec),
+        })
+    }
+
+    /// Remembers an accepted record.
+    #[inline]
+    pub fn note_accept(&mut self, flow: AcceptedFlow) {
+        if !self.accepted.insert(flow.key, flow.window) {
             self.accepted_dropped += 1;
         }
     }
 
-    /// What can be said of a REJECT record now: no claim, a decision (its accepted
-    /// mirror was already seen, or its reject-reason is BPA), or hold it.
-    pub fn decide(&self, rec: &FlowRecord<'_>) -> Decision {
+    /// What can be said of a REJECT record: no claim, a decision of its own (BPA), or
+    /// one its accepted mirror decides.
+    pub fn claim(&mut self, rec: &FlowRecord<'_>) -> Claim {
         if let Some(reason) = rec.get(Field::RejectReason) {
             return if reason == "BPA" {
-                Decision::Now(RejectAttribution::BlockPublicAccess)
+                Claim::Now(RejectAttribution::BlockPublicAccess)
             } else {
-                Decision::NoClaim
+                Claim::None
             };
         }
-        if !eligible(rec) {
-            return Decision::NoClaim;
-        }
-        if self.mirror_accepted(&mirror_keys(rec), window(rec)) {
-            Decision::Now(RejectAttribution::NetworkAcl)
-        } else {
-            Decision::Hold
-        }
+        let Some(interface) = eligible(rec) else {
+            return Claim::None;
+        };
+        let iface = interface_hash(interface);
+        Claim::Mirror(RejectedFlow {
+            mirrors: mirror_keys(rec, iface),
+            window: window(rec),
+        })
     }
 
-    /// Holds a REJECT record (`text`, read with `schema`) until the unit ends.
+    /// Whether an accepted mirror of `flow` was seen, its window overlapping.
+    fn mirror_seen(&self, flow: &RejectedFlow) -> bool {
+        flow.mirrors
+            .iter()
+            .filter(|&&k| k != 0)
+            .any(|&key| self.accepted.overlaps(key, flow.window))
+    }
+
+    /// Holds a REJECT record `rec` until the unit ends: its `text` (its line, what a
+    /// JSON record was read as, or a Parquet row's values joined by spaces) and `spans`,
+    /// its columns in that text, and its `original` (INCLUDE_ORIGINAL).
     #[allow(clippy::too_many_arguments)]
     pub fn hold(
         &mut self,
+        flow: RejectedFlow,
         rec: &FlowRecord<'_>,
-        schema: &Schema,
         number: u64,
         id: &str,
         text: &str,
-        spans: Option<Vec<Span>>,
-        original: bool,
+        spans: &[Span],
+        original: Option<&str>,
     ) {
-        if self.schemas.last() != Some(schema) {
+        let schema = rec.schema();
+        let young = &mut self.young;
+        if young.schemas.last() != Some(schema) {
             // A header line changed the schema: the held records need both. Its size
             // counts, so that headers alternating with lone REJECTs fill the cap.
-            self.schemas.push(schema.clone());
-            self.held_bytes += schema_size(schema);
+            young.schemas.push(schema.clone());
+            young.bytes += schema_size(schema);
         }
-        let mut id_and_text = String::with_capacity(id.len() + text.len());
-        id_and_text.push_str(id);
-        id_and_text.push_str(text);
+        let start = young.text.len() as u32;
+        young.text.push_str(id);
+        young.text.push_str(text);
+        if let Some(original) = original {
+            young.text.push_str(original);
+        }
+        let spans_start = young.spans.len() as u32;
+        young.spans.extend_from_slice(spans);
         let held = HeldReject {
             number,
-            id_and_text,
+            start,
             id_len: id.len() as u32,
-            spans: spans.map(Vec::into_boxed_slice),
-            schema: (self.schemas.len() - 1) as u32,
-            original,
+            text_len: text.len() as u32,
+            spans_start,
+            values: rec.values(),
+            schema: (young.schemas.len() - 1) as u32,
+            original_len: original.map(|o| o.len() as u32),
             attribution: RejectAttribution::SecurityGroupOrNetworkAcl,
-            mirrors: mirror_keys(rec),
-            window: window(rec),
+            flow,
         };
-        self.held_bytes += held.size();
-        self.held.push(held);
+        young.bytes += held.size() + std::mem::size_of_val(spans);
+        young.records.push(held);
     }
 
     /// Whether the held records reached their cap: `release` must be called now.
     pub fn is_full(&self) -> bool {
-        self.held_bytes >= MAX_HELD_BYTES
+        self.young.bytes >= MAX_HELD_BYTES / 2
     }
 
     pub fn is_holding(&self) -> bool {
-        !self.held.is_empty()
+        !self.young.records.is_empty() || !self.old.records.is_empty()
     }
 
-    /// Takes held records, each with its attribution decided, and the schemas they are
-    /// read with (`HeldReject::schema` indexes them): all of them when the unit has
-    /// ended, else (`is_full`) the older half, or all of them when they were read with
-    /// more than one schema; released early, they are counted in `held_released_early`.
-    pub fn release(&mut self, unit_ended: bool) -> (Vec<HeldReject>, Vec<Schema>) {
-        let all = unit_ended || self.schemas.len() > 1;
-        let mut released = if all {
-            self.held_bytes = 0;
-            std::mem::take(&mut self.held)
+    /// Lets a generation of held records go, each with its attribution decided: when
+    /// the unit has ended, the old generation, then (called again) the young one; else
+    /// (`is_full`) the old generation, the young one becoming old. Released early,
+    /// records are counted in `held_released_early`.
+    pub fn release(&mut self, unit_ended: bool) -> Released {
+        let out = if unit_ended && self.old.records.is_empty() {
+            std::mem::take(&mut self.young)
         } else {
-            let rest = self
-                .held
-                .split_off((self.held.len() / 2).max(1).min(self.held.len()));
-            self.held_bytes = rest.iter().map(HeldReject::size).sum();
-            std::mem::replace(&mut self.held, rest)
+            let out = std::mem::take(&mut self.old);
+            if !unit_ended {
+                // The young generation becomes old; the next young one takes the
+                // released buffers when they are handed back.
+                self.old = std::mem::take(&mut self.young);
+            }
+            out
         };
+        let mut out = out;
         if !unit_ended {
-            self.held_released_early += released.len() as u64;
+            self.held_released_early += out.records.len() as u64;
         }
-        for h in &mut released {
-            if self.mirror_accepted(&h.mirrors, h.window) {
-                h.attribution = RejectAttribution::NetworkAcl;
+        // Decided a few records ahead of their slots' arrival from memory.
+        const AHEAD: usize = 8;
+        for i in 0..out.records.len() {
+            if let Some(next) = out.records.get(i + AHEAD) {
+                for key in next.flow.mirrors.into_iter().filter(|&k| k != 0) {
+                    self.accepted.prefetch(key);
+                }
+            }
+            if self.mirror_seen(&out.records[i].flow) {
+                out.records[i].attribution = RejectAttribution::NetworkAcl;
             }
         }
-        let schemas = if all {
-            // Records held from now on are read with the last schema (index 0 again).
-            let schemas = std::mem::take(&mut self.schemas);
-            if let Some(last) = schemas.last() {
-                self.schemas.push(last.clone());
-            }
-            schemas
-        } else {
-            self.schemas.clone()
-        };
-        (released, schemas)
+        out
     }
 
-    /// Whether an accepted record of one of the keys `mirrors` has a window that
-    /// overlaps `window`.
-    fn mirror_accepted(&self, mirrors: &MirrorKeys, window: Window) -> bool {
-        mirrors
-            .iter()
-            .flatten()
-            .any(|&key| self.accepted.overlaps(key, window))
+    /// Takes back the buffers of a release once its records are written: the next
+    /// young generation fills them (no allocation, and no page given back and taken
+    /// again, per release).
+    pub fn recycle(&mut self, mut released: Released) {
+        if self.young.records.is_empty() && self.young.text.capacity() < released.text.capacity() {
+            released.clear();
+            self.young = released;
+        }
     }
 }
 
-/// Whether a record can take part in a claim: it names its interface, is not a Transit
-/// Gateway record, and its log-status (when present) is OK.
-fn eligible(rec: &FlowRecord<'_>) -> bool {
-    rec.get(Field::InterfaceId).is_some()
-        && !rec.is_transit_gateway()
-        && rec.get(Field::LogStatus).is_none_or(|s| s == "OK")
+/// A hash of an interface id (21 bytes, `eni-` and 17 hex digits) in a few loads and
+/// multiplications; xxh3 for a longer one.
+#[inline]
+fn interface_hash(s: &str) -> u64 {
+    let b = s.as_bytes();
+    let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or_default());
+    let (x, y) = match b.len() {
+        // Two or four words covering every byte (they may overlap).
+        16..=32 => (
+            word(0) ^ word(b.len() - 16).rotate_left(29),
+            word(8) ^ word(b.len() - 8).rotate_left(29),
+        ),
+        8..=15 => (word(0), word(b.len() - 8)),
+        0..=7 => {
+            let mut w = [0u8; 8];
+            w[..b.len()].copy_from_slice(b);
+            (u64::from_le_bytes(w), 0)
+        }
+        _ => return xxhash_rust::xxh3::xxh3_64(b),
+    };
+    fold(
+        x ^ 0x9e37_79b9_7f4a_7c15,
+        y ^ 0xc2b2_ae3d_27d4_eb4f ^ b.len() as u64,
+    )
 }
 
-/// The keys an accepted mirror of a REJECT record may have (at most two: an ICMP
-/// `0 0` record's mirror may be an echo request or another `0 0` record).
-type MirrorKeys = [Option<u64>; 2];
+#[inline(always)]
+fn fold(a: u64, b: u64) -> u64 {
+    let m = u128::from(a) * u128::from(b);
+    (m as u64) ^ ((m >> 64) as u64)
+}
 
-fn mirror_keys(rec: &FlowRecord<'_>) -> MirrorKeys {
+/// A record's interface, when it can take part in a claim: it names one, is not a
+/// Transit Gateway record, and its log-status (when present) is OK.
+#[inline]
+fn eligible<'r>(rec: &FlowRecord<'r>) -> Option<&'r str> {
+    let interface = rec.get(Field::InterfaceId)?;
+    (!rec.is_transit_gateway() && rec.get(Field::LogStatus).is_none_or(|s| s == "OK"))
+        .then_some(interface)
+}
+
+/// The ports a flow key uses: TCP, UDP and SCTP ports; for ICMP and ICMPv6 the type
+/// (srcport) alone; none for other protocols.
+#[inline]
+fn ports(rec: &FlowRecord<'_>, protocol: u8) -> (u16, u16) {
+    match protocol {
+        6 | 17 | 132 => (rec.srcport.unwrap_or(0), rec.dstport.unwrap_or(0)),
+        1 | 58 => (rec.srcport.unwrap_or(0), 0),
+        _ => (0, 0),
+    }
+}
+
+/// The keys the accepted mirror of a REJECT record may have: its endpoints swapped
+/// (ports too), and for ICMP the type its mirror has. ICMP pairs only a request with its
+/// reply, in opposite directions (echo request 8 with echo reply 0, 128 with 129, ...).
+/// AWS records ICMP with srcport and dstport 0 (no type): such a record also pairs with
+/// its like in the other direction.
+fn mirror_keys(rec: &FlowRecord<'_>, iface: u64) -> [u64; 2] {
     let protocol = rec.protocol.unwrap_or(0);
+    let (src, dst) = (rec.srcaddr, rec.dstaddr);
     if !matches!(protocol, 1 | 58) {
-        return [Some(flow_key(rec, Some(0))), None];
+        let (sp, dp) = ports(rec, protocol);
+        return [flow_key(iface, (dst, dp), (src, sp), protocol), 0];
     }
-    // ICMP: only a request and its reply pair, in opposite directions (echo request 8
-    // with echo reply 0, 128 with 129, ...). AWS records ICMP with srcport and dstport
-    // 0 (no type): such a record also pairs with its like in the other direction.
     let (t, code) = (rec.srcport.unwrap_or(0), rec.dstport.unwrap_or(0));
     let partner = if protocol == 1 {
         icmp_reply_type(t)
@@ -365,8 +550,12 @@ fn mirror_keys(rec: &FlowRecord<'_>) -> MirrorKeys {
     };
     let unknown = (t, code) == (0, 0);
     [
-        partner.map(|p| flow_key(rec, Some(p))),
-        unknown.then(|| flow_key(rec, Some(0))),
+        partner.map_or(0, |p| flow_key(iface, (dst, p), (src, 0), protocol)),
+        if unknown {
+            flow_key(iface, (dst, 0), (src, 0), protocol)
+        } else {
+            0
+        },
     ]
 }
 
@@ -383,47 +572,37 @@ fn window(rec: &FlowRecord<'_>) -> Window {
     )
 }
 
-/// The key of a flow on its interface: the interface, the addresses and ports, and the
-/// protocol (ICMP and ICMPv6: the type in place of the ports). `mirror` gives the key
-/// the record's mirror has instead: endpoints swapped, and for ICMP the mirror's type.
-fn flow_key(rec: &FlowRecord<'_>, mirror: Option<u16>) -> u64 {
-    let interface = rec.get(Field::InterfaceId).unwrap_or("");
-    let protocol = rec.protocol.unwrap_or(0);
-    let (sp, dp) = match protocol {
-        6 | 17 | 132 => (rec.srcport.unwrap_or(0), rec.dstport.unwrap_or(0)),
-        1 | 58 => (mirror.unwrap_or(rec.srcport.unwrap_or(0)), 0),
-        _ => (0, 0),
-    };
-    let (mut src, mut dst) = ((rec.srcaddr, sp), (rec.dstaddr, dp));
-    if mirror.is_some() {
-        std::mem::swap(&mut src.0, &mut dst.0);
-        if !matches!(protocol, 1 | 58) {
-            std::mem::swap(&mut src.1, &mut dst.1);
-        }
-    }
-    let mut bytes = [0u8; 96];
-    let mut n = 0;
-    let mut put = |b: &[u8]| {
-        let end = (n + b.len()).min(bytes.len());
-        bytes[n..end].copy_from_slice(&b[..end - n]);
-        n = end;
-    };
-    for (addr, port) in [src, dst] {
+/// The key of a flow on its interface (`iface`, the interface id's hash): its source and
+/// destination (address, port) and protocol, mixed by folded multiplications (as
+/// wyhash and foldhash do): one equal 64-bit key stands for one flow (two flows share a
+/// key about once in 2^64 / 200,000^2 lookups). Never 0, which marks an empty slot.
+#[inline]
+fn flow_key(
+    iface: u64,
+    src: (Option<IpAddr>, u16),
+    dst: (Option<IpAddr>, u16),
+    protocol: u8,
+) -> u64 {
+    const K: [u64; 6] = [
+        0x243f_6a88_85a3_08d3,
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89,
+        0x4528_21e6_38d0_1377,
+        0xbe54_66cf_34e9_0c6c,
+    ];
+    #[inline(always)]
+    fn bits(addr: Option<IpAddr>) -> u128 {
         match addr {
-            Some(IpAddr::V4(a)) => put(&a.to_ipv6_mapped().octets()),
-            Some(IpAddr::V6(a)) => put(&a.octets()),
-            None => put(&[0xff; 16]),
+            Some(IpAddr::V4(a)) => u128::from(a.to_ipv6_mapped()),
+            Some(IpAddr::V6(a)) => u128::from(a),
+            None => u128::MAX,
         }
-        put(&port.to_le_bytes());
     }
-    put(&[protocol]);
-    let interface = interface.as_bytes();
-    let head = &interface[..interface.len().min(48)];
-    put(head);
-    let mut h = xxhash_rust::xxh3::xxh3_64(&bytes[..n]);
-    if interface.len() > 48 {
-        h ^= xxhash_rust::xxh3::xxh3_64(interface);
-    }
-    // 0 marks an empty slot of the table.
+    let (s, d) = (bits(src.0), bits(dst.0));
+    let ports = (u64::from(src.1) << 32) | (u64::from(dst.1) << 16) | u64::from(protocol);
+    let h = fold((s as u64) ^ K[0], ((s >> 64) as u64) ^ K[1]);
+    let h = fold(h ^ (d as u64) ^ K[2], ((d >> 64) as u64) ^ K[3]);
+    let h = fold(h ^ ports ^ K[4], iface ^ K[5]);
     h.max(1)
 }

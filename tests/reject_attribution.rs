@@ -554,3 +554,30 @@ fn alternating_headers_do_not_grow_the_held_schemas() {
     std::fs::write(&path, text).unwrap();
     assert_within_budget(&path);
 }
+
+/// A held record is released as it was read, whatever it was read from: a JSON record
+/// (its values, and with INCLUDE_ORIGINAL its raw line as `event.original`) gives the
+/// document it gives without attribution, but for the attribution fields.
+#[test]
+fn held_json_records_are_released_as_they_were_read() {
+    let json_reject = r#"{"version":2,"account_id":"1","interface_id":"eni-1","srcaddr":"10.0.0.1","dstaddr":"10.0.0.2","srcport":1000,"dstport":80,"protocol":6,"packets":1,"bytes":40,"start":100,"end":160,"action":"REJECT","log_status":"OK"}"#;
+    for vars in [vec![], vec![("INCLUDE_ORIGINAL", "true")]] {
+        let mut on_vars = vars.clone();
+        on_vars.push(("REJECT_ATTRIBUTION", "true"));
+        let mut off_vars = vars.clone();
+        off_vars.push(("REJECT_ATTRIBUTION", "false"));
+        let mut on = docs(&[json_reject], &on_vars).remove(0);
+        let off = docs(&[json_reject], &off_vars).remove(0);
+        assert!(!common::is_failure(&on), "{on}");
+        assert_eq!(on["source"]["port"], 1000);
+        assert_eq!(attribution(&on), "security_group_or_network_acl");
+        if !vars.is_empty() {
+            assert_eq!(on["event"]["original"], json_reject);
+        }
+        on["aws"]["vpcflow"]
+            .as_object_mut()
+            .unwrap()
+            .remove("reject_attribution");
+        assert_eq!(on, off);
+    }
+}

@@ -7,7 +7,7 @@ pub mod record;
 pub mod schema;
 
 pub use fields::{Field, Kind};
-pub use record::{parse_line, transport_name, FlowRecord, ParseError, Span};
+pub use record::{parse_line, transport_name, FlowRecord, ParseError, RecordValues, Span};
 pub use schema::{Column, FormatError, Schema};
 
 use serde_json::{Map, Value};

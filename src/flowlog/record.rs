@@ -33,6 +33,24 @@ pub struct FlowRecord<'a> {
     pub tcp_flags: Option<u64>,
 }
 
+/// The values a record converts from its text (addresses, ports, numbers, times): what
+/// a record held for later keeps, so that its text is never parsed twice.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordValues {
+    srcaddr: Option<IpAddr>,
+    dstaddr: Option<IpAddr>,
+    pkt_srcaddr: Option<IpAddr>,
+    pkt_dstaddr: Option<IpAddr>,
+    srcport: Option<u16>,
+    dstport: Option<u16>,
+    protocol: Option<u8>,
+    packets: Option<u64>,
+    bytes: Option<u64>,
+    start: Option<u64>,
+    end: Option<u64>,
+    tcp_flags: Option<u64>,
+}
+
 /// Why a line is not a valid record. The message names the field and column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError(pub String);
@@ -272,6 +290,75 @@ impl<'a> FlowRecord<'a> {
     fn value_at(&self, i: usize) -> &'a str {
         let (s, e) = self.spans[i];
         &self.text[s as usize..e as usize]
+    }
+
+    /// Its text: the line, or what a JSON record or Parquet row was read as.
+    pub fn text(&self) -> &'a str {
+        self.text
+    }
+
+    /// The byte ranges of its columns in its text.
+    pub fn spans(&self) -> &'a [Span] {
+        self.spans
+    }
+
+    /// Its converted values, to rebuild it later with `from_values`.
+    pub fn values(&self) -> RecordValues {
+        RecordValues {
+            srcaddr: self.srcaddr,
+            dstaddr: self.dstaddr,
+            pkt_srcaddr: self.pkt_srcaddr,
+            pkt_dstaddr: self.pkt_dstaddr,
+            srcport: self.srcport,
+            dstport: self.dstport,
+            protocol: self.protocol,
+            packets: self.packets,
+            bytes: self.bytes,
+            start: self.start,
+            end: self.end,
+            tcp_flags: self.tcp_flags,
+        }
+    }
+
+    /// The record that `values` were taken from (`values()`), its columns `spans` in
+    /// `text` as they were: nothing is parsed or checked again.
+    pub fn from_values(
+        text: &'a str,
+        schema: &'a Schema,
+        spans: &'a [Span],
+        values: RecordValues,
+    ) -> FlowRecord<'a> {
+        let RecordValues {
+            srcaddr,
+            dstaddr,
+            pkt_srcaddr,
+            pkt_dstaddr,
+            srcport,
+            dstport,
+            protocol,
+            packets,
+            bytes,
+            start,
+            end,
+            tcp_flags,
+        } = values;
+        FlowRecord {
+            schema,
+            text,
+            spans,
+            srcaddr,
+            dstaddr,
+            pkt_srcaddr,
+            pkt_dstaddr,
+            srcport,
+            dstport,
+            protocol,
+            packets,
+            bytes,
+            start,
+            end,
+            tcp_flags,
+        }
     }
 
     pub fn schema(&self) -> &'a Schema {

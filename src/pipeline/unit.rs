@@ -2,13 +2,14 @@
 //! THREAT_INTEL_ONLY), REJECT attribution (held REJECT records), threat matches, ENI
 //! enrichment, and the ECS or OCSF writer; with the unit's counts.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::ids::IdSeed;
-use crate::attribution::{Decision, RejectAttribution, RejectAttributor};
+use crate::attribution::{AcceptedFlow, Claim, RejectAttribution, RejectAttributor};
 use crate::config::{OutputSchema, RecordSettings};
 use crate::context::{DocContext, Origin, ThreatMatch};
 use crate::ecs;
@@ -217,53 +218,33 @@ impl<'s> UnitProcessor<'s> {
         unit_ended: bool,
         mut emit: impl FnMut(&Document, &str, u64) -> Result<(), String>,
     ) -> Result<(), String> {
-        let Some(attributor) = self.docs.attributor.as_mut() else {
-            return Ok(());
-        };
-        if !attributor.is_holding() {
-            return Ok(());
-        }
-        let (held, schemas) = attributor.release(unit_ended);
-        let mut parsers: Vec<LineParser> = schemas.into_iter().map(LineParser::new).collect();
         let threats = self.docs.threats.clone();
-        for record in held {
-            doc.clear();
-            let Some(parser) = parsers.get_mut(record.schema as usize) else {
-                continue;
+        loop {
+            let released = match self.docs.attributor.as_mut() {
+                Some(attributor) if attributor.is_holding() => attributor.release(unit_ended),
+                _ => return Ok(()),
             };
-            let line = match record.spans() {
-                // A row: read back from its values, exactly as it was read.
-                Some(spans) => {
-                    match FlowRecord::from_spans(record.text(), parser.schema(), spans) {
-                        Ok(rec) => Line::Record(rec),
-                        Err(e) => Line::Invalid(e),
-                    }
+            for held in &released.records {
+                doc.clear();
+                let (id, original) = (released.id(held), released.original(held));
+                let rec = released.record(held);
+                let attribution = Some(held.attribution);
+                let (matches, count) = find_threats(threats.as_deref(), &rec);
+                let matches = &matches[..count];
+                let outcome = self
+                    .docs
+                    .write(&rec, original, id, doc, attribution, matches);
+                if let Outcome::Document { time, .. } = outcome {
+                    emit(doc, id, time)?;
                 }
-                None => parser.parse(record.text()),
-            };
-            let outcome = match line {
-                Line::Record(rec) => {
-                    let original = record.original.then_some(record.text());
-                    let attribution = Some(record.attribution);
-                    let (matches, count) = find_threats(threats.as_deref(), &rec);
-                    let matches = &matches[..count];
-                    self.docs
-                        .write(&rec, original, record.id(), doc, attribution, matches)
-                }
-                // It was read as a record once: it reads as one again.
-                _ => {
-                    let error = format!("line {}: no longer reads as a record", record.number);
-                    let outcome = self.docs.failure(record.text(), &error, record.id(), doc);
-                    // Counted as read when it was held.
-                    self.docs.counts.read -= 1;
-                    outcome
-                }
-            };
-            if let Outcome::Document { time, .. } = outcome {
-                emit(doc, record.id(), time)?;
+            }
+            if let Some(attributor) = self.docs.attributor.as_mut() {
+                attributor.recycle(released);
+            }
+            if !unit_ended {
+                return Ok(());
             }
         }
-        Ok(())
     }
 
     fn process(
@@ -298,8 +279,7 @@ impl<'s> UnitProcessor<'s> {
                 let original = self.docs.settings.include_original.then_some(text);
                 let held = Hold {
                     number,
-                    text: HoldText::Line(text),
-                    schema: rec.schema(),
+                    text: HoldText::Record,
                 };
                 self.docs.accept(&rec, original, id, out, held)
             }
@@ -350,20 +330,13 @@ impl<'s> UnitProcessor<'s> {
                     .settings
                     .include_original
                     .then(|| row_line(text, spans, max_line_bytes));
-                // A row is held as its line, joined only when it is held.
-                let text = match &line {
-                    Some(line) => HoldText::Line(line),
-                    None => HoldText::Row {
-                        text,
-                        spans,
-                        max: max_line_bytes,
-                    },
-                };
-                let held = Hold {
-                    number,
+                // A row is held as its values joined, only when it is held.
+                let text = HoldText::Row {
                     text,
-                    schema,
+                    spans,
+                    max: max_line_bytes,
                 };
+                let held = Hold { number, text };
                 self.docs.accept(&rec, line.as_deref(), &id, out, held)
             }
             Err(e) => {
@@ -413,20 +386,20 @@ fn find_threats<'a>(
     (found, n)
 }
 
-/// What a REJECT record is held as, when it is: its number, its text (a line, or a
-/// row's values joined) and the schema that text is read with.
+/// What a REJECT record is held as, when it is: its number and its text (a line, or a
+/// row's values joined).
 #[derive(Clone, Copy)]
 struct Hold<'a> {
     number: u64,
     text: HoldText<'a>,
-    schema: &'a Schema,
 }
 
-/// The text a held record is kept as: a line as read, or a Parquet row's values (joined
-/// by spaces, as `row_line` does, only when the row is held).
+/// The text a held record is kept as: a line's record as read (a JSON record: the line
+/// it was read as), or a Parquet row's values (joined by spaces, as `row_line` does,
+/// only when the row is held: the row's own text is its whole batch).
 #[derive(Clone, Copy)]
 enum HoldText<'a> {
-    Line(&'a str),
+    Record,
     Row {
         text: &'a str,
         spans: &'a [Span],
@@ -435,13 +408,14 @@ enum HoldText<'a> {
 }
 
 impl<'a> HoldText<'a> {
-    /// The text to hold, and for a row the spans of its values in that text.
-    fn held(self) -> (std::borrow::Cow<'a, str>, Option<Vec<Span>>) {
+    /// The text to hold, and the spans of `rec`'s columns in that text: a line's record
+    /// as read (a JSON record: the line it was read as), a row's values joined.
+    fn held(self, rec: &FlowRecord<'a>) -> (Cow<'a, str>, Cow<'a, [Span]>) {
         match self {
-            HoldText::Line(line) => (line.into(), None),
+            HoldText::Record => (rec.text().into(), rec.spans().into()),
             HoldText::Row { text, spans, max } => {
                 let (line, spans) = row_line_spans(text, spans, max);
-                (line.into(), Some(spans))
+                (line.into(), spans.into())
             }
         }
     }
@@ -471,46 +445,53 @@ impl Documents<'_> {
         held: Hold<'_>,
     ) -> Outcome {
         self.counts.read += 1;
-        // An accepted record is noted before any filter: shipping only REJECTs (ACTIONS)
-        // still attributes them.
-        let is_reject = match rec.get(Field::Action) {
-            Some("ACCEPT") => {
-                if let Some(attributor) = &mut self.attributor {
-                    attributor.note_accept(rec);
-                }
-                false
+        // An accepted record is noted whatever the filters decide: shipping only REJECTs
+        // (ACTIONS) still attributes them. Its table slot is fetched while its document
+        // is written, and used after.
+        let (mut accepted, mut claim) = (None, None);
+        if let Some(attributor) = &mut self.attributor {
+            match rec.get(Field::Action) {
+                Some("ACCEPT") => accepted = attributor.accepted(rec),
+                Some("REJECT") => claim = Some(attributor.claim(rec)),
+                _ => {}
             }
-            Some("REJECT") => true,
-            _ => false,
-        };
+        }
         if self.settings.filter.check(rec).is_some() {
+            self.note_accept(accepted);
             self.counts.filtered += 1;
             return Outcome::Filtered;
         }
         let threats = self.threats.clone();
         let (matches, count) = find_threats(threats.as_deref(), rec);
         if self.settings.threat_intel_only && count == 0 {
+            self.note_accept(accepted);
             self.counts.filtered += 1;
             return Outcome::Filtered;
         }
         let mut attribution = None;
-        if let (Some(attributor), true) = (&mut self.attributor, is_reject) {
-            match attributor.decide(rec) {
-                Decision::NoClaim => {}
-                Decision::Now(decided) => attribution = Some(decided),
-                Decision::Hold => {
-                    let Hold {
-                        number,
-                        text,
-                        schema,
-                    } = held;
-                    let (text, spans) = text.held();
-                    attributor.hold(rec, schema, number, id, &text, spans, original.is_some());
-                    return Outcome::Held;
-                }
+        match (claim, &mut self.attributor) {
+            (Some(Claim::Now(decided)), _) => attribution = Some(decided),
+            // Held, and decided when released: its mirror's slot is looked up then, a
+            // few records ahead of its arrival from memory (looked up now, the wait for
+            // it cost more than the holding).
+            (Some(Claim::Mirror(flow)), Some(attributor)) => {
+                let (text, spans) = held.text.held(rec);
+                attributor.hold(flow, rec, held.number, id, &text, &spans, original);
+                return Outcome::Held;
             }
+            _ => {}
         }
-        self.write(rec, original, id, out, attribution, &matches[..count])
+        let outcome = self.write(rec, original, id, out, attribution, &matches[..count]);
+        self.note_accept(accepted);
+        outcome
+    }
+
+    /// Remembers an accepted record for REJECT attribution.
+    #[inline]
+    fn note_accept(&mut self, flow: Option<AcceptedFlow>) {
+        if let (Some(flow), Some(attributor)) = (flow, &mut self.attributor) {
+            attributor.note_accept(flow);
+        }
     }
 
     /// Writes the document of an accepted (not filtered) record, enriched with its
