@@ -187,16 +187,6 @@ impl AcceptedTable {
     fn prefetch(&mut self, key: u64) {
         if self.slots.is_empty() {
             self.slots = vec![[0u64; 2]; TABLE_SLOTS];
-            if std::env::var_os("EXP_HUGE").is_some() {
-                let p = self.slots.as_ptr() as usize;
-                let start = (p + (2 << 20) - 1) & !((2 << 20) - 1);
-                let end = (p + TABLE_SLOTS * 16) & !((2 << 20) - 1);
-                if end > start {
-                    unsafe {
-                        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE)
-                    };
-                }
-            }
         }
         prefetch(&self.slots[Self::start(key)]);
     }
