@@ -581,3 +581,18 @@ fn held_json_records_are_released_as_they_were_read() {
         assert_eq!(on, off);
     }
 }
+
+/// The accepted-record table of a unit that ended is emptied before the next unit uses
+/// it: an accepted flow of one object never attributes a REJECT of another.
+#[test]
+fn no_accepted_record_outlives_its_unit() {
+    for _ in 0..3 {
+        let accept_only = docs(&[SG_NACL_1], &[]);
+        assert_eq!(accept_only.len(), 1);
+        let reject_only = docs(&[SG_NACL_2], &[]);
+        assert_eq!(
+            attribution(&reject_only[0]),
+            "security_group_or_network_acl"
+        );
+    }
+}
