@@ -61,7 +61,8 @@ OPTIONS:
 ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
     DESTINATION_URL        http(s) URL of the receiver; 'stdout' outside Lambda (default outside Lambda)
     DESTINATION_FORMAT     ndjson | elasticsearch | splunk-hec                 (default ndjson)
-    DESTINATION_HEADERS    JSON object of extra request headers (auth tokens; never logged)
+    DESTINATION_HEADERS    JSON object of extra request headers (auth tokens; never logged; no
+                           Content-Length, Transfer-Encoding, Host, Connection, Content-Encoding)
     DESTINATION_SECRET_ARN Secrets Manager secret or SSM SecureString parameter holding that JSON
                            object (its keys DESTINATION_URL and DESTINATION_CA_BUNDLE, when present,
                            set those instead of headers), or the destination URL itself. Read at cold
@@ -76,7 +77,7 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
     MAX_RETRIES            retries of one request (408, 429, 5xx, timeouts)    (default 5)
     REQUEST_TIMEOUT_MS     timeout of one request                              (default 30000)
     RETRY_BASE_DELAY_MS    backoff base: retry n waits up to base*2^(n-1)      (default 200)
-    RETRY_MAX_DELAY_MS     backoff cap                                         (default 20000)
+    RETRY_MAX_DELAY_MS     backoff cap, Retry-After included                   (default 20000)
     MAX_IN_FLIGHT          requests in flight at once                          (default 4)
     ALLOW_PLAIN_HTTP       true allows http:// to a non-loopback host          (default false)
     LOG_FORMAT             format for inputs without a header line             (default AWS v2 format)
@@ -92,14 +93,17 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
     ENRICH_ENI_TTL_SECONDS how long EC2 answers are cached, not-found too      (default 300)
     INCLUDE_ORIGINAL       true adds event.original (OCSF raw_data), the raw line (default false)
     REJECT_ATTRIBUTION     false turns off aws.vpcflow.reject_attribution on REJECT documents:
-                           network_acl when the accepted mirror flow (same interface, endpoints
-                           swapped, overlapping window) is in the same unit, else
-                           security_group_or_network_acl                    (default true)
+                           network_acl when an accepted mirror record (same interface, endpoints
+                           swapped, its window overlapping) is in the same unit, else
+                           security_group_or_network_acl; block_public_access for reject-reason
+                           BPA; no claim without an interface, for Transit Gateway records,
+                           log-status other than OK or another reject-reason (default true)
     THREAT_INTEL_URI       IP/CIDR list (s3://bucket/key, or a path for process): one address or
                            CIDR per line, optionally ',label'; '#' comments. Records with a listed
                            srcaddr, dstaddr, pkt-srcaddr or pkt-dstaddr get threat.enrichments and
                            tags threat_intel_match (OCSF: enrichments); counted as
-                           ThreatIntelMatches (threat_matches= in the summary)
+                           ThreatIntelMatches (threat_matches= in the summary). At most 64 MiB and
+                           4,194,304 entries; a list with no valid entry is refused (exit 2)
     THREAT_INTEL_TTL_SECONDS how long the list is used before it is read again (unchanged
                            ETag: not downloaded again; failed reload: previous list kept) (default 900)
     THREAT_INTEL_ONLY      true forwards only matching records (the rest counted filtered) (default false)
