@@ -37,18 +37,7 @@ fn input(name: &str, n: usize) -> String {
 fn run(file: &str, url: &str, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(["process", "--destination", url, file]);
-    for var in [
-        "DESTINATION_URL",
-        "DESTINATION_FORMAT",
-        "DESTINATION_HEADERS",
-        "AWS_LAMBDA_RUNTIME_API",
-        "LOG_LEVEL",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("RETRY_BASE_DELAY_MS", "20")
-        .env("RETRY_MAX_DELAY_MS", "200");
-    cmd.envs(env.iter().copied());
+    common::delivery_env(&mut cmd, env);
     let out = cmd.output().expect("run");
     if out.status.code() != Some(2) {
         assert_eq!(

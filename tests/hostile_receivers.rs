@@ -47,18 +47,7 @@ fn run(file: &str, url: &str, env: &[(&str, &str)]) -> Output {
         url,
         file,
     ]);
-    for var in [
-        "DESTINATION_URL",
-        "DESTINATION_FORMAT",
-        "DESTINATION_HEADERS",
-        "AWS_LAMBDA_RUNTIME_API",
-        "LOG_LEVEL",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("RETRY_BASE_DELAY_MS", "20")
-        .env("RETRY_MAX_DELAY_MS", "200");
-    cmd.envs(env.iter().copied());
+    common::delivery_env(&mut cmd, env);
     let out = cmd
         .output()
         .expect("GNU time runs the binary: apt-get install time");

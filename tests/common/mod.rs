@@ -261,3 +261,21 @@ pub fn scratch_dir() -> &'static std::path::Path {
         dir
     })
 }
+
+/// Sets up `cmd` (the binary, or a wrapper running it) to deliver to a test receiver:
+/// the caller's destination variables removed, retries fast (20 ms base, 200 ms cap),
+/// then `env`.
+pub fn delivery_env(cmd: &mut std::process::Command, env: &[(&str, &str)]) {
+    for var in [
+        "DESTINATION_URL",
+        "DESTINATION_FORMAT",
+        "DESTINATION_HEADERS",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LOG_LEVEL",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("RETRY_BASE_DELAY_MS", "20")
+        .env("RETRY_MAX_DELAY_MS", "200");
+    cmd.envs(env.iter().copied());
+}
