@@ -220,6 +220,11 @@ fn load_config(opts: &Options) -> Result<Config, String> {
         .map_err(|e| format!("--destination: {}", e.message))?;
         config.destination_url = overridden.destination_url;
     }
+    config.records.data_stream = crate::config::data_stream_for(
+        config.destination_format,
+        config.destination_index.as_deref(),
+        config.records.output_schema,
+    );
     Ok(config)
 }
 

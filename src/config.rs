@@ -50,6 +50,51 @@ pub struct RecordSettings {
     pub reject_attribution: bool,
     /// Forward only records with a THREAT_INTEL_URI match (THREAT_INTEL_ONLY).
     pub threat_intel_only: bool,
+    /// `,"data_stream":{...}`: the parts of DESTINATION_INDEX when Elasticsearch
+    /// documents go to a data stream (`logs-aws.vpcflow-default`); empty otherwise.
+    pub data_stream: String,
+}
+
+/// `RecordSettings::data_stream` for a destination: ECS documents sent to an
+/// Elasticsearch data stream carry its parts.
+pub fn data_stream_for(
+    format: DestinationFormat,
+    index: Option<&str>,
+    schema: OutputSchema,
+) -> String {
+    match (format, index, schema) {
+        (DestinationFormat::Elasticsearch, Some(index), OutputSchema::Ecs) => {
+            data_stream_members(index).unwrap_or_default()
+        }
+        _ => String::new(),
+    }
+}
+
+/// The `data_stream` members of documents sent to `index`, when it names a data
+/// stream: `{type}-{dataset}-{namespace}`, the type one of Elastic's, neither dataset
+/// nor namespace holding a `-` (`logs-aws.vpcflow-default` -> logs / aws.vpcflow /
+/// default).
+pub fn data_stream_members(index: &str) -> Option<String> {
+    let mut parts = index.split('-');
+    let (kind, dataset, namespace) = (parts.next()?, parts.next()?, parts.next()?);
+    let valid = parts.next().is_none()
+        && matches!(
+            kind,
+            "logs" | "metrics" | "traces" | "synthetics" | "profiling"
+        )
+        && !dataset.is_empty()
+        && !namespace.is_empty();
+    valid.then(|| {
+        let mut out = Vec::new();
+        out.extend_from_slice(b",\"data_stream\":{\"type\":");
+        crate::json::write_str(&mut out, kind);
+        out.extend_from_slice(b",\"dataset\":");
+        crate::json::write_str(&mut out, dataset);
+        out.extend_from_slice(b",\"namespace\":");
+        crate::json::write_str(&mut out, namespace);
+        out.push(b'}');
+        String::from_utf8_lossy(&out).into_owned()
+    })
 }
 
 /// Everything the forwarder is configured with.
@@ -303,6 +348,13 @@ impl Config {
         let threat_intel_ttl =
             Duration::from_secs(number("THREAT_INTEL_TTL_SECONDS", 900, 1, 86_400)?);
         let threat_intel_only = flag("THREAT_INTEL_ONLY")?;
+        // ECS documents written to a data stream carry its parts, as Elastic's
+        // integration and dashboards expect (`data_stream.dataset : "aws.vpcflow"`).
+        let data_stream = data_stream_for(
+            destination_format,
+            destination_index.as_deref(),
+            output_schema,
+        );
         if threat_intel_only && threat_intel_uri.is_none() {
             return Err(err(
                 "THREAT_INTEL_ONLY",
@@ -343,6 +395,7 @@ impl Config {
                 output_schema,
                 reject_attribution,
                 threat_intel_only,
+                data_stream,
             },
             limits,
             deadline_margin,

@@ -102,6 +102,8 @@ pub struct DocContext<'a> {
     /// The record's addresses found in THREAT_INTEL_URI's list (`None`s are unused
     /// slots).
     pub threat_matches: &'a [Option<ThreatMatch<'a>>],
+    /// `,"data_stream":{...}` (RecordSettings::data_stream), or empty.
+    pub data_stream: &'a str,
 }
 
 impl DocContext<'_> {

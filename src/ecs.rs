@@ -12,7 +12,10 @@ use crate::timestamp::{Dates, TIMESTAMP_LEN};
 
 /// Writes the ECS document for `rec` into `doc`, replacing the one it held.
 pub fn write_document(doc: &mut Document, rec: &FlowRecord<'_>, ctx: &DocContext<'_>) {
-    let room = DOCUMENT_ROOM + ctx.origin.ecs_len() + ctx.original.map_or(0, str::len);
+    let room = DOCUMENT_ROOM
+        + ctx.origin.ecs_len()
+        + ctx.data_stream.len()
+        + ctx.original.map_or(0, str::len);
     let mut dates = Dates::default();
     let mut w = Writer::new(&mut doc.buf, room);
     w.key(k!("@timestamp"));
@@ -126,6 +129,7 @@ pub fn write_document(doc: &mut Document, rec: &FlowRecord<'_>, ctx: &DocContext
     }
     w.json(ECS_VERSION);
     w.json(&ctx.origin.ecs_top_members);
+    w.json(ctx.data_stream);
     doc.len = w.finish();
 }
 
@@ -173,7 +177,8 @@ const ECS_VERSION: &str = r#","ecs":{"version":"8.11.0"}"#;
 /// the reason, and the `_flowlog_parse_failure` tag, so that nothing is silently lost.
 pub fn write_failure_document(doc: &mut Document, raw: &str, error: &str, ctx: &DocContext<'_>) {
     let error = crate::context::cap_message(error);
-    let room = DOCUMENT_ROOM + ctx.origin.ecs_len() + raw.len() + error.len();
+    let room =
+        DOCUMENT_ROOM + ctx.origin.ecs_len() + ctx.data_stream.len() + raw.len() + error.len();
     let mut w = Writer::new(&mut doc.buf, room);
     w.key(k!("@timestamp"));
     Dates::default().write(&mut w.out, ctx.now);
@@ -193,6 +198,7 @@ pub fn write_failure_document(doc: &mut Document, raw: &str, error: &str, ctx: &
     w.end_object();
     w.json(ECS_VERSION);
     w.json(&ctx.origin.ecs_top_members);
+    w.json(ctx.data_stream);
     doc.len = w.finish();
 }
 
@@ -351,6 +357,7 @@ mod tests {
             interface: None,
             reject_attribution: None,
             threat_matches: &[],
+            data_stream: "",
         };
         let fresh = |raw: &str| {
             let mut doc = Document::new();

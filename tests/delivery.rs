@@ -482,3 +482,52 @@ fn private_ca_through_destination_ca_bundle() {
         .sum();
     assert_eq!(received, 6);
 }
+
+/// Documents written to an Elasticsearch data stream carry `data_stream.*` equal to
+/// the parts of its name (the default `logs-aws.vpcflow-default` included), as
+/// Elastic's integration and dashboards filter on them; other indexes and formats get
+/// none.
+#[test]
+fn documents_for_a_data_stream_carry_its_parts() {
+    let file = input("data-stream.log", 3);
+    for (index, want) in [
+        (None, Some(("logs", "aws.vpcflow", "default"))),
+        (
+            Some("logs-aws.vpcflow-prod"),
+            Some(("logs", "aws.vpcflow", "prod")),
+        ),
+        (Some("flowlogs-archive"), None),
+        (Some("my-flow-logs"), None),
+    ] {
+        let rx = Receiver::start(vec![], Reply::With(bulk_all_created));
+        let mut env = vec![("DESTINATION_FORMAT", "elasticsearch")];
+        if let Some(index) = index {
+            env.push(("DESTINATION_INDEX", index));
+        }
+        let out = run(&file, &rx.url, &env);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let docs = documents(&rx.requests()[0]);
+        assert_eq!(docs.len(), 3);
+        for doc in docs {
+            match want {
+                Some((kind, dataset, namespace)) => {
+                    assert_eq!(doc["data_stream"]["type"], kind, "{index:?}");
+                    assert_eq!(doc["data_stream"]["dataset"], dataset);
+                    assert_eq!(doc["data_stream"]["namespace"], namespace);
+                }
+                None => assert!(doc.get("data_stream").is_none(), "{index:?}: {doc}"),
+            }
+        }
+    }
+    // NDJSON and OCSF documents: none.
+    let rx = Receiver::start(vec![], Reply::ok());
+    let out = run(&file, &rx.url, &[]);
+    assert!(out.status.success());
+    assert!(documents(&rx.requests()[0])
+        .iter()
+        .all(|d| d.get("data_stream").is_none()));
+}

@@ -530,6 +530,7 @@ impl Documents<'_> {
             interface: interface.as_deref(),
             reject_attribution,
             threat_matches,
+            data_stream: &self.settings.data_stream,
         };
         match self.settings.output_schema {
             OutputSchema::Ecs => ecs::write_document(out, rec, &ctx),
@@ -554,6 +555,7 @@ impl Documents<'_> {
             interface: None,
             reject_attribution: None,
             threat_matches: &[],
+            data_stream: &self.settings.data_stream,
         };
         match self.settings.output_schema {
             OutputSchema::Ecs => ecs::write_failure_document(out, raw, error, &ctx),
