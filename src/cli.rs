@@ -71,6 +71,7 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
     DESTINATION_CA_BUNDLE  PEM of extra CAs trusted for the destination (a private CA), on top of
                            the public roots: the PEM text or a file path. Verification stays on.
     DESTINATION_INDEX      elasticsearch index/data stream (default logs-aws.vpcflow-default), splunk index
+    DESTINATION_PIPELINE   `pipeline` of elasticsearch bulk requests; empty sends none (default _none)
     COMPRESSION            gzip | none, for request bodies                     (default gzip)
     BATCH_MAX_BYTES        uncompressed bytes per request                      (default 1048576)
     BATCH_MAX_EVENTS       documents per request                               (default 10000)

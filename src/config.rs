@@ -107,6 +107,9 @@ pub struct Config {
     pub destination_headers: BTreeMap<String, String>,
     pub destination_secret_arn: Option<String>,
     pub destination_index: Option<String>,
+    /// The ingest pipeline of Elasticsearch bulk requests (DESTINATION_PIPELINE): sent
+    /// as the `pipeline` parameter; `None` sends none.
+    pub destination_pipeline: Option<String>,
     pub gzip: bool,
     pub batch_max_bytes: usize,
     pub batch_max_events: usize,
@@ -161,6 +164,7 @@ impl std::fmt::Debug for Config {
             )
             .field("destination_secret_arn", &self.destination_secret_arn)
             .field("destination_index", &self.destination_index)
+            .field("destination_pipeline", &self.destination_pipeline)
             .field("gzip", &self.gzip)
             .field("batch_max_bytes", &self.batch_max_bytes)
             .field("batch_max_events", &self.batch_max_events)
@@ -219,6 +223,8 @@ impl Config {
 
     /// Reads variables through `get` (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        // Set but empty is a value of its own for DESTINATION_PIPELINE (no pipeline).
+        let pipeline_set = get("DESTINATION_PIPELINE").map(|v| v.trim().to_string());
         let get = |name: &str| {
             get(name)
                 .map(|v| v.trim().to_string())
@@ -245,6 +251,13 @@ impl Config {
         let destination_headers = match get("DESTINATION_HEADERS") {
             None => BTreeMap::new(),
             Some(json) => parse_headers(&json).map_err(|m| err("DESTINATION_HEADERS", m))?,
+        };
+        // Documents are already parsed: the integration's default pipeline, which parses
+        // the raw line, would break them. `_none` skips it; empty sends no parameter.
+        let destination_pipeline = match pipeline_set {
+            None => Some("_none".to_string()),
+            Some(p) if p.is_empty() => None,
+            Some(p) => Some(p),
         };
         let destination_index = get("DESTINATION_INDEX").or_else(|| {
             (destination_format == DestinationFormat::Elasticsearch)
@@ -368,6 +381,7 @@ impl Config {
             destination_headers,
             destination_secret_arn: get("DESTINATION_SECRET_ARN"),
             destination_index,
+            destination_pipeline,
             gzip,
             batch_max_bytes,
             batch_max_events,

@@ -531,3 +531,40 @@ fn documents_for_a_data_stream_carry_its_parts() {
         .iter()
         .all(|d| d.get("data_stream").is_none()));
 }
+
+/// Bulk requests name their ingest pipeline (DESTINATION_PIPELINE): `_none` by default,
+/// so that the integration's raw-line pipeline does not break parsed documents; a
+/// name as given; empty sends none; other formats never.
+#[test]
+fn bulk_requests_name_their_pipeline() {
+    let file = input("pipeline.log", 2);
+    for (pipeline, want) in [
+        (None, Some("pipeline=_none")),
+        (
+            Some("logs-aws.vpcflow-2.1.0"),
+            Some("pipeline=logs-aws.vpcflow-2.1.0"),
+        ),
+        (Some(""), None),
+    ] {
+        let rx = Receiver::start(vec![], Reply::With(bulk_all_created));
+        let mut env = vec![("DESTINATION_FORMAT", "elasticsearch")];
+        if let Some(p) = pipeline {
+            env.push(("DESTINATION_PIPELINE", p));
+        }
+        let out = run(&file, &rx.url, &env);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = rx.requests()[0].path.clone();
+        match want {
+            Some(query) => assert_eq!(path, format!("/ingest?{query}")),
+            None => assert_eq!(path, "/ingest"),
+        }
+    }
+    let rx = Receiver::start(vec![], Reply::ok());
+    let out = run(&file, &rx.url, &[]);
+    assert!(out.status.success());
+    assert_eq!(rx.requests()[0].path, "/ingest");
+}

@@ -93,6 +93,16 @@ impl Settings {
                 ))
             }
         }
+        let mut parsed = parsed;
+        let has_pipeline = parsed.query_pairs().any(|(k, _)| k == "pipeline");
+        if let (DestinationFormat::Elasticsearch, Some(pipeline), false) = (
+            config.destination_format,
+            &config.destination_pipeline,
+            has_pipeline,
+        ) {
+            // The bulk request's `pipeline` parameter (DESTINATION_PIPELINE).
+            parsed.query_pairs_mut().append_pair("pipeline", pipeline);
+        }
         Ok(Settings {
             url: parsed,
             shown_url,
