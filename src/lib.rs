@@ -6,7 +6,8 @@
 //! network interface when ENRICH_ENI is on) -> `sink`, driven per work unit by
 //! `pipeline`. `trigger` decodes Lambda payloads into units and `handler` runs one
 //! invocation (with `secret`, `aws` and `metrics`); `lambda` runs the runtime loop and
-//! `cli` the command line, with `config` holding the validated environment.
+//! `cli` the command line, with `config` holding the validated environment. `text`
+//! shortens values for messages (after `redact` has scrubbed them).
 
 pub mod attribution;
 pub mod aws;
