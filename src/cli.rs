@@ -107,6 +107,7 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
                            4,194,304 entries; a list with no valid entry is refused (exit 2)
     THREAT_INTEL_TTL_SECONDS how long the list is used before it is read again (unchanged
                            ETag: not downloaded again; failed reload: previous list kept) (default 900)
+    THREAT_INTEL_TIMEOUT_SECONDS longest one reading of the list may take   (default 10)
     THREAT_INTEL_ONLY      true forwards only matching records (the rest counted filtered) (default false)
     OUTPUT_SCHEMA          ecs | ocsf: ECS documents, or OCSF 1.1.0 Network Activity events
                            (class 4001, activity Traffic) as Amazon Security Lake writes them
@@ -339,6 +340,7 @@ async fn load_threat_list(config: &Config, uri: &str) -> Result<Arc<ThreatList>,
         ListSource::File(_) => None,
     };
     ThreatIntel::new(source, config.threat_intel_ttl, s3)
+        .with_load_timeout(config.threat_intel_timeout)
         .current(None)
         .await
 }

@@ -148,6 +148,8 @@ pub struct Config {
     pub threat_intel_uri: Option<String>,
     /// How long the list is used before it is read again (THREAT_INTEL_TTL_SECONDS).
     pub threat_intel_ttl: Duration,
+    /// Longest one reading of the list may take (THREAT_INTEL_TIMEOUT_SECONDS).
+    pub threat_intel_timeout: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -192,6 +194,7 @@ impl std::fmt::Debug for Config {
             .field("secret_ttl", &self.secret_ttl)
             .field("threat_intel_uri", &self.threat_intel_uri)
             .field("threat_intel_ttl", &self.threat_intel_ttl)
+            .field("threat_intel_timeout", &self.threat_intel_timeout)
             .field("threat_intel_only", &self.records.threat_intel_only)
             .finish()
     }
@@ -360,6 +363,8 @@ impl Config {
         }
         let threat_intel_ttl =
             Duration::from_secs(number("THREAT_INTEL_TTL_SECONDS", 900, 1, 86_400)?);
+        let threat_intel_timeout =
+            Duration::from_secs(number("THREAT_INTEL_TIMEOUT_SECONDS", 10, 1, 900)?);
         let threat_intel_only = flag("THREAT_INTEL_ONLY")?;
         // ECS documents written to a data stream carry its parts, as Elastic's
         // integration and dashboards expect (`data_stream.dataset : "aws.vpcflow"`).
@@ -418,6 +423,7 @@ impl Config {
             secret_ttl,
             threat_intel_uri,
             threat_intel_ttl,
+            threat_intel_timeout,
         })
     }
 }

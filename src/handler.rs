@@ -127,7 +127,8 @@ impl Handler {
             Some(uri) => {
                 let source = ListSource::parse(uri)?;
                 let s3 = aws.as_ref().map(crate::aws::s3_client);
-                let intel = ThreatIntel::new(source, config.threat_intel_ttl, s3);
+                let intel = ThreatIntel::new(source, config.threat_intel_ttl, s3)
+                    .with_load_timeout(config.threat_intel_timeout);
                 // Loaded now; a list that cannot be loaded fails the invocations (their
                 // records retried) until it can.
                 if let Err(e) = intel.current(None).await {

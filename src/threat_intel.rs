@@ -489,6 +489,8 @@ impl ListSource {
 pub struct ThreatIntel {
     source: ListSource,
     ttl: Duration,
+    /// Longest one reading of the list may take (THREAT_INTEL_TIMEOUT_SECONDS).
+    load_timeout: Duration,
     s3: Option<aws_sdk_s3::Client>,
     state: RwLock<State>,
     /// How many times the list's content was read (not counting unchanged ETags).
@@ -508,8 +510,8 @@ enum Fetched {
     New(ThreatList, Option<String>),
 }
 
-/// Longest a list is read for at cold start (Lambda's whole init phase has 10 s), and
-/// at most inside an invocation.
+/// Longest a list is read for by default (THREAT_INTEL_TIMEOUT_SECONDS): at cold start
+/// (Lambda's whole init phase has 10 s), and at most inside an invocation.
 pub const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl ThreatIntel {
@@ -517,10 +519,17 @@ impl ThreatIntel {
         ThreatIntel {
             source,
             ttl,
+            load_timeout: LOAD_TIMEOUT,
             s3,
             state: RwLock::new(State::default()),
             downloads: AtomicU64::new(0),
         }
+    }
+
+    /// Gives one reading of the list at most `timeout` (LOAD_TIMEOUT by default).
+    pub fn with_load_timeout(mut self, timeout: Duration) -> ThreatIntel {
+        self.load_timeout = timeout;
+        self
     }
 
     /// How many times the list's content was read.
@@ -531,7 +540,7 @@ impl ThreatIntel {
     /// The list to match with: loaded when there is none, read again when its TTL has
     /// passed (not downloaded when its ETag is unchanged), never past `deadline` (a
     /// refresh of a loaded list: never past a quarter of the time left) nor for longer
-    /// than LOAD_TIMEOUT. A reload that fails, times out or reads a list with no
+    /// than its load timeout. A reload that fails, times out or reads a list with no
     /// valid entry keeps the previous list (with a warning); with no list at all it is
     /// an error.
     pub async fn current(&self, deadline: Option<Instant>) -> Result<Arc<ThreatList>, String> {
@@ -548,13 +557,16 @@ impl ThreatIntel {
         let deadline = match (deadline, &list) {
             (Some(d), Some(_)) => now + d.saturating_duration_since(now) / 4,
             (Some(d), None) => d,
-            (None, _) => now + LOAD_TIMEOUT,
+            (None, _) => now + self.load_timeout,
         }
-        .min(now + LOAD_TIMEOUT);
+        .min(now + self.load_timeout);
         let fetch = self.fetch(etag.as_deref().filter(|_| list.is_some()));
         let fetched = match tokio::time::timeout_at(deadline.into(), fetch).await {
             Ok(fetched) => fetched,
-            Err(_) => Err("not read in time (the invocation's deadline, or 10 s)".to_string()),
+            Err(_) => Err(format!(
+                "not read in time (the invocation's deadline, or THREAT_INTEL_TIMEOUT_SECONDS: {} s)",
+                self.load_timeout.as_secs()
+            )),
         };
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         match fetched {
