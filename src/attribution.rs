@@ -202,39 +202,36 @@ impl AcceptedTable {
         if self.slots.is_empty() {
             self.slots = take_table();
         }
-        let mask = TABLE_SLOTS - 1;
-        let mut i = Self::start(key);
-        loop {
-            let [k, w] = self.slots[i];
-            if k == 0 {
-                break;
-            }
-            if k == key && overlap(unpack(w), window) {
-                let w = unpack(w);
+        match self.probe(key, window) {
+            Ok(i) => {
+                let w = unpack(self.slots[i][1]);
                 self.slots[i][1] = pack((w.0.min(window.0), w.1.max(window.1)));
-                return true;
             }
-            i = (i + 1) & mask;
+            Err(empty) => {
+                self.slots[empty] = [key, pack(window)];
+                self.len += 1;
+            }
         }
-        self.slots[i] = [key, pack(window)];
-        self.len += 1;
         true
     }
 
     /// Whether a window of `key` overlaps `window`.
     fn overlaps(&self, key: u64, window: Window) -> bool {
-        if self.slots.is_empty() {
-            return false;
-        }
+        !self.slots.is_empty() && self.probe(key, window).is_ok()
+    }
+
+    /// The slot of `key` whose window overlaps `window`, or the empty slot that ends
+    /// `key`'s run (the table is never full: at most 3/4 of its slots are taken).
+    fn probe(&self, key: u64, window: Window) -> Result<usize, usize> {
         let mask = TABLE_SLOTS - 1;
         let mut i = Self::start(key);
         loop {
             let [k, w] = self.slots[i];
             if k == 0 {
-                return false;
+                return Err(i);
             }
             if k == key && overlap(unpack(w), window) {
-                return true;
+                return Ok(i);
             }
             i = (i + 1) & mask;
         }
