@@ -13,27 +13,6 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowlog-forwarder");
 
-/// A flow log file with `n` distinct records.
-fn input(name: &str, n: usize) -> String {
-    let dir = common::scratch_dir().to_path_buf();
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    let mut text = String::from("version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n");
-    for i in 0..n {
-        text.push_str(&format!(
-            "2 123456789012 eni-1 10.0.{}.{} 203.0.113.{} {} 443 6 {} {} 1700000000 1700000060 ACCEPT OK\n",
-            i / 250,
-            i % 250,
-            i % 200,
-            1024 + i,
-            i + 1,
-            (i + 1) * 60
-        ));
-    }
-    std::fs::write(&path, text).unwrap();
-    path.to_string_lossy().into_owned()
-}
-
 fn run(file: &str, url: &str, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(["process", "--destination", url, file]);
@@ -121,7 +100,7 @@ fn assert_all_once(file: &str, requests: &[Request]) {
 #[test]
 fn ok_gzip_bodies_all_received_once() {
     let rx = Receiver::start(vec![], Reply::ok());
-    let file = input("ok.log", 300);
+    let file = common::distinct_flows_file("ok.log", 300);
     let out = run(&file, &rx.url, &[("BATCH_MAX_EVENTS", "100")]);
     assert!(
         out.status.success(),
@@ -145,7 +124,7 @@ fn ok_gzip_bodies_all_received_once() {
 #[test]
 fn retry_after_is_honoured() {
     let rx = Receiver::start(vec![Reply::retry_after(429, 1)], Reply::ok());
-    let file = input("429.log", 10);
+    let file = common::distinct_flows_file("429.log", 10);
     let out = run(&file, &rx.url, &[("RETRY_MAX_DELAY_MS", "2000")]);
     assert!(out.status.success());
     let reqs = rx.requests();
@@ -158,7 +137,7 @@ fn retry_after_is_honoured() {
 #[test]
 fn server_errors_are_retried_with_capped_backoff() {
     let rx = Receiver::start(vec![Reply::status(500), Reply::status(503)], Reply::ok());
-    let file = input("500.log", 10);
+    let file = common::distinct_flows_file("500.log", 10);
     let out = run(&file, &rx.url, &[]);
     assert!(out.status.success());
     let reqs = rx.requests();
@@ -172,7 +151,7 @@ fn server_errors_are_retried_with_capped_backoff() {
 #[test]
 fn retries_are_bounded_and_the_failure_reported() {
     let rx = Receiver::start(vec![], Reply::status(503));
-    let file = input("503.log", 10);
+    let file = common::distinct_flows_file("503.log", 10);
     let out = run(&file, &rx.url, &[("MAX_RETRIES", "2")]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(rx.requests().len(), 3);
@@ -187,7 +166,7 @@ fn retries_are_bounded_and_the_failure_reported() {
 #[test]
 fn a_hanging_receiver_times_out_and_is_retried() {
     let rx = Receiver::start(vec![Reply::Hang(Duration::from_secs(3))], Reply::ok());
-    let file = input("hang.log", 10);
+    let file = common::distinct_flows_file("hang.log", 10);
     let out = run(&file, &rx.url, &[("REQUEST_TIMEOUT_MS", "300")]);
     assert!(
         out.status.success(),
@@ -207,7 +186,7 @@ fn a_hanging_receiver_times_out_and_is_retried() {
 #[test]
 fn payload_too_large_is_split_and_retried() {
     let rx = Receiver::start(vec![Reply::status(413), Reply::status(413)], Reply::ok());
-    let file = input("413.log", 40);
+    let file = common::distinct_flows_file("413.log", 40);
     let out = run(&file, &rx.url, &[]);
     assert!(
         out.status.success(),
@@ -226,7 +205,7 @@ fn payload_too_large_is_split_and_retried() {
 #[test]
 fn unauthorized_is_permanent_reported_and_not_retried() {
     let rx = Receiver::start(vec![], Reply::status(401));
-    let file = input("401.log", 10);
+    let file = common::distinct_flows_file("401.log", 10);
     let out = run(&file, &rx.url, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(rx.requests().len(), 1);
@@ -285,7 +264,7 @@ fn bulk_one_item(body: &str) -> (u16, String) {
 #[test]
 fn elasticsearch_bulk_items_missing_from_the_response_fail() {
     let rx = Receiver::start(vec![], Reply::With(bulk_one_item));
-    let file = input("bulk-short.log", 4);
+    let file = common::distinct_flows_file("bulk-short.log", 4);
     let out = run(&file, &rx.url, &[("DESTINATION_FORMAT", "elasticsearch")]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -302,7 +281,7 @@ fn elasticsearch_bulk_retries_only_rejected_items() {
         vec![Reply::With(bulk_half_429_some_400)],
         Reply::With(bulk_all_created),
     );
-    let file = input("bulk.log", 6);
+    let file = common::distinct_flows_file("bulk.log", 6);
     let out = run(&file, &rx.url, &[("DESTINATION_FORMAT", "elasticsearch")]);
     assert_eq!(
         out.status.code(),
@@ -341,7 +320,7 @@ fn elasticsearch_bulk_retries_only_rejected_items() {
 #[test]
 fn splunk_hec_envelope() {
     let rx = Receiver::start(vec![], Reply::ok());
-    let file = input("hec.log", 2);
+    let file = common::distinct_flows_file("hec.log", 2);
     let out = run(
         &file,
         &rx.url,
@@ -371,7 +350,7 @@ fn splunk_hec_envelope() {
 #[test]
 fn secrets_never_appear_in_output_or_logs() {
     let rx = Receiver::start(vec![], Reply::status(500));
-    let file = input("secret.log", 3);
+    let file = common::distinct_flows_file("secret.log", 3);
     let url = rx.url.replace("http://", "http://svc-user:pa55-w0rd-x@") + "?token=qu3ry-s3cret";
     let out = run(
         &file,
@@ -399,7 +378,7 @@ fn secrets_never_appear_in_output_or_logs() {
 
 #[test]
 fn plain_http_to_a_remote_host_is_refused() {
-    let file = input("plain.log", 1);
+    let file = common::distinct_flows_file("plain.log", 1);
     let out = run(&file, "http://192.0.2.10/ingest", &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ALLOW_PLAIN_HTTP"));
@@ -416,7 +395,7 @@ fn tokens_echoed_by_the_receiver_never_reach_the_logs() {
         .url
         .replace("http://", "http://elastic:pw-hunter2-secret@")
         + "/hec-3f9a7c2e1d?api_key=q-7e6d5c4b3a";
-    let file = input("echo.log", 3);
+    let file = common::distinct_flows_file("echo.log", 3);
     let out = run(
         &file,
         &url,
@@ -452,7 +431,7 @@ fn tokens_echoed_by_the_receiver_never_reach_the_logs() {
 #[test]
 fn private_ca_through_destination_ca_bundle() {
     let rx = common::tls::TlsReceiver::start();
-    let file = input("tls.log", 3);
+    let file = common::distinct_flows_file("tls.log", 3);
     let refused = run(&file, &rx.url, &[]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(
@@ -489,7 +468,7 @@ fn private_ca_through_destination_ca_bundle() {
 /// none.
 #[test]
 fn documents_for_a_data_stream_carry_its_parts() {
-    let file = input("data-stream.log", 3);
+    let file = common::distinct_flows_file("data-stream.log", 3);
     for (index, want) in [
         (None, Some(("logs", "aws.vpcflow", "default"))),
         (
@@ -537,7 +516,7 @@ fn documents_for_a_data_stream_carry_its_parts() {
 /// name as given; empty sends none; other formats never.
 #[test]
 fn bulk_requests_name_their_pipeline() {
-    let file = input("pipeline.log", 2);
+    let file = common::distinct_flows_file("pipeline.log", 2);
     for (pipeline, want) in [
         (None, Some("pipeline=_none")),
         (

@@ -17,23 +17,6 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowlog-forwarder");
 
-/// A flow log file with `n` distinct records.
-fn input(name: &str, n: usize) -> String {
-    let dir = common::scratch_dir().to_path_buf();
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    let mut text = String::from("version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n");
-    for i in 0..n {
-        text.push_str(&format!(
-            "2 123456789012 eni-1 10.0.0.{} 203.0.113.9 {} 443 6 1 60 1700000000 1700000060 ACCEPT OK\n",
-            i % 250,
-            1024 + i
-        ));
-    }
-    std::fs::write(&path, text).unwrap();
-    path.to_string_lossy().into_owned()
-}
-
 /// `process FILE --destination URL` under GNU time (peak RSS on stderr); the
 /// accounting of its summary is checked unless the configuration was refused.
 fn run(file: &str, url: &str, env: &[(&str, &str)]) -> Output {
@@ -100,7 +83,7 @@ fn huge_response_bodies_are_read_with_a_bound() {
                 total: 300 << 20,
             },
         );
-        let file = input("flood.log", 20);
+        let file = common::distinct_flows_file("flood.log", 20);
         let started = Instant::now();
         let out = run(
             &file,
@@ -139,7 +122,7 @@ fn echoed_credentials_never_reach_the_logs_in_any_form() {
     // Every request is refused with a 401 quoting the Authorization header sent.
     rx.require_header("Authorization", "something else");
     let url = rx.url.replace("http://", "http://svc-user:Pa55w0rd-9x7y@");
-    let file = input("basic.log", 2);
+    let file = common::distinct_flows_file("basic.log", 2);
     let out = run(&file, &url, &[("LOG_LEVEL", "debug")]);
     assert_eq!(out.status.code(), Some(1));
     let text = stderr(&out);
@@ -159,7 +142,7 @@ fn echoed_credentials_never_reach_the_logs_in_any_form() {
     let rx = Receiver::start(vec![], Reply::ok());
     rx.require_header("X-Api-Key", "right");
     let token = "tk-0123456789abcdefg";
-    let file = input("cut.log", 2);
+    let file = common::distinct_flows_file("cut.log", 2);
     let out = run(
         &file,
         &rx.url,
@@ -183,7 +166,7 @@ fn echoed_credentials_never_reach_the_logs_in_any_form() {
 #[test]
 fn framing_and_routing_headers_are_refused_at_start() {
     let rx = Receiver::start(vec![], Reply::ok());
-    let file = input("framing.log", 61);
+    let file = common::distinct_flows_file("framing.log", 61);
     for header in [
         "Content-Length",
         "Transfer-Encoding",
@@ -207,7 +190,7 @@ fn framing_and_routing_headers_are_refused_at_start() {
 /// URL is refused; no log names 127.0.0.1 as the destination.
 #[test]
 fn a_url_is_read_once_the_way_the_client_reads_it() {
-    let file = input("url.log", 3);
+    let file = common::distinct_flows_file("url.log", 3);
     let out = run(&file, "http://0.0.0.0:9\\@127.0.0.1:1/", &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let text = stderr(&out);
@@ -264,7 +247,7 @@ fn ids_of(body: &str) -> Vec<String> {
 #[test]
 fn elasticsearch_bulk_items_are_matched_by_id() {
     let rx = Receiver::start(vec![], Reply::With(bulk_reversed_first_refused));
-    let file = input("reordered.log", 5);
+    let file = common::distinct_flows_file("reordered.log", 5);
     let out = run(&file, &rx.url, &[("DESTINATION_FORMAT", "elasticsearch")]);
     assert!(out.status.success(), "{}", stderr(&out));
     let reqs = rx.requests();
@@ -299,7 +282,7 @@ fn splunk_hec_200_with_an_error_code_is_a_failure() {
             body: r#"{"text":"Invalid data format","code":6,"invalid-event-number":0}"#.into(),
         },
     );
-    let file = input("hec.log", 4);
+    let file = common::distinct_flows_file("hec.log", 4);
     let out = run(&file, &rx.url, &[("DESTINATION_FORMAT", "splunk-hec")]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -329,7 +312,7 @@ fn splunk_hec_200_with_an_error_code_is_a_failure() {
 #[test]
 fn retry_after_is_capped_by_the_configured_maximum() {
     let rx = Receiver::start(vec![Reply::retry_after(503, 300)], Reply::ok());
-    let file = input("retry-after.log", 3);
+    let file = common::distinct_flows_file("retry-after.log", 3);
     let started = Instant::now();
     let out = run(&file, &rx.url, &[("RETRY_MAX_DELAY_MS", "300")]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -347,7 +330,7 @@ fn retry_after_is_capped_by_the_configured_maximum() {
 /// and the request is not retried.
 #[test]
 fn tls_failures_are_named_and_not_retried() {
-    let file = input("tls.log", 2);
+    let file = common::distinct_flows_file("tls.log", 2);
     let cases = [
         (
             common::tls::TlsReceiver::start(),

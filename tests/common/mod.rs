@@ -279,3 +279,25 @@ pub fn delivery_env(cmd: &mut std::process::Command, env: &[(&str, &str)]) {
         .env("RETRY_MAX_DELAY_MS", "200");
     cmd.envs(env.iter().copied());
 }
+
+/// A default-format flow log file in this test's scratch directory with `n` distinct
+/// ACCEPT records; its path.
+pub fn distinct_flows_file(name: &str, n: usize) -> String {
+    let dir = scratch_dir().to_path_buf();
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    let mut text = String::from("version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "2 123456789012 eni-1 10.0.{}.{} 203.0.113.{} {} 443 6 {} {} 1700000000 1700000060 ACCEPT OK\n",
+            i / 250,
+            i % 250,
+            i % 200,
+            1024 + i,
+            i + 1,
+            (i + 1) * 60
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
