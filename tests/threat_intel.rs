@@ -171,6 +171,24 @@ const LINES: &str = "\
 2 123456789010 eni-1 2001:db8:bad::9 2001:db8::1 443 40000 6 1 60 1700000000 1700000060 REJECT OK
 ";
 
+/// `process` of LINES on standard input with THREAT_INTEL_URI naming `list` (a path).
+fn run_with_list(list: &std::path::Path, vars: &[(&str, &str)]) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(["process", "-"])
+        .env_remove("DESTINATION_URL")
+        .env("THREAT_INTEL_URI", list)
+        .envs(vars.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A refused list stops the run before stdin is read: a broken pipe is fine.
+    let _ = child.stdin.take().unwrap().write_all(LINES.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
+/// `run_with_list` with the test feed; its documents, stderr and exit code.
 fn process(vars: &[(&str, &str)]) -> (Vec<Value>, String, Option<i32>) {
     let list = common::scratch_dir().join("threat-list.txt");
     std::fs::write(
@@ -178,23 +196,7 @@ fn process(vars: &[(&str, &str)]) -> (Vec<Value>, String, Option<i32>) {
         "# test feed\n198.51.100.0/24,scanner net\n2001:db8:bad::/48\n",
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["process", "-"])
-        .env_remove("DESTINATION_URL")
-        .env("THREAT_INTEL_URI", &list)
-        .envs(vars.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(LINES.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_list(&list, vars);
     let docs = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -290,24 +292,12 @@ fn a_bad_threat_configuration_exits_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// `process` with THREAT_INTEL_URI naming `list` (a path) on LINES.
+/// `run_with_list`: its stderr, exit code and number of documents.
 fn process_with_list(
     list: &std::path::Path,
     vars: &[(&str, &str)],
 ) -> (String, Option<i32>, usize) {
-    let mut child = Command::new(BIN)
-        .args(["process", "-"])
-        .env_remove("DESTINATION_URL")
-        .env("THREAT_INTEL_URI", list)
-        .envs(vars.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A refused list stops the run before stdin is read: a broken pipe is fine.
-    let _ = child.stdin.take().unwrap().write_all(LINES.as_bytes());
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_list(list, vars);
     (
         String::from_utf8_lossy(&out.stderr).into_owned(),
         out.status.code(),
