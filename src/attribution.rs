@@ -76,17 +76,15 @@ pub struct HeldReject {
     pub schema: u32,
     /// The length of its `event.original` (INCLUDE_ORIGINAL), held after its text.
     original_len: Option<u32>,
-    /// Decided when it is released.
-    pub attribution: RejectAttribution,
-    flow: RejectedFlow,
 }
 
 impl HeldReject {
-    /// The bytes it takes while held: its text and id, itself (its spans are counted
-    /// where they are added).
+    /// The bytes it takes while held: its text and id, itself and its flow (its spans
+    /// are counted where they are added).
     fn size(&self) -> usize {
         (self.id_len + self.text_len + self.original_len.unwrap_or(0)) as usize
             + std::mem::size_of::<HeldReject>()
+            + std::mem::size_of::<(RejectedFlow, RejectAttribution)>()
     }
 }
 
@@ -97,6 +95,9 @@ impl HeldReject {
 #[derive(Debug, Default)]
 pub struct Released {
     pub records: Vec<HeldReject>,
+    /// Each record's flow, then (released) its attribution: apart from the records, so
+    /// that deciding them reads 32 bytes a record, not a record's 200.
+    flows: Vec<(RejectedFlow, RejectAttribution)>,
     text: String,
     spans: Vec<Span>,
     /// `HeldReject::schema` indexes these (one per header line seen, usually one).
@@ -108,6 +109,7 @@ pub struct Released {
 impl Released {
     fn clear(&mut self) {
         self.records.clear();
+        self.flows.clear();
         self.text.clear();
         self.spans.clear();
         self.schemas.clear();
@@ -120,6 +122,11 @@ impl Released {
         let start = h.spans_start as usize;
         let spans = &self.spans[start..start + schema.len()];
         FlowRecord::from_values(self.text(h), schema, spans, h.values)
+    }
+
+    /// The attribution of the `index`th released record.
+    pub fn attribution(&self, index: usize) -> RejectAttribution {
+        self.flows[index].1
     }
 
     /// A released record's `event.id`.
@@ -151,13 +158,27 @@ type Window = (u32, u32);
 /// accepted record a slot of its own. Windows of a key that overlap are merged (an
 /// interval overlaps their union exactly when it overlaps one of them); others are
 /// kept apart, so that a REJECT between two accepted windows overlaps neither. Zeroed
-/// memory is an empty table: its pages are touched only as slots fill. A slot is
-/// prefetched when its record is parsed and used once its document is written, so that
-/// the table's size costs no wait on memory.
+/// memory is an empty table. A slot is prefetched when its record is parsed and used
+/// once its document is written, so that the table's size costs no wait on memory.
 #[derive(Debug, Default)]
 struct AcceptedTable {
-    slots: Vec<[u64; 2]>,
+    slots: Slots,
     len: usize,
+    /// Once the table is full (it never changes again): a Bloom filter of its keys,
+    /// 512 KiB that stay in cache where the table's 4 MiB do not, so that a REJECT
+    /// whose mirror is not in the table is told at once (see `RejectAttributor::claim`).
+    summary: Vec<u64>,
+}
+
+/// Words of the full table's summary: 2^16 of 64 bits, two bits a key (about 1 % of
+/// absent keys pass for present, and are then looked up in the table).
+const SUMMARY_WORDS: usize = 1 << 16;
+
+/// A key's word and bits in the summary: from the key's low bits (its top bits pick
+/// its slot in the table).
+fn summary_bits(key: u64) -> (usize, u64) {
+    let word = key as usize & (SUMMARY_WORDS - 1);
+    (word, (1 << ((key >> 16) & 63)) | (1 << ((key >> 22) & 63)))
 }
 
 fn pack(w: Window) -> u64 {
@@ -210,9 +231,28 @@ impl AcceptedTable {
             Err(empty) => {
                 self.slots[empty] = [key, pack(window)];
                 self.len += 1;
+                if self.is_full() {
+                    self.summarize();
+                }
             }
         }
         true
+    }
+
+    /// Builds the summary of the keys of the (full) table.
+    fn summarize(&mut self) {
+        self.summary = vec![0; SUMMARY_WORDS];
+        for &[key, _] in self.slots.iter().filter(|[key, _]| *key != 0) {
+            let (word, bits) = summary_bits(key);
+            self.summary[word] |= bits;
+        }
+    }
+
+    /// Whether `key` may be in the full table (false: it is not).
+    #[inline]
+    fn may_hold(&self, key: u64) -> bool {
+        let (word, bits) = summary_bits(key);
+        self.summary.get(word).is_none_or(|w| w & bits == bits)
     }
 
     /// Whether a window of `key` overlaps `window`.
@@ -239,9 +279,8 @@ impl AcceptedTable {
 }
 
 impl Drop for AcceptedTable {
-    /// The table is emptied and kept for the next unit: a fresh one costs a page fault
-    /// for each of its 1,024 pages as they are first written (about 20 ms on a virtual
-    /// machine), for every S3 object.
+    /// The table is emptied and kept for the next unit: a fresh one costs the mapping
+    /// of its memory, for every S3 object.
     fn drop(&mut self) {
         if self.slots.len() != TABLE_SLOTS {
             return;
@@ -258,15 +297,81 @@ impl Drop for AcceptedTable {
 }
 
 /// Emptied tables of units that ended, for the next ones (one per unit read at once).
-static SPARE_TABLES: std::sync::Mutex<Vec<Vec<[u64; 2]>>> = std::sync::Mutex::new(Vec::new());
+static SPARE_TABLES: std::sync::Mutex<Vec<Slots>> = std::sync::Mutex::new(Vec::new());
 const MAX_SPARE_TABLES: usize = 2;
 
-/// An empty table: a spare one, or a new one (zeroed memory, its pages touched only as
-/// slots fill).
-fn take_table() -> Vec<[u64; 2]> {
+/// An empty table: a spare one, or a new one.
+fn take_table() -> Slots {
     let spare = SPARE_TABLES.lock().ok().and_then(|mut s| s.pop());
-    spare.unwrap_or_else(|| vec![[0u64; 2]; TABLE_SLOTS])
+    spare.unwrap_or_else(Slots::allocate)
 }
+
+/// The table's memory: `TABLE_SLOTS` zeroed slots from a 2 MiB boundary inside an
+/// allocation 2 MiB larger (whose extra pages are never touched), so that two huge
+/// pages can hold it all. Its lookups land anywhere in 4 MiB: on 4 KiB pages nearly
+/// each one also misses the address translation cache, which on a virtual machine
+/// (nested page tables) cost more than the rest of attribution together.
+#[derive(Debug, Default)]
+struct Slots {
+    memory: Vec<[u64; 2]>,
+    start: usize,
+}
+
+impl Slots {
+    fn allocate() -> Slots {
+        const HUGE_PAGE: usize = 2 << 20;
+        const SLOT: usize = std::mem::size_of::<[u64; 2]>();
+        let memory = vec![[0u64; 2]; TABLE_SLOTS + HUGE_PAGE / SLOT];
+        let addr = memory.as_ptr() as usize;
+        let start = (addr.next_multiple_of(HUGE_PAGE) - addr).div_ceil(SLOT);
+        let mut slots = Slots { memory, start };
+        map_now(&mut slots);
+        slots
+    }
+}
+
+impl std::ops::Deref for Slots {
+    type Target = [[u64; 2]];
+
+    fn deref(&self) -> &[[u64; 2]] {
+        self.memory
+            .get(self.start..self.start + TABLE_SLOTS)
+            .unwrap_or_default()
+    }
+}
+
+impl std::ops::DerefMut for Slots {
+    fn deref_mut(&mut self) -> &mut [[u64; 2]] {
+        self.memory
+            .get_mut(self.start..self.start + TABLE_SLOTS)
+            .unwrap_or_default()
+    }
+}
+
+/// Maps a fresh table's pages at once, as huge pages where the kernel offers them
+/// (transparent huge pages, `always` or `madvise`). Left to first use, each of its
+/// 1,024 small pages would fault twice (read as the shared zero page by a lookup, then
+/// copied when a slot is written). Where the kernel has neither hint (huge pages off,
+/// Linux before 5.14), pages are mapped as they are used.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn map_now(table: &mut [[u64; 2]]) {
+    const PAGE: usize = 4096;
+    let start = (table.as_mut_ptr() as usize).next_multiple_of(PAGE);
+    let end = (table.as_mut_ptr() as usize + std::mem::size_of_val(table)) / PAGE * PAGE;
+    if end <= start {
+        return;
+    }
+    let (addr, len) = (start as *mut libc::c_void, end - start);
+    // SAFETY: [start, end) lies inside `table`, which this function borrows mutably;
+    // both hints only choose how its (zeroed) pages are backed, never their contents.
+    unsafe {
+        libc::madvise(addr, len, libc::MADV_HUGEPAGE);
+        libc::madvise(addr, len, libc::MADV_POPULATE_WRITE);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn map_now(_table: &mut [[u64; 2]]) {}
 
 /// A hint to load the cache line of `item`; it never faults, and does nothing where
 /// the architecture has no such hint.
@@ -310,7 +415,8 @@ pub enum Claim {
     /// No claim can be made (no interface, Transit Gateway, log-status not OK, a
     /// reject-reason other than BPA): the document gets no attribution.
     None,
-    /// Decided by the record alone (BPA).
+    /// Decided now: by the record alone (BPA), or, once the table of accepted records
+    /// is full, because no mirror of it is there.
     Now(RejectAttribution),
     /// Decided by its accepted mirror, seen before or after it: the record is held
     /// until it is released (`hold`, `release`).
@@ -380,8 +486,15 @@ impl RejectAttributor {
             return Claim::None;
         };
         let iface = interface_hash(interface);
+        let mirrors = mirror_keys(rec, iface);
+        if self.accepted.is_full() && !mirrors.iter().any(|&k| k != 0 && self.accepted.may_hold(k))
+        {
+            // Nothing more will be remembered and no mirror is in the table: what its
+            // release would decide is known now, so the record is not held.
+            return Claim::Now(RejectAttribution::SecurityGroupOrNetworkAcl);
+        }
         Claim::Mirror(RejectedFlow {
-            mirrors: mirror_keys(rec, iface),
+            mirrors,
             window: window(rec),
         })
     }
@@ -433,11 +546,12 @@ impl RejectAttributor {
             values: rec.values(),
             schema: (young.schemas.len() - 1) as u32,
             original_len: original.map(|o| o.len() as u32),
-            attribution: RejectAttribution::SecurityGroupOrNetworkAcl,
-            flow,
         };
         young.bytes += held.size() + std::mem::size_of_val(spans);
         young.records.push(held);
+        young
+            .flows
+            .push((flow, RejectAttribution::SecurityGroupOrNetworkAcl));
     }
 
     /// Whether the held records reached their cap: `release` must be called now.
@@ -470,15 +584,16 @@ impl RejectAttributor {
             self.held_released_early += out.records.len() as u64;
         }
         // Decided a few records ahead of their slots' arrival from memory.
-        const AHEAD: usize = 8;
-        for i in 0..out.records.len() {
-            if let Some(next) = out.records.get(i + AHEAD) {
-                for key in next.flow.mirrors.into_iter().filter(|&k| k != 0) {
+        const AHEAD: usize = 32;
+        for i in 0..out.flows.len() {
+            if let Some((next, _)) = out.flows.get(i + AHEAD) {
+                for key in next.mirrors.into_iter().filter(|&k| k != 0) {
                     self.accepted.prefetch(key);
                 }
             }
-            if self.mirror_seen(&out.records[i].flow) {
-                out.records[i].attribution = RejectAttribution::NetworkAcl;
+            let (flow, attribution) = &mut out.flows[i];
+            if self.mirror_seen(flow) {
+                *attribution = RejectAttribution::NetworkAcl;
             }
         }
         out

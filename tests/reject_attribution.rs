@@ -502,6 +502,59 @@ fn assert_within_budget(path: &std::path::Path) {
     );
 }
 
+/// Once the table of accepted records is full, nothing more is remembered: a REJECT
+/// whose mirror came before is still a network ACL's, one whose mirror comes after is
+/// not (the overflow is counted).
+#[test]
+fn past_a_full_table_rejects_are_decided_as_they_come() {
+    use flowlog_forwarder::attribution::MAX_ACCEPTED_FLOWS;
+    let eni = "eni-0a1b2c3d4e5f60718";
+    let accept = |i: usize| {
+        format!(
+            "2 123456789010 {eni} 10.{}.{}.{} 203.0.113.9 {} 443 6 1 40 1000 1060 ACCEPT OK",
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255,
+            1024 + i % 60000
+        )
+    };
+    let reject_of = |i: usize| {
+        format!(
+            "2 123456789010 {eni} 203.0.113.9 10.{}.{}.{} 443 {} 6 1 40 1000 1060 REJECT OK",
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255,
+            1024 + i % 60000
+        )
+    };
+    let mut lines = vec![reject_of(0)]; // held: its mirror comes later, before the table fills
+    lines.extend((0..MAX_ACCEPTED_FLOWS).map(accept));
+    lines.push(reject_of(7)); // after the fill, its mirror seen
+    lines.push(reject_of(MAX_ACCEPTED_FLOWS + 1)); // its mirror comes after the fill
+    lines.push(accept(MAX_ACCEPTED_FLOWS + 1));
+    let text = lines.join("\n");
+    // Only the REJECTs are shipped (the accepted records are noted all the same).
+    let (all, counts) = run(&settings(&[("ACTIONS", "REJECT")]), &text);
+    assert_eq!(all.len(), 3);
+    assert_eq!(counts.read, lines.len() as u64);
+    assert_eq!(counts.filtered, lines.len() as u64 - 3);
+    assert_eq!(counts.attribution_overflow, 1, "{counts:?}");
+    let by_port = |port: usize| {
+        let port = (1024 + port % 60000) as u64;
+        rejects(&all)
+            .into_iter()
+            .find(|d| d["destination"]["port"] == port)
+            .map(attribution)
+            .unwrap_or("missing")
+    };
+    assert_eq!(by_port(0), "network_acl");
+    assert_eq!(by_port(7), "network_acl");
+    assert_eq!(
+        by_port(MAX_ACCEPTED_FLOWS + 1),
+        "security_group_or_network_acl"
+    );
+}
+
 /// The worst case for the attribution's memory: more distinct accepted flows than the
 /// map holds, and far more held REJECT text than its cap (every REJECT lone). What it
 /// adds to the process's peak RSS stays within its budget: a map of 4 MiB (6 MiB while

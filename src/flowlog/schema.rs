@@ -17,7 +17,7 @@ pub enum Column {
 }
 
 /// An ordered list of columns, with a reverse index from known field to column.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Eq)]
 pub struct Schema {
     columns: Vec<Column>,
     position: [u16; Field::COUNT],
@@ -29,6 +29,8 @@ pub struct Schema {
     typed: Vec<(usize, Field, Kind)>,
     /// Whether any column is a Transit Gateway field (`tgw-*`, known or not).
     transit_gateway: bool,
+    /// Distinct for each schema built, copied by `clone` (see `PartialEq`).
+    serial: u64,
 }
 
 const ABSENT: u16 = u16::MAX;
@@ -44,6 +46,18 @@ impl std::fmt::Display for FormatError {
 }
 
 impl std::error::Error for FormatError {}
+
+/// Two schemas are equal when their columns are (everything else is derived from
+/// them); a schema and its clones share a serial, which answers without comparing
+/// columns (a held REJECT record compares its schema with the last one held).
+impl PartialEq for Schema {
+    fn eq(&self, other: &Schema) -> bool {
+        self.serial == other.serial || self.columns == other.columns
+    }
+}
+
+/// The serial of the next schema built.
+static NEXT_SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Schema {
     /// The AWS default version 2 format.
@@ -142,6 +156,7 @@ impl Schema {
             vpcflow,
             typed,
             transit_gateway,
+            serial: NEXT_SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 

@@ -224,11 +224,11 @@ impl<'s> UnitProcessor<'s> {
                 Some(attributor) if attributor.is_holding() => attributor.release(unit_ended),
                 _ => return Ok(()),
             };
-            for held in &released.records {
+            for (i, held) in released.records.iter().enumerate() {
                 doc.clear();
                 let (id, original) = (released.id(held), released.original(held));
                 let rec = released.record(held);
-                let attribution = Some(held.attribution);
+                let attribution = Some(released.attribution(i));
                 let (matches, count) = find_threats(threats.as_deref(), &rec);
                 let matches = &matches[..count];
                 let outcome = self
