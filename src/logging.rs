@@ -15,13 +15,14 @@ pub fn init_cli(level: Option<Level>) {
         .try_init();
 }
 
-/// JSON logs to standard output for Lambda (CloudWatch Logs).
+/// JSON logs to standard output for Lambda (CloudWatch Logs), each with its `level`
+/// and an RFC 3339 `timestamp`: Lambda's log-level filtering reads a line without
+/// either as INFO, and would drop a warning or an error with the INFO lines.
 pub fn init_lambda(level: Option<Level>) {
     let _ = tracing_subscriber::fmt()
         .json()
         .with_max_level(level.unwrap_or(Level::INFO))
         .with_current_span(false)
         .with_target(false)
-        .without_time()
         .try_init();
 }

@@ -1,6 +1,9 @@
 //! The invocation summary in CloudWatch Embedded Metric Format: one JSON log line per
 //! invocation whose counters CloudWatch turns into metrics (namespace
-//! `FlowlogForwarder`) without API calls.
+//! `FlowlogForwarder`) without API calls. The line carries a `level` that Lambda's
+//! log-level filtering (ApplicationLogLevel) lets through at every setting, and an RFC
+//! 3339 `timestamp` (without one Lambda reads the line as INFO): the metrics and the
+//! alarms on them must not vanish when the function logs only warnings or errors.
 
 use std::time::Instant;
 
@@ -25,7 +28,10 @@ pub fn summary_json(
     let function =
         std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".to_string());
     let metric = |name: &str, unit: &str| json!({ "Name": name, "Unit": unit });
+    let application_level = std::env::var("AWS_LAMBDA_LOG_LEVEL").ok();
     json!({
+        "level": summary_level(application_level.as_deref()),
+        "timestamp": crate::timestamp::format_timestamp(now_ms / 1000),
         "_aws": {
             "Timestamp": now_ms,
             "CloudWatchMetrics": [{
@@ -59,4 +65,16 @@ pub fn summary_json(
         "BytesOut": total.bytes_out,
         "Milliseconds": millis,
     })
+}
+
+/// The level of the summary line: the function's application log level (Lambda's
+/// `AWS_LAMBDA_LOG_LEVEL`) when it is WARN, ERROR or FATAL, so that Lambda's filter
+/// keeps the line; INFO otherwise (where it is kept anyway).
+pub fn summary_level(application_level: Option<&str>) -> &'static str {
+    match application_level.map(str::to_ascii_uppercase).as_deref() {
+        Some("WARN") => "WARN",
+        Some("ERROR") => "ERROR",
+        Some("FATAL") => "FATAL",
+        _ => "INFO",
+    }
 }

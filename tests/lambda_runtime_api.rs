@@ -306,3 +306,84 @@ fn a_deadline_that_is_a_duration_is_not_a_deadline_in_the_past() {
     let error: Value = serde_json::from_str(error).unwrap();
     assert_eq!(error["errorType"], "MalformedPayload", "{error}");
 }
+
+/// Lambda's log-level filtering as its documentation states it: a JSON line's `level`
+/// (TRACE to FATAL, any case) decides, but a line whose `level` is missing or invalid,
+/// or whose `timestamp` is not RFC 3339, is INFO; a line passes when its level is at
+/// least the function's ApplicationLogLevel. A line that is not JSON is INFO.
+fn lambda_keeps(line: &str, application_level: &str) -> bool {
+    const LEVELS: [&str; 6] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+    let rank = |l: &str| LEVELS.iter().position(|x| x.eq_ignore_ascii_case(l));
+    let level = serde_json::from_str::<Value>(line)
+        .ok()
+        .filter(|v| v["timestamp"].as_str().is_some_and(|t| is_rfc3339(t)))
+        .and_then(|v| v["level"].as_str().and_then(rank))
+        .unwrap_or(2);
+    level >= rank(application_level).unwrap()
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`.
+fn is_rfc3339(t: &str) -> bool {
+    let b = t.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    if b.len() < 20
+        || !(digits(0..4)
+            && digits(5..7)
+            && digits(8..10)
+            && digits(11..13)
+            && digits(14..16)
+            && digits(17..19))
+    {
+        return false;
+    }
+    if (b[4], b[7], b[10], b[13], b[16]) != (b'-', b'-', b'T', b':', b':') {
+        return false;
+    }
+    let mut rest = &t[19..];
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let n = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return false;
+        }
+        rest = &fraction[n..];
+    }
+    rest == "Z"
+        || (rest.len() == 6
+            && (rest.starts_with('+') || rest.starts_with('-'))
+            && rest.as_bytes()[3] == b':')
+}
+
+/// The metrics summary (EMF) reaches CloudWatch at every ApplicationLogLevel, and so do
+/// the errors at WARN and ERROR: each output line is passed through Lambda's filter.
+#[test]
+fn metrics_and_errors_survive_every_application_log_level() {
+    for level in ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"] {
+        // One CloudWatch Logs event whose documents the destination refuses (500), so
+        // that an error is logged; no retry, to be quick.
+        let (api, state) = start_runtime_api(vec![cloudwatch_event()]);
+        let rx = Receiver::start(vec![], Reply::status(500));
+        let mut child = lambda_command(BIN, &api, &rx.url)
+            .env("AWS_LAMBDA_LOG_LEVEL", level)
+            .env("MAX_RETRIES", "0")
+            .spawn()
+            .unwrap();
+        wait_for_results(&state, 1, Duration::from_secs(60));
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        let logs = String::from_utf8_lossy(&out.stdout).into_owned();
+        let kept: Vec<&str> = logs.lines().filter(|l| lambda_keeps(l, level)).collect();
+        let summaries = kept.iter().filter(|l| l.contains("\"_aws\"")).count();
+        assert_eq!(
+            summaries, 1,
+            "ApplicationLogLevel {level}: the summary was dropped\n{logs}"
+        );
+        if level != "FATAL" {
+            assert!(
+                kept.iter()
+                    .any(|l| l.contains("\"ERROR\"") && l.contains("not fully delivered")),
+                "ApplicationLogLevel {level}: the delivery error was dropped\n{logs}"
+            );
+        }
+    }
+}
