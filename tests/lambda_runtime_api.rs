@@ -316,7 +316,7 @@ fn lambda_keeps(line: &str, application_level: &str) -> bool {
     let rank = |l: &str| LEVELS.iter().position(|x| x.eq_ignore_ascii_case(l));
     let level = serde_json::from_str::<Value>(line)
         .ok()
-        .filter(|v| v["timestamp"].as_str().is_some_and(|t| is_rfc3339(t)))
+        .filter(|v| v["timestamp"].as_str().is_some_and(is_rfc3339))
         .and_then(|v| v["level"].as_str().and_then(rank))
         .unwrap_or(2);
     level >= rank(application_level).unwrap()
