@@ -227,7 +227,7 @@ fn existing_bucket_and_log_group_from_parameters() {
         assert_eq!(resource(&t, conditional)["Condition"], "CreateBucket");
     }
     assert_eq!(resource(&t, "FlowLogGroup")["Condition"], "CreateLogGroup");
-    let subscription = resource(&t, "ForwarderFunctionFlowLogEvents").to_string();
+    let subscription = resource(&t, "FlowLogGroupSubscription").to_string();
     assert!(
         subscription.contains("ExistingLogGroupName"),
         "{subscription}"
@@ -264,4 +264,193 @@ fn threat_list_read_access_is_the_list_object_only() {
             "{var}"
         );
     }
+}
+
+/// The value of a condition of the transformed template `t` under `params` (the
+/// parameters' defaults otherwise): Fn::Equals, Not, And, Or, Condition, Ref and Join,
+/// as CloudFormation evaluates them.
+fn condition(t: &serde_json::Value, name: &str, params: &[(&str, &str)]) -> bool {
+    use serde_json::Value;
+    fn value(t: &Value, v: &Value, params: &[(&str, &str)]) -> Value {
+        if let Some(name) = v.get("Ref").and_then(Value::as_str) {
+            let given = params.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+            let p = &t["Parameters"][name];
+            let text = given
+                .map(str::to_string)
+                .or_else(|| p["Default"].as_str().map(str::to_string))
+                .or_else(|| p["Default"].as_i64().map(|n| n.to_string()))
+                .unwrap_or_else(|| panic!("no value for {name}"));
+            return if p["Type"] == "CommaDelimitedList" {
+                Value::Array(
+                    text.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(|s| Value::String(s.into()))
+                        .collect(),
+                )
+            } else {
+                Value::String(text)
+            };
+        }
+        if let Some(join) = v.get("Fn::Join") {
+            let items = value(t, &join[1], params);
+            let parts: Vec<String> = items
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i.as_str().unwrap().to_string())
+                .collect();
+            return Value::String(parts.join(join[0].as_str().unwrap()));
+        }
+        v.clone()
+    }
+    fn eval(t: &Value, c: &Value, params: &[(&str, &str)]) -> bool {
+        if let Some(name) = c.get("Condition").and_then(Value::as_str) {
+            return eval(t, &t["Conditions"][name], params);
+        }
+        if let Some(args) = c.get("Fn::Equals") {
+            return value(t, &args[0], params) == value(t, &args[1], params);
+        }
+        if let Some(args) = c.get("Fn::Not") {
+            return !eval(t, &args[0], params);
+        }
+        if let Some(args) = c.get("Fn::And") {
+            return args.as_array().unwrap().iter().all(|a| eval(t, a, params));
+        }
+        if let Some(args) = c.get("Fn::Or") {
+            return args.as_array().unwrap().iter().any(|a| eval(t, a, params));
+        }
+        panic!("condition {c}")
+    }
+    eval(t, &t["Conditions"][name], params)
+}
+
+/// The resources the stack creates under `params`.
+fn created(t: &serde_json::Value, params: &[(&str, &str)]) -> Vec<String> {
+    t["Resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| {
+            r["Condition"]
+                .as_str()
+                .is_none_or(|c| condition(t, c, params))
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// One flow log per VPC: S3 by default, the log group (and its subscription) only when
+/// asked, both only when asked; an existing log group is subscribed whatever the choice.
+#[test]
+fn one_flow_log_per_vpc_and_no_log_group_for_s3_only() {
+    let t = transformed();
+    let vpc = ("VpcId", "vpc-0abc");
+    let has = |params: &[(&str, &str)], name: &str| created(&t, params).iter().any(|r| r == name);
+    let s3_only = [vpc];
+    assert!(has(&s3_only, "VpcFlowLogToS3"));
+    for absent in [
+        "VpcFlowLogToCloudWatch",
+        "FlowLogGroup",
+        "FlowLogGroupSubscription",
+        "FlowLogsDeliveryRole",
+    ] {
+        assert!(
+            !has(&s3_only, absent),
+            "{absent} with FlowLogDestination s3"
+        );
+    }
+    let cwl = [vpc, ("FlowLogDestination", "cloud-watch-logs")];
+    assert!(!has(&cwl, "VpcFlowLogToS3"));
+    for present in [
+        "VpcFlowLogToCloudWatch",
+        "FlowLogGroup",
+        "FlowLogGroupSubscription",
+        "FlowLogGroupInvokePermission",
+    ] {
+        assert!(
+            has(&cwl, present),
+            "{present} with FlowLogDestination cloud-watch-logs"
+        );
+    }
+    let both = [vpc, ("FlowLogDestination", "both")];
+    assert!(has(&both, "VpcFlowLogToS3") && has(&both, "VpcFlowLogToCloudWatch"));
+    let existing = [("ExistingLogGroupName", "/vpc/flow")];
+    assert!(has(&existing, "FlowLogGroupSubscription") && !has(&existing, "FlowLogGroup"));
+    assert!(
+        !has(&[], "FlowLogGroupSubscription"),
+        "no log group by default"
+    );
+    // The subscription and its permission invoke the published alias.
+    let subscription = resource(&t, "FlowLogGroupSubscription").to_string();
+    assert!(
+        subscription.contains("ForwarderFunctionAliaslive"),
+        "{subscription}"
+    );
+}
+
+/// A customer-managed key encrypts what the stack creates, and the role may use exactly
+/// that key; the secret's key is granted through its service only, never `key/*`.
+#[test]
+fn customer_managed_keys_encrypt_the_stack_and_are_granted_exactly() {
+    let t = transformed();
+    for queue in [
+        "FlowLogQueue",
+        "FlowLogDeadLetterQueue",
+        "AsyncFailureQueue",
+    ] {
+        let q = resource(&t, queue)["Properties"].to_string();
+        assert!(
+            q.contains("KmsKeyArn") && q.contains("HasKmsKey"),
+            "{queue}: {q}"
+        );
+    }
+    for group in ["FlowLogGroup", "FunctionLogGroup"] {
+        assert!(resource(&t, group)["Properties"]["KmsKeyId"]
+            .to_string()
+            .contains("KmsKeyArn"));
+    }
+    let bucket = resource(&t, "FlowLogBucket")["Properties"]["BucketEncryption"].to_string();
+    assert!(
+        bucket.contains("aws:kms") && bucket.contains("KmsKeyArn"),
+        "{bucket}"
+    );
+    let role = resource(&t, "ForwarderFunctionRole").to_string();
+    assert!(!role.contains("key/*"), "a wildcard key grant: {role}");
+    assert!(role.contains("DestinationSecretKmsKeyArn") && role.contains("UseStackKey"));
+    assert!(condition(
+        &t,
+        "HasKmsKey",
+        &[("KmsKeyArn", "arn:aws:kms:us-east-1:123456789012:key/abc")]
+    ));
+    assert!(!condition(&t, "HasKmsKey", &[]));
+}
+
+/// The queue takes S3 notifications from the stack's bucket only (named by the same
+/// expression as its BucketName), never from any bucket of the account.
+#[test]
+fn the_queue_accepts_notifications_from_the_stack_bucket_only() {
+    let t = transformed();
+    let policy = resource(&t, "FlowLogQueuePolicy").to_string();
+    assert!(!policy.contains("s3:::*"), "{policy}");
+    let name = resource(&t, "FlowLogBucket")["Properties"]["BucketName"]["Fn::Sub"].clone();
+    assert!(policy.contains(&name[1].to_string()), "{policy}");
+    assert!(policy.contains("-flowlogs-${StackSuffix}"), "{policy}");
+}
+
+/// The function runs in a VPC when subnets and security groups are given.
+#[test]
+fn vpc_placement_from_parameters() {
+    let t = transformed();
+    let vpc = resource(&t, "ForwarderFunction")["Properties"]["VpcConfig"].to_string();
+    assert!(vpc.contains("InVpc") && vpc.contains("SubnetIds"), "{vpc}");
+    assert!(condition(
+        &t,
+        "InVpc",
+        &[
+            ("SubnetIds", "subnet-1,subnet-2"),
+            ("SecurityGroupIds", "sg-1")
+        ]
+    ));
+    assert!(!condition(&t, "InVpc", &[]));
+    assert!(t["Rules"]["VpcConfigComplete"].is_object());
 }
