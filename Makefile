@@ -41,7 +41,7 @@ build: ## Lambda package with cargo-lambda: target/lambda/flowlog-forwarder/boot
 	@command -v cargo-lambda >/dev/null || { echo "missing cargo-lambda: pip install cargo-lambda (brings zig), or see https://www.cargo-lambda.info"; exit 1; }
 	@if [ "$(ARCH)" = arm64 ] && ! rustup target list --installed 2>/dev/null | grep -q aarch64-unknown-linux-gnu; then \
 	 echo "missing the arm64 Rust target: rustup target add aarch64-unknown-linux-gnu"; exit 1; fi
-	cargo lambda build --release --$(ARCH)
+	cargo lambda build --release --$(subst _,-,$(ARCH))
 
 deploy: ## sam build && sam deploy --guided (AWS credentials needed)
 	@command -v sam >/dev/null || { echo "missing the SAM CLI: pip install aws-sam-cli"; exit 1; }

@@ -16,7 +16,7 @@ OUT=bench-out
 mkdir -p "$OUT"
 if [ -z "${BIN:-}" ]; then
   cargo build --release --quiet
-  BIN=target/release/flowlog-forwarder
+  BIN=${CARGO_TARGET_DIR:-target}/release/flowlog-forwarder
 fi
 INPUT="$OUT/v2-rejects-$N.log.gz"
 if [ ! -f "$INPUT" ]; then

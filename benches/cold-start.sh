@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-20}
 cargo build --release --quiet
-BIN=target/release/flowlog-forwarder
+BIN=${CARGO_TARGET_DIR:-target}/release/flowlog-forwarder
 echo "binary: $(stat -c %s "$BIN") bytes ($(du -h "$BIN" | cut -f1)), $(uname -m)"
 python3 - "$BIN" "$RUNS" <<'PY'
 import json, os, statistics, subprocess, sys, threading, time

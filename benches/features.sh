@@ -7,7 +7,7 @@
 #   benches/features.sh          (needs valgrind; results on stdout, for BENCHMARKS.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${BIN:-target/release/flowlog-forwarder}
+BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release/flowlog-forwarder}
 [ -x "$BIN" ] || cargo build --release --quiet
 OUT=bench-out
 mkdir -p "$OUT"

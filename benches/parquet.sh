@@ -11,7 +11,7 @@ TEXT="$OUT/flows-$N.log.gz"
 PQ="$OUT/flows-$N.log.parquet"
 [ -f "$TEXT" ] || benches/process.sh "$N" > /dev/null
 cargo build --release --quiet
-BIN=target/release/flowlog-forwarder
+BIN=${CARGO_TARGET_DIR:-target}/release/flowlog-forwarder
 if [ ! -f "$PQ" ]; then
   python3 - "$TEXT" "$PQ" <<'PY'
 import gzip, sys

@@ -12,7 +12,7 @@ OUT=bench-out
 mkdir -p "$OUT"
 if [ -z "${BIN:-}" ]; then
   cargo build --release --quiet
-  BIN=target/release/flowlog-forwarder
+  BIN=${CARGO_TARGET_DIR:-target}/release/flowlog-forwarder
 fi
 INPUT="$OUT/flows-$N.log.gz"
 if [ ! -f "$INPUT" ]; then

@@ -26,9 +26,10 @@ USAGE:
     flowlog-forwarder --help | --version
 
 COMMANDS:
-    process    Read flow log files (plain, gzip or multi-member gzip, detected from content;
-               '-' or no FILE reads standard input). A header line ('version account-id ...')
-               sets the format of the lines after it; lines without one use --log-format.
+    process    Read flow log files (plain, gzip or multi-member gzip, or Parquet as flow logs
+               write it, detected from content; '-' or no FILE reads standard input). A
+               header line ('version account-id ...') sets the format of the lines after it;
+               lines without one use --log-format (a Parquet file names its own columns).
                Writes one JSON document per record (ECS, or OCSF with --output-schema ocsf)
                to standard output (NDJSON), and a
                one-line summary to standard error:
