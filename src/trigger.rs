@@ -111,7 +111,8 @@ pub struct Invocation {
 const MAX_AWSLOGS_BYTES: u64 = 64 * 1024 * 1024;
 
 pub const ACCEPTED: &str = "expected one of: an S3 event notification (Records[].s3), an SQS event \
-(Records[].body holding an S3 notification, an SNS envelope of one, or an EventBridge \"Object Created\" event), \
+(Records[].body holding an S3 notification, an SNS envelope of one, an EventBridge \"Object Created\" event, \
+or a Lambda invocation record of a failed invocation), \
 an SNS event, an EventBridge \"Object Created\" event, or a CloudWatch Logs subscription payload (awslogs.data)";
 
 /// Decodes an invocation payload: its shape is told by its keys, then it is decoded
@@ -169,6 +170,10 @@ pub fn decode(payload: &Value) -> Result<Invocation, String> {
                     source: Source::S3(o),
                     message_id: Some(id.clone()),
                 })),
+                Ok(Body::Logs(batch)) => inv.units.push(WorkUnit {
+                    source: Source::CloudWatch(std::sync::Arc::new(batch)),
+                    message_id: Some(id),
+                }),
                 Ok(Body::Ignored) => inv.ignored += 1,
                 Err(e) => inv.bad_messages.push((id, e)),
             }
@@ -191,6 +196,10 @@ pub fn decode(payload: &Value) -> Result<Invocation, String> {
                         source: Source::S3(o),
                         message_id: None,
                     })),
+                    Body::Logs(batch) => inv.units.push(WorkUnit {
+                        source: Source::CloudWatch(std::sync::Arc::new(batch)),
+                        message_id: None,
+                    }),
                     Body::Ignored => inv.ignored += 1,
                 }
             }
@@ -266,23 +275,55 @@ struct CreatedObject {
 
 enum Body {
     Objects(Vec<S3Object>),
+    /// A CloudWatch Logs subscription payload, replayed from a Lambda invocation record.
+    Logs(LogBatch),
     Ignored,
 }
 
 /// An SQS message body or SNS message: an S3 notification, an SNS envelope of one, an
-/// EventBridge event, or `s3:TestEvent`.
+/// EventBridge event, `s3:TestEvent`, or a Lambda invocation record (what an
+/// asynchronous invocation's on-failure destination receives) whose request payload is
+/// one of those or a CloudWatch Logs subscription payload: replayed as it was sent, so
+/// its documents get the ids they would have had.
 fn decode_message_body(body: &str) -> Result<Body, String> {
     let v: Value =
         serde_json::from_str(body).map_err(|e| format!("message body is not JSON: {e}"))?;
+    if let (Some(_), Some(payload)) = (v.get("requestContext"), v.get("requestPayload")) {
+        return decode_request_payload(payload);
+    }
+    decode_message_value(&v)
+}
+
+/// The request payload of a Lambda invocation record.
+fn decode_request_payload(payload: &Value) -> Result<Body, String> {
+    if let Some(data) = payload.get("awslogs").and_then(|a| a.get("data")) {
+        let data = data
+            .as_str()
+            .ok_or("invocation record: awslogs.data is not a string")?;
+        let batch = decode_awslogs(data).map_err(|e| format!("invocation record: {e}"))?;
+        return Ok(if batch.message_type == "CONTROL_MESSAGE" {
+            Body::Ignored
+        } else {
+            Body::Logs(batch)
+        });
+    }
+    if payload.get("requestPayload").is_some() {
+        return Err("invocation record: its request payload is itself an invocation record".into());
+    }
+    decode_message_value(payload).map_err(|e| format!("invocation record: {e}"))
+}
+
+/// A decoded message body (see `decode_message_body`).
+fn decode_message_value(v: &Value) -> Result<Body, String> {
     if v.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
         return Ok(Body::Ignored);
     }
     if v.get("Type").and_then(Value::as_str) == Some("Notification") {
-        let envelope: SnsMessage = typed(&v, "SNS envelope (a Message string)")?;
+        let envelope: SnsMessage = typed(v, "SNS envelope (a Message string)")?;
         return decode_message_body(&envelope.message);
     }
-    if is_eventbridge(&v) {
-        let event: EventBridgeEvent = typed(&v, "EventBridge event")?;
+    if is_eventbridge(v) {
+        let event: EventBridgeEvent = typed(v, "EventBridge event")?;
         return Ok(match eventbridge_object(event)? {
             Some(obj) => Body::Objects(vec![obj]),
             None => Body::Ignored,
@@ -290,11 +331,11 @@ fn decode_message_body(body: &str) -> Result<Body, String> {
     }
     if v.get("Records").is_none() {
         return Err(
-            "message body is not an S3 notification, SNS envelope, EventBridge event or s3:TestEvent"
+            "message body is not an S3 notification, SNS envelope, EventBridge event, s3:TestEvent or Lambda invocation record"
                 .to_string(),
         );
     }
-    let notification: S3Notification = typed(&v, "S3 notification")?;
+    let notification: S3Notification = typed(v, "S3 notification")?;
     let mut objs = Vec::new();
     for record in notification.records {
         if let Some(obj) = s3_object(record)? {
@@ -594,6 +635,48 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(inv.units.len(), 1);
+    }
+
+    /// Lambda invocation records (an on-failure destination's messages, read from SQS):
+    /// a CloudWatch Logs payload replays as a batch of that message, a control message
+    /// is acknowledged, an S3 event replays its objects, a record in a record is refused.
+    #[test]
+    fn invocation_records_replay_their_request_payload() {
+        let record = |payload: Value| {
+            json!({"version":"1.0","requestContext":{"condition":"RetriesExhausted"},
+                   "requestPayload":payload,"responsePayload":{"errorType":"UnitsNotDelivered"}})
+            .to_string()
+        };
+        let data = awslogs(
+            json!({"messageType":"DATA_MESSAGE","logGroup":"g","logStream":"s",
+            "logEvents":[{"id":"1","timestamp":1,"message":"m"}]}),
+        );
+        let control = awslogs(json!({"messageType":"CONTROL_MESSAGE","logEvents":[]}));
+        let payload = json!({"Records":[
+            {"eventSource":"aws:sqs","messageId":"m1","body":record(data.clone())},
+            {"eventSource":"aws:sqs","messageId":"m2","body":record(control)},
+            {"eventSource":"aws:sqs","messageId":"m3","body":record(s3_event("k"))},
+            {"eventSource":"aws:sqs","messageId":"m4","body":record(json!({"requestContext":{},"requestPayload":data}))},
+        ]});
+        let inv = decode(&payload).unwrap();
+        assert_eq!(inv.units.len(), 2, "{inv:?}");
+        match &inv.units[0].source {
+            Source::CloudWatch(b) => assert_eq!(
+                (b.log_group.as_str(), b.events()[0].id.as_str()),
+                ("g", "1")
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(inv.units[0].message_id.as_deref(), Some("m1"));
+        assert!(matches!(&inv.units[1].source, Source::S3(o) if o.key == "k"));
+        assert_eq!(inv.ignored, 1);
+        assert_eq!(inv.bad_messages.len(), 1);
+        assert_eq!(inv.bad_messages[0].0, "m4");
+        assert!(
+            inv.bad_messages[0].1.contains("invocation record"),
+            "{:?}",
+            inv.bad_messages
+        );
     }
 
     #[test]

@@ -352,3 +352,31 @@ fn a_log_format_naming_no_known_field_is_refused() {
         assert!(stderr.contains("no known flow log field"), "{stderr}");
     }
 }
+
+/// A failed CloudWatch Logs invocation lands in the on-failure queue as a Lambda
+/// invocation record holding the original payload; read from that queue (SQS), it is
+/// replayed: the same documents, with the same ids, as the original invocation.
+#[test]
+fn a_cloudwatch_invocation_record_from_the_failure_queue_replays_with_the_same_ids() {
+    let events = concat!(env!("CARGO_MANIFEST_DIR"), "/events");
+    let run = |event: &str| {
+        let out = Command::new(BIN)
+            .args(["invoke", &format!("{events}/{event}")])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut docs = docs(&out);
+        docs.sort_by_key(|d| d["event"]["id"].to_string());
+        docs
+    };
+    let original = run("cloudwatch-logs.json");
+    let replayed = run("sqs-cloudwatch-replay.json");
+    assert_eq!(original.len(), 4);
+    assert_eq!(replayed, original);
+}

@@ -454,3 +454,29 @@ fn vpc_placement_from_parameters() {
     assert!(!condition(&t, "InVpc", &[]));
     assert!(t["Rules"]["VpcConfigComplete"].is_object());
 }
+
+/// Failed CloudWatch Logs deliveries can be replayed: an event source on the on-failure
+/// queue, off unless asked, with partial batch responses; the queue's visibility timeout
+/// fits the function timeout, and a record failing too often goes to the dead-letter queue.
+#[test]
+fn the_on_failure_queue_can_be_replayed() {
+    let t = transformed();
+    let replay = resource(&t, "ForwarderFunctionFailedInvocationReplay");
+    let props = &replay["Properties"];
+    assert_eq!(props["FunctionResponseTypes"][0], "ReportBatchItemFailures");
+    assert!(props["EventSourceArn"]
+        .to_string()
+        .contains("AsyncFailureQueue"));
+    assert!(props["Enabled"].to_string().contains("ReplayOn"));
+    assert!(!condition(&t, "ReplayOn", &[]), "off by default");
+    assert!(condition(
+        &t,
+        "ReplayOn",
+        &[("ReplayFailedInvocations", "true")]
+    ));
+    let queue = resource(&t, "AsyncFailureQueue")["Properties"].to_string();
+    assert!(
+        queue.contains("VisibilityTimeout") && queue.contains("FlowLogDeadLetterQueue"),
+        "{queue}"
+    );
+}
