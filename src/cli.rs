@@ -55,7 +55,7 @@ OPTIONS:
     --log-format FORMAT    Format of lines without a header, as LOG_FORMAT:
                            '${version} ${account-id} ...' or bare names. Default: AWS default v2.
     --destination URL      Where documents go, as DESTINATION_URL ('stdout' is standard output).
-    --output-schema NAME   ecs | ocsf, as OUTPUT_SCHEMA.
+    --output-schema NAME   ecs | ocsf | raw, as OUTPUT_SCHEMA.
     -h, --help             This help.
     -V, --version          The version.
 
@@ -72,7 +72,8 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
     DESTINATION_CA_BUNDLE  PEM of extra CAs trusted for the destination (a private CA), on top of
                            the public roots: the PEM text or a file path. Verification stays on.
     DESTINATION_INDEX      elasticsearch index/data stream (default logs-aws.vpcflow-default), splunk index
-    DESTINATION_PIPELINE   `pipeline` of elasticsearch bulk requests; empty sends none (default _none)
+    DESTINATION_PIPELINE   `pipeline` of elasticsearch bulk requests; empty sends none (default _none;
+                           none with OUTPUT_SCHEMA=raw: the data stream's own pipeline runs)
     COMPRESSION            gzip | none, for request bodies                     (default gzip)
     BATCH_MAX_BYTES        uncompressed bytes per request                      (default 1048576)
     BATCH_MAX_EVENTS       documents per request                               (default 10000)
@@ -110,9 +111,10 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
                            ETag: not downloaded again; failed reload: previous list kept) (default 900)
     THREAT_INTEL_TIMEOUT_SECONDS longest one reading of the list may take   (default 10)
     THREAT_INTEL_ONLY      true forwards only matching records (the rest counted filtered) (default false)
-    OUTPUT_SCHEMA          ecs | ocsf: ECS documents, or OCSF 1.1.0 Network Activity events
-                           (class 4001, activity Traffic) as Amazon Security Lake writes them
-                                                                               (default ecs)
+    OUTPUT_SCHEMA          ecs | ocsf | raw: ECS documents, OCSF 1.1.0 Network Activity events
+                           (class 4001, activity Traffic) as Amazon Security Lake writes them,
+                           or each record's line in `message` for Elastic's AWS integration to
+                           parse (its formats in its field order)              (default ecs)
     MAX_LINE_BYTES         longest accepted line                               (default 262144)
     MAX_OBJECT_BYTES       most bytes one input may decompress to              (default 4 GiB)
     MAX_DECOMPRESSION_RATIO  most decompressed bytes per compressed byte       (default 200)
@@ -214,6 +216,10 @@ fn load_config(opts: &Options) -> Result<Config, String> {
     if let Some(schema) = &opts.output_schema {
         config.records.output_schema =
             OutputSchema::parse(schema).map_err(|e| format!("--output-schema: {e}"))?;
+        if std::env::var_os("DESTINATION_PIPELINE").is_none() {
+            config.destination_pipeline =
+                crate::config::default_pipeline(config.records.output_schema);
+        }
     }
     if let Some(dest) = &opts.destination {
         let overridden = Config::from_lookup(|k| match k {

@@ -25,15 +25,19 @@ pub enum OutputSchema {
     Ecs,
     /// OCSF 1.1.0 Network Activity (class 4001), as Amazon Security Lake writes.
     Ocsf,
+    /// Each record as its flow log line in `message`, for Elastic's AWS integration to
+    /// parse with its own ingest pipeline (as Elastic Serverless Forwarder sends it).
+    Raw,
 }
 
 impl OutputSchema {
-    /// `ecs` or `ocsf`, as OUTPUT_SCHEMA and `--output-schema` take it.
+    /// `ecs`, `ocsf` or `raw`, as OUTPUT_SCHEMA and `--output-schema` take it.
     pub fn parse(value: &str) -> Result<OutputSchema, String> {
         match value.to_ascii_lowercase().as_str() {
             "ecs" => Ok(OutputSchema::Ecs),
             "ocsf" => Ok(OutputSchema::Ocsf),
-            _ => Err(format!("'{value}' is not ecs or ocsf")),
+            "raw" => Ok(OutputSchema::Raw),
+            _ => Err(format!("'{value}' is not ecs, ocsf or raw")),
         }
     }
 }
@@ -55,7 +59,15 @@ pub struct RecordSettings {
     pub data_stream: String,
 }
 
-/// `RecordSettings::data_stream` for a destination: ECS documents sent to an
+/// The ingest pipeline of bulk requests when DESTINATION_PIPELINE is not set. ECS and
+/// OCSF documents are already parsed: the integration's default pipeline, which parses
+/// the raw line, would break them, and `_none` skips it. Raw documents are for that
+/// pipeline: no parameter.
+pub fn default_pipeline(schema: OutputSchema) -> Option<String> {
+    (schema != OutputSchema::Raw).then(|| "_none".to_string())
+}
+
+/// `RecordSettings::data_stream` for a destination: ECS and raw documents sent to an
 /// Elasticsearch data stream carry its parts.
 pub fn data_stream_for(
     format: DestinationFormat,
@@ -63,7 +75,7 @@ pub fn data_stream_for(
     schema: OutputSchema,
 ) -> String {
     match (format, index, schema) {
-        (DestinationFormat::Elasticsearch, Some(index), OutputSchema::Ecs) => {
+        (DestinationFormat::Elasticsearch, Some(index), OutputSchema::Ecs | OutputSchema::Raw) => {
             data_stream_members(index).unwrap_or_default()
         }
         _ => String::new(),
@@ -255,13 +267,6 @@ impl Config {
             None => BTreeMap::new(),
             Some(json) => parse_headers(&json).map_err(|m| err("DESTINATION_HEADERS", m))?,
         };
-        // Documents are already parsed: the integration's default pipeline, which parses
-        // the raw line, would break them. `_none` skips it; empty sends no parameter.
-        let destination_pipeline = match pipeline_set {
-            None => Some("_none".to_string()),
-            Some(p) if p.is_empty() => None,
-            Some(p) => Some(p),
-        };
         let destination_index = get("DESTINATION_INDEX").or_else(|| {
             (destination_format == DestinationFormat::Elasticsearch)
                 .then(|| "logs-aws.vpcflow-default".to_string())
@@ -333,6 +338,11 @@ impl Config {
         let output_schema = match get("OUTPUT_SCHEMA") {
             None => OutputSchema::Ecs,
             Some(v) => OutputSchema::parse(&v).map_err(|m| err("OUTPUT_SCHEMA", m))?,
+        };
+        let destination_pipeline = match pipeline_set {
+            None => default_pipeline(output_schema),
+            Some(p) if p.is_empty() => None,
+            Some(p) => Some(p),
         };
         let allow_plain_http = flag("ALLOW_PLAIN_HTTP")?;
         let enrich_eni = flag("ENRICH_ENI")?;

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod objects;
 pub mod ocsf;
 pub mod pipeline;
+pub mod raw;
 pub mod redact;
 pub mod secret;
 pub mod sink;

@@ -292,6 +292,11 @@ impl<'a> FlowRecord<'a> {
         &self.text[s as usize..e as usize]
     }
 
+    /// The text of its `i`th column as read (`-` included).
+    pub fn column(&self, i: usize) -> &'a str {
+        self.value_at(i)
+    }
+
     /// Its text: the line, or what a JSON record or Parquet row was read as.
     pub fn text(&self) -> &'a str {
         self.text

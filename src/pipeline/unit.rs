@@ -17,6 +17,7 @@ use crate::enrich::{EniCache, Interface, Lookup};
 use crate::flowlog::{Field, FlowRecord, Line, LineParser, Schema, Span};
 use crate::json::Document;
 use crate::ocsf;
+use crate::raw;
 use crate::source::SourceLine;
 use crate::threat_intel::ThreatList;
 
@@ -107,7 +108,10 @@ impl<'s> UnitProcessor<'s> {
                 origin,
                 now: unix_now(),
                 enrich: None,
-                attributor: settings.reject_attribution.then(RejectAttributor::new),
+                // A raw document carries its line only: no attribution to hold for.
+                attributor: (settings.reject_attribution
+                    && settings.output_schema != OutputSchema::Raw)
+                    .then(RejectAttributor::new),
                 threats: None,
                 counts: Counts::default(),
             },
@@ -535,6 +539,7 @@ impl Documents<'_> {
         match self.settings.output_schema {
             OutputSchema::Ecs => ecs::write_document(out, rec, &ctx),
             OutputSchema::Ocsf => ocsf::write_event(out, rec, &ctx),
+            OutputSchema::Raw => raw::write_raw(out, rec, &ctx),
         }
         self.counts.bytes_out += out.len() as u64;
         Outcome::Document {
@@ -560,6 +565,7 @@ impl Documents<'_> {
         match self.settings.output_schema {
             OutputSchema::Ecs => ecs::write_failure_document(out, raw, error, &ctx),
             OutputSchema::Ocsf => ocsf::write_failure_event(out, raw, error, &ctx),
+            OutputSchema::Raw => crate::raw::write_raw_failure(out, raw, error, &ctx),
         }
         self.counts.bytes_out += out.len() as u64;
         Outcome::Document {
