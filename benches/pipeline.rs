@@ -56,6 +56,7 @@ fn bench_format(
         output_schema,
         reject_attribution,
         threat_intel_only: false,
+        hec_line: false,
         data_stream: String::new(),
     };
     let mut group = c.benchmark_group("parse_normalize_serialize");

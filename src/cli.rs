@@ -72,6 +72,10 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
     DESTINATION_CA_BUNDLE  PEM of extra CAs trusted for the destination (a private CA), on top of
                            the public roots: the PEM text or a file path. Verification stays on.
     DESTINATION_INDEX      elasticsearch index/data stream (default logs-aws.vpcflow-default), splunk index
+    SPLUNK_SOURCETYPE      sourcetype of splunk-hec events (default per OUTPUT_SCHEMA: ecs _json,
+                           ocsf ocsf:aws:cloudwatchlogs:vpcflow, raw aws:cloudwatchlogs:vpcflow)
+    SPLUNK_SOURCE          source of splunk-hec events                         (default: HEC's)
+    SPLUNK_HOST            host of splunk-hec events                           (default: HEC's)
     DESTINATION_PIPELINE   `pipeline` of elasticsearch bulk requests; empty sends none (default _none;
                            none with OUTPUT_SCHEMA=raw: the data stream's own pipeline runs)
     COMPRESSION            gzip | none, for request bodies                     (default gzip)
@@ -220,6 +224,8 @@ fn load_config(opts: &Options) -> Result<Config, String> {
             config.destination_pipeline =
                 crate::config::default_pipeline(config.records.output_schema);
         }
+        config.records.hec_line = config.records.output_schema == OutputSchema::Raw
+            && config.destination_format == crate::config::DestinationFormat::SplunkHec;
     }
     if let Some(dest) = &opts.destination {
         let overridden = Config::from_lookup(|k| match k {
@@ -404,6 +410,7 @@ fn read_inputs(
         config.batch_max_events,
         config.destination_format,
         config.destination_index.as_deref(),
+        &config.hec_members(),
     );
     let mut batch = Batch::default();
     let mut all = Vec::with_capacity(inputs.len());

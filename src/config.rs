@@ -54,9 +54,27 @@ pub struct RecordSettings {
     pub reject_attribution: bool,
     /// Forward only records with a THREAT_INTEL_URI match (THREAT_INTEL_ONLY).
     pub threat_intel_only: bool,
+    /// Raw documents to Splunk HEC are the line itself (a JSON string), which HEC
+    /// makes the event's `_raw` for the Splunk Add-on for AWS to extract.
+    pub hec_line: bool,
     /// `,"data_stream":{...}`: the parts of DESTINATION_INDEX when Elasticsearch
     /// documents go to a data stream (`logs-aws.vpcflow-default`); empty otherwise.
     pub data_stream: String,
+}
+
+/// The Splunk sourcetype of HEC events when SPLUNK_SOURCETYPE is not set, per schema:
+/// the raw line under the Splunk Add-on for AWS's VPC flow log sourcetype, which it maps
+/// to CIM Network_Traffic; OCSF events under that sourcetype with the `ocsf:` prefix,
+/// which the OCSF-CIM Add-On maps to CIM (Splunk: "select the source types that are
+/// prefixed by ocsf: and correspond to your incoming data"); ECS documents as JSON
+/// (`_json`, Splunk's own), never claiming a sourcetype whose extractions expect
+/// another shape.
+pub fn default_sourcetype(schema: OutputSchema) -> &'static str {
+    match schema {
+        OutputSchema::Ecs => "_json",
+        OutputSchema::Ocsf => "ocsf:aws:cloudwatchlogs:vpcflow",
+        OutputSchema::Raw => "aws:cloudwatchlogs:vpcflow",
+    }
 }
 
 /// The ingest pipeline of bulk requests when DESTINATION_PIPELINE is not set. ECS and
@@ -122,6 +140,11 @@ pub struct Config {
     /// The ingest pipeline of Elasticsearch bulk requests (DESTINATION_PIPELINE): sent
     /// as the `pipeline` parameter; `None` sends none.
     pub destination_pipeline: Option<String>,
+    /// Splunk HEC event metadata (SPLUNK_SOURCETYPE, SPLUNK_SOURCE, SPLUNK_HOST);
+    /// `None`: the schema's default sourcetype, no source or host (HEC's own).
+    pub splunk_sourcetype: Option<String>,
+    pub splunk_source: Option<String>,
+    pub splunk_host: Option<String>,
     pub gzip: bool,
     pub batch_max_bytes: usize,
     pub batch_max_events: usize,
@@ -231,6 +254,28 @@ impl ConfigError {
 }
 
 impl Config {
+    /// The metadata members of every Splunk HEC event: `,"sourcetype":...`, then source,
+    /// host and index when set.
+    pub fn hec_members(&self) -> String {
+        let mut out = Vec::new();
+        let sourcetype = self
+            .splunk_sourcetype
+            .as_deref()
+            .unwrap_or(default_sourcetype(self.records.output_schema));
+        for (key, value) in [
+            ("sourcetype", Some(sourcetype)),
+            ("source", self.splunk_source.as_deref()),
+            ("host", self.splunk_host.as_deref()),
+            ("index", self.destination_index.as_deref()),
+        ] {
+            if let Some(value) = value {
+                out.extend_from_slice(format!(",\"{key}\":").as_bytes());
+                crate::json::write_str(&mut out, value);
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|name| std::env::var(name).ok())
@@ -267,6 +312,16 @@ impl Config {
             None => BTreeMap::new(),
             Some(json) => parse_headers(&json).map_err(|m| err("DESTINATION_HEADERS", m))?,
         };
+        let splunk = |name: &str| match get(name) {
+            None => Ok(None),
+            Some(v) if v.trim().is_empty() || v.len() > 1024 => {
+                Err(err(name, "must be 1 to 1024 bytes, not empty".to_string()))
+            }
+            Some(v) => Ok(Some(v)),
+        };
+        let splunk_sourcetype = splunk("SPLUNK_SOURCETYPE")?;
+        let splunk_source = splunk("SPLUNK_SOURCE")?;
+        let splunk_host = splunk("SPLUNK_HOST")?;
         let destination_index = get("DESTINATION_INDEX").or_else(|| {
             (destination_format == DestinationFormat::Elasticsearch)
                 .then(|| "logs-aws.vpcflow-default".to_string())
@@ -397,6 +452,9 @@ impl Config {
             destination_secret_arn: get("DESTINATION_SECRET_ARN"),
             destination_index,
             destination_pipeline,
+            splunk_sourcetype,
+            splunk_source,
+            splunk_host,
             gzip,
             batch_max_bytes,
             batch_max_events,
@@ -424,6 +482,8 @@ impl Config {
                 output_schema,
                 reject_attribution,
                 threat_intel_only,
+                hec_line: output_schema == OutputSchema::Raw
+                    && destination_format == DestinationFormat::SplunkHec,
                 data_stream,
             },
             limits,

@@ -104,6 +104,8 @@ pub struct DocContext<'a> {
     pub threat_matches: &'a [Option<ThreatMatch<'a>>],
     /// `,"data_stream":{...}` (RecordSettings::data_stream), or empty.
     pub data_stream: &'a str,
+    /// A raw document is the line alone (RecordSettings::hec_line).
+    pub hec_line: bool,
 }
 
 impl DocContext<'_> {

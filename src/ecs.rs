@@ -358,6 +358,7 @@ mod tests {
             reject_attribution: None,
             threat_matches: &[],
             data_stream: "",
+            hec_line: false,
         };
         let fresh = |raw: &str| {
             let mut doc = Document::new();

@@ -200,6 +200,7 @@ impl Handler {
             self.config.batch_max_events,
             self.config.destination_format,
             self.config.destination_index.as_deref(),
+            &self.config.hec_members(),
         );
         let mut results: Vec<UnitResult> = Vec::with_capacity(invocation.units.len());
         let mut batch = Batch::default();

@@ -91,6 +91,13 @@ pub fn write_raw_failure(doc: &mut Document, raw: &str, error: &str, ctx: &DocCo
 }
 
 fn write(doc: &mut Document, message: &str, time: u64, error: Option<&str>, ctx: &DocContext<'_>) {
+    if ctx.hec_line {
+        // To Splunk HEC: the line alone, which HEC makes the event's `_raw`.
+        doc.buf.clear();
+        crate::json::write_str(&mut doc.buf, message);
+        doc.len = doc.buf.len();
+        return;
+    }
     let room = 512
         + message.len()
         + error.map_or(0, str::len)

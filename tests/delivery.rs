@@ -342,9 +342,59 @@ fn splunk_hec_envelope() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(events[0]["time"], 1700000060);
-    assert_eq!(events[0]["sourcetype"], "aws:cloudwatchlogs:vpcflow");
+    // ECS documents do not claim the Splunk Add-on for AWS's raw-line sourcetype.
+    assert_eq!(events[0]["sourcetype"], "_json");
     assert_eq!(events[0]["index"], "netflow");
     assert_eq!(events[0]["event"]["event"]["dataset"], "aws.vpcflow");
+}
+
+/// Each schema's HEC events carry the sourcetype its Splunk content reads (raw: the
+/// line itself as the event, for the Splunk Add-on for AWS; ocsf: the `ocsf:` prefix
+/// the OCSF-CIM Add-On maps), and SPLUNK_SOURCETYPE / SOURCE / HOST are sent as given.
+#[test]
+fn splunk_hec_sourcetypes_per_schema() {
+    let file = common::distinct_flows_file("hec-schemas.log", 2);
+    let first_line = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .find(|l| !l.starts_with("version"))
+        .unwrap()
+        .to_string();
+    let events = |env: &[(&str, &str)]| -> Vec<Value> {
+        let rx = Receiver::start(vec![], Reply::ok());
+        let mut all = vec![("DESTINATION_FORMAT", "splunk-hec")];
+        all.extend_from_slice(env);
+        let out = run(&file, &rx.url, &all);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        rx.requests()[0]
+            .body
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let raw = events(&[("OUTPUT_SCHEMA", "raw")]);
+    assert_eq!(raw[0]["sourcetype"], "aws:cloudwatchlogs:vpcflow");
+    assert_eq!(
+        raw[0]["event"],
+        first_line.as_str(),
+        "the event is the line itself"
+    );
+    assert!(raw[0].get("source").is_none() && raw[0].get("host").is_none());
+    let ocsf = events(&[("OUTPUT_SCHEMA", "ocsf")]);
+    assert_eq!(ocsf[0]["sourcetype"], "ocsf:aws:cloudwatchlogs:vpcflow");
+    assert_eq!(ocsf[0]["event"]["class_uid"], 4001);
+    let named = events(&[
+        ("SPLUNK_SOURCETYPE", "vpc:flow"),
+        ("SPLUNK_SOURCE", "s3://flows"),
+        ("SPLUNK_HOST", "forwarder-1"),
+    ]);
+    assert_eq!(named[0]["sourcetype"], "vpc:flow");
+    assert_eq!(named[0]["source"], "s3://flows");
+    assert_eq!(named[0]["host"], "forwarder-1");
 }
 
 #[test]

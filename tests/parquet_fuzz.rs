@@ -54,7 +54,7 @@ fn run(bytes: Vec<u8>) -> (Option<String>, u64, u64, u64) {
         Origin::file("fuzz.parquet"),
         IdSeed::with_content(&["file", "fuzz.parquet"]),
     );
-    let limits = BatchLimits::new(1 << 20, 10_000, DestinationFormat::Ndjson, None);
+    let limits = BatchLimits::new(1 << 20, 10_000, DestinationFormat::Ndjson, None, "");
     let mut batch = Batch::default();
     let mut emitted = 0u64;
     let mut emit = |b: Batch| {

@@ -535,6 +535,7 @@ impl Documents<'_> {
             reject_attribution,
             threat_matches,
             data_stream: &self.settings.data_stream,
+            hec_line: self.settings.hec_line,
         };
         match self.settings.output_schema {
             OutputSchema::Ecs => ecs::write_document(out, rec, &ctx),
@@ -561,6 +562,7 @@ impl Documents<'_> {
             reject_attribution: None,
             threat_matches: &[],
             data_stream: &self.settings.data_stream,
+            hec_line: self.settings.hec_line,
         };
         match self.settings.output_schema {
             OutputSchema::Ecs => ecs::write_failure_document(out, raw, error, &ctx),

@@ -218,7 +218,7 @@ impl HttpSink {
                 );
                 return;
             };
-            let body = frame(s.format, s.index.as_deref(), batch, &group);
+            let body = frame(s.format, s.index.as_deref(), &s.hec_members, batch, &group);
             let framed_len = body.len();
             let body = match self.encode(body).await {
                 Ok(b) => b,

@@ -119,17 +119,20 @@ pub struct BatchLimits {
 }
 
 impl BatchLimits {
+    /// `hec_members`: what every Splunk HEC event carries besides its time and
+    /// document (`Config::hec_members`).
     pub fn new(
         max_bytes: usize,
         max_events: usize,
         format: DestinationFormat,
         index: Option<&str>,
+        hec_members: &str,
     ) -> BatchLimits {
         let index_len = index.map(str::len).unwrap_or(0);
         let overhead = match format {
             DestinationFormat::Ndjson => 1,
             DestinationFormat::Elasticsearch => 40 + index_len,
-            DestinationFormat::SplunkHec => 80 + index_len,
+            DestinationFormat::SplunkHec => 40 + hec_members.len(),
         };
         BatchLimits {
             max_bytes,
@@ -139,10 +142,12 @@ impl BatchLimits {
     }
 }
 
-/// Frames the documents `which` of `batch` as one request body.
+/// Frames the documents `which` of `batch` as one request body (`hec_members`: see
+/// `Config::hec_members`).
 pub fn frame(
     format: DestinationFormat,
     index: Option<&str>,
+    hec_members: &str,
     batch: &Batch,
     which: &[usize],
 ) -> Vec<u8> {
@@ -164,11 +169,7 @@ pub fn frame(
             DestinationFormat::SplunkHec => {
                 body.extend_from_slice(b"{\"time\":");
                 crate::json::write_u64(&mut body, batch.items[i].time);
-                body.extend_from_slice(b",\"sourcetype\":\"aws:cloudwatchlogs:vpcflow\"");
-                if let Some(index) = index {
-                    body.extend_from_slice(b",\"index\":");
-                    crate::json::write_str(&mut body, index);
-                }
+                body.extend_from_slice(hec_members.as_bytes());
                 body.extend_from_slice(b",\"event\":");
             }
         }
@@ -356,7 +357,7 @@ mod tests {
     use super::*;
 
     fn batch(format: DestinationFormat) -> (Batch, BatchLimits) {
-        let limits = BatchLimits::new(1 << 20, 100, format, Some("idx"));
+        let limits = BatchLimits::new(1 << 20, 100, format, Some("idx"), "");
         let mut b = Batch::default();
         b.push(
             br#"{"a":1}"#,
@@ -383,15 +384,22 @@ mod tests {
     fn frames_each_format() {
         let (b, _) = batch(DestinationFormat::Ndjson);
         assert_eq!(
-            frame(DestinationFormat::Ndjson, None, &b, &[0, 1]),
+            frame(DestinationFormat::Ndjson, None, "", &b, &[0, 1]),
             b"{\"a\":1}\n{\"a\":2}\n"
         );
-        let es = frame(DestinationFormat::Elasticsearch, Some("idx"), &b, &[1]);
+        let es = frame(DestinationFormat::Elasticsearch, Some("idx"), "", &b, &[1]);
         assert_eq!(
             es,
             b"{\"create\":{\"_index\":\"idx\",\"_id\":\"id-2\"}}\n{\"a\":2}\n"
         );
-        let hec = frame(DestinationFormat::SplunkHec, Some("main"), &b, &[0]);
+        let members = r#","sourcetype":"aws:cloudwatchlogs:vpcflow","index":"main""#;
+        let hec = frame(
+            DestinationFormat::SplunkHec,
+            Some("main"),
+            members,
+            &b,
+            &[0],
+        );
         assert_eq!(
             String::from_utf8(hec).unwrap(),
             "{\"time\":5,\"sourcetype\":\"aws:cloudwatchlogs:vpcflow\",\"index\":\"main\",\"event\":{\"a\":1}}\n"
@@ -400,7 +408,7 @@ mod tests {
 
     #[test]
     fn limits() {
-        let limits = BatchLimits::new(100, 2, DestinationFormat::Ndjson, None);
+        let limits = BatchLimits::new(100, 2, DestinationFormat::Ndjson, None, "");
         let mut b = Batch::default();
         assert!(!b.would_overflow(&limits, 1000));
         b.push(

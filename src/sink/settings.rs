@@ -20,6 +20,8 @@ pub(super) struct Settings {
     pub(super) shown_url: String,
     pub(super) format: DestinationFormat,
     pub(super) index: Option<String>,
+    /// What every Splunk HEC event carries besides its time and document.
+    pub(super) hec_members: String,
     pub(super) headers: HeaderMap,
     pub(super) gzip: bool,
     pub(super) retry: RetryPolicy,
@@ -108,6 +110,7 @@ impl Settings {
             shown_url,
             format: config.destination_format,
             index: config.destination_index.clone(),
+            hec_members: config.hec_members(),
             headers,
             gzip: config.gzip,
             retry: RetryPolicy {
