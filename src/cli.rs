@@ -271,9 +271,11 @@ fn process_command(args: &[String]) -> ExitCode {
     // DESTINATION_SECRET_ARN is read here as in Lambda (and again after
     // SECRET_TTL_SECONDS): a secret that cannot be read stops the run.
     let built = runtime.block_on(async {
-        let aws = match config.destination_secret_arn {
-            Some(_) => Some(crate::aws::load_aws_config().await),
-            None => None,
+        let needs_aws =
+            config.destination_secret_arn.is_some() || config.destination_sigv4.is_some();
+        let aws = match needs_aws {
+            true => Some(crate::aws::load_aws_config().await),
+            false => None,
         };
         Destination::with_secret(config, aws.as_ref()).await
     });

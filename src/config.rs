@@ -127,6 +127,14 @@ pub fn data_stream_members(index: &str) -> Option<String> {
     })
 }
 
+/// Where signed requests go (DESTINATION_AUTH=aws-sigv4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigV4Target {
+    /// `es` (Amazon OpenSearch Service) or `aoss` (OpenSearch Serverless).
+    pub service: String,
+    pub region: Option<String>,
+}
+
 /// Everything the forwarder is configured with.
 #[derive(Clone)]
 pub struct Config {
@@ -140,6 +148,10 @@ pub struct Config {
     /// The ingest pipeline of Elasticsearch bulk requests (DESTINATION_PIPELINE): sent
     /// as the `pipeline` parameter; `None` sends none.
     pub destination_pipeline: Option<String>,
+    /// Requests signed with AWS Signature Version 4 (DESTINATION_AUTH=aws-sigv4) for
+    /// this service (DESTINATION_AWS_SERVICE: `es`, or `aoss` for OpenSearch
+    /// Serverless) in this region (DESTINATION_AWS_REGION; `None`: AWS_REGION).
+    pub destination_sigv4: Option<SigV4Target>,
     /// Splunk HEC event metadata (SPLUNK_SOURCETYPE, SPLUNK_SOURCE, SPLUNK_HOST);
     /// `None`: the schema's default sourcetype, no source or host (HEC's own).
     pub splunk_sourcetype: Option<String>,
@@ -319,6 +331,38 @@ impl Config {
             }
             Some(v) => Ok(Some(v)),
         };
+        let destination_sigv4 = match get("DESTINATION_AUTH").as_deref() {
+            None | Some("none") => None,
+            Some("aws-sigv4") => {
+                let service = get("DESTINATION_AWS_SERVICE").unwrap_or_else(|| "es".to_string());
+                if !matches!(service.as_str(), "es" | "aoss") {
+                    return Err(err(
+                        "DESTINATION_AWS_SERVICE",
+                        format!("'{service}' is not es (OpenSearch Service) or aoss (OpenSearch Serverless)"),
+                    ));
+                }
+                let region = get("DESTINATION_AWS_REGION");
+                if let Some(r) = &region {
+                    if r.is_empty()
+                        || !r
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    {
+                        return Err(err(
+                            "DESTINATION_AWS_REGION",
+                            format!("'{r}' is not a region name"),
+                        ));
+                    }
+                }
+                Some(SigV4Target { service, region })
+            }
+            Some(other) => {
+                return Err(err(
+                    "DESTINATION_AUTH",
+                    format!("'{other}' is not none or aws-sigv4"),
+                ))
+            }
+        };
         let splunk_sourcetype = splunk("SPLUNK_SOURCETYPE")?;
         let splunk_source = splunk("SPLUNK_SOURCE")?;
         let splunk_host = splunk("SPLUNK_HOST")?;
@@ -452,6 +496,7 @@ impl Config {
             destination_secret_arn: get("DESTINATION_SECRET_ARN"),
             destination_index,
             destination_pipeline,
+            destination_sigv4,
             splunk_sourcetype,
             splunk_source,
             splunk_host,

@@ -101,12 +101,15 @@ impl Handler {
             .threat_intel_uri
             .as_deref()
             .is_some_and(|u| u.starts_with("s3://"));
-        let aws =
-            if config.destination_secret_arn.is_some() || config.enrich_eni || threat_list_in_s3 {
-                Some(crate::aws::load_aws_config().await)
-            } else {
-                None
-            };
+        let aws = if config.destination_secret_arn.is_some()
+            || config.destination_sigv4.is_some()
+            || config.enrich_eni
+            || threat_list_in_s3
+        {
+            Some(crate::aws::load_aws_config().await)
+        } else {
+            None
+        };
         let (config, destination) = Destination::with_secret(config, aws.as_ref()).await?;
         let objects = match (s3_dir, &aws) {
             (Some(dir), _) => ObjectStore::Dir(dir),

@@ -87,6 +87,18 @@ impl Secrets {
         Secrets(secrets)
     }
 
+    /// Secrets of given values (the signing credentials of DESTINATION_AUTH=aws-sigv4).
+    pub fn from_values<'v>(values: impl IntoIterator<Item = &'v str>) -> Secrets {
+        let mut secrets: Vec<String> = values
+            .into_iter()
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+            .collect();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Secrets(secrets)
+    }
+
     /// `text` with every secret value replaced by `<redacted>`: whole, and where the
     /// text cuts one short (a receiver's echo ending in `...`), any start or end of it
     /// of at least 8 bytes. Scrub before shortening a text, never after.

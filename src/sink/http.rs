@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use super::bulk::{bulk_outcome, BulkItem};
 use super::gzip::Compressor;
 use super::settings::{Rotation, RotationState, Settings, REREAD_ON_REFUSAL_EVERY};
+use super::sigv4::RequestSigner;
 use super::{frame, Batch, DeliveryReport};
 use crate::config::{Config, ConfigError, DestinationFormat};
 use crate::secret::{apply_secret, DestinationSecret};
@@ -38,6 +39,8 @@ pub struct HttpSink {
     settings: Arc<RwLock<Arc<Settings>>>,
     rotation: Option<Arc<Rotation>>,
     compressor: Arc<Compressor>,
+    /// Signs each request (DESTINATION_AUTH=aws-sigv4).
+    signer: Option<Arc<RequestSigner>>,
 }
 
 impl HttpSink {
@@ -68,6 +71,7 @@ impl HttpSink {
             client,
             settings: Arc::new(RwLock::new(Arc::new(settings))),
             rotation: None,
+            signer: None,
             compressor: Arc::new(Compressor::start().map_err(|e| {
                 ConfigError::new(
                     "DESTINATION_URL",
@@ -88,6 +92,12 @@ impl HttpSink {
                 reread_on_refusal_at: None,
             }),
         }));
+        self
+    }
+
+    /// Signs every request with AWS Signature Version 4.
+    pub fn with_signer(mut self, signer: RequestSigner) -> HttpSink {
+        self.signer = Some(Arc::new(signer));
         self
     }
 
@@ -237,10 +247,21 @@ impl HttpSink {
                 timeout_ms = timeout.as_millis() as u64,
                 "sending batch"
             );
+            let mut headers = s.headers.clone();
+            if let Some(signer) = &self.signer {
+                // Signed as sent (after compression), again on every attempt.
+                match signer.sign(&s.url, &headers, &body).await {
+                    Ok(signature) => headers.extend(signature),
+                    Err(e) => {
+                        fail_all(report, &group, &e);
+                        return;
+                    }
+                }
+            }
             let result = self
                 .client
                 .post(s.url.clone())
-                .headers(s.headers.clone())
+                .headers(headers)
                 .timeout(timeout)
                 .body(body)
                 .send()
@@ -347,7 +368,10 @@ impl HttpSink {
                             .await
                             .map(|(b, _)| b)
                             .unwrap_or_default();
-                        let body = s.secrets.scrub(String::from_utf8_lossy(&body).trim());
+                        let mut body = s.secrets.scrub(String::from_utf8_lossy(&body).trim());
+                        if let Some(signer) = &self.signer {
+                            body = signer.scrub(&body);
+                        }
                         let detail = crate::text::shorten(&body);
                         let refused = matches!(status.as_u16(), 401 | 403);
                         if refused && attempt < s.retry.max_retries {

@@ -7,6 +7,7 @@ mod bulk;
 mod gzip;
 pub mod http;
 mod settings;
+pub mod sigv4;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -253,6 +254,7 @@ impl Destination {
     ) -> Result<(crate::config::Config, Destination), String> {
         let Some(arn) = config.destination_secret_arn.clone() else {
             let destination = Destination::from_config(&config).map_err(|e| e.to_string())?;
+            let destination = destination.with_signer(&config, aws)?;
             return Ok((config, destination));
         };
         let aws = aws.ok_or("DESTINATION_SECRET_ARN: no AWS configuration to read it with")?;
@@ -263,7 +265,22 @@ impl Destination {
             Destination::Http(sink) => Destination::Http(sink.with_secret(secret, config)),
             Destination::Stdout => Destination::Stdout,
         };
+        let destination = destination.with_signer(&effective, Some(aws))?;
         Ok((effective, destination))
+    }
+
+    /// Signs its requests when DESTINATION_AUTH is aws-sigv4 (`aws` is then needed).
+    fn with_signer(
+        self,
+        config: &crate::config::Config,
+        aws: Option<&aws_config::SdkConfig>,
+    ) -> Result<Destination, String> {
+        let (Destination::Http(sink), Some(target)) = (&self, &config.destination_sigv4) else {
+            return Ok(self);
+        };
+        let aws = aws.ok_or("DESTINATION_AUTH=aws-sigv4: no AWS configuration to sign with")?;
+        let signer = sigv4::RequestSigner::new(aws, target.region.as_deref(), &target.service)?;
+        Ok(Destination::Http(sink.clone().with_signer(signer)))
     }
 
     /// A session for one run or invocation; no request starts past `deadline`.

@@ -47,6 +47,14 @@ impl Settings {
                     format!("'{k}' is not a valid header name"),
                 )
             })?;
+            let signed =
+                name == reqwest::header::AUTHORIZATION || name.as_str().starts_with("x-amz-");
+            if config.destination_sigv4.is_some() && signed {
+                return Err(ConfigError::new(
+                    "DESTINATION_HEADERS",
+                    format!("'{k}' is set by the request's signature (DESTINATION_AUTH=aws-sigv4); remove it"),
+                ));
+            }
             if FRAMING_HEADERS.contains(&name.as_str()) {
                 return Err(ConfigError::new(
                     "DESTINATION_HEADERS",
