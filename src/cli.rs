@@ -72,6 +72,10 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
     DESTINATION_CA_BUNDLE  PEM of extra CAs trusted for the destination (a private CA), on top of
                            the public roots: the PEM text or a file path. Verification stays on.
     DESTINATION_INDEX      elasticsearch index/data stream (default logs-aws.vpcflow-default), splunk index
+    DESTINATION_AUTH       none | aws-sigv4: sign requests with the AWS SDK's default credentials
+                           (Amazon OpenSearch Service, OpenSearch Serverless)    (default none)
+    DESTINATION_AWS_SERVICE  es | aoss: the service signed for                 (default es)
+    DESTINATION_AWS_REGION   the region signed for                             (default AWS_REGION)
     SPLUNK_SOURCETYPE      sourcetype of splunk-hec events (default per OUTPUT_SCHEMA: ecs _json,
                            ocsf ocsf:aws:cloudwatchlogs:vpcflow, raw aws:cloudwatchlogs:vpcflow)
     SPLUNK_SOURCE          source of splunk-hec events                         (default: HEC's)

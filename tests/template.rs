@@ -480,3 +480,34 @@ fn the_on_failure_queue_can_be_replayed() {
         "{queue}"
     );
 }
+
+/// OpenSearch: the role may write to the one domain (its HTTP POST/PUT) or the one
+/// collection named, and nothing when neither is; the function is told to sign.
+#[test]
+fn opensearch_grants_name_the_one_domain_or_collection() {
+    let t = transformed();
+    let role = resource(&t, "ForwarderFunctionRole").to_string();
+    assert!(
+        role.contains("es:ESHttpPost") && role.contains("${OpenSearchDomainArn}/*"),
+        "{role}"
+    );
+    assert!(
+        role.contains("aoss:APIAccessAll") && role.contains("OpenSearchCollectionArn"),
+        "{role}"
+    );
+    assert!(!condition(&t, "HasOpenSearchDomain", &[]));
+    assert!(condition(
+        &t,
+        "HasOpenSearchDomain",
+        &[(
+            "OpenSearchDomainArn",
+            "arn:aws:es:eu-west-1:123456789012:domain/flows"
+        )]
+    ));
+    assert!(!condition(&t, "HasOpenSearchCollection", &[]));
+    let env = resource(&t, "ForwarderFunction")["Properties"]["Environment"].to_string();
+    assert!(
+        env.contains("DESTINATION_AUTH") && env.contains("DESTINATION_AWS_SERVICE"),
+        "{env}"
+    );
+}
