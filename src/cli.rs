@@ -78,6 +78,9 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
     DESTINATION_AWS_REGION   the region signed for                             (default AWS_REGION)
     SPLUNK_SOURCETYPE      sourcetype of splunk-hec events (default per OUTPUT_SCHEMA: ecs _json,
                            ocsf ocsf:aws:cloudwatchlogs:vpcflow, raw aws:cloudwatchlogs:vpcflow)
+    SPLUNK_HEC_ACK         true: a splunk-hec batch is delivered once Splunk acknowledges it
+                           (indexer acknowledgement; a channel is sent)      (default false)
+    SPLUNK_HEC_ACK_TIMEOUT_SECONDS  longest wait for an acknowledgement      (default 120)
     SPLUNK_SOURCE          source of splunk-hec events                         (default: HEC's)
     SPLUNK_HOST            host of splunk-hec events                           (default: HEC's)
     DESTINATION_PIPELINE   `pipeline` of elasticsearch bulk requests; empty sends none (default _none;

@@ -157,6 +157,9 @@ pub struct Config {
     pub splunk_sourcetype: Option<String>,
     pub splunk_source: Option<String>,
     pub splunk_host: Option<String>,
+    /// Splunk HEC indexer acknowledgement (SPLUNK_HEC_ACK): a batch counts as delivered
+    /// once Splunk acknowledges it, polled for at most SPLUNK_HEC_ACK_TIMEOUT_SECONDS.
+    pub splunk_hec_ack: Option<Duration>,
     pub gzip: bool,
     pub batch_max_bytes: usize,
     pub batch_max_events: usize,
@@ -475,6 +478,15 @@ impl Config {
         let threat_intel_timeout =
             Duration::from_secs(number("THREAT_INTEL_TIMEOUT_SECONDS", 10, 1, 900)?);
         let threat_intel_only = flag("THREAT_INTEL_ONLY")?;
+        let splunk_hec_ack = match flag("SPLUNK_HEC_ACK")? {
+            false => None,
+            true => Some(Duration::from_secs(number(
+                "SPLUNK_HEC_ACK_TIMEOUT_SECONDS",
+                120,
+                1,
+                900,
+            )?)),
+        };
         // ECS documents written to a data stream carry its parts, as Elastic's
         // integration and dashboards expect (`data_stream.dataset : "aws.vpcflow"`).
         let data_stream = data_stream_for(
@@ -500,6 +512,7 @@ impl Config {
             splunk_sourcetype,
             splunk_source,
             splunk_host,
+            splunk_hec_ack,
             gzip,
             batch_max_bytes,
             batch_max_events,

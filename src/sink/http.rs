@@ -95,6 +95,69 @@ impl HttpSink {
         self
     }
 
+    /// Waits for Splunk to acknowledge `id` (indexer acknowledgement): polled at
+    /// growing intervals, until SPLUNK_HEC_ACK_TIMEOUT_SECONDS or the deadline. Not
+    /// acknowledged, the batch is not delivered (its unit is retried: Splunk may then
+    /// hold those events twice, as its own Firehose integration may).
+    async fn await_ack(
+        &self,
+        s: &Settings,
+        id: u64,
+        deadline: Option<Instant>,
+    ) -> Result<(), String> {
+        let Some(ack) = &s.hec_ack else {
+            return Ok(());
+        };
+        let mut give_up = Instant::now() + ack.timeout;
+        if let Some(deadline) = deadline {
+            give_up = give_up.min(deadline);
+        }
+        let mut headers = s.headers.clone();
+        headers.remove(reqwest::header::CONTENT_ENCODING);
+        let mut wait = Duration::from_millis(100);
+        let mut last = String::from("no answer yet");
+        loop {
+            if Instant::now() + wait >= give_up {
+                return Err(format!(
+                    "Splunk HEC did not acknowledge ackId {id} in time (SPLUNK_HEC_ACK): not delivered; last: {last}"
+                ));
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(2));
+            let timeout = give_up
+                .saturating_duration_since(Instant::now())
+                .min(s.retry.request_timeout);
+            let answer = self
+                .client
+                .post(ack.url.clone())
+                .headers(headers.clone())
+                .timeout(timeout)
+                .body(format!("{{\"acks\":[{id}]}}"))
+                .send()
+                .await;
+            match answer {
+                Ok(mut resp) => {
+                    let status = resp.status();
+                    let body = read_capped(&mut resp, HEC_BODY_BYTES)
+                        .await
+                        .map(|(b, _)| b)
+                        .unwrap_or_default();
+                    if status.is_success() && hec_acknowledged(&body, id) {
+                        return Ok(());
+                    }
+                    let text = s.secrets.scrub(String::from_utf8_lossy(&body).trim());
+                    last = format!("HTTP {}: {}", status.as_u16(), crate::text::shorten(&text));
+                    if status.is_client_error() && status.as_u16() != 429 {
+                        return Err(format!(
+                            "Splunk HEC refused the acknowledgement request for ackId {id}: {last}"
+                        ));
+                    }
+                }
+                Err(e) => last = e.without_url().to_string(),
+            }
+        }
+    }
+
     /// Signs every request with AWS Signature Version 4.
     pub fn with_signer(mut self, signer: RequestSigner) -> HttpSink {
         self.signer = Some(Arc::new(signer));
@@ -301,6 +364,17 @@ impl HttpSink {
                             }
                         };
                         let items = match outcome {
+                            Success::Ack(id) => {
+                                match self.await_ack(&s, id, deadline).await {
+                                    Ok(()) => {
+                                        for &i in &group {
+                                            report.delivered(batch.unit(i), 1);
+                                        }
+                                    }
+                                    Err(why) => fail_all(report, &group, &why),
+                                }
+                                return;
+                            }
                             Success::Delivered => {
                                 for &i in &group {
                                     report.delivered(batch.unit(i), 1);
@@ -475,6 +549,8 @@ const MIN_BULK_RESPONSE_BYTES: usize = 64 * 1024;
 /// What a 2xx answer says of the documents sent.
 enum Success {
     Delivered,
+    /// Received by Splunk HEC under this `ackId`: delivered once acknowledged.
+    Ack(u64),
     /// Elasticsearch bulk items, matched to the documents by `_id`.
     Items(Vec<BulkItem>),
     /// The answer refuses the batch (a Splunk HEC code, an unreadable bulk response).
@@ -510,13 +586,20 @@ async fn success_outcome(
         }
         DestinationFormat::SplunkHec => {
             let (body, _) = read_capped(resp, HEC_BODY_BYTES).await?;
-            Ok(match hec_refusal(&body) {
-                None => Success::Delivered,
-                Some(why) => Success::Failed(format!(
+            Ok(match (hec_refusal(&body), &s.hec_ack) {
+                (Some(why), _) => Success::Failed(format!(
                     "Splunk HEC at {} refused the batch: {}",
                     s.shown_url,
                     crate::text::shorten(&s.secrets.scrub(&why))
                 )),
+                (None, None) => Success::Delivered,
+                (None, Some(_)) => match hec_ack_id(&body) {
+                    Some(id) => Success::Ack(id),
+                    None => Success::Failed(format!(
+                        "Splunk HEC at {} answered without an ackId: is indexer acknowledgement enabled on the token? (SPLUNK_HEC_ACK)",
+                        s.shown_url
+                    )),
+                },
             })
         }
         DestinationFormat::Ndjson => {
@@ -525,6 +608,28 @@ async fn success_outcome(
             Ok(Success::Delivered)
         }
     }
+}
+
+/// The `ackId` of a Splunk HEC answer (`{"text":"Success","code":0,"ackId":7}`).
+fn hec_ack_id(body: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        #[serde(rename = "ackId")]
+        ack_id: Option<u64>,
+    }
+    serde_json::from_slice::<Answer>(body).ok()?.ack_id
+}
+
+/// Whether a Splunk ack answer (`{"acks":{"7":true}}`) acknowledges `id`.
+fn hec_acknowledged(body: &[u8], id: u64) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        acks: std::collections::HashMap<String, bool>,
+    }
+    serde_json::from_slice::<Answer>(body)
+        .ok()
+        .and_then(|a| a.acks.get(&id.to_string()).copied())
+        .unwrap_or(false)
 }
 
 /// A Splunk HEC answer's refusal: a `code` other than 0 (`{"text":"Invalid data

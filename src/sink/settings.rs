@@ -22,6 +22,8 @@ pub(super) struct Settings {
     pub(super) index: Option<String>,
     /// What every Splunk HEC event carries besides its time and document.
     pub(super) hec_members: String,
+    /// Splunk HEC indexer acknowledgement (SPLUNK_HEC_ACK).
+    pub(super) hec_ack: Option<HecAck>,
     pub(super) headers: HeaderMap,
     pub(super) gzip: bool,
     pub(super) retry: RetryPolicy,
@@ -103,6 +105,16 @@ impl Settings {
                 ))
             }
         }
+        let hec_ack = match (config.destination_format, config.splunk_hec_ack) {
+            (DestinationFormat::SplunkHec, Some(timeout)) => {
+                let ack = HecAck::new(&parsed, timeout);
+                let channel = HeaderValue::from_str(&ack.channel)
+                    .map_err(|e| ConfigError::new("SPLUNK_HEC_ACK", e.to_string()))?;
+                headers.insert(HeaderName::from_static("x-splunk-request-channel"), channel);
+                Some(ack)
+            }
+            _ => None,
+        };
         let mut parsed = parsed;
         let has_pipeline = parsed.query_pairs().any(|(k, _)| k == "pipeline");
         if let (DestinationFormat::Elasticsearch, Some(pipeline), false) = (
@@ -119,6 +131,7 @@ impl Settings {
             format: config.destination_format,
             index: config.destination_index.clone(),
             hec_members: config.hec_members(),
+            hec_ack,
             headers,
             gzip: config.gzip,
             retry: RetryPolicy {
@@ -134,6 +147,47 @@ impl Settings {
             ),
             generation,
         })
+    }
+}
+
+/// Splunk HEC indexer acknowledgement: the channel every request names, and where its
+/// acknowledgements are asked for.
+pub(super) struct HecAck {
+    /// A random UUID, one per settings (so per process, and per secret reading).
+    pub(super) channel: String,
+    /// `/services/collector/ack` on the destination's host.
+    pub(super) url: reqwest::Url,
+    /// How long a batch's acknowledgement is waited for (SPLUNK_HEC_ACK_TIMEOUT_SECONDS).
+    pub(super) timeout: Duration,
+}
+
+impl HecAck {
+    fn new(url: &reqwest::Url, timeout: Duration) -> HecAck {
+        let r = fastrand::u128(..);
+        // A version 4 UUID: its version and variant bits set.
+        let r = (r & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
+        let hex = format!("{r:032x}");
+        let channel = format!(
+            "{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        );
+        let mut ack_url = url.clone();
+        let base = url
+            .path()
+            .find("/services/collector")
+            .map_or("", |at| &url.path()[..at]);
+        ack_url.set_path(&format!("{base}/services/collector/ack"));
+        ack_url.set_query(None);
+        ack_url.query_pairs_mut().append_pair("channel", &channel);
+        HecAck {
+            channel,
+            url: ack_url,
+            timeout,
+        }
     }
 }
 
