@@ -1,6 +1,6 @@
 # flowlog-forwarder developer targets. `make help` lists them. Each target checks for
 # the tools it needs and says how to install what is missing.
-.PHONY: help run invoke test lint audit bench bench-process cold-start build deploy
+.PHONY: help run invoke test lint audit bench bench-process cold-start build package deploy
 
 ARCH ?= arm64
 EVENT ?= events/s3-put.json
@@ -42,6 +42,10 @@ build: ## Lambda package with cargo-lambda: target/lambda/flowlog-forwarder/boot
 	@if [ "$(ARCH)" = arm64 ] && ! rustup target list --installed 2>/dev/null | grep -q aarch64-unknown-linux-gnu; then \
 	 echo "missing the arm64 Rust target: rustup target add aarch64-unknown-linux-gnu"; exit 1; fi
 	cargo lambda build --release --$(subst _,-,$(ARCH))
+
+package: build ## The deployment zip for other tools (Terraform, CDK, the console): target/lambda/flowlog-forwarder.zip and its SHA-256
+	cd target/lambda/flowlog-forwarder && rm -f ../flowlog-forwarder.zip && zip -q -X ../flowlog-forwarder.zip bootstrap
+	cd target/lambda && sha256sum flowlog-forwarder.zip | tee flowlog-forwarder.zip.sha256
 
 deploy: ## sam build && sam deploy --guided (AWS credentials needed)
 	@command -v sam >/dev/null || { echo "missing the SAM CLI: pip install aws-sam-cli"; exit 1; }

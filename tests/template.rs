@@ -511,3 +511,54 @@ fn opensearch_grants_name_the_one_domain_or_collection() {
         "{env}"
     );
 }
+
+/// The dashboard's body is valid JSON once its references are filled in, and shows the
+/// records, failed units, queues and function errors; the alarm on objects that arrive
+/// while nothing is forwarded is wired to the alarm topic.
+#[test]
+fn dashboard_and_the_nothing_forwarded_alarm() {
+    let t = transformed();
+    let sub = &resource(&t, "Dashboard")["Properties"]["DashboardBody"]["Fn::Sub"];
+    let mut body = sub[0].as_str().unwrap().to_string();
+    for name in [
+        "AWS::Region",
+        "Function",
+        "Queue",
+        "DeadLetterQueue",
+        "FailureQueue",
+    ] {
+        body = body.replace(&format!("${{{name}}}"), "x");
+    }
+    let dashboard: serde_json::Value = serde_json::from_str(&body).expect("dashboard JSON");
+    let text = dashboard.to_string();
+    for metric in [
+        "RecordsRead",
+        "RecordsForwarded",
+        "RecordsFiltered",
+        "RecordsFailed",
+        "FailedUnits",
+        "ApproximateAgeOfOldestMessage",
+        "Errors",
+        "Throttles",
+    ] {
+        assert!(text.contains(metric), "{metric} missing from the dashboard");
+    }
+    let alarm = resource(&t, "NothingForwardedAlarm")["Properties"].to_string();
+    assert!(
+        alarm.contains("NumberOfMessagesReceived") && alarm.contains("RecordsForwarded"),
+        "{alarm}"
+    );
+    assert!(alarm.contains("AlarmTopicArn"), "{alarm}");
+}
+
+/// A backlog cannot flood the receiver by default, and `sam deploy` needs no prompt.
+#[test]
+fn bounded_concurrency_and_a_non_interactive_deploy() {
+    let t = transformed();
+    assert_eq!(t["Parameters"]["MaximumConcurrency"]["Default"], 10);
+    assert!(condition(&t, "HasMaximumConcurrency", &[]));
+    let samconfig = include_str!("../samconfig.toml");
+    assert!(
+        samconfig.contains("[default.deploy.parameters]") && samconfig.contains("capabilities")
+    );
+}
