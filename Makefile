@@ -44,6 +44,7 @@ build: ## Lambda package with cargo-lambda: target/lambda/flowlog-forwarder/boot
 	cargo lambda build --release --$(subst _,-,$(ARCH))
 
 package: build ## The deployment zip for other tools (Terraform, CDK, the console): target/lambda/flowlog-forwarder.zip and its SHA-256
+	@command -v zip >/dev/null || { echo "missing zip: apt-get install zip"; exit 1; }
 	cd target/lambda/flowlog-forwarder && rm -f ../flowlog-forwarder.zip && zip -q -X ../flowlog-forwarder.zip bootstrap
 	cd target/lambda && sha256sum flowlog-forwarder.zip | tee flowlog-forwarder.zip.sha256
 

@@ -562,3 +562,47 @@ fn bounded_concurrency_and_a_non_interactive_deploy() {
         samconfig.contains("[default.deploy.parameters]") && samconfig.contains("capabilities")
     );
 }
+
+/// A bucket that already notifies someone else fans out through SNS or EventBridge: the
+/// queue subscribes to the topic, or a rule sends the bucket's "Object Created" events
+/// below the prefix, and the queue accepts messages from that topic or rule only.
+#[test]
+fn shared_buckets_through_sns_or_eventbridge() {
+    let t = transformed();
+    let bucket = [("ExistingBucketName", "central-logs")];
+    let has = |params: &[(&str, &str)], name: &str| created(&t, params).iter().any(|r| r == name);
+    assert!(!has(&bucket, "BucketTopicSubscription") && !has(&bucket, "BucketObjectCreatedRule"));
+    let topic = [
+        bucket[0],
+        (
+            "ExistingBucketSnsTopicArn",
+            "arn:aws:sns:eu-west-1:123456789012:flow-log-objects",
+        ),
+    ];
+    assert!(has(&topic, "BucketTopicSubscription"));
+    let events = [bucket[0], ("ExistingBucketEventBridge", "true")];
+    assert!(has(&events, "BucketObjectCreatedRule"));
+    // Neither applies to the stack's own bucket.
+    assert!(!has(
+        &[("ExistingBucketEventBridge", "true")],
+        "BucketObjectCreatedRule"
+    ));
+    let policy = resource(&t, "FlowLogQueuePolicy").to_string();
+    assert!(
+        policy.contains("sns.amazonaws.com") && policy.contains("ExistingBucketSnsTopicArn"),
+        "{policy}"
+    );
+    assert!(
+        policy.contains("events.amazonaws.com") && policy.contains("-object-created"),
+        "{policy}"
+    );
+    let rule = resource(&t, "BucketObjectCreatedRule")["Properties"].to_string();
+    assert!(
+        rule.contains("Object Created") && rule.contains("ExistingBucketPrefix"),
+        "{rule}"
+    );
+    assert!(
+        rule.contains("-object-created"),
+        "the rule's name is the one the policy names"
+    );
+}
