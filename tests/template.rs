@@ -49,16 +49,17 @@ fn function_runtime_and_build() {
 #[test]
 fn environment_variables_are_ones_the_function_reads() {
     let help = flowlog_forwarder::cli::HELP;
-    let env: Vec<&str> = TEMPLATE
-        .lines()
-        .skip_while(|l| !l.trim().starts_with("Variables:"))
-        .skip(1)
-        .take_while(|l| l.trim().contains(": !Ref"))
-        .map(|l| l.trim().split(':').next().unwrap())
-        .collect();
-    assert!(env.len() >= 7, "{env:?}");
-    for var in env {
-        assert!(help.contains(var), "{var} is not a documented variable");
+    let t = transformed();
+    let env = resource(&t, "ForwarderFunction")["Properties"]["Environment"]["Variables"]
+        .as_object()
+        .expect("the function's environment")
+        .clone();
+    assert!(env.len() >= 20, "{env:?}");
+    for var in env.keys() {
+        assert!(
+            help.contains(var.as_str()),
+            "{var} is not a documented variable"
+        );
     }
 }
 
@@ -605,4 +606,32 @@ fn shared_buckets_through_sns_or_eventbridge() {
         rule.contains("-object-created"),
         "the rule's name is the one the policy names"
     );
+}
+
+/// Every delivery setting users tune is a parameter; DESTINATION_PIPELINE is left unset
+/// by default (the schema chooses) and set empty for `none`; a permissions boundary
+/// reaches the role.
+#[test]
+fn delivery_settings_and_a_permissions_boundary_are_parameters() {
+    let t = transformed();
+    let env = &resource(&t, "ForwarderFunction")["Properties"]["Environment"]["Variables"];
+    for var in [
+        "INCLUDE_ORIGINAL",
+        "COMPRESSION",
+        "BATCH_MAX_BYTES",
+        "BATCH_MAX_EVENTS",
+        "MAX_RETRIES",
+        "REQUEST_TIMEOUT_MS",
+        "MAX_IN_FLIGHT",
+        "SPLUNK_HEC_ACK",
+    ] {
+        assert!(env.get(var).is_some(), "{var} is not set from a parameter");
+    }
+    let pipeline = env["DESTINATION_PIPELINE"].to_string();
+    assert!(
+        pipeline.contains("PipelineDefault") && pipeline.contains("AWS::NoValue"),
+        "{pipeline}"
+    );
+    let role = resource(&t, "ForwarderFunctionRole")["Properties"].to_string();
+    assert!(role.contains("PermissionsBoundaryArn"), "{role}");
 }
