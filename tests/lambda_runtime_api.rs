@@ -387,3 +387,42 @@ fn metrics_and_errors_survive_every_application_log_level() {
         }
     }
 }
+
+/// A CloudWatch Logs delivery that failed lands in the on-failure queue as an invocation
+/// record; read from that queue through the runtime loop, it is replayed: the same
+/// documents with the same ids as the original invocation, and the message succeeds.
+#[test]
+fn an_invocation_record_from_the_failure_queue_replays_through_the_runtime_loop() {
+    let replay: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/events/sqs-cloudwatch-replay.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let ids_of = |event: Value| {
+        let (api, state) = start_runtime_api(vec![event]);
+        let rx = Receiver::start(vec![], Reply::ok());
+        let mut child = lambda_command(BIN, &api, &rx.url).spawn().unwrap();
+        wait_for_results(&state, 1, Duration::from_secs(60));
+        let _ = child.kill();
+        let _ = child.wait();
+        let (_, kind, body) = state.lock().unwrap().results[0].clone();
+        let mut ids: Vec<String> = rx
+            .requests()
+            .iter()
+            .flat_map(|r| r.body.lines().map(str::to_string).collect::<Vec<_>>())
+            .map(|l| serde_json::from_str::<Value>(&l).unwrap()["event"]["id"].to_string())
+            .collect();
+        ids.sort();
+        (kind, body, ids)
+    };
+    let (_, _, original) = ids_of(cloudwatch_event());
+    let (kind, body, replayed) = ids_of(replay);
+    assert_eq!(original.len(), 4);
+    assert_eq!(replayed, original);
+    assert_eq!(kind, "response", "{body}");
+    let response: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(response["batchItemFailures"], json!([]), "{body}");
+}
