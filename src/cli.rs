@@ -1,4 +1,4 @@
-//! The command line (shared/DESIGN.md section 2): `process` runs files through
+//! The command line (README, Command line): `process` runs files through
 //! source -> parse -> filter -> normalize -> sink without Lambda.
 
 use std::ffi::OsString;

@@ -1,4 +1,4 @@
-//! Configuration from environment variables (shared/DESIGN.md section 3), validated
+//! Configuration from environment variables (README, Configuration), validated
 //! once at cold start. A bad value fails with a message naming the variable.
 
 use std::collections::BTreeMap;

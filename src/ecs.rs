@@ -1,5 +1,5 @@
 //! Normalization to ECS: a `FlowRecord` plus where it came from becomes one ECS JSON
-//! document (shared/DESIGN.md section 4), written straight into a byte buffer with no
+//! document (README, Output), written straight into a byte buffer with no
 //! intermediate value tree; and the parse-failure document of a line that is no record.
 
 use std::net::IpAddr;

@@ -1,5 +1,5 @@
 //! The Lambda handler: wires trigger -> source -> pipeline -> sink for one invocation
-//! and builds the response (shared/DESIGN.md section 5): SQS `batchItemFailures`
+//! and builds the response (README, Failure semantics): SQS `batchItemFailures`
 //! listing exactly the messages not fully delivered, or an error for the other
 //! triggers so that Lambda retries and then sends the event to the on-failure
 //! destination. `Handler::new` is what a cold start builds (secret, destination,

@@ -1,13 +1,18 @@
-//! flowlog-forwarder: AWS VPC and Transit Gateway Flow Logs to ECS documents.
+//! flowlog-forwarder: AWS VPC and Transit Gateway Flow Logs to ECS, OCSF or raw
+//! documents, forwarded over HTTP.
 //!
-//! The data flow, one module per stage (shared/DESIGN.md):
-//! `source` (bytes to lines) -> `flowlog` (lines to records) -> `filter` ->
-//! `ecs` (records to documents, with `enrich` adding the EC2 details of the record's
-//! network interface when ENRICH_ENI is on) -> `sink`, driven per work unit by
-//! `pipeline`. `trigger` decodes Lambda payloads into units and `handler` runs one
-//! invocation (with `secret`, `aws` and `metrics`); `lambda` runs the runtime loop and
-//! `cli` the command line, with `config` holding the validated environment. `text`
-//! shortens values for messages (after `redact` has scrubbed them).
+//! The data flow, one module per stage (README, Layout):
+//! `source` (bytes to lines; `objects` fetches S3 objects) -> `flowlog` (lines to
+//! records) -> `filter` -> the document writers: `ecs`, `ocsf` or `raw` (records to
+//! documents), with `context` (what a document is written from besides its record),
+//! `enrich` (the EC2 details of a record's interface, ENRICH_ENI), `attribution`
+//! (REJECT attribution) and `threat_intel` (threat-list matches) -> `sink` (batches to
+//! the destination), driven per work unit by `pipeline`. `trigger` decodes Lambda
+//! payloads into units and `handler` runs one invocation (with `secret`, `aws` and
+//! `metrics`); `lambda` runs the runtime loop and `cli` the command line, with `config`
+//! holding the validated environment and `logging` the logs. `community_id`, `json`
+//! and `timestamp` write document values; `text` shortens values for messages after
+//! `redact` has scrubbed secrets from them.
 
 pub mod attribution;
 pub mod aws;

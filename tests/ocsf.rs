@@ -1,8 +1,8 @@
 //! OUTPUT_SCHEMA=ocsf: every event written for the sample corpus (the AWS
 //! documentation examples, every flow log version, Transit Gateway, ECS task fields,
 //! custom and unknown fields, NODATA/SKIPDATA, parse failures) is validated against
-//! the compiled OCSF 1.1.0 schema (tests/data/ocsf-1.1.0-compiled.json.gz, a gzip copy
-//! of shared/ocsf/): every attribute exists in its class or object, has the declared
+//! the compiled OCSF 1.1.0 schema (tests/data/ocsf-1.1.0-compiled.json.gz, the
+//! schema as the OCSF project compiles it): every attribute exists in its class or object, has the declared
 //! type, uses an allowed enum value with its `_name` sibling, and every required
 //! attribute is present. Then the values themselves are checked against the record.
 

@@ -1,5 +1,5 @@
-//! Every record of the AWS documentation examples (tests/data/aws-doc-examples.txt, a
-//! copy of shared/samples/) and the seed samples (Sekoia, Elastic) give the documented
+//! Every record of the AWS documentation examples (tests/data/aws-doc-examples.txt, as
+//! AWS publishes them) and the seed samples (Sekoia, Elastic) give the documented
 //! values.
 
 mod common;
@@ -206,8 +206,8 @@ fn service_path_and_direction_v5() {
     assert_eq!(d["network"]["direction"], "egress");
 }
 
-/// Sekoia's AWS Flowlogs intake samples (shared/seeds/001_*): the ECS fields that
-/// shared/DESIGN.md section 4 defines the same way have the same values.
+/// Sekoia's AWS Flowlogs intake samples (as Sekoia publishes them): the ECS fields that
+/// README's Output section defines the same way have the same values.
 #[test]
 fn sekoia_seed_samples() {
     struct Case {
@@ -309,7 +309,7 @@ fn elastic_integration_expectations() {
             "vpc_id":"vpc-09676f97xxxxxb8a7","subnet_id":"subnet-02d645xxxxxxxdbc0","instance_id":"i-0axxxxxx1ad77",
             "tcp_flags":"1","type":"IPv4","pkt_srcaddr":"89.160.20.156","pkt_dstaddr":"10.200.0.80",
             "pkt_src_service":"AMAZON","pkt_dst_service":"CLOUDFRONT","traffic_path":"1","tcp_flags_array":["fin"],
-            // Beyond Elastic's: a lone REJECT (shared/DESIGN.md section 4).
+            // Beyond Elastic's: a lone REJECT (README, REJECT attribution).
             "reject_attribution":"security_group_or_network_acl"})
     );
 

@@ -1,4 +1,4 @@
-//! REJECT attribution (shared/DESIGN.md section 4, `aws.vpcflow.reject_attribution`):
+//! REJECT attribution (README, Output, `aws.vpcflow.reject_attribution`):
 //! a REJECT whose accepted mirror flow (same interface, endpoints swapped, same
 //! protocol, overlapping window) is in the same unit was rejected by a network ACL;
 //! any other REJECT by a security group or a network ACL. Both orders, ICMP pairing,
@@ -9,7 +9,7 @@ mod common;
 use common::{run, settings};
 use serde_json::Value;
 
-/// The AWS documentation's pair (shared/samples): an accepted ping and its denied
+/// The AWS documentation's pair (tests/data/aws-doc-examples.txt): an accepted ping and its denied
 /// response.
 const SG_NACL_1: &str = "2 123456789010 eni-1235b8ca123456789 203.0.113.12 172.31.16.139 0 0 1 4 336 1432917027 1432917142 ACCEPT OK";
 const SG_NACL_2: &str = "2 123456789010 eni-1235b8ca123456789 172.31.16.139 203.0.113.12 0 0 1 4 336 1432917094 1432917142 REJECT OK";

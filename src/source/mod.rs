@@ -15,7 +15,7 @@ mod parquet_text;
 pub mod s3;
 mod thrift;
 
-/// Input limits (shared/DESIGN.md section 5). Exceeding one is a reported failure.
+/// Input limits (README, Failure semantics). Exceeding one is a reported failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Longest accepted line; a longer line becomes a parse-failure document.
