@@ -635,3 +635,16 @@ fn delivery_settings_and_a_permissions_boundary_are_parameters() {
     let role = resource(&t, "ForwarderFunctionRole")["Properties"].to_string();
     assert!(role.contains("PermissionsBoundaryArn"), "{role}");
 }
+
+/// README's list of parameters names every parameter of the template.
+#[test]
+fn readme_names_every_parameter() {
+    let readme = include_str!("../README.md");
+    let t = transformed();
+    for name in t["Parameters"].as_object().unwrap().keys() {
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "README does not name the parameter {name}"
+        );
+    }
+}
