@@ -432,7 +432,7 @@ pub struct RejectAttributor {
     /// released buffers, handed back, hold the next young generation.
     young: Released,
     old: Released,
-    /// Accepted flows not remembered because the table was full.
+    /// Accepted records (naming an interface) not remembered because the table was full.
     pub accepted_dropped: u64,
     /// Held records released before the unit's end because the held text was full.
     pub held_released_early: u64,
@@ -447,12 +447,15 @@ impl RejectAttributor {
     /// its slot is fetched from memory while the caller goes on. `note_accept` it.
     #[inline]
     pub fn accepted(&mut self, rec: &FlowRecord<'_>) -> Option<AcceptedFlow> {
-        let interface = eligible(rec)?;
         if self.accepted.is_full() {
-            // Nothing more is remembered: not even its slot is fetched.
-            self.accepted_dropped += 1;
+            // Nothing more is remembered: not even its slot is fetched, nor the rest of
+            // its eligibility checked (counted when it names an interface).
+            if rec.get(Field::InterfaceId).is_some() {
+                self.accepted_dropped += 1;
+            }
             return None;
         }
+        let interface = eligible(rec)?;
         let iface = interface_hash(interface);
         let protocol = rec.protocol.unwrap_or(0);
         let (sp, dp) = ports(rec, protocol);
