@@ -44,11 +44,7 @@ fn run(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
 }
 
 fn docs(out: &Output) -> Vec<Value> {
-    String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each stdout line is a JSON document"))
-        .collect()
+    common::stdout_docs(out)
 }
 
 fn summary(out: &Output) -> String {

@@ -52,11 +52,7 @@ fn process(input: &[u8], name: &str, env: &[(&str, &str)]) -> Vec<Value> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    common::stdout_docs(&out)
 }
 
 #[test]

@@ -405,11 +405,7 @@ fn parquet_docs(name: &str, rows: &[Vec<&str>], attribution: &str) -> Vec<Value>
         .env("REJECT_ATTRIBUTION", attribution)
         .output()
         .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    common::stdout_docs(&out)
 }
 
 /// A held Parquet row is released exactly as it was read: a string cell holding a

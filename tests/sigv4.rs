@@ -6,8 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowlog-forwarder");
 const ACCESS: &str = "AKIDEXAMPLE00000001";
@@ -29,33 +28,19 @@ impl SigV4Receiver {
         if !has_botocore {
             common::pip_install("botocore");
         }
-        let mut child = Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/tools/sigv4_receiver.py"
-            ))
-            .args([ACCESS, secret, token.unwrap_or("-"), region, service])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3");
-        let mut port = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut port)
-            .unwrap();
+        let (child, port) = common::python_server(
+            "sigv4_receiver.py",
+            &[ACCESS, secret, token.unwrap_or("-"), region, service],
+        );
         SigV4Receiver {
-            url: format!("http://127.0.0.1:{}/_bulk", port.trim()),
+            url: format!("http://127.0.0.1:{port}/_bulk"),
             child,
         }
     }
 
     /// The receiver's verdicts so far (`ok`, or `refused: why`).
-    fn verdicts(mut self) -> Vec<String> {
-        let _ = self.child.kill();
-        let out = self.child.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect()
+    fn verdicts(self) -> Vec<String> {
+        common::python_server_log(self.child)
     }
 }
 

@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowlog-forwarder");
 
@@ -17,32 +16,15 @@ struct Hec {
 
 impl Hec {
     fn start(mode: &str) -> Hec {
-        let mut child = Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/tools/hec_ack_receiver.py"
-            ))
-            .arg(mode)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3");
-        let mut port = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut port)
-            .unwrap();
+        let (child, port) = common::python_server("hec_ack_receiver.py", &[mode]);
         Hec {
-            url: format!("http://127.0.0.1:{}/services/collector/event", port.trim()),
+            url: format!("http://127.0.0.1:{port}/services/collector/event"),
             child,
         }
     }
 
-    fn log(mut self) -> Vec<String> {
-        let _ = self.child.kill();
-        let out = self.child.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect()
+    fn log(self) -> Vec<String> {
+        common::python_server_log(self.child)
     }
 }
 

@@ -209,6 +209,49 @@ pub fn pip_install(package: &str) {
     }
 }
 
+/// Starts `tests/tools/<script>` with `args`: a local server that prints its port on its
+/// first line (then its log); the process and that port.
+pub fn python_server(script: &str, args: &[&str]) -> (std::process::Child, u16) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new("python3")
+        .arg(format!(
+            "{}/tests/tools/{script}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut port = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().expect("piped stdout"))
+        .read_line(&mut port)
+        .expect("the server's port");
+    let port = port
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{script} printed no port"));
+    (child, port)
+}
+
+/// Stops a `python_server` and returns the lines it printed after its port.
+pub fn python_server_log(mut child: std::process::Child) -> Vec<String> {
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("the server's output");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The documents a run printed on standard output, one JSON document a line.
+pub fn stdout_docs(out: &std::process::Output) -> Vec<Value> {
+    String::from_utf8(out.stdout.clone())
+        .expect("UTF-8 documents")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each stdout line is a JSON document"))
+        .collect()
+}
+
 /// The AWS default (v2) format.
 pub const DEFAULT: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
 
