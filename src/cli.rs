@@ -381,11 +381,11 @@ async fn process_inputs(
     let producer = tokio::task::spawn_blocking(move || {
         read_inputs(&producer_config, &inputs, enrich, threats, tx)
     });
-    let mut session = destination.session(None);
+    let mut delivery = destination.delivery_run(None);
     while let Some(batch) = rx.recv().await {
-        session.submit(batch).await;
+        delivery.submit(batch).await;
     }
-    let report = session.finish().await;
+    let report = delivery.finish().await;
     let (units, input_errors) = producer.await.map_err(io::Error::other)?;
     let mut total = Counts::default();
     for (i, mut counts) in units.into_iter().enumerate() {

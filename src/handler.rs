@@ -190,12 +190,12 @@ impl Handler {
         let delivery_deadline =
             deadline.map(|d| d.checked_sub(Duration::from_millis(500)).unwrap_or(d));
         let (tx, mut rx) = mpsc::channel::<Batch>(2);
-        let mut session = self.destination.session(delivery_deadline);
+        let mut delivery = self.destination.delivery_run(delivery_deadline);
         let consumer = tokio::spawn(async move {
             while let Some(batch) = rx.recv().await {
-                session.submit(batch).await;
+                delivery.submit(batch).await;
             }
-            session.finish().await
+            delivery.finish().await
         });
 
         let limits = BatchLimits::new(

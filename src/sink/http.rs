@@ -242,10 +242,10 @@ impl HttpSink {
         Ok(changed)
     }
 
-    /// A delivery session: batches submitted to it are sent concurrently (at most
+    /// A delivery run: batches submitted to it are sent concurrently (at most
     /// MAX_IN_FLIGHT at once), none started or retried past `deadline`.
-    pub fn session(&self, deadline: Option<Instant>) -> Session {
-        Session {
+    pub fn delivery_run(&self, deadline: Option<Instant>) -> HttpDeliveryRun {
+        HttpDeliveryRun {
             sink: self.clone(),
             deadline,
             permits: Arc::new(Semaphore::new(self.settings().max_in_flight.max(1))),
@@ -743,7 +743,7 @@ fn time_left(deadline: Option<Instant>, timeout: Duration) -> Option<Duration> {
 }
 
 /// Batches of one invocation or run in flight.
-pub struct Session {
+pub struct HttpDeliveryRun {
     sink: HttpSink,
     deadline: Option<Instant>,
     permits: Arc<Semaphore>,
@@ -751,7 +751,7 @@ pub struct Session {
     report: DeliveryReport,
 }
 
-impl Session {
+impl HttpDeliveryRun {
     /// Starts delivering `batch`; waits while MAX_IN_FLIGHT batches are in flight.
     pub async fn submit(&mut self, batch: Batch) {
         if batch.is_empty() {
@@ -764,7 +764,7 @@ impl Session {
             Ok(p) => p,
             Err(_) => {
                 for (unit, n) in batch.units() {
-                    self.report.failed(unit, n, "delivery session closed");
+                    self.report.failed(unit, n, "delivery run closed");
                 }
                 return;
             }

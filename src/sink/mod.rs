@@ -1,7 +1,7 @@
 //! Sink: where documents go. Collects documents into batches bounded by
 //! BATCH_MAX_BYTES / BATCH_MAX_EVENTS, frames them for the destination (NDJSON,
 //! Elasticsearch `_bulk`, Splunk HEC), and accounts, per work unit, for every document
-//! delivered or failed. `http` sends batches; `Output` writes to standard output.
+//! delivered or failed. `http` sends batches; `NdjsonWriter` writes to standard output.
 
 mod bulk;
 mod gzip;
@@ -283,14 +283,14 @@ impl Destination {
         Ok(Destination::Http(sink.clone().with_signer(signer)))
     }
 
-    /// A session for one run or invocation; no request starts past `deadline`.
-    pub fn session(&self, deadline: Option<std::time::Instant>) -> Session {
+    /// A delivery run: the batches of one run or invocation; no request starts past `deadline`.
+    pub fn delivery_run(&self, deadline: Option<std::time::Instant>) -> DeliveryRun {
         match self {
             Destination::Stdout => {
                 let out = std::io::BufWriter::with_capacity(STDOUT_BUFFER, std::io::stdout());
-                Session::Stdout(Output::new(out), DeliveryReport::default())
+                DeliveryRun::Stdout(NdjsonWriter::new(out), DeliveryReport::default())
             }
-            Destination::Http(sink) => Session::Http(sink.session(deadline)),
+            Destination::Http(sink) => DeliveryRun::Http(sink.delivery_run(deadline)),
         }
     }
 }
@@ -300,29 +300,32 @@ impl Destination {
 const STDOUT_BUFFER: usize = 256 * 1024;
 
 /// Batches of one run or invocation on their way to the destination.
-pub enum Session {
-    Stdout(Output<std::io::BufWriter<std::io::Stdout>>, DeliveryReport),
-    Http(http::Session),
+pub enum DeliveryRun {
+    Stdout(
+        NdjsonWriter<std::io::BufWriter<std::io::Stdout>>,
+        DeliveryReport,
+    ),
+    Http(http::HttpDeliveryRun),
 }
 
-impl Session {
+impl DeliveryRun {
     pub async fn submit(&mut self, batch: Batch) {
         match self {
-            Session::Stdout(out, report) => {
+            DeliveryRun::Stdout(out, report) => {
                 if let Err(e) = out.write_batch(&batch, report) {
                     for (unit, n) in batch.units() {
                         report.failed(unit, n, &format!("writing standard output: {e}"));
                     }
                 }
             }
-            Session::Http(s) => s.submit(batch).await,
+            DeliveryRun::Http(s) => s.submit(batch).await,
         }
     }
 
     /// Waits for every batch; what was delivered, by unit.
     pub async fn finish(self) -> DeliveryReport {
         match self {
-            Session::Stdout(mut out, mut report) => {
+            DeliveryRun::Stdout(mut out, mut report) => {
                 if let Err(e) = out.flush() {
                     let units: Vec<u32> = report.units.keys().copied().collect();
                     for unit in units {
@@ -331,19 +334,19 @@ impl Session {
                 }
                 report
             }
-            Session::Http(s) => s.finish().await,
+            DeliveryRun::Http(s) => s.finish().await,
         }
     }
 }
 
 /// Writes NDJSON to standard output (the destination outside Lambda by default).
-pub struct Output<W: Write> {
+pub struct NdjsonWriter<W: Write> {
     out: W,
 }
 
-impl<W: Write> Output<W> {
-    pub fn new(out: W) -> Output<W> {
-        Output { out }
+impl<W: Write> NdjsonWriter<W> {
+    pub fn new(out: W) -> NdjsonWriter<W> {
+        NdjsonWriter { out }
     }
 
     /// Writes every document of the batch, one per line, and flushes: the batch counts
