@@ -20,7 +20,7 @@ use crate::objects::ObjectStore;
 use crate::pipeline::{run_input, Counts, IdSeed, Output, UnitInput, UnitProcessor};
 use crate::sink::{Batch, BatchLimits, Destination};
 use crate::threat_intel::{ListSource, ThreatIntel, ThreatList};
-use crate::trigger::{self, Delivery, Source, WorkUnit};
+use crate::trigger::{self, Delivery, UnitSource, WorkUnit};
 
 /// Everything created once per cold start and reused by every invocation.
 pub struct Handler {
@@ -351,7 +351,7 @@ impl Handler {
     ) -> (UnitResult, Batch) {
         let UnitLimits { stop_at, threats } = run;
         let (input, origin, seed) = match &unit.source {
-            Source::CloudWatch(logs) => {
+            UnitSource::CloudWatch(logs) => {
                 let origin = Origin::cloudwatch(&logs.log_group, &logs.log_stream);
                 let seed = IdSeed::new(&["cloudwatch", &logs.log_group, &logs.log_stream]);
                 let prefixes = &self.config.log_stream_prefixes;
@@ -375,7 +375,7 @@ impl Handler {
                 }
                 (UnitInput::Events(logs.clone()), origin, seed)
             }
-            Source::S3(obj) => match self.objects.open(obj).await {
+            UnitSource::S3(obj) => match self.objects.open(obj).await {
                 Ok((input, etag)) => {
                     // The version or ETag names the object's content; the GetObject
                     // response's ETag stands in when the notification gave neither.
@@ -445,14 +445,14 @@ impl Handler {
 /// (CloudWatch), for logs.
 fn unit_context(unit: &WorkUnit) -> (u64, &str) {
     match &unit.source {
-        Source::S3(o) => (o.size.unwrap_or(0), o.event_time.as_deref().unwrap_or("")),
-        Source::CloudWatch(b) => (b.events().len() as u64, ""),
+        UnitSource::S3(o) => (o.size.unwrap_or(0), o.event_time.as_deref().unwrap_or("")),
+        UnitSource::CloudWatch(b) => (b.events().len() as u64, ""),
     }
 }
 
 fn unit_name(unit: &WorkUnit) -> String {
     match &unit.source {
-        Source::S3(o) => o.uri(),
-        Source::CloudWatch(b) => format!("cloudwatch:{}/{}", b.log_group, b.log_stream),
+        UnitSource::S3(o) => o.uri(),
+        UnitSource::CloudWatch(b) => format!("cloudwatch:{}/{}", b.log_group, b.log_stream),
     }
 }

@@ -22,7 +22,7 @@ use serde_json::Value;
 
 /// What one work unit reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub enum UnitSource {
     S3(S3Object),
     CloudWatch(std::sync::Arc<LogBatch>),
 }
@@ -82,7 +82,7 @@ pub struct LogEvent {
 /// One unit of work, tagged with the SQS message it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkUnit {
-    pub source: Source,
+    pub source: UnitSource,
     pub message_id: Option<String>,
 }
 
@@ -131,7 +131,7 @@ pub fn decode(payload: &Value) -> Result<Invocation, String> {
             inv.ignored += 1;
         } else {
             inv.units.push(WorkUnit {
-                source: Source::CloudWatch(std::sync::Arc::new(batch)),
+                source: UnitSource::CloudWatch(std::sync::Arc::new(batch)),
                 message_id: None,
             });
         }
@@ -141,7 +141,7 @@ pub fn decode(payload: &Value) -> Result<Invocation, String> {
         let event: EventBridgeEvent = typed(payload, "EventBridge event")?;
         match eventbridge_object(event)? {
             Some(obj) => inv.units.push(WorkUnit {
-                source: Source::S3(obj),
+                source: UnitSource::S3(obj),
                 message_id: None,
             }),
             None => inv.ignored += 1,
@@ -167,11 +167,11 @@ pub fn decode(payload: &Value) -> Result<Invocation, String> {
             };
             match decode_message_body(message.body.as_deref().unwrap_or("")) {
                 Ok(Body::Objects(objs)) => inv.units.extend(objs.into_iter().map(|o| WorkUnit {
-                    source: Source::S3(o),
+                    source: UnitSource::S3(o),
                     message_id: Some(id.clone()),
                 })),
                 Ok(Body::Logs(batch)) => inv.units.push(WorkUnit {
-                    source: Source::CloudWatch(std::sync::Arc::new(batch)),
+                    source: UnitSource::CloudWatch(std::sync::Arc::new(batch)),
                     message_id: Some(id),
                 }),
                 Ok(Body::Ignored) => inv.ignored += 1,
@@ -184,7 +184,7 @@ pub fn decode(payload: &Value) -> Result<Invocation, String> {
         match source_of(record).as_str() {
             "aws:s3" => match s3_object(typed(record, "S3 notification record")?)? {
                 Some(obj) => inv.units.push(WorkUnit {
-                    source: Source::S3(obj),
+                    source: UnitSource::S3(obj),
                     message_id: None,
                 }),
                 None => inv.ignored += 1,
@@ -193,11 +193,11 @@ pub fn decode(payload: &Value) -> Result<Invocation, String> {
                 let record: SnsRecord = typed(record, "SNS record")?;
                 match decode_message_body(&record.sns.message)? {
                     Body::Objects(objs) => inv.units.extend(objs.into_iter().map(|o| WorkUnit {
-                        source: Source::S3(o),
+                        source: UnitSource::S3(o),
                         message_id: None,
                     })),
                     Body::Logs(batch) => inv.units.push(WorkUnit {
-                        source: Source::CloudWatch(std::sync::Arc::new(batch)),
+                        source: UnitSource::CloudWatch(std::sync::Arc::new(batch)),
                         message_id: None,
                     }),
                     Body::Ignored => inv.ignored += 1,
@@ -502,7 +502,7 @@ mod tests {
     fn s3_direct_with_encoded_key() {
         let inv = decode(&s3_event("AWSLogs/a+b%C3%A9%2Bc.log.gz")).unwrap();
         assert_eq!(inv.delivery, Delivery::Direct);
-        let Source::S3(o) = &inv.units[0].source else {
+        let UnitSource::S3(o) = &inv.units[0].source else {
             panic!()
         };
         assert_eq!(o.key, "AWSLogs/a bé+c.log.gz");
@@ -530,7 +530,7 @@ mod tests {
             .units
             .iter()
             .map(|u| match &u.source {
-                Source::S3(o) => (o.key.clone(), u.message_id.clone().unwrap()),
+                UnitSource::S3(o) => (o.key.clone(), u.message_id.clone().unwrap()),
                 _ => panic!(),
             })
             .collect();
@@ -573,7 +573,7 @@ mod tests {
             "logEvents":[{"id":"e1","timestamp":1,"message":"2 1 eni-1 - - - - - - - 1 2 - NODATA"}]}),
         );
         let inv = decode(&json!({"awslogs":{"data":data}})).unwrap();
-        let Source::CloudWatch(b) = &inv.units[0].source else {
+        let UnitSource::CloudWatch(b) = &inv.units[0].source else {
             panic!()
         };
         assert_eq!(
@@ -661,14 +661,14 @@ mod tests {
         let inv = decode(&payload).unwrap();
         assert_eq!(inv.units.len(), 2, "{inv:?}");
         match &inv.units[0].source {
-            Source::CloudWatch(b) => assert_eq!(
+            UnitSource::CloudWatch(b) => assert_eq!(
                 (b.log_group.as_str(), b.events()[0].id.as_str()),
                 ("g", "1")
             ),
             other => panic!("{other:?}"),
         }
         assert_eq!(inv.units[0].message_id.as_deref(), Some("m1"));
-        assert!(matches!(&inv.units[1].source, Source::S3(o) if o.key == "k"));
+        assert!(matches!(&inv.units[1].source, UnitSource::S3(o) if o.key == "k"));
         assert_eq!(inv.ignored, 1);
         assert_eq!(inv.bad_messages.len(), 1);
         assert_eq!(inv.bad_messages[0].0, "m4");
@@ -691,7 +691,7 @@ mod tests {
         );
         let ids = |inv: Invocation| -> Vec<String> {
             match &inv.units[0].source {
-                Source::CloudWatch(b) => b.events().iter().map(|e| e.id.clone()).collect(),
+                UnitSource::CloudWatch(b) => b.events().iter().map(|e| e.id.clone()).collect(),
                 _ => panic!(),
             }
         };
