@@ -20,7 +20,7 @@ use crate::objects::ObjectStore;
 use crate::pipeline::{run_input, Counts, IdSeed, Output, UnitInput, UnitProcessor};
 use crate::sink::{Batch, BatchLimits, Destination};
 use crate::threat_intel::{ListSource, ThreatIntel, ThreatList};
-use crate::trigger::{self, Delivery, UnitSource, WorkUnit};
+use crate::trigger::{self, FailureReport, UnitSource, WorkUnit};
 
 /// Everything created once per cold start and reused by every invocation.
 pub struct Handler {
@@ -291,8 +291,8 @@ impl Handler {
             ec2_requests,
             started,
         );
-        let response = match invocation.delivery {
-            Delivery::Sqs => {
+        let response = match invocation.failure_report {
+            FailureReport::PerMessage => {
                 let mut ids: BTreeSet<&str> = invocation
                     .bad_messages
                     .iter()
@@ -309,7 +309,7 @@ impl Handler {
                     .collect();
                 Ok(json!({ "batchItemFailures": items }))
             }
-            Delivery::Direct if failed_units.is_empty() => Ok(json!({
+            FailureReport::Invocation if failed_units.is_empty() => Ok(json!({
                 "status": "delivered",
                 "units": invocation.units.len(),
                 "ignored": invocation.ignored,
@@ -320,7 +320,7 @@ impl Handler {
                 "enriched": total.enriched,
                 "unenriched": total.unenriched,
             })),
-            Delivery::Direct => {
+            FailureReport::Invocation => {
                 let (unit, error) = &failed_units[0];
                 let name = unit_name(unit);
                 let first = if error.starts_with(&name) {

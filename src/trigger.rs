@@ -86,19 +86,19 @@ pub struct WorkUnit {
     pub message_id: Option<String>,
 }
 
-/// How the function was invoked, which decides how failures are reported.
+/// How failures are reported, as the trigger expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    /// SQS: failures are reported per message in `batchItemFailures`.
-    Sqs,
+pub enum FailureReport {
+    /// SQS: per message, in `batchItemFailures`.
+    PerMessage,
     /// S3, SNS, EventBridge, CloudWatch Logs: any failure fails the invocation.
-    Direct,
+    Invocation,
 }
 
 /// A decoded invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {
-    pub delivery: Delivery,
+    pub failure_report: FailureReport,
     pub units: Vec<WorkUnit>,
     /// SQS messages whose body could not be decoded, with the reason.
     pub bad_messages: Vec<(String, String)>,
@@ -119,7 +119,7 @@ an SNS event, an EventBridge \"Object Created\" event, or a CloudWatch Logs subs
 /// with that shape's type (errors name the shape).
 pub fn decode(payload: &Value) -> Result<Invocation, String> {
     let mut inv = Invocation {
-        delivery: Delivery::Direct,
+        failure_report: FailureReport::Invocation,
         units: Vec::new(),
         bad_messages: Vec::new(),
         ignored: 0,
@@ -159,7 +159,7 @@ pub fn decode(payload: &Value) -> Result<Invocation, String> {
             .to_string()
     };
     if records.first().is_some_and(|r| source_of(r) == "aws:sqs") {
-        inv.delivery = Delivery::Sqs;
+        inv.failure_report = FailureReport::PerMessage;
         let event: SqsEvent = typed(payload, "SQS event")?;
         for message in event.records {
             let Some(id) = message.message_id else {
@@ -501,7 +501,7 @@ mod tests {
     #[test]
     fn s3_direct_with_encoded_key() {
         let inv = decode(&s3_event("AWSLogs/a+b%C3%A9%2Bc.log.gz")).unwrap();
-        assert_eq!(inv.delivery, Delivery::Direct);
+        assert_eq!(inv.failure_report, FailureReport::Invocation);
         let UnitSource::S3(o) = &inv.units[0].source else {
             panic!()
         };
@@ -525,7 +525,7 @@ mod tests {
             {"eventSource":"aws:sqs","messageId":"m7","body":json!({"Records":[{"s3":{"object":{"key":"k"}}}]}).to_string()},
         ]});
         let inv = decode(&payload).unwrap();
-        assert_eq!(inv.delivery, Delivery::Sqs);
+        assert_eq!(inv.failure_report, FailureReport::PerMessage);
         let keys: Vec<_> = inv
             .units
             .iter()
