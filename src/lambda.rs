@@ -71,7 +71,8 @@ async fn serve(handler: Handler) -> Result<(), lambda_runtime::Error> {
         move |event: lambda_runtime::LambdaEvent<Value>| {
             let handler = handler.clone();
             async move {
-                let deadline = deadline_instant(event.context.deadline, now_ms());
+                let deadline =
+                    deadline_instant(event.context.deadline, crate::timestamp::unix_now_ms());
                 tracing::debug!(
                     deadline_ms = event.context.deadline,
                     remaining_ms = deadline
@@ -86,14 +87,6 @@ async fn serve(handler: Handler) -> Result<(), lambda_runtime::Error> {
         },
     ))
     .await
-}
-
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Longest a Lambda invocation may run.

@@ -21,10 +21,7 @@ pub fn summary_json(
     started: Instant,
 ) -> Value {
     let millis = started.elapsed().as_millis() as u64;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let now_ms = crate::timestamp::unix_now_ms();
     let function =
         std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".to_string());
     let metric = |name: &str, unit: &str| json!({ "Name": name, "Unit": unit });

@@ -1,5 +1,6 @@
-//! RFC 3339 timestamps (UTC, whole seconds) written straight into a document, the
-//! date of a day rendered once for all the timestamps that fall on it.
+//! Time: RFC 3339 timestamps (UTC, whole seconds) written straight into a document, the
+//! date of a day rendered once for all the timestamps that fall on it; and "now", read
+//! from the clock in one place.
 
 use crate::json::Out;
 
@@ -51,6 +52,19 @@ impl Dates {
         buf[15..17].copy_from_slice(&digit_pair(secs / 60 % 60));
         buf[18..20].copy_from_slice(&digit_pair(secs % 60));
     }
+}
+
+/// Milliseconds since the Unix epoch, now (0 for a clock before it).
+pub fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> u64 {
+    unix_now_ms() / 1000
 }
 
 /// RFC 3339 text of Unix seconds, for callers outside document writing.

@@ -106,7 +106,7 @@ impl<'s> UnitProcessor<'s> {
             docs: Documents {
                 settings,
                 origin,
-                now: unix_now(),
+                now: crate::timestamp::unix_now(),
                 enrich: None,
                 // A raw document carries its line only: no attribution to hold for.
                 attributor: (settings.reject_attribution
@@ -575,14 +575,6 @@ impl Documents<'_> {
             time: self.now,
         }
     }
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// A Parquet row as a line (`row_line`), with the spans of its values in that line:
