@@ -7,10 +7,9 @@ use std::io;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::config::{Config, OutputSchema};
+use crate::config::Config;
 use crate::context::Origin;
 use crate::enrich::EniCache;
-use crate::flowlog::Schema;
 use crate::handler::Handler;
 use crate::pipeline::{run_input, Counts, IdSeed, Output, UnitInput, UnitProcessor};
 use crate::sink::{Batch, BatchLimits, Destination};
@@ -217,37 +216,30 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
     Ok(opts)
 }
 
-/// Builds the configuration: environment first, then command-line overrides.
+/// Builds the configuration: the environment, with the command line's options read in
+/// place of the variables they stand for, so that every setting derived from them
+/// (pipeline, data stream, HEC framing) is derived once, by `Config`.
 fn load_config(opts: &Options) -> Result<Config, String> {
-    let mut config = Config::from_env().map_err(|e| e.to_string())?;
-    if let Some(format) = &opts.log_format {
-        config.records.schema =
-            Schema::parse_format(format).map_err(|e| format!("--log-format: {e}"))?;
-    }
-    if let Some(schema) = &opts.output_schema {
-        config.records.output_schema =
-            OutputSchema::parse(schema).map_err(|e| format!("--output-schema: {e}"))?;
-        if std::env::var_os("DESTINATION_PIPELINE").is_none() {
-            config.destination_pipeline =
-                crate::config::default_pipeline(config.records.output_schema);
+    let overrides = [
+        ("LOG_FORMAT", "--log-format", &opts.log_format),
+        ("OUTPUT_SCHEMA", "--output-schema", &opts.output_schema),
+        ("DESTINATION_URL", "--destination", &opts.destination),
+    ];
+    Config::from_lookup(
+        |name| match overrides.iter().find(|(variable, _, _)| *variable == name) {
+            Some((_, _, Some(value))) => Some(value.clone()),
+            _ => std::env::var(name).ok(),
+        },
+    )
+    .map_err(|e| {
+        match overrides
+            .iter()
+            .find(|(variable, _, value)| *variable == e.variable && value.is_some())
+        {
+            Some((_, flag, _)) => format!("{flag}: {}", e.message),
+            None => e.to_string(),
         }
-        config.records.hec_line = config.records.output_schema == OutputSchema::Raw
-            && config.destination_format == crate::config::DestinationFormat::SplunkHec;
-    }
-    if let Some(dest) = &opts.destination {
-        let overridden = Config::from_lookup(|k| match k {
-            "DESTINATION_URL" => Some(dest.clone()),
-            _ => None,
-        })
-        .map_err(|e| format!("--destination: {}", e.message))?;
-        config.destination_url = overridden.destination_url;
-    }
-    config.records.data_stream = crate::config::data_stream_for(
-        config.destination_format,
-        config.destination_index.as_deref(),
-        config.records.output_schema,
-    );
-    Ok(config)
+    })
 }
 
 fn process_command(args: &[String]) -> ExitCode {

@@ -81,7 +81,7 @@ pub fn default_sourcetype(schema: OutputSchema) -> &'static str {
 /// OCSF documents are already parsed: the integration's default pipeline, which parses
 /// the raw line, would break them, and `_none` skips it. Raw documents are for that
 /// pipeline: no parameter.
-pub fn default_pipeline(schema: OutputSchema) -> Option<String> {
+fn default_pipeline(schema: OutputSchema) -> Option<String> {
     (schema != OutputSchema::Raw).then(|| "_none".to_string())
 }
 

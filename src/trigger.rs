@@ -124,17 +124,8 @@ pub fn decode(payload: &Value) -> Result<Invocation, String> {
         bad_messages: Vec::new(),
         ignored: 0,
     };
-    if let Some(data) = payload.get("awslogs").and_then(|a| a.get("data")) {
-        let data = data.as_str().ok_or("awslogs.data is not a string")?;
-        let batch = decode_awslogs(data)?;
-        if batch.message_type == "CONTROL_MESSAGE" {
-            inv.ignored += 1;
-        } else {
-            inv.units.push(WorkUnit {
-                source: UnitSource::CloudWatch(std::sync::Arc::new(batch)),
-                message_id: None,
-            });
-        }
+    if let Some(logs) = subscription_payload(payload) {
+        inv.add(logs?, None);
         return Ok(inv);
     }
     if is_eventbridge(payload) {
@@ -166,15 +157,7 @@ pub fn decode(payload: &Value) -> Result<Invocation, String> {
                 return Err("SQS record without messageId".to_string());
             };
             match decode_message_body(message.body.as_deref().unwrap_or("")) {
-                Ok(Body::Objects(objs)) => inv.units.extend(objs.into_iter().map(|o| WorkUnit {
-                    source: UnitSource::S3(o),
-                    message_id: Some(id.clone()),
-                })),
-                Ok(Body::Logs(batch)) => inv.units.push(WorkUnit {
-                    source: UnitSource::CloudWatch(std::sync::Arc::new(batch)),
-                    message_id: Some(id),
-                }),
-                Ok(Body::Ignored) => inv.ignored += 1,
+                Ok(body) => inv.add(body, Some(id)),
                 Err(e) => inv.bad_messages.push((id, e)),
             }
         }
@@ -191,22 +174,30 @@ pub fn decode(payload: &Value) -> Result<Invocation, String> {
             },
             "aws:sns" => {
                 let record: SnsRecord = typed(record, "SNS record")?;
-                match decode_message_body(&record.sns.message)? {
-                    Body::Objects(objs) => inv.units.extend(objs.into_iter().map(|o| WorkUnit {
-                        source: UnitSource::S3(o),
-                        message_id: None,
-                    })),
-                    Body::Logs(batch) => inv.units.push(WorkUnit {
-                        source: UnitSource::CloudWatch(std::sync::Arc::new(batch)),
-                        message_id: None,
-                    }),
-                    Body::Ignored => inv.ignored += 1,
-                }
+                inv.add(decode_message_body(&record.sns.message)?, None);
             }
             other => return Err(format!("unrecognized record source '{other}': {ACCEPTED}")),
         }
     }
     Ok(inv)
+}
+
+impl Invocation {
+    /// The units of a decoded message body (or one acknowledged and ignored), from the
+    /// SQS message `message_id` when it came in one.
+    fn add(&mut self, body: Body, message_id: Option<String>) {
+        match body {
+            Body::Objects(objs) => self.units.extend(objs.into_iter().map(|o| WorkUnit {
+                source: UnitSource::S3(o),
+                message_id: message_id.clone(),
+            })),
+            Body::Logs(batch) => self.units.push(WorkUnit {
+                source: UnitSource::CloudWatch(std::sync::Arc::new(batch)),
+                message_id,
+            }),
+            Body::Ignored => self.ignored += 1,
+        }
+    }
 }
 
 /// `value` decoded as `T`; the error names `what` was expected.
@@ -294,18 +285,27 @@ fn decode_message_body(body: &str) -> Result<Body, String> {
     decode_message_value(&v)
 }
 
+/// A CloudWatch Logs subscription payload (`awslogs.data`), when `payload` is one: its
+/// batch, or nothing to read in a control message.
+fn subscription_payload(payload: &Value) -> Option<Result<Body, String>> {
+    let data = payload.get("awslogs")?.get("data")?;
+    Some(subscription_data(data))
+}
+
+fn subscription_data(data: &Value) -> Result<Body, String> {
+    let data = data.as_str().ok_or("awslogs.data is not a string")?;
+    let batch = decode_awslogs(data)?;
+    Ok(if batch.message_type == "CONTROL_MESSAGE" {
+        Body::Ignored
+    } else {
+        Body::Logs(batch)
+    })
+}
+
 /// The request payload of a Lambda invocation record.
 fn decode_request_payload(payload: &Value) -> Result<Body, String> {
-    if let Some(data) = payload.get("awslogs").and_then(|a| a.get("data")) {
-        let data = data
-            .as_str()
-            .ok_or("invocation record: awslogs.data is not a string")?;
-        let batch = decode_awslogs(data).map_err(|e| format!("invocation record: {e}"))?;
-        return Ok(if batch.message_type == "CONTROL_MESSAGE" {
-            Body::Ignored
-        } else {
-            Body::Logs(batch)
-        });
+    if let Some(logs) = subscription_payload(payload) {
+        return logs.map_err(|e| format!("invocation record: {e}"));
     }
     if payload.get("requestPayload").is_some() {
         return Err("invocation record: its request payload is itself an invocation record".into());
