@@ -248,6 +248,14 @@ impl AcceptedTable {
         }
     }
 
+    /// Asks the processor to bring `key`'s summary word into the cache.
+    #[inline]
+    fn prefetch_summary(&self, key: u64) {
+        if let Some(word) = self.summary.get(summary_bits(key).0) {
+            prefetch(word);
+        }
+    }
+
     /// Whether `key` may be in the full table (false: it is not).
     #[inline]
     fn may_hold(&self, key: u64) -> bool {
@@ -415,9 +423,12 @@ pub enum Claim {
     /// No claim can be made (no interface, Transit Gateway, log-status not OK, a
     /// reject-reason other than BPA): the document gets no attribution.
     None,
-    /// Decided now: by the record alone (BPA), or, once the table of accepted records
-    /// is full, because no mirror of it is there.
+    /// Decided now, by the record alone (BPA).
     Now(RejectAttribution),
+    /// The table of accepted records is full (nothing more will be remembered): decided
+    /// by what it holds (`decide`), once the record's document is written, while the
+    /// summary of the table's keys comes from memory.
+    Full(RejectedFlow),
     /// Decided by its accepted mirror, seen before or after it: the record is held
     /// until it is released (`hold`, `release`).
     Mirror(RejectedFlow),
@@ -489,17 +500,32 @@ impl RejectAttributor {
             return Claim::None;
         };
         let iface = interface_hash(interface);
-        let mirrors = mirror_keys(rec, iface);
-        if self.accepted.is_full() && !mirrors.iter().any(|&k| k != 0 && self.accepted.may_hold(k))
-        {
-            // Nothing more will be remembered and no mirror is in the table: what its
-            // release would decide is known now, so the record is not held.
-            return Claim::Now(RejectAttribution::SecurityGroupOrNetworkAcl);
-        }
-        Claim::Mirror(RejectedFlow {
-            mirrors,
+        let flow = RejectedFlow {
+            mirrors: mirror_keys(rec, iface),
             window: window(rec),
-        })
+        };
+        if self.accepted.is_full() {
+            for key in flow.mirrors.into_iter().filter(|&k| k != 0) {
+                self.accepted.prefetch_summary(key);
+            }
+            return Claim::Full(flow);
+        }
+        Claim::Mirror(flow)
+    }
+
+    /// The attribution of a REJECT claimed once the table was full (`Claim::Full`):
+    /// network ACL when an accepted mirror is there, its window overlapping. Most such
+    /// records have no mirror, which the table's summary tells without a lookup.
+    pub fn decide(&self, flow: &RejectedFlow) -> RejectAttribution {
+        let maybe = flow
+            .mirrors
+            .iter()
+            .any(|&k| k != 0 && self.accepted.may_hold(k));
+        if maybe && self.mirror_seen(flow) {
+            RejectAttribution::NetworkAcl
+        } else {
+            RejectAttribution::SecurityGroupOrNetworkAcl
+        }
     }
 
     /// Whether an accepted mirror of `flow` was seen, its window overlapping.

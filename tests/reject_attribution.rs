@@ -7,6 +7,7 @@
 mod common;
 
 use common::{run, settings};
+use flowlog_forwarder::attribution::RejectAttribution;
 use serde_json::Value;
 
 /// The AWS documentation's pair (tests/data/aws-doc-examples.txt): an accepted ping and its denied
@@ -499,8 +500,8 @@ fn assert_within_budget(path: &std::path::Path) {
 }
 
 /// Once the table of accepted records is full, nothing more is remembered: a REJECT
-/// whose mirror came before is still a network ACL's, one whose mirror comes after is
-/// not (the overflow is counted).
+/// whose mirror came before (its window overlapping) is still a network ACL's, one whose
+/// mirror comes after is not (the overflow is counted).
 #[test]
 fn past_a_full_table_rejects_are_decided_as_they_come() {
     use flowlog_forwarder::attribution::MAX_ACCEPTED_FLOWS;
@@ -526,14 +527,16 @@ fn past_a_full_table_rejects_are_decided_as_they_come() {
     let mut lines = vec![reject_of(0)]; // held: its mirror comes later, before the table fills
     lines.extend((0..MAX_ACCEPTED_FLOWS).map(accept));
     lines.push(reject_of(7)); // after the fill, its mirror seen
+                              // After the fill, its mirror seen but in another capture window.
+    lines.push(reject_of(9).replace(" 1000 1060 ", " 5000 5060 "));
     lines.push(reject_of(MAX_ACCEPTED_FLOWS + 1)); // its mirror comes after the fill
     lines.push(accept(MAX_ACCEPTED_FLOWS + 1));
     let text = lines.join("\n");
     // Only the REJECTs are shipped (the accepted records are noted all the same).
     let (all, counts) = run(&settings(&[("ACTIONS", "REJECT")]), &text);
-    assert_eq!(all.len(), 3);
+    assert_eq!(all.len(), 4);
     assert_eq!(counts.read, lines.len() as u64);
-    assert_eq!(counts.filtered, lines.len() as u64 - 3);
+    assert_eq!(counts.filtered, lines.len() as u64 - 4);
     assert_eq!(counts.attribution_overflow, 1, "{counts:?}");
     let by_port = |port: usize| {
         let port = (1024 + port % 60000) as u64;
@@ -545,6 +548,17 @@ fn past_a_full_table_rejects_are_decided_as_they_come() {
     };
     assert_eq!(by_port(0), "network_acl");
     assert_eq!(by_port(7), "network_acl");
+    assert_eq!(by_port(9), "security_group_or_network_acl");
+    // Decided after its document was written, the network ACL's is written again whole.
+    let seven = rejects(&all)
+        .into_iter()
+        .find(|d| d["destination"]["port"] == 1031)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        seven["event"]["reason"],
+        RejectAttribution::NETWORK_ACL_REASON
+    );
     assert_eq!(
         by_port(MAX_ACCEPTED_FLOWS + 1),
         "security_group_or_network_acl"

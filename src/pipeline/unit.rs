@@ -472,9 +472,16 @@ impl Documents<'_> {
             self.counts.filtered += 1;
             return Outcome::Filtered;
         }
-        let mut attribution = None;
+        let (mut attribution, mut full) = (None, None);
         match (claim, &mut self.attributor) {
             (Some(Claim::Now(decided)), _) => attribution = Some(decided),
+            // Written as most such records are (no mirror in the full table), and
+            // written again in the rare case its mirror is there: the table's summary is
+            // read once the document is written, not waited for.
+            (Some(Claim::Full(flow)), Some(_)) => {
+                attribution = Some(RejectAttribution::SecurityGroupOrNetworkAcl);
+                full = Some((flow, self.counts));
+            }
             // Held, and decided when released: its mirror's slot is looked up then, a
             // few records ahead of its arrival from memory (looked up now, the wait for
             // it cost more than the holding).
@@ -485,7 +492,14 @@ impl Documents<'_> {
             }
             _ => {}
         }
-        let outcome = self.write(rec, original, id, out, attribution, &matches[..count]);
+        let mut outcome = self.write(rec, original, id, out, attribution, &matches[..count]);
+        if let (Some((flow, counts)), Some(attributor)) = (full, &self.attributor) {
+            let decided = attributor.decide(&flow);
+            if attribution != Some(decided) {
+                self.counts = counts;
+                outcome = self.write(rec, original, id, out, Some(decided), &matches[..count]);
+            }
+        }
         self.note_accept(accepted);
         outcome
     }
