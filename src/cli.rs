@@ -60,7 +60,9 @@ OPTIONS:
 
 ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
     DESTINATION_URL        http(s) URL of the receiver; 'stdout' outside Lambda (default outside Lambda)
-    DESTINATION_FORMAT     ndjson | elasticsearch | splunk-hec                 (default ndjson)
+    DESTINATION_FORMAT     ndjson | elasticsearch | splunk-hec | otlp          (default ndjson)
+    DESTINATION_OTLP_ENCODING  protobuf | json: the body of otlp requests (OTLP/HTTP logs;
+                           a URL with no path gets /v1/logs)                  (default protobuf)
     DESTINATION_HEADERS    JSON object of extra request headers (auth tokens; never logged; no
                            Content-Length, Transfer-Encoding, Host, Connection, Content-Encoding)
     DESTINATION_SECRET_ARN Secrets Manager secret or SSM SecureString parameter holding that JSON
@@ -406,13 +408,7 @@ fn read_inputs(
     threats: Option<Arc<ThreatList>>,
     tx: tokio::sync::mpsc::Sender<Batch>,
 ) -> (Vec<Counts>, u64) {
-    let limits = BatchLimits::new(
-        config.batch_max_bytes,
-        config.batch_max_events,
-        config.destination_format,
-        config.destination_index.as_deref(),
-        &config.hec_members(),
-    );
+    let limits = BatchLimits::of(config);
     let mut batch = Batch::default();
     let mut all = Vec::with_capacity(inputs.len());
     let mut input_errors = 0;

@@ -15,6 +15,8 @@ pub enum DestinationFormat {
     Ndjson,
     Elasticsearch,
     SplunkHec,
+    /// OpenTelemetry OTLP/HTTP logs.
+    Otlp,
 }
 
 /// The schema documents are written in (OUTPUT_SCHEMA).
@@ -160,6 +162,8 @@ pub struct Config {
     /// Splunk HEC indexer acknowledgement (SPLUNK_HEC_ACK): a batch counts as delivered
     /// once Splunk acknowledges it, polled for at most SPLUNK_HEC_ACK_TIMEOUT_SECONDS.
     pub splunk_hec_ack: Option<Duration>,
+    /// OTLP requests in OTLP/JSON instead of protobuf (DESTINATION_OTLP_ENCODING=json).
+    pub otlp_json: bool,
     pub gzip: bool,
     pub batch_max_bytes: usize,
     pub batch_max_events: usize,
@@ -217,6 +221,7 @@ impl std::fmt::Debug for Config {
             .field("destination_secret_arn", &self.destination_secret_arn)
             .field("destination_index", &self.destination_index)
             .field("destination_pipeline", &self.destination_pipeline)
+            .field("otlp_json", &self.otlp_json)
             .field("gzip", &self.gzip)
             .field("batch_max_bytes", &self.batch_max_bytes)
             .field("batch_max_events", &self.batch_max_events)
@@ -316,10 +321,21 @@ impl Config {
             None | Some("ndjson") => DestinationFormat::Ndjson,
             Some("elasticsearch") => DestinationFormat::Elasticsearch,
             Some("splunk-hec") => DestinationFormat::SplunkHec,
+            Some("otlp") => DestinationFormat::Otlp,
             Some(other) => {
                 return Err(err(
                     "DESTINATION_FORMAT",
-                    format!("'{other}' is not one of ndjson, elasticsearch, splunk-hec"),
+                    format!("'{other}' is not one of ndjson, elasticsearch, splunk-hec, otlp"),
+                ))
+            }
+        };
+        let otlp_json = match get("DESTINATION_OTLP_ENCODING").as_deref() {
+            None | Some("protobuf") => false,
+            Some("json") => true,
+            Some(other) => {
+                return Err(err(
+                    "DESTINATION_OTLP_ENCODING",
+                    format!("'{other}' is not protobuf or json"),
                 ))
             }
         };
@@ -513,6 +529,7 @@ impl Config {
             splunk_source,
             splunk_host,
             splunk_hec_ack,
+            otlp_json,
             gzip,
             batch_max_bytes,
             batch_max_events,

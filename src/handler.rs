@@ -198,13 +198,7 @@ impl Handler {
             delivery.finish().await
         });
 
-        let limits = BatchLimits::new(
-            self.config.batch_max_bytes,
-            self.config.batch_max_events,
-            self.config.destination_format,
-            self.config.destination_index.as_deref(),
-            &self.config.hec_members(),
-        );
+        let limits = BatchLimits::of(&self.config);
         let mut results: Vec<UnitResult> = Vec::with_capacity(invocation.units.len());
         let mut batch = Batch::default();
         for (index, unit) in invocation.units.iter().enumerate() {

@@ -7,7 +7,6 @@ mod common;
 
 use common::parquet_file::{parquet_file_compressed, Compression, Dictionary, GzipLevel, T, V5};
 use common::settings;
-use flowlog_forwarder::config::DestinationFormat;
 use flowlog_forwarder::context::Origin;
 use flowlog_forwarder::pipeline::{run_input, IdSeed, Output, UnitInput, UnitProcessor};
 use flowlog_forwarder::sink::{Batch, BatchLimits};
@@ -54,7 +53,7 @@ fn run(bytes: Vec<u8>) -> (Option<String>, u64, u64, u64) {
         Origin::file("fuzz.parquet"),
         IdSeed::with_content(&["file", "fuzz.parquet"]),
     );
-    let limits = BatchLimits::new(1 << 20, 10_000, DestinationFormat::Ndjson, None, "");
+    let limits = BatchLimits::new(1 << 20, 10_000, 1);
     let mut batch = Batch::default();
     let mut emitted = 0u64;
     let mut emit = |b: Batch| {

@@ -1,8 +1,9 @@
 //! HTTP delivery: one reused client (rustls, keep-alive, no redirects), gzip bodies,
 //! retries of 408/429/5xx, timeouts and connection errors with full-jitter exponential
 //! backoff that honours Retry-After and never runs past the deadline, 413 bodies split
-//! in half, and Elasticsearch bulk responses read item by item. Here is where every
-//! retry is decided.
+//! in half, TLS failures and refusals not retried. Here is where every retry is
+//! decided; how a batch is framed and an answer read is each destination's own
+//! (`protocol`).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
@@ -12,25 +13,14 @@ use reqwest::header::RETRY_AFTER;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::bulk::{bulk_outcome, BulkItem};
+use super::answer::{read_capped, Answer, Exchange, ItemOutcome, ERROR_BODY_BYTES};
 use super::gzip::Compressor;
+pub use super::settings::RetryPolicy;
 use super::settings::{Rotation, RotationState, Settings, REREAD_ON_REFUSAL_EVERY};
 use super::sigv4::RequestSigner;
-use super::{frame, Batch, DeliveryReport};
-use crate::config::{Config, ConfigError, DestinationFormat};
+use super::{Batch, DeliveryReport};
+use crate::config::{Config, ConfigError};
 use crate::secret::{apply_secret, DestinationSecret};
-
-/// Retry and timing settings.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub max_retries: u32,
-    /// One request's timeout.
-    pub request_timeout: Duration,
-    /// Backoff base: retry n waits a random time in [0, min(max_delay, base * 2^(n-1))].
-    pub base_delay: Duration,
-    /// Longest wait between two attempts, Retry-After included.
-    pub max_delay: Duration,
-}
 
 /// The HTTP destination. Cheap to clone; create once per process (cold start).
 #[derive(Clone)]
@@ -93,69 +83,6 @@ impl HttpSink {
             }),
         }));
         self
-    }
-
-    /// Waits for Splunk to acknowledge `id` (indexer acknowledgement): polled at
-    /// growing intervals, until SPLUNK_HEC_ACK_TIMEOUT_SECONDS or the deadline. Not
-    /// acknowledged, the batch is not delivered (its unit is retried: Splunk may then
-    /// hold those events twice, as its own Firehose integration may).
-    async fn await_ack(
-        &self,
-        s: &Settings,
-        id: u64,
-        deadline: Option<Instant>,
-    ) -> Result<(), String> {
-        let Some(ack) = &s.hec_ack else {
-            return Ok(());
-        };
-        let mut give_up = Instant::now() + ack.timeout;
-        if let Some(deadline) = deadline {
-            give_up = give_up.min(deadline);
-        }
-        let mut headers = s.headers.clone();
-        headers.remove(reqwest::header::CONTENT_ENCODING);
-        let mut wait = Duration::from_millis(100);
-        let mut last = String::from("no answer yet");
-        loop {
-            if Instant::now() + wait >= give_up {
-                return Err(format!(
-                    "Splunk HEC did not acknowledge ackId {id} in time (SPLUNK_HEC_ACK): not delivered; last: {last}"
-                ));
-            }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(2));
-            let timeout = give_up
-                .saturating_duration_since(Instant::now())
-                .min(s.retry.request_timeout);
-            let answer = self
-                .client
-                .post(ack.url.clone())
-                .headers(headers.clone())
-                .timeout(timeout)
-                .body(format!("{{\"acks\":[{id}]}}"))
-                .send()
-                .await;
-            match answer {
-                Ok(mut resp) => {
-                    let status = resp.status();
-                    let body = read_capped(&mut resp, HEC_BODY_BYTES)
-                        .await
-                        .map(|(b, _)| b)
-                        .unwrap_or_default();
-                    if status.is_success() && hec_acknowledged(&body, id) {
-                        return Ok(());
-                    }
-                    let text = s.secrets.scrub(String::from_utf8_lossy(&body).trim());
-                    last = format!("HTTP {}: {}", status.as_u16(), crate::text::shorten(&text));
-                    if status.is_client_error() && status.as_u16() != 429 {
-                        return Err(format!(
-                            "Splunk HEC refused the acknowledgement request for ackId {id}: {last}"
-                        ));
-                    }
-                }
-                Err(e) => last = e.without_url().to_string(),
-            }
-        }
     }
 
     /// Signs every request with AWS Signature Version 4.
@@ -266,6 +193,8 @@ impl HttpSink {
         report
     }
 
+    /// Sends the documents `group` of `batch` until each is delivered or failed: retried
+    /// as `Next` says, split in halves on 413 (the halves queued in `queue`).
     async fn deliver_group(
         &self,
         batch: &Batch,
@@ -277,200 +206,168 @@ impl HttpSink {
         let mut attempt: u32 = 0;
         loop {
             let s = self.settings();
-            let fail_all = |report: &mut DeliveryReport, group: &[usize], reason: &str| {
-                let reason = s.secrets.scrub(reason);
-                for &i in group {
-                    report.failed(batch.unit(i), 1, &reason);
+            let next = match time_left(deadline, s.retry.request_timeout) {
+                None => Next::Fail(
+                    group,
+                    "deadline reached before the request could be sent".to_string(),
+                ),
+                Some(timeout) => {
+                    self.attempt(&s, batch, group, timeout, deadline, attempt, queue, report)
+                        .await
                 }
             };
-            let Some(timeout) = time_left(deadline, s.retry.request_timeout) else {
-                fail_all(
-                    report,
-                    &group,
-                    "deadline reached before the request could be sent",
-                );
-                return;
-            };
-            let body = frame(s.format, s.index.as_deref(), &s.hec_members, batch, &group);
-            let framed_len = body.len();
-            let body = match self.encode(body).await {
-                Ok(b) => b,
-                Err(e) => {
-                    fail_all(
-                        report,
-                        &group,
-                        &format!("compressing the request body: {e}"),
-                    );
+            let (rest, reason, retry_after) = match next {
+                Next::Done => return,
+                Next::Fail(rest, reason) => {
+                    let reason = s.secrets.scrub(&reason);
+                    for &i in &rest {
+                        report.failed(batch.unit(i), 1, &reason);
+                    }
                     return;
                 }
+                Next::Again(rest) => {
+                    group = rest;
+                    attempt += 1;
+                    continue;
+                }
+                Next::Retry(rest, reason, retry_after) => (rest, reason, retry_after),
             };
-            tracing::debug!(
-                attempt,
-                documents = group.len(),
-                timeout_ms = timeout.as_millis() as u64,
-                "sending batch"
-            );
-            let mut headers = s.headers.clone();
-            if let Some(signer) = &self.signer {
-                // Signed as sent (after compression), again on every attempt.
-                match signer.sign(&s.url, &headers, &body).await {
-                    Ok(signature) => headers.extend(signature),
-                    Err(e) => {
-                        fail_all(report, &group, &e);
-                        return;
-                    }
+            group = rest;
+            attempt += 1;
+            let reason = s.secrets.scrub(&reason);
+            if !self
+                .wait_before_retry(attempt, retry_after, deadline, &reason)
+                .await
+            {
+                for &i in &group {
+                    report.failed(batch.unit(i), 1, &reason);
                 }
+                return;
             }
-            let result = self
-                .client
-                .post(s.url.clone())
-                .headers(headers)
-                .timeout(timeout)
-                .body(body)
-                .send()
-                .await;
-            let retry_after;
-            let reason;
-            match result {
-                Ok(mut resp) => {
-                    let status = resp.status();
-                    retry_after = resp
-                        .headers()
-                        .get(RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(parse_retry_after);
-                    if status.is_success() {
-                        let ids: Vec<&str> = group.iter().map(|&i| batch.id(i)).collect();
-                        let outcome = match success_outcome(&s, &mut resp, &ids, framed_len).await {
-                            Ok(outcome) => outcome,
-                            Err(e) => {
-                                // The bulk request may have been applied: retrying is safe
-                                // because `create` with the same `_id` answers 409.
-                                reason = format!(
-                                    "reading the response from {}: {}",
-                                    s.shown_url,
-                                    e.without_url()
-                                );
-                                let reason = s.secrets.scrub(&reason);
-                                attempt += 1;
-                                if !self
-                                    .wait_before_retry(attempt, None, deadline, &reason)
-                                    .await
-                                {
-                                    fail_all(report, &group, &reason);
-                                    return;
-                                }
-                                continue;
-                            }
-                        };
-                        let items = match outcome {
-                            Success::Ack(id) => {
-                                match self.await_ack(&s, id, deadline).await {
-                                    Ok(()) => {
-                                        for &i in &group {
-                                            report.delivered(batch.unit(i), 1);
-                                        }
-                                    }
-                                    Err(why) => fail_all(report, &group, &why),
-                                }
-                                return;
-                            }
-                            Success::Delivered => {
-                                for &i in &group {
-                                    report.delivered(batch.unit(i), 1);
-                                }
-                                return;
-                            }
-                            Success::Failed(why) => {
-                                fail_all(report, &group, &why);
-                                return;
-                            }
-                            Success::Items(items) => items,
-                        };
-                        let mut again = Vec::new();
-                        let mut last_reason = String::new();
-                        for (&i, item) in group.iter().zip(items) {
-                            match item {
-                                BulkItem::Done => report.delivered(batch.unit(i), 1),
-                                BulkItem::Retry(r) => {
-                                    last_reason = r;
-                                    again.push(i);
-                                }
-                                BulkItem::Failed(r) => report.failed(batch.unit(i), 1, &r),
-                            }
-                        }
-                        if again.is_empty() {
-                            return;
-                        }
-                        group = again;
-                        attempt += 1;
-                        if !self
-                            .wait_before_retry(attempt, None, deadline, &last_reason)
-                            .await
-                        {
-                            fail_all(
-                                report,
-                                &group,
-                                &format!("bulk items not accepted: {last_reason}"),
-                            );
-                            return;
-                        }
-                        continue;
-                    }
-                    if status.as_u16() == 413 {
-                        if group.len() > 1 {
-                            let second = group.split_off(group.len() / 2);
-                            queue.push_front(second);
-                            queue.push_front(group);
-                        } else {
-                            fail_all(
-                                report,
-                                &group,
-                                "HTTP 413: one document is larger than the receiver accepts",
-                            );
-                        }
-                        return;
-                    }
-                    let retryable = status.as_u16() == 408
-                        || status.as_u16() == 429
-                        || status.is_server_error();
-                    reason = format!("HTTP {} from {}", status.as_u16(), s.shown_url);
-                    if !retryable {
-                        // The detail is scrubbed whole, then shortened: a cut never hides
-                        // a secret's start from the scrubber.
-                        let body = read_capped(&mut resp, ERROR_BODY_BYTES)
-                            .await
-                            .map(|(b, _)| b)
-                            .unwrap_or_default();
-                        let mut body = s.secrets.scrub(String::from_utf8_lossy(&body).trim());
-                        if let Some(signer) = &self.signer {
-                            body = signer.scrub(&body);
-                        }
-                        let detail = crate::text::shorten(&body);
-                        let refused = matches!(status.as_u16(), 401 | 403);
-                        if refused && attempt < s.retry.max_retries {
-                            // Rotated credentials: read the secret again and retry.
-                            if self.reread_after_refusal(s.generation).await {
-                                attempt += 1;
-                                continue;
-                            }
-                        }
-                        fail_all(report, &group, &format!("{reason} (not retried): {detail}"));
-                        return;
-                    }
-                }
+        }
+    }
+
+    /// One request for the documents `group` of `batch`, and what its answer leaves to
+    /// do. Documents the answer settles are reported here.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(
+        &self,
+        s: &Settings,
+        batch: &Batch,
+        mut group: Vec<usize>,
+        timeout: Duration,
+        deadline: Option<Instant>,
+        attempt: u32,
+        queue: &mut VecDeque<Vec<usize>>,
+        report: &mut DeliveryReport,
+    ) -> Next {
+        tracing::debug!(
+            attempt,
+            documents = group.len(),
+            timeout_ms = timeout.as_millis() as u64,
+            "sending batch"
+        );
+        let (mut resp, framed_len) = match self.send(s, batch, &group, timeout).await {
+            Ok(sent) => sent,
+            Err(Failure::Transient(why)) => return Next::Retry(group, why, None),
+            Err(Failure::Lasting(why)) => return Next::Fail(group, why),
+        };
+        let status = resp.status();
+        if status.is_success() {
+            let ids: Vec<&str> = group.iter().map(|&i| batch.id(i)).collect();
+            let exchange = Exchange {
+                client: &self.client,
+                settings: s,
+                deadline,
+                ids: &ids,
+                framed_len,
+            };
+            return match s.protocol.read_answer(&exchange, &mut resp).await {
+                Ok(answer) => settle(answer, group, batch, report),
+                // The request may have been applied: retrying is safe where ids make
+                // it idempotent (a bulk `create` with the same `_id` answers 409).
                 Err(e) => {
-                    if let Some(tls) = tls_failure(&e) {
-                        // A certificate that is not trusted, not for this name or
-                        // expired stays so: a configuration error, not retried.
-                        fail_all(
-                            report,
-                            &group,
-                            &format!("TLS failure with {} (not retried): {tls}", s.shown_url),
-                        );
-                        return;
-                    }
-                    retry_after = None;
+                    let why = format!(
+                        "reading the response from {}: {}",
+                        s.shown_url,
+                        e.without_url()
+                    );
+                    Next::Retry(group, why, None)
+                }
+            };
+        }
+        if status.as_u16() == 413 {
+            if group.len() > 1 {
+                let second = group.split_off(group.len() / 2);
+                queue.push_front(second);
+                queue.push_front(group);
+                return Next::Done;
+            }
+            let why = "HTTP 413: one document is larger than the receiver accepts";
+            return Next::Fail(group, why.to_string());
+        }
+        let reason = format!("HTTP {} from {}", status.as_u16(), s.shown_url);
+        if status.as_u16() == 408 || status.as_u16() == 429 || status.is_server_error() {
+            let retry_after = resp
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
+            return Next::Retry(group, reason, retry_after);
+        }
+        let detail = self.error_detail(s, &mut resp).await;
+        let refused = matches!(status.as_u16(), 401 | 403);
+        if refused && attempt < s.retry.max_retries && self.reread_after_refusal(s.generation).await
+        {
+            // Rotated credentials: the secret was read again; retry at once.
+            return Next::Again(group);
+        }
+        Next::Fail(group, format!("{reason} (not retried): {detail}"))
+    }
+
+    /// Frames, compresses, signs and posts the documents `group` of `batch`: the
+    /// response and the body's size before compression.
+    async fn send(
+        &self,
+        s: &Settings,
+        batch: &Batch,
+        group: &[usize],
+        timeout: Duration,
+    ) -> Result<(reqwest::Response, usize), Failure> {
+        let body = s.protocol.frame(batch, group);
+        let framed_len = body.len();
+        let body = self
+            .encode(body)
+            .await
+            .map_err(|e| Failure::Lasting(format!("compressing the request body: {e}")))?;
+        let mut headers = s.headers.clone();
+        if let Some(signer) = &self.signer {
+            // Signed as sent (after compression), again on every attempt.
+            headers.extend(
+                signer
+                    .sign(&s.url, &headers, &body)
+                    .await
+                    .map_err(Failure::Lasting)?,
+            );
+        }
+        let result = self
+            .client
+            .post(s.url.clone())
+            .headers(headers)
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await;
+        match result {
+            Ok(resp) => Ok((resp, framed_len)),
+            Err(e) => Err(match tls_failure(&e) {
+                // A certificate that is not trusted, not for this name or expired stays
+                // so: a configuration error, not retried.
+                Some(tls) => Failure::Lasting(format!(
+                    "TLS failure with {} (not retried): {tls}",
+                    s.shown_url
+                )),
+                None => {
                     let kind = if e.is_timeout() {
                         "timed out"
                     } else if e.is_connect() {
@@ -478,19 +375,24 @@ impl HttpSink {
                     } else {
                         "request failed"
                     };
-                    reason = format!("{kind} to {}: {}", s.shown_url, e.without_url());
+                    Failure::Transient(format!("{kind} to {}: {}", s.shown_url, e.without_url()))
                 }
-            }
-            attempt += 1;
-            let reason = s.secrets.scrub(&reason);
-            if !self
-                .wait_before_retry(attempt, retry_after, deadline, &reason)
-                .await
-            {
-                fail_all(report, &group, &reason);
-                return;
-            }
+            }),
         }
+    }
+
+    /// The first few KB of an error answer, secrets scrubbed whole, then shortened: a
+    /// cut never hides a secret's start from the scrubber.
+    async fn error_detail(&self, s: &Settings, resp: &mut reqwest::Response) -> String {
+        let body = read_capped(resp, ERROR_BODY_BYTES)
+            .await
+            .map(|(b, _)| b)
+            .unwrap_or_default();
+        let mut body = s.secrets.scrub(String::from_utf8_lossy(&body).trim());
+        if let Some(signer) = &self.signer {
+            body = signer.scrub(&body);
+        }
+        crate::text::shorten(&body)
     }
 
     /// Sleeps before retry number `attempt` and answers true, or answers false when
@@ -537,139 +439,6 @@ impl HttpSink {
     pub fn shown_url(&self) -> String {
         self.settings().shown_url.clone()
     }
-}
-
-/// Most bytes of an error response read for its message.
-const ERROR_BODY_BYTES: usize = 4096;
-/// Most bytes of a Splunk HEC answer read (`{"text":"Success","code":0}`).
-const HEC_BODY_BYTES: usize = 64 * 1024;
-/// Least room a bulk response is given, whatever the request's size.
-const MIN_BULK_RESPONSE_BYTES: usize = 64 * 1024;
-
-/// What a 2xx answer says of the documents sent.
-enum Success {
-    Delivered,
-    /// Received by Splunk HEC under this `ackId`: delivered once acknowledged.
-    Ack(u64),
-    /// Elasticsearch bulk items, matched to the documents by `_id`.
-    Items(Vec<BulkItem>),
-    /// The answer refuses the batch (a Splunk HEC code, an unreadable bulk response).
-    Failed(String),
-}
-
-/// Reads a 2xx answer, never more than its format needs: a bulk response up to four
-/// times the request's size, a HEC answer up to 64 KiB, nothing else beyond 4 KiB.
-async fn success_outcome(
-    s: &Settings,
-    resp: &mut reqwest::Response,
-    ids: &[&str],
-    framed_len: usize,
-) -> Result<Success, reqwest::Error> {
-    match s.format {
-        DestinationFormat::Elasticsearch => {
-            let cap = (4 * framed_len).max(MIN_BULK_RESPONSE_BYTES);
-            let (body, complete) = read_capped(resp, cap).await?;
-            if !complete {
-                return Ok(Success::Failed(format!(
-                    "malformed bulk response from {}: larger than the {cap} bytes read for a request of {framed_len} bytes",
-                    s.shown_url
-                )));
-            }
-            Ok(match bulk_outcome(&body, ids, &s.secrets) {
-                Ok(items) => Success::Items(items),
-                Err(e) => Success::Failed(format!(
-                    "malformed bulk response from {}: {}",
-                    s.shown_url,
-                    crate::text::shorten(&s.secrets.scrub(&e))
-                )),
-            })
-        }
-        DestinationFormat::SplunkHec => {
-            let (body, _) = read_capped(resp, HEC_BODY_BYTES).await?;
-            Ok(match (hec_refusal(&body), &s.hec_ack) {
-                (Some(why), _) => Success::Failed(format!(
-                    "Splunk HEC at {} refused the batch: {}",
-                    s.shown_url,
-                    crate::text::shorten(&s.secrets.scrub(&why))
-                )),
-                (None, None) => Success::Delivered,
-                (None, Some(_)) => match hec_ack_id(&body) {
-                    Some(id) => Success::Ack(id),
-                    None => Success::Failed(format!(
-                        "Splunk HEC at {} answered without an ackId: is indexer acknowledgement enabled on the token? (SPLUNK_HEC_ACK)",
-                        s.shown_url
-                    )),
-                },
-            })
-        }
-        DestinationFormat::Ndjson => {
-            // Read only so that the connection can be used again.
-            read_capped(resp, ERROR_BODY_BYTES).await?;
-            Ok(Success::Delivered)
-        }
-    }
-}
-
-/// The `ackId` of a Splunk HEC answer (`{"text":"Success","code":0,"ackId":7}`).
-fn hec_ack_id(body: &[u8]) -> Option<u64> {
-    #[derive(serde::Deserialize)]
-    struct Answer {
-        #[serde(rename = "ackId")]
-        ack_id: Option<u64>,
-    }
-    serde_json::from_slice::<Answer>(body).ok()?.ack_id
-}
-
-/// Whether a Splunk ack answer (`{"acks":{"7":true}}`) acknowledges `id`.
-fn hec_acknowledged(body: &[u8], id: u64) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Answer {
-        acks: std::collections::HashMap<String, bool>,
-    }
-    serde_json::from_slice::<Answer>(body)
-        .ok()
-        .and_then(|a| a.acks.get(&id.to_string()).copied())
-        .unwrap_or(false)
-}
-
-/// A Splunk HEC answer's refusal: a `code` other than 0 (`{"text":"Invalid data
-/// format","code":6}`), with its text.
-fn hec_refusal(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Answer {
-        code: Option<i64>,
-        text: Option<String>,
-    }
-    let answer: Answer = serde_json::from_slice(body).ok()?;
-    match answer.code {
-        Some(code) if code != 0 => Some(format!(
-            "code {code}: {}",
-            answer.text.as_deref().unwrap_or("")
-        )),
-        _ => None,
-    }
-}
-
-/// Reads at most `cap` bytes of a response body (under the request's timeout); whether
-/// the body was read whole. A body declared larger than `cap` is not read past it.
-async fn read_capped(
-    resp: &mut reqwest::Response,
-    cap: usize,
-) -> Result<(Vec<u8>, bool), reqwest::Error> {
-    let declared = resp.content_length();
-    let mut body = Vec::with_capacity(declared.map_or(1024, |n| n.min(cap as u64) as usize));
-    while let Some(chunk) = resp.chunk().await? {
-        let room = cap - body.len();
-        if chunk.len() > room {
-            body.extend_from_slice(&chunk[..room]);
-            return Ok((body, false));
-        }
-        body.extend_from_slice(&chunk);
-        if body.len() == cap && declared.is_none_or(|n| n > cap as u64) {
-            return Ok((body, declared.is_some_and(|n| n == cap as u64)));
-        }
-    }
-    Ok((body, true))
 }
 
 /// What a TLS failure was (an untrusted, misnamed or expired certificate, a failed
@@ -738,6 +507,63 @@ fn time_left(deadline: Option<Instant>, timeout: Duration) -> Option<Duration> {
             let left = d.checked_duration_since(Instant::now())?;
             (left > Duration::from_millis(200))
                 .then(|| timeout.min(left - Duration::from_millis(100)))
+        }
+    }
+}
+
+/// What one attempt at a request leaves to do with its documents.
+enum Next {
+    /// Each is delivered or failed (reported), or queued again in halves (413).
+    Done,
+    /// They fail, for this reason (not retried).
+    Fail(Vec<usize>, String),
+    /// They are sent again after a wait (backoff, or the receiver's Retry-After).
+    Retry(Vec<usize>, String, Option<Duration>),
+    /// They are sent again at once: the secret was read again after a refusal.
+    Again(Vec<usize>),
+}
+
+/// Why a request got no answer.
+enum Failure {
+    /// A timeout, a connection or transport error: retried.
+    Transient(String),
+    /// A TLS failure, a body that cannot be compressed or signed: not retried.
+    Lasting(String),
+}
+
+/// What a 2xx answer leaves to do: its delivered and failed documents reported, those
+/// to retry.
+fn settle(answer: Answer, group: Vec<usize>, batch: &Batch, report: &mut DeliveryReport) -> Next {
+    match answer {
+        Answer::Delivered => {
+            for &i in &group {
+                report.delivered(batch.unit(i), 1);
+            }
+            Next::Done
+        }
+        Answer::Failed(why) => Next::Fail(group, why),
+        Answer::Items(items) => {
+            let mut again = Vec::new();
+            let mut last_reason = String::new();
+            for (&i, item) in group.iter().zip(items) {
+                match item {
+                    ItemOutcome::Done => report.delivered(batch.unit(i), 1),
+                    ItemOutcome::Retry(r) => {
+                        last_reason = r;
+                        again.push(i);
+                    }
+                    ItemOutcome::Failed(r) => report.failed(batch.unit(i), 1, &r),
+                }
+            }
+            if again.is_empty() {
+                Next::Done
+            } else {
+                Next::Retry(
+                    again,
+                    format!("bulk items not accepted: {last_reason}"),
+                    None,
+                )
+            }
         }
     }
 }

@@ -1,18 +1,24 @@
 //! Sink: where documents go. Collects documents into batches bounded by
-//! BATCH_MAX_BYTES / BATCH_MAX_EVENTS, frames them for the destination (NDJSON,
-//! Elasticsearch `_bulk`, Splunk HEC), and accounts, per work unit, for every document
-//! delivered or failed. `http` sends batches; `NdjsonWriter` writes to standard output.
+//! BATCH_MAX_BYTES / BATCH_MAX_EVENTS and accounts, per work unit, for every document
+//! delivered or failed. `http` sends batches (with retries) to a destination whose
+//! module frames them and reads the answers: `ndjson`, `elasticsearch`, `splunk`,
+//! `otlp`; `NdjsonWriter` writes to standard output.
 
-mod bulk;
+mod answer;
+mod elasticsearch;
 mod gzip;
 pub mod http;
+mod ndjson;
+mod otlp;
+mod protocol;
 mod settings;
 pub mod sigv4;
+mod splunk;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 
-use crate::config::DestinationFormat;
+use crate::config::Config;
+pub use ndjson::NdjsonWriter;
 
 /// What the sink needs to know of one document besides its bytes.
 #[derive(Debug, Clone, Copy)]
@@ -101,6 +107,11 @@ impl Batch {
         self.items[i].unit
     }
 
+    /// Unix seconds of the document's `@timestamp`.
+    fn time(&self, i: usize) -> u64 {
+        self.items[i].time
+    }
+
     /// Documents per unit, for accounting.
     pub fn units(&self) -> BTreeMap<u32, u64> {
         let mut m = BTreeMap::new();
@@ -120,67 +131,23 @@ pub struct BatchLimits {
 }
 
 impl BatchLimits {
-    /// `hec_members`: what every Splunk HEC event carries besides its time and
-    /// document (`Config::hec_members`).
-    pub fn new(
-        max_bytes: usize,
-        max_events: usize,
-        format: DestinationFormat,
-        index: Option<&str>,
-        hec_members: &str,
-    ) -> BatchLimits {
-        let index_len = index.map(str::len).unwrap_or(0);
-        let overhead = match format {
-            DestinationFormat::Ndjson => 1,
-            DestinationFormat::Elasticsearch => 40 + index_len,
-            DestinationFormat::SplunkHec => 40 + hec_members.len(),
-        };
+    /// `overhead`: about the bytes framing adds to each document.
+    pub fn new(max_bytes: usize, max_events: usize, overhead: usize) -> BatchLimits {
         BatchLimits {
             max_bytes,
             max_events,
             overhead,
         }
     }
-}
 
-/// Frames the documents `which` of `batch` as one request body (`hec_members`: see
-/// `Config::hec_members`).
-pub fn frame(
-    format: DestinationFormat,
-    index: Option<&str>,
-    hec_members: &str,
-    batch: &Batch,
-    which: &[usize],
-) -> Vec<u8> {
-    let mut body = Vec::with_capacity(batch.framed_bytes() + 64);
-    for &i in which {
-        match format {
-            DestinationFormat::Ndjson => {}
-            DestinationFormat::Elasticsearch => {
-                body.extend_from_slice(b"{\"create\":{");
-                if let Some(index) = index {
-                    body.extend_from_slice(b"\"_index\":");
-                    crate::json::write_str(&mut body, index);
-                    body.push(b',');
-                }
-                body.extend_from_slice(b"\"_id\":");
-                crate::json::write_str(&mut body, batch.id(i));
-                body.extend_from_slice(b"}}\n");
-            }
-            DestinationFormat::SplunkHec => {
-                body.extend_from_slice(b"{\"time\":");
-                crate::json::write_u64(&mut body, batch.items[i].time);
-                body.extend_from_slice(hec_members.as_bytes());
-                body.extend_from_slice(b",\"event\":");
-            }
-        }
-        body.extend_from_slice(batch.doc(i));
-        if format == DestinationFormat::SplunkHec {
-            body.push(b'}');
-        }
-        body.push(b'\n');
+    /// BATCH_MAX_BYTES and BATCH_MAX_EVENTS, with the framing of DESTINATION_FORMAT.
+    pub fn of(config: &Config) -> BatchLimits {
+        BatchLimits::new(
+            config.batch_max_bytes,
+            config.batch_max_events,
+            protocol::Protocol::overhead(config),
+        )
     }
-    body
 }
 
 /// Per-unit delivery accounting.
@@ -339,118 +306,59 @@ impl DeliveryRun {
     }
 }
 
-/// Writes NDJSON to standard output (the destination outside Lambda by default).
-pub struct NdjsonWriter<W: Write> {
-    out: W,
-}
-
-impl<W: Write> NdjsonWriter<W> {
-    pub fn new(out: W) -> NdjsonWriter<W> {
-        NdjsonWriter { out }
-    }
-
-    /// Writes every document of the batch, one per line, and flushes: the batch counts
-    /// as delivered once it is all written.
-    pub fn write_batch(
-        &mut self,
-        batch: &Batch,
-        report: &mut DeliveryReport,
-    ) -> std::io::Result<()> {
-        for i in 0..batch.len() {
-            self.out.write_all(batch.doc(i))?;
-            self.out.write_all(b"\n")?;
-        }
-        self.out.flush()?;
-        for (unit, n) in batch.units() {
-            report.delivered(unit, n);
-        }
-        Ok(())
-    }
-
-    pub fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn batch(format: DestinationFormat) -> (Batch, BatchLimits) {
-        let limits = BatchLimits::new(1 << 20, 100, format, Some("idx"), "");
-        let mut b = Batch::default();
-        b.push(
-            br#"{"a":1}"#,
-            DocMeta {
-                unit: 0,
-                time: 5,
-                id: "id-1",
-            },
-            &limits,
-        );
-        b.push(
-            br#"{"a":2}"#,
-            DocMeta {
-                unit: 1,
-                time: 6,
-                id: "id-2",
-            },
-            &limits,
-        );
-        (b, limits)
+    fn doc(time: u64, id: &str) -> DocMeta<'_> {
+        DocMeta { unit: 0, time, id }
     }
 
+    /// Each destination's framing of the same two documents.
     #[test]
     fn frames_each_format() {
-        let (b, _) = batch(DestinationFormat::Ndjson);
+        let frame = |vars: &[(&str, &str)]| {
+            let config = Config::from_lookup(|k| {
+                vars.iter()
+                    .find(|(name, _)| *name == k)
+                    .map(|(_, v)| v.to_string())
+            })
+            .unwrap();
+            let mut url = reqwest::Url::parse("https://example.com/").unwrap();
+            let protocol = protocol::Protocol::new(&config, &mut url);
+            let limits = BatchLimits::of(&config);
+            let mut b = Batch::default();
+            b.push(br#"{"a":1}"#, doc(5, "id-1"), &limits);
+            b.push(br#"{"a":2}"#, doc(6, "id-2"), &limits);
+            String::from_utf8(protocol.frame(&b, &[1])).unwrap()
+        };
+        assert_eq!(frame(&[]), "{\"a\":2}\n");
         assert_eq!(
-            frame(DestinationFormat::Ndjson, None, "", &b, &[0, 1]),
-            b"{\"a\":1}\n{\"a\":2}\n"
-        );
-        let es = frame(DestinationFormat::Elasticsearch, Some("idx"), "", &b, &[1]);
-        assert_eq!(
-            es,
-            b"{\"create\":{\"_index\":\"idx\",\"_id\":\"id-2\"}}\n{\"a\":2}\n"
-        );
-        let members = r#","sourcetype":"aws:cloudwatchlogs:vpcflow","index":"main""#;
-        let hec = frame(
-            DestinationFormat::SplunkHec,
-            Some("main"),
-            members,
-            &b,
-            &[0],
+            frame(&[
+                ("DESTINATION_FORMAT", "elasticsearch"),
+                ("DESTINATION_INDEX", "idx")
+            ]),
+            "{\"create\":{\"_index\":\"idx\",\"_id\":\"id-2\"}}\n{\"a\":2}\n"
         );
         assert_eq!(
-            String::from_utf8(hec).unwrap(),
-            "{\"time\":5,\"sourcetype\":\"aws:cloudwatchlogs:vpcflow\",\"index\":\"main\",\"event\":{\"a\":1}}\n"
+            frame(&[
+                ("DESTINATION_FORMAT", "splunk-hec"),
+                ("DESTINATION_INDEX", "main"),
+                ("SPLUNK_SOURCETYPE", "aws:cloudwatchlogs:vpcflow"),
+            ]),
+            "{\"time\":6,\"sourcetype\":\"aws:cloudwatchlogs:vpcflow\",\"index\":\"main\",\"event\":{\"a\":2}}\n"
         );
     }
 
     #[test]
     fn limits() {
-        let limits = BatchLimits::new(100, 2, DestinationFormat::Ndjson, None, "");
+        let limits = BatchLimits::new(100, 2, 1);
         let mut b = Batch::default();
         assert!(!b.would_overflow(&limits, 1000));
-        b.push(
-            &[b'x'; 10],
-            DocMeta {
-                unit: 0,
-                time: 0,
-                id: "",
-            },
-            &limits,
-        );
+        b.push(&[b'x'; 10], doc(0, ""), &limits);
         assert!(!b.would_overflow(&limits, 10));
         assert!(b.would_overflow(&limits, 95));
-        b.push(
-            &[b'x'; 10],
-            DocMeta {
-                unit: 0,
-                time: 0,
-                id: "",
-            },
-            &limits,
-        );
+        b.push(&[b'x'; 10], doc(0, ""), &limits);
         assert!(b.would_overflow(&limits, 1));
     }
 }

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 
-use super::http::RetryPolicy;
-use crate::config::{Config, ConfigError, DestinationFormat};
+use super::protocol::Protocol;
+use crate::config::{Config, ConfigError};
 use crate::redact::{redact_url, Secrets};
 use crate::secret::DestinationSecret;
 
@@ -18,12 +18,8 @@ pub(super) struct Settings {
     /// plain-http rule checks, what requests go to and what logs show.
     pub(super) url: reqwest::Url,
     pub(super) shown_url: String,
-    pub(super) format: DestinationFormat,
-    pub(super) index: Option<String>,
-    /// What every Splunk HEC event carries besides its time and document.
-    pub(super) hec_members: String,
-    /// Splunk HEC indexer acknowledgement (SPLUNK_HEC_ACK).
-    pub(super) hec_ack: Option<HecAck>,
+    /// How batches are framed and answers read (DESTINATION_FORMAT).
+    pub(super) protocol: Protocol,
     pub(super) headers: HeaderMap,
     pub(super) gzip: bool,
     pub(super) retry: RetryPolicy,
@@ -74,11 +70,6 @@ impl Settings {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        let content_type = match config.destination_format {
-            DestinationFormat::SplunkHec => "application/json",
-            _ => "application/x-ndjson",
-        };
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         if config.gzip {
             headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
@@ -105,33 +96,19 @@ impl Settings {
                 ))
             }
         }
-        let hec_ack = match (config.destination_format, config.splunk_hec_ack) {
-            (DestinationFormat::SplunkHec, Some(timeout)) => {
-                let ack = HecAck::new(&parsed, timeout);
-                let channel = HeaderValue::from_str(&ack.channel)
-                    .map_err(|e| ConfigError::new("SPLUNK_HEC_ACK", e.to_string()))?;
-                headers.insert(HeaderName::from_static("x-splunk-request-channel"), channel);
-                Some(ack)
-            }
-            _ => None,
-        };
         let mut parsed = parsed;
-        let has_pipeline = parsed.query_pairs().any(|(k, _)| k == "pipeline");
-        if let (DestinationFormat::Elasticsearch, Some(pipeline), false) = (
-            config.destination_format,
-            &config.destination_pipeline,
-            has_pipeline,
-        ) {
-            // The bulk request's `pipeline` parameter (DESTINATION_PIPELINE).
-            parsed.query_pairs_mut().append_pair("pipeline", pipeline);
+        let protocol = Protocol::new(config, &mut parsed);
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(protocol.content_type()),
+        );
+        if let Some((name, value)) = protocol.header()? {
+            headers.insert(name, value);
         }
         Ok(Settings {
             url: parsed,
             shown_url,
-            format: config.destination_format,
-            index: config.destination_index.clone(),
-            hec_members: config.hec_members(),
-            hec_ack,
+            protocol,
             headers,
             gzip: config.gzip,
             retry: RetryPolicy {
@@ -150,45 +127,16 @@ impl Settings {
     }
 }
 
-/// Splunk HEC indexer acknowledgement: the channel every request names, and where its
-/// acknowledgements are asked for.
-pub(super) struct HecAck {
-    /// A random UUID, one per settings (so per process, and per secret reading).
-    pub(super) channel: String,
-    /// `/services/collector/ack` on the destination's host.
-    pub(super) url: reqwest::Url,
-    /// How long a batch's acknowledgement is waited for (SPLUNK_HEC_ACK_TIMEOUT_SECONDS).
-    pub(super) timeout: Duration,
-}
-
-impl HecAck {
-    fn new(url: &reqwest::Url, timeout: Duration) -> HecAck {
-        let r = fastrand::u128(..);
-        // A version 4 UUID: its version and variant bits set.
-        let r = (r & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
-        let hex = format!("{r:032x}");
-        let channel = format!(
-            "{}-{}-{}-{}-{}",
-            &hex[..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..]
-        );
-        let mut ack_url = url.clone();
-        let base = url
-            .path()
-            .find("/services/collector")
-            .map_or("", |at| &url.path()[..at]);
-        ack_url.set_path(&format!("{base}/services/collector/ack"));
-        ack_url.set_query(None);
-        ack_url.query_pairs_mut().append_pair("channel", &channel);
-        HecAck {
-            channel,
-            url: ack_url,
-            timeout,
-        }
-    }
+/// Retry and timing settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    /// One request's timeout.
+    pub request_timeout: Duration,
+    /// Backoff base: retry n waits a random time in [0, min(max_delay, base * 2^(n-1))].
+    pub base_delay: Duration,
+    /// Longest wait between two attempts, Retry-After included.
+    pub max_delay: Duration,
 }
 
 /// Headers that frame or route a request: the HTTP client sets them from the body and

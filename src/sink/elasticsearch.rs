@@ -1,22 +1,91 @@
-//! Elasticsearch `_bulk` responses, read item by item and matched to the documents of
-//! the request by `_id`: which documents are done, which are retried, which failed and
-//! why. The response is read as a stream of items (never held as a JSON tree), and a
-//! response with more items than documents is refused.
+//! Elasticsearch and OpenSearch `_bulk`: each document after a `create` action naming
+//! its `_id` (and DESTINATION_INDEX), the `pipeline` parameter (DESTINATION_PIPELINE),
+//! and the response read item by item and matched to the documents of the request by
+//! `_id`: which documents are done, which are retried, which failed and why. The
+//! response is read as a stream of items (never held as a JSON tree), and a response
+//! with more items than documents is refused.
 
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use super::answer::{read_capped, Answer, Exchange, ItemOutcome};
+use super::Batch;
+use crate::config::Config;
 use crate::redact::Secrets;
 use crate::text::shorten;
 
-/// The fate of one item of an Elasticsearch bulk request.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum BulkItem {
-    Done,
-    Retry(String),
-    Failed(String),
+/// Least room a bulk response is given, whatever the request's size.
+const MIN_BULK_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// The `_bulk` framing of a destination.
+pub(super) struct Bulk {
+    /// `_index` of every action (DESTINATION_INDEX); none: the URL names it.
+    index: Option<String>,
+}
+
+impl Bulk {
+    /// The framing `config` asks for; the request's `pipeline` parameter is added to
+    /// `url` (DESTINATION_PIPELINE) unless the URL sets one.
+    pub(super) fn new(config: &Config, url: &mut reqwest::Url) -> Bulk {
+        let has_pipeline = url.query_pairs().any(|(k, _)| k == "pipeline");
+        if let (Some(pipeline), false) = (&config.destination_pipeline, has_pipeline) {
+            url.query_pairs_mut().append_pair("pipeline", pipeline);
+        }
+        Bulk {
+            index: config.destination_index.clone(),
+        }
+    }
+
+    /// Bytes an action line adds to a document, its `_id` apart.
+    pub(super) fn overhead(config: &Config) -> usize {
+        40 + config.destination_index.as_deref().map_or(0, str::len)
+    }
+
+    /// The body of a request for the documents `which` of `batch`.
+    pub(super) fn frame(&self, batch: &Batch, which: &[usize]) -> Vec<u8> {
+        let mut body = Vec::with_capacity(batch.framed_bytes() + 64);
+        for &i in which {
+            body.extend_from_slice(b"{\"create\":{");
+            if let Some(index) = &self.index {
+                body.extend_from_slice(b"\"_index\":");
+                crate::json::write_str(&mut body, index);
+                body.push(b',');
+            }
+            body.extend_from_slice(b"\"_id\":");
+            crate::json::write_str(&mut body, batch.id(i));
+            body.extend_from_slice(b"}}\n");
+            body.extend_from_slice(batch.doc(i));
+            body.push(b'\n');
+        }
+        body
+    }
+
+    /// Reads a 2xx answer: at most four times the request's size (a larger one is
+    /// malformed), then each item matched to its document.
+    pub(super) async fn read_answer(
+        x: &Exchange<'_>,
+        resp: &mut reqwest::Response,
+    ) -> Result<Answer, reqwest::Error> {
+        let s = x.settings;
+        let cap = (4 * x.framed_len).max(MIN_BULK_RESPONSE_BYTES);
+        let (body, complete) = read_capped(resp, cap).await?;
+        if !complete {
+            return Ok(Answer::Failed(format!(
+                "malformed bulk response from {}: larger than the {cap} bytes read for a request of {} bytes",
+                s.shown_url, x.framed_len
+            )));
+        }
+        Ok(match bulk_outcome(&body, x.ids, &s.secrets) {
+            Ok(items) => Answer::Items(items),
+            Err(e) => Answer::Failed(format!(
+                "malformed bulk response from {}: {}",
+                s.shown_url,
+                shorten(&s.secrets.scrub(&e))
+            )),
+        })
+    }
 }
 
 /// Reads a `_bulk` response for documents whose `_id`s are `ids` (in request order):
@@ -25,14 +94,10 @@ pub(super) enum BulkItem {
 /// shortened). An item is matched to a document by its `_id`, never by its position:
 /// a document no item names (a short reply, items with other ids) failed, whatever
 /// the `errors` flag says.
-pub(super) fn bulk_outcome(
-    body: &[u8],
-    ids: &[&str],
-    secrets: &Secrets,
-) -> Result<Vec<BulkItem>, String> {
+fn bulk_outcome(body: &[u8], ids: &[&str], secrets: &Secrets) -> Result<Vec<ItemOutcome>, String> {
     let mut by_id: Vec<(&str, usize)> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     by_id.sort_unstable();
-    let mut outcome: Vec<Option<BulkItem>> = Vec::new();
+    let mut outcome: Vec<Option<ItemOutcome>> = Vec::new();
     outcome.resize_with(ids.len(), || None);
     let mut reading = Reading {
         by_id: &by_id,
@@ -51,7 +116,7 @@ pub(super) fn bulk_outcome(
         .into_iter()
         .map(|o| {
             o.unwrap_or_else(|| {
-                BulkItem::Failed(format!(
+                ItemOutcome::Failed(format!(
                     "no item of the bulk response has this document's _id ({items} items for {} documents, {unmatched} with an _id not sent)",
                     ids.len()
                 ))
@@ -64,7 +129,7 @@ pub(super) fn bulk_outcome(
 struct Reading<'r, 'i> {
     /// The request's ids, sorted, with their positions.
     by_id: &'r [(&'i str, usize)],
-    outcome: &'r mut Vec<Option<BulkItem>>,
+    outcome: &'r mut Vec<Option<ItemOutcome>>,
     secrets: &'r Secrets,
     items: usize,
     unmatched: usize,
@@ -112,7 +177,7 @@ enum ItemError {
 }
 
 impl ItemResult {
-    fn outcome(&self, secrets: &Secrets) -> BulkItem {
+    fn outcome(&self, secrets: &Secrets) -> ItemOutcome {
         let status = self.status.unwrap_or(0);
         let error = || {
             let (kind, why) = match &self.error {
@@ -127,9 +192,9 @@ impl ItemResult {
             format!("bulk item status {status}: {}", shorten(&text))
         };
         match status {
-            200..=299 | 409 => BulkItem::Done,
-            429 | 500..=599 => BulkItem::Retry(error()),
-            _ => BulkItem::Failed(error()),
+            200..=299 | 409 => ItemOutcome::Done,
+            429 | 500..=599 => ItemOutcome::Retry(error()),
+            _ => ItemOutcome::Failed(error()),
         }
     }
 }
@@ -226,7 +291,7 @@ impl<'de> Deserialize<'de> for Item {
 mod tests {
     use super::*;
 
-    fn outcome(body: &str, ids: &[&str]) -> Result<Vec<BulkItem>, String> {
+    fn outcome(body: &str, ids: &[&str]) -> Result<Vec<ItemOutcome>, String> {
         bulk_outcome(body.as_bytes(), ids, &Secrets::default())
     }
 
@@ -234,11 +299,11 @@ mod tests {
     fn bulk_items() {
         let body = r#"{"errors":true,"items":[{"create":{"_id":"a","status":201}},{"create":{"_id":"b","status":409}},{"create":{"_id":"c","status":429,"error":{"type":"es_rejected_execution_exception","reason":"busy"}}},{"create":{"_id":"d","status":400,"error":{"type":"mapper_parsing_exception","reason":"bad"}}}]}"#;
         let items = outcome(body, &["a", "b", "c", "d"]).unwrap();
-        assert_eq!(items[0], BulkItem::Done);
-        assert_eq!(items[1], BulkItem::Done);
-        assert!(matches!(&items[2], BulkItem::Retry(r) if r.contains("es_rejected")));
+        assert_eq!(items[0], ItemOutcome::Done);
+        assert_eq!(items[1], ItemOutcome::Done);
+        assert!(matches!(&items[2], ItemOutcome::Retry(r) if r.contains("es_rejected")));
         assert!(
-            matches!(&items[3], BulkItem::Failed(r) if r.contains("mapper_parsing_exception: bad"))
+            matches!(&items[3], ItemOutcome::Failed(r) if r.contains("mapper_parsing_exception: bad"))
         );
     }
 
@@ -247,19 +312,19 @@ mod tests {
         // Reordered: the failed item is the first document's, whatever its position.
         let body = r#"{"items":[{"create":{"_id":"b","status":201}},{"create":{"_id":"a","status":400}}]}"#;
         let items = outcome(body, &["a", "b"]).unwrap();
-        assert!(matches!(items[0], BulkItem::Failed(_)));
-        assert_eq!(items[1], BulkItem::Done);
+        assert!(matches!(items[0], ItemOutcome::Failed(_)));
+        assert_eq!(items[1], ItemOutcome::Done);
         // Wrong ids credit nothing.
         let body = r#"{"items":[{"create":{"_id":"x","status":201}},{"create":{"status":201}}]}"#;
         let items = outcome(body, &["a", "b"]).unwrap();
         assert!(items
             .iter()
-            .all(|i| matches!(i, BulkItem::Failed(r) if r.contains("no item"))));
+            .all(|i| matches!(i, ItemOutcome::Failed(r) if r.contains("no item"))));
         // One item for two documents of the same id decides only one of them.
         let body = r#"{"items":[{"create":{"_id":"a","status":201}}]}"#;
         let items = outcome(body, &["a", "a"]).unwrap();
-        assert_eq!(items[0], BulkItem::Done);
-        assert!(matches!(items[1], BulkItem::Failed(_)));
+        assert_eq!(items[0], ItemOutcome::Done);
+        assert!(matches!(items[1], ItemOutcome::Failed(_)));
     }
 
     #[test]
@@ -270,7 +335,7 @@ mod tests {
             outcome(body, &ids)
                 .unwrap()
                 .iter()
-                .filter(|i| matches!(i, BulkItem::Failed(r) if r.contains("no item")))
+                .filter(|i| matches!(i, ItemOutcome::Failed(r) if r.contains("no item")))
                 .count()
         };
         assert_eq!(missing(r#"{"errors":true,"items":[]}"#, 1), 1);
@@ -302,7 +367,7 @@ mod tests {
             r#"{{"items":[{{"create":{{"_id":"a","status":400,"error":{{"type":"t","reason":"{reason}"}}}}}}]}}"#
         );
         let items = bulk_outcome(body.as_bytes(), &["a"], &secrets).unwrap();
-        let BulkItem::Failed(text) = &items[0] else {
+        let ItemOutcome::Failed(text) = &items[0] else {
             panic!("{items:?}")
         };
         assert!(!text.contains("k3y-0123"), "{text}");
