@@ -12,8 +12,9 @@ use crate::context::Origin;
 use crate::enrich::EniCache;
 use crate::handler::Handler;
 use crate::pipeline::{run_input, Counts, IdSeed, Output, UnitInput, UnitProcessor};
+use crate::reload::Source;
 use crate::sink::{Batch, BatchLimits, Destination};
-use crate::threat_intel::{ListSource, ThreatIntel, ThreatList};
+use crate::threat_intel::{ThreatIntel, ThreatList};
 
 pub const HELP: &str = "\
 flowlog-forwarder: AWS VPC and Transit Gateway Flow Logs to ECS documents, forwarded over HTTP.
@@ -350,10 +351,10 @@ fn process_command(args: &[String]) -> ExitCode {
 
 /// THREAT_INTEL_URI's list (a path, or an S3 URI read with the AWS SDK).
 async fn load_threat_list(config: &Config, uri: &str) -> Result<Arc<ThreatList>, String> {
-    let source = ListSource::parse(uri)?;
+    let source = Source::parse(uri)?;
     let s3 = match source {
-        ListSource::S3 { .. } => Some(crate::aws::s3_client(&crate::aws::load_aws_config().await)),
-        ListSource::File(_) => None,
+        Source::S3 { .. } => Some(crate::aws::s3_client(&crate::aws::load_aws_config().await)),
+        Source::File(_) => None,
     };
     ThreatIntel::new(source, config.threat_intel_ttl, s3)
         .with_load_timeout(config.threat_intel_timeout)

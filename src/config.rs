@@ -481,12 +481,13 @@ impl Config {
         let secret_ttl = Duration::from_secs(number("SECRET_TTL_SECONDS", 300, 1, 86_400)?);
         let threat_intel_uri = get("THREAT_INTEL_URI");
         if let Some(uri) = &threat_intel_uri {
-            use crate::threat_intel::{check_list_path, ListSource};
-            let source = ListSource::parse(uri).map_err(|m| err("THREAT_INTEL_URI", m))?;
-            if let ListSource::File(path) = source {
+            use crate::reload::{check_path, Source};
+            use crate::threat_intel::ThreatList;
+            let source = Source::parse(uri).map_err(|m| err("THREAT_INTEL_URI", m))?;
+            if let Source::File(path) = source {
                 // A missing file or a directory is a configuration error, not a list
                 // that failed to load.
-                check_list_path(&path).map_err(|m| err("THREAT_INTEL_URI", m))?;
+                check_path::<ThreatList>(&path).map_err(|m| err("THREAT_INTEL_URI", m))?;
             }
         }
         let threat_intel_ttl =

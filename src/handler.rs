@@ -18,8 +18,9 @@ use crate::context::Origin;
 use crate::enrich::EniCache;
 use crate::objects::ObjectStore;
 use crate::pipeline::{run_input, Counts, IdSeed, Output, UnitInput, UnitProcessor};
+use crate::reload::Source;
 use crate::sink::{Batch, BatchLimits, Destination};
-use crate::threat_intel::{ListSource, ThreatIntel, ThreatList};
+use crate::threat_intel::{ThreatIntel, ThreatList};
 use crate::trigger::{self, FailureReport, UnitSource, WorkUnit};
 
 /// Everything created once per cold start and reused by every invocation.
@@ -128,7 +129,7 @@ impl Handler {
         let threat_intel = match &config.threat_intel_uri {
             None => None,
             Some(uri) => {
-                let source = ListSource::parse(uri)?;
+                let source = Source::parse(uri)?;
                 let s3 = aws.as_ref().map(crate::aws::s3_client);
                 let intel = ThreatIntel::new(source, config.threat_intel_ttl, s3)
                     .with_load_timeout(config.threat_intel_timeout);

@@ -6,7 +6,8 @@
 //! records) -> `filter` -> the document writers: `ecs`, `ocsf` or `raw` (records to
 //! documents), with `context` (what a document is written from besides its record),
 //! `enrich` (the EC2 details of a record's interface, ENRICH_ENI), `attribution`
-//! (REJECT attribution) and `threat_intel` (threat-list matches) -> `sink` (batches to
+//! (REJECT attribution) and `threat_intel` (threat-list matches, its list loaded and
+//! read again by `reload`) -> `sink` (batches to
 //! the destination), driven per work unit by `pipeline`. `trigger` decodes Lambda
 //! payloads into units and `handler` runs one invocation (with `secret`, `aws` and
 //! `metrics`); `lambda` runs the runtime loop and `cli` the command line, with `config`
@@ -34,6 +35,7 @@ pub mod ocsf;
 pub mod pipeline;
 pub mod raw;
 pub mod redact;
+pub mod reload;
 pub mod secret;
 pub mod sink;
 pub mod source;

@@ -2,13 +2,15 @@
 //! CIDRs, one per line with an optional `,label`, `#` comments. `ThreatList` answers
 //! which entry (the longest prefix) holds an address; `ThreatIntel` loads the list
 //! from S3 or a file, and reads it again after THREAT_INTEL_TTL_SECONDS when its ETag
-//! changed, keeping the previous list when a reload fails.
+//! changed, keeping the previous list when a reload fails (the rules of `reload`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+
+use crate::reload::{check_size, Parser, Reloadable, Reloaded};
+
+/// The threat list, loaded at cold start and read again after its TTL.
+pub type ThreatIntel = Reloaded<ThreatList>;
 
 /// A matched list entry: its network and prefix length, and its label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,8 +195,8 @@ fn find<A: Address>(entries: &[Entry<A>], a: A) -> Option<&Entry<A>> {
 
 /// A list being read from a stream of bytes: lines split on LF, CRLF or CR (a UTF-8
 /// BOM dropped), each parsed as it completes; never more than one line held.
-struct ListReader<'s> {
-    source: &'s str,
+pub struct ListReader {
+    source: String,
     line: Vec<u8>,
     /// The current line is over MAX_LINE_BYTES: the rest of it is skipped.
     too_long: bool,
@@ -205,10 +207,10 @@ struct ListReader<'s> {
     list: ListBuilder,
 }
 
-impl<'s> ListReader<'s> {
-    fn new(source: &'s str) -> ListReader<'s> {
+impl ListReader {
+    fn new(source: &str) -> ListReader {
         ListReader {
-            source,
+            source: source.to_string(),
             line: Vec::new(),
             too_long: false,
             after_cr: false,
@@ -221,7 +223,7 @@ impl<'s> ListReader<'s> {
     /// Reads `chunk`; an error when the list passes MAX_LIST_BYTES or MAX_ENTRIES.
     fn feed(&mut self, mut chunk: &[u8]) -> Result<(), String> {
         self.bytes += chunk.len() as u64;
-        check_size(self.bytes)?;
+        check_size::<ThreatList>(self.bytes)?;
         while !chunk.is_empty() {
             match memchr::memchr2(b'\n', b'\r', chunk) {
                 None => {
@@ -259,15 +261,15 @@ impl<'s> ListReader<'s> {
         let line = std::mem::take(&mut self.line);
         if std::mem::take(&mut self.too_long) {
             self.list
-                .skip(self.number, "(a line over 4096 bytes)", self.source);
+                .skip(self.number, "(a line over 4096 bytes)", &self.source);
         } else {
             let mut bytes = &line[..];
             if self.number == 1 {
                 bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
             }
             match std::str::from_utf8(bytes) {
-                Ok(text) => self.list.line(self.number, text, self.source),
-                Err(_) => self.list.skip(self.number, "(not UTF-8)", self.source),
+                Ok(text) => self.list.line(self.number, text, &self.source),
+                Err(_) => self.list.skip(self.number, "(not UTF-8)", &self.source),
             }
         }
         self.line = line;
@@ -285,7 +287,7 @@ impl<'s> ListReader<'s> {
         if !self.line.is_empty() || self.too_long {
             self.end_line()?;
         }
-        let list = self.list.build(self.source);
+        let list = self.list.build(&self.source);
         if list.is_empty() {
             return Err(format!(
                 "the list has no valid entry ({} lines skipped): an empty or broken list is never used",
@@ -460,230 +462,44 @@ fn parse_entry(entry: &str) -> Option<(IpAddr, u8)> {
     Some((ip, prefix))
 }
 
-/// Where the list is read from.
-#[derive(Debug, Clone)]
-pub enum ListSource {
-    S3 { bucket: String, key: String },
-    File(std::path::PathBuf),
-}
-
-impl ListSource {
-    /// `s3://bucket/key`, or a path.
-    pub fn parse(uri: &str) -> Result<ListSource, String> {
-        match uri.strip_prefix("s3://") {
-            Some(rest) => match rest.split_once('/') {
-                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => {
-                    Ok(ListSource::S3 {
-                        bucket: bucket.to_string(),
-                        key: key.to_string(),
-                    })
-                }
-                _ => Err(format!("'{uri}' is not s3://bucket/key")),
-            },
-            None => Ok(ListSource::File(uri.into())),
-        }
-    }
-}
-
-/// The list, loaded at cold start and refreshed after its TTL.
-pub struct ThreatIntel {
-    source: ListSource,
-    ttl: Duration,
-    /// Longest one reading of the list may take (THREAT_INTEL_TIMEOUT_SECONDS).
-    load_timeout: Duration,
-    s3: Option<aws_sdk_s3::Client>,
-    state: RwLock<State>,
-    /// How many times the list's content was read (not counting unchanged ETags).
-    downloads: AtomicU64,
-}
-
-#[derive(Default)]
-struct State {
-    list: Option<Arc<ThreatList>>,
-    etag: Option<String>,
-    checked: Option<Instant>,
-}
-
-/// What a reload found.
-enum Fetched {
-    Unchanged,
-    New(ThreatList, Option<String>),
-}
-
-/// Longest a list is read for by default (THREAT_INTEL_TIMEOUT_SECONDS): at cold start
-/// (Lambda's whole init phase has 10 s), and at most inside an invocation.
-pub const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
-
-impl ThreatIntel {
-    pub fn new(source: ListSource, ttl: Duration, s3: Option<aws_sdk_s3::Client>) -> ThreatIntel {
-        ThreatIntel {
-            source,
-            ttl,
-            load_timeout: LOAD_TIMEOUT,
-            s3,
-            state: RwLock::new(State::default()),
-            downloads: AtomicU64::new(0),
-        }
-    }
-
-    /// Gives one reading of the list at most `timeout` (LOAD_TIMEOUT by default).
-    pub fn with_load_timeout(mut self, timeout: Duration) -> ThreatIntel {
-        self.load_timeout = timeout;
-        self
-    }
-
-    /// How many times the list's content was read.
-    pub fn downloads(&self) -> u64 {
-        self.downloads.load(Ordering::Relaxed)
-    }
-
-    /// The list to match with: loaded when there is none, read again when its TTL has
-    /// passed (not downloaded when its ETag is unchanged), never past `deadline` (a
-    /// refresh of a loaded list: never past a quarter of the time left) nor for longer
-    /// than its load timeout. A reload that fails, times out or reads a list with no
-    /// valid entry keeps the previous list (with a warning); with no list at all it is
-    /// an error.
-    pub async fn current(&self, deadline: Option<Instant>) -> Result<Arc<ThreatList>, String> {
-        let (list, etag, due) = {
-            let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-            let due = state.checked.is_none_or(|t| t.elapsed() >= self.ttl);
-            (state.list.clone(), state.etag.clone(), due)
-        };
-        if let (Some(list), false) = (&list, due) {
-            return Ok(list.clone());
-        }
-        // A refresh, with a list to keep using, takes at most a quarter of the time left.
-        let now = Instant::now();
-        let deadline = match (deadline, &list) {
-            (Some(d), Some(_)) => now + d.saturating_duration_since(now) / 4,
-            (Some(d), None) => d,
-            (None, _) => now + self.load_timeout,
-        }
-        .min(now + self.load_timeout);
-        let fetch = self.fetch(etag.as_deref().filter(|_| list.is_some()));
-        let fetched = match tokio::time::timeout_at(deadline.into(), fetch).await {
-            Ok(fetched) => fetched,
-            Err(_) => Err(format!(
-                "not read in time (the invocation's deadline, or THREAT_INTEL_TIMEOUT_SECONDS: {} s)",
-                self.load_timeout.as_secs()
-            )),
-        };
-        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        match fetched {
-            Ok(Fetched::Unchanged) => {
-                state.checked = Some(Instant::now());
-            }
-            Ok(Fetched::New(parsed, etag)) => {
-                self.downloads.fetch_add(1, Ordering::Relaxed);
-                let parsed = Arc::new(parsed);
-                tracing::info!(list = %self.name(), entries = parsed.len(), skipped = parsed.skipped_lines, "threat list loaded");
-                state.list = Some(parsed);
-                state.etag = etag;
-                state.checked = Some(Instant::now());
-            }
-            Err(e) => {
-                if state.list.is_none() {
-                    return Err(format!("THREAT_INTEL_URI {}: {e}", self.name()));
-                }
-                tracing::warn!(list = %self.name(), error = %e, "threat list reload failed: the previous list stays in use");
-                state.checked = Some(Instant::now());
-            }
-        }
-        state
-            .list
-            .clone()
-            .ok_or_else(|| format!("THREAT_INTEL_URI {}: not loaded", self.name()))
-    }
-
-    fn name(&self) -> String {
-        match &self.source {
-            ListSource::S3 { bucket, key } => format!("s3://{bucket}/{key}"),
-            ListSource::File(path) => path.display().to_string(),
-        }
-    }
-
-    /// Reads the list (unless its ETag is `etag`), as a stream, never past
-    /// MAX_LIST_BYTES whatever the source says of its size.
-    async fn fetch(&self, etag: Option<&str>) -> Result<Fetched, String> {
-        let name = self.name();
-        match &self.source {
-            ListSource::File(path) => {
-                check_list_path(path)?;
-                // A FIFO blocks here until a writer comes: the caller's timeout ends it.
-                let file = tokio::fs::File::open(path)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let list = read_list(file, &name).await?;
-                Ok(Fetched::New(list, None))
-            }
-            ListSource::S3 { bucket, key } => {
-                let s3 = self.s3.as_ref().ok_or("no S3 client")?;
-                let mut request = s3.get_object().bucket(bucket).key(key);
-                if let Some(etag) = etag {
-                    request = request.if_none_match(etag);
-                }
-                let object = match request.send().await {
-                    Ok(o) => o,
-                    Err(e) => {
-                        let status = e.raw_response().map(|r| r.status().as_u16());
-                        if status == Some(304) {
-                            return Ok(Fetched::Unchanged);
-                        }
-                        return Err(aws_sdk_s3::error::DisplayErrorContext(&e).to_string());
-                    }
-                };
-                check_size(object.content_length().unwrap_or(0).max(0) as u64)?;
-                let etag = object.e_tag().map(str::to_string);
-                let list = read_list(object.body.into_async_read(), &name).await?;
-                Ok(Fetched::New(list, etag))
-            }
-        }
-    }
-}
-
-/// Reads a list from `reader` chunk by chunk.
-async fn read_list(
-    mut reader: impl tokio::io::AsyncRead + Unpin,
-    source: &str,
-) -> Result<ThreatList, String> {
-    use tokio::io::AsyncReadExt;
-    let mut list = ListReader::new(source);
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = reader.read(&mut buf).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            break;
-        }
-        list.feed(&buf[..n])?;
-    }
-    list.finish()
-}
-
-/// A list path must name a file (or a pipe) that exists, and a regular file's size
-/// must be within MAX_LIST_BYTES; checked at cold start (a configuration error) and
-/// before each reading.
-pub fn check_list_path(path: &std::path::Path) -> Result<(), String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if meta.is_dir() {
-        return Err(format!("{} is a directory, not a list", path.display()));
-    }
-    if meta.is_file() {
-        check_size(meta.len())?;
-    }
-    Ok(())
-}
-
 /// The largest list read: 64 MiB, checked before reading where the size is known
 /// (S3's Content-Length, a file's size) and while reading (a pipe).
 pub const MAX_LIST_BYTES: u64 = 64 << 20;
 
-fn check_size(size: u64) -> Result<(), String> {
-    if size > MAX_LIST_BYTES {
-        return Err(format!(
-            "the list is over the {MAX_LIST_BYTES} bytes (64 MiB) a threat list may have ({size} bytes read or declared): split it or drop old entries"
-        ));
+impl Reloadable for ThreatList {
+    const VARIABLE: &'static str = "THREAT_INTEL_URI";
+    const WHAT: &'static str = "threat list";
+    const TIMEOUT_VARIABLE: &'static str = "THREAT_INTEL_TIMEOUT_SECONDS";
+    const MAX_BYTES: u64 = MAX_LIST_BYTES;
+    type Parser = ListReader;
+
+    fn parser(name: &str) -> ListReader {
+        ListReader::new(name)
     }
-    Ok(())
+
+    fn too_large(size: u64) -> String {
+        format!(
+            "the list is over the {MAX_LIST_BYTES} bytes (64 MiB) a threat list may have ({size} bytes read or declared): split it or drop old entries"
+        )
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} entries, {} lines skipped",
+            self.len(),
+            self.skipped_lines
+        )
+    }
+}
+
+impl Parser<ThreatList> for ListReader {
+    fn feed(&mut self, chunk: &[u8]) -> Result<(), String> {
+        ListReader::feed(self, chunk)
+    }
+
+    fn finish(self) -> Result<ThreatList, String> {
+        ListReader::finish(self)
+    }
 }
 
 #[cfg(test)]
