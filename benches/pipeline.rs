@@ -9,7 +9,7 @@ use flowlog_forwarder::context::Origin;
 use flowlog_forwarder::filter::Filter;
 use flowlog_forwarder::flowlog::Schema;
 use flowlog_forwarder::json::Document;
-use flowlog_forwarder::pipeline::{IdSeed, UnitProcessor};
+use flowlog_forwarder::pipeline::{IdSeed, Lookups, UnitProcessor};
 use flowlog_forwarder::source::SourceLine;
 use flowlog_forwarder::threat_intel::ThreatList;
 use std::sync::Arc;
@@ -72,7 +72,10 @@ fn bench_format(
                 Origin::s3("bucket", "key.log.gz"),
                 IdSeed::new(&["s3", "bucket", "key"]),
             )
-            .with_threat_list(threats.clone());
+            .with_lookups(&Lookups {
+                threats: threats.clone(),
+                ..Lookups::default()
+            });
             let mut total = 0;
             for (i, line) in input.iter().enumerate() {
                 let line = SourceLine {

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::context::Origin;
 use crate::enrich::EniCache;
+use crate::geoip::{GeoIp, GeoIpSources};
 use crate::handler::Handler;
-use crate::pipeline::{run_input, Counts, IdSeed, Output, UnitInput, UnitProcessor};
+use crate::pipeline::{run_input, Counts, IdSeed, Lookups, Output, UnitInput, UnitProcessor};
 use crate::reload::Source;
 use crate::sink::{Batch, BatchLimits, Destination};
 use crate::threat_intel::{ThreatIntel, ThreatList};
@@ -124,6 +125,11 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
                            ETag: not downloaded again; failed reload: previous list kept) (default 900)
     THREAT_INTEL_TIMEOUT_SECONDS longest one reading of the list may take   (default 10)
     THREAT_INTEL_ONLY      true forwards only matching records (the rest counted filtered) (default false)
+    GEOIP_DATABASE         MaxMind DB City or Country database (s3://bucket/key or a path): source.geo,
+                           destination.geo (OCSF location) of public addresses; held in memory
+    GEOIP_ASN_DATABASE     MaxMind DB ASN database: source.as, destination.as (OCSF enrichments)
+    GEOIP_TTL_SECONDS      how long a database is used before it is read again   (default 3600)
+    GEOIP_TIMEOUT_SECONDS  longest one reading of a database may take            (default 10)
     OUTPUT_SCHEMA          ecs | ocsf | raw: ECS documents, OCSF 1.1.0 Network Activity events
                            (class 4001, activity Traffic) as Amazon Security Lake writes them,
                            or each record's line in `message` for Elastic's AWS integration to
@@ -303,8 +309,17 @@ fn process_command(args: &[String]) -> ExitCode {
             }
         },
     };
+    // So are the GeoIP databases.
+    let geo = match runtime.block_on(load_geoip(&config)) {
+        Ok(geo) => geo,
+        Err(e) => {
+            eprintln!("error: {e}");
+            runtime.shutdown_background();
+            return ExitCode::from(2);
+        }
+    };
     let result = runtime.block_on(async {
-        let enrich = if config.enrich_eni {
+        let interfaces = if config.enrich_eni {
             let aws = crate::aws::load_aws_config().await;
             Some(Arc::new(EniCache::from_sdk_config(
                 &aws,
@@ -313,7 +328,12 @@ fn process_command(args: &[String]) -> ExitCode {
         } else {
             None
         };
-        process_inputs(config.clone(), inputs.clone(), destination, enrich, threats).await
+        let lookups = Lookups {
+            interfaces,
+            threats,
+            geo,
+        };
+        process_inputs(config.clone(), inputs.clone(), destination, lookups).await
     });
     let (counts, input_errors) = match result {
         Ok(r) => r,
@@ -362,20 +382,32 @@ async fn load_threat_list(config: &Config, uri: &str) -> Result<Arc<ThreatList>,
         .await
 }
 
+/// GEOIP_DATABASE's and GEOIP_ASN_DATABASE's databases (paths, or S3 URIs read with
+/// the AWS SDK).
+async fn load_geoip(config: &Config) -> Result<Option<GeoIp>, String> {
+    let s3 = if GeoIpSources::needs_s3(config) {
+        Some(crate::aws::s3_client(&crate::aws::load_aws_config().await))
+    } else {
+        None
+    };
+    match GeoIpSources::from_config(config, s3)? {
+        None => Ok(None),
+        Some(sources) => sources.current(None).await.map(Some),
+    }
+}
+
 /// Reads the inputs on a blocking thread, batch by batch, while the destination
 /// (standard output, or HTTP requests in flight) takes the batches.
 async fn process_inputs(
     config: Arc<Config>,
     inputs: Vec<String>,
     destination: Destination,
-    enrich: Option<Arc<EniCache>>,
-    threats: Option<Arc<ThreatList>>,
+    lookups: Lookups,
 ) -> io::Result<(Counts, u64)> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(2);
     let producer_config = config.clone();
-    let producer = tokio::task::spawn_blocking(move || {
-        read_inputs(&producer_config, &inputs, enrich, threats, tx)
-    });
+    let producer =
+        tokio::task::spawn_blocking(move || read_inputs(&producer_config, &inputs, &lookups, tx));
     let mut delivery = destination.delivery_run(None);
     while let Some(batch) = rx.recv().await {
         delivery.submit(batch).await;
@@ -405,8 +437,7 @@ async fn process_inputs(
 fn read_inputs(
     config: &Config,
     inputs: &[String],
-    enrich: Option<Arc<EniCache>>,
-    threats: Option<Arc<ThreatList>>,
+    lookups: &Lookups,
     tx: tokio::sync::mpsc::Sender<Batch>,
 ) -> (Vec<Counts>, u64) {
     let limits = BatchLimits::of(config);
@@ -438,8 +469,7 @@ fn read_inputs(
             Origin::file(name),
             IdSeed::with_content(&["file", name]),
         )
-        .with_enrichment(enrich.clone())
-        .with_threat_list(threats.clone());
+        .with_lookups(lookups);
         let mut out = Output::new(index as u32, &limits, &mut batch, &mut emit);
         let result = run_input(input_source, &mut unit, config.limits, &mut out);
         if let Err(e) = result {

@@ -204,6 +204,14 @@ pub struct Config {
     pub threat_intel_ttl: Duration,
     /// Longest one reading of the list may take (THREAT_INTEL_TIMEOUT_SECONDS).
     pub threat_intel_timeout: Duration,
+    /// GeoIP databases (GEOIP_DATABASE: City or Country; GEOIP_ASN_DATABASE): S3 URIs
+    /// or paths.
+    pub geoip_database: Option<String>,
+    pub geoip_asn_database: Option<String>,
+    /// How long a database is used before it is read again (GEOIP_TTL_SECONDS).
+    pub geoip_ttl: Duration,
+    /// Longest one reading of a database may take (GEOIP_TIMEOUT_SECONDS).
+    pub geoip_timeout: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -250,6 +258,10 @@ impl std::fmt::Debug for Config {
             .field("threat_intel_uri", &self.threat_intel_uri)
             .field("threat_intel_ttl", &self.threat_intel_ttl)
             .field("threat_intel_timeout", &self.threat_intel_timeout)
+            .field("geoip_database", &self.geoip_database)
+            .field("geoip_asn_database", &self.geoip_asn_database)
+            .field("geoip_ttl", &self.geoip_ttl)
+            .field("geoip_timeout", &self.geoip_timeout)
             .field("threat_intel_only", &self.records.threat_intel_only)
             .finish()
     }
@@ -490,6 +502,22 @@ impl Config {
                 check_path::<ThreatList>(&path).map_err(|m| err("THREAT_INTEL_URI", m))?;
             }
         }
+        let geoip_database = get("GEOIP_DATABASE");
+        let geoip_asn_database = get("GEOIP_ASN_DATABASE");
+        for (name, uri) in [
+            ("GEOIP_DATABASE", &geoip_database),
+            ("GEOIP_ASN_DATABASE", &geoip_asn_database),
+        ] {
+            use crate::geoip::PlaceDatabase;
+            use crate::reload::{check_path, Source};
+            if let Some(uri) = uri {
+                if let Source::File(path) = Source::parse(uri).map_err(|m| err(name, m))? {
+                    check_path::<PlaceDatabase>(&path).map_err(|m| err(name, m))?;
+                }
+            }
+        }
+        let geoip_ttl = Duration::from_secs(number("GEOIP_TTL_SECONDS", 3600, 1, 604_800)?);
+        let geoip_timeout = Duration::from_secs(number("GEOIP_TIMEOUT_SECONDS", 10, 1, 900)?);
         let threat_intel_ttl =
             Duration::from_secs(number("THREAT_INTEL_TTL_SECONDS", 900, 1, 86_400)?);
         let threat_intel_timeout =
@@ -570,6 +598,10 @@ impl Config {
             threat_intel_uri,
             threat_intel_ttl,
             threat_intel_timeout,
+            geoip_database,
+            geoip_asn_database,
+            geoip_ttl,
+            geoip_timeout,
         })
     }
 }

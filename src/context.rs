@@ -5,6 +5,7 @@
 use crate::attribution::RejectAttribution;
 use crate::enrich::Interface;
 use crate::flowlog::{Field, FlowRecord};
+use crate::geoip::Located;
 use crate::json::write_str;
 use crate::threat_intel::Indicator;
 
@@ -106,6 +107,9 @@ pub struct DocContext<'a> {
     pub data_stream: &'a str,
     /// A raw document is the line alone (RecordSettings::hec_line).
     pub hec_line: bool,
+    /// Where the source and destination addresses are (GEOIP_DATABASE,
+    /// GEOIP_ASN_DATABASE), when looked up.
+    pub geo: Option<&'a [Located; 2]>,
 }
 
 impl DocContext<'_> {

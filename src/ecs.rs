@@ -54,6 +54,7 @@ pub fn write_document(doc: &mut Document, rec: &FlowRecord<'_>, ctx: &DocContext
 
     w.begin_object(k!("source"));
     write_endpoint(&mut w, rec, Field::SrcAddr, rec.srcport, Field::SrcPort);
+    write_geo(&mut w, ctx, 0);
     // Bytes and packets appear under source and under network.
     let (bytes, packets) = (rec.digits(Field::Bytes), rec.digits(Field::Packets));
     w.number(k!("bytes"), rec.bytes, bytes);
@@ -62,6 +63,7 @@ pub fn write_document(doc: &mut Document, rec: &FlowRecord<'_>, ctx: &DocContext
 
     w.begin_object(k!("destination"));
     write_endpoint(&mut w, rec, Field::DstAddr, rec.dstport, Field::DstPort);
+    write_geo(&mut w, ctx, 1);
     w.end_object();
 
     w.begin_object(k!("network"));
@@ -218,6 +220,16 @@ fn write_endpoint(
     w.number(k!("port"), port.map(u64::from), rec.digits(port_field));
 }
 
+/// `geo` and `as` of the source (`side` 0) or the destination (1), when known.
+#[inline]
+fn write_geo(w: &mut Writer<'_>, ctx: &DocContext<'_>, side: usize) {
+    if let Some(located) = ctx.geo.map(|g| &g[side]) {
+        for members in [&located.place, &located.asn].into_iter().flatten() {
+            w.json(&members.ecs);
+        }
+    }
+}
+
 fn write_related_ip(w: &mut Writer<'_>, rec: &FlowRecord<'_>) {
     let candidates = [
         (rec.srcaddr, Field::SrcAddr),
@@ -359,6 +371,7 @@ mod tests {
             threat_matches: &[],
             data_stream: "",
             hec_line: false,
+            geo: None,
         };
         let fresh = |raw: &str| {
             let mut doc = Document::new();

@@ -16,11 +16,12 @@ use tokio::sync::{mpsc, OnceCell};
 use crate::config::Config;
 use crate::context::Origin;
 use crate::enrich::EniCache;
+use crate::geoip::GeoIpSources;
 use crate::objects::ObjectStore;
-use crate::pipeline::{run_input, Counts, IdSeed, Output, UnitInput, UnitProcessor};
+use crate::pipeline::{run_input, Counts, IdSeed, Lookups, Output, UnitInput, UnitProcessor};
 use crate::reload::Source;
 use crate::sink::{Batch, BatchLimits, Destination};
-use crate::threat_intel::{ThreatIntel, ThreatList};
+use crate::threat_intel::ThreatIntel;
 use crate::trigger::{self, FailureReport, UnitSource, WorkUnit};
 
 /// Everything created once per cold start and reused by every invocation.
@@ -32,15 +33,17 @@ pub struct Handler {
     enrich: Option<Arc<EniCache>>,
     /// THREAT_INTEL_URI's list, when set.
     threat_intel: Option<ThreatIntel>,
+    /// GEOIP_DATABASE and GEOIP_ASN_DATABASE, when set.
+    geoip: Option<GeoIpSources>,
     /// Stop starting new units when less than this remains before the deadline.
     deadline_margin: Duration,
 }
 
 /// What a unit is read with besides its input: when to stop (the deadline less its
-/// margin) and the threat list of the invocation.
+/// margin) and what the invocation's documents are enriched from.
 struct UnitLimits {
     stop_at: Option<Instant>,
-    threats: Option<Arc<ThreatList>>,
+    lookups: Lookups,
 }
 
 /// The handler failed the invocation (Lambda records an error and retries). Its kind
@@ -59,6 +62,9 @@ pub enum HandlerError {
     /// THREAT_INTEL_URI could not be loaded and no earlier list is held.
     #[error("{0}")]
     ThreatListUnavailable(String),
+    /// A GeoIP database could not be loaded and no earlier one is held.
+    #[error("{0}")]
+    GeoIpUnavailable(String),
 }
 
 impl HandlerError {
@@ -69,6 +75,7 @@ impl HandlerError {
             HandlerError::UnitsNotDelivered(_) => "UnitsNotDelivered",
             HandlerError::Internal(_) => "InternalError",
             HandlerError::ThreatListUnavailable(_) => "ThreatListUnavailable",
+            HandlerError::GeoIpUnavailable(_) => "GeoIpUnavailable",
         }
     }
 }
@@ -106,6 +113,7 @@ impl Handler {
             || config.destination_sigv4.is_some()
             || config.enrich_eni
             || threat_list_in_s3
+            || GeoIpSources::needs_s3(&config)
         {
             Some(crate::aws::load_aws_config().await)
         } else {
@@ -141,9 +149,18 @@ impl Handler {
                 Some(intel)
             }
         };
+        let geoip = GeoIpSources::from_config(&config, aws.as_ref().map(crate::aws::s3_client))?;
+        if let Some(geoip) = &geoip {
+            // Loaded now, as the threat list: a database that cannot be loaded fails the
+            // invocations (their records retried) until it can.
+            if let Err(e) = geoip.current(None).await {
+                tracing::error!(error = %e, "GeoIP database not loaded");
+            }
+        }
         let deadline_margin = config.deadline_margin;
         Ok(Handler {
             threat_intel,
+            geoip,
             config: Arc::new(config),
             destination,
             objects,
@@ -178,6 +195,25 @@ impl Handler {
                     return (Err(HandlerError::ThreatListUnavailable(e)), summary);
                 }
             },
+        };
+        let geo = match &self.geoip {
+            None => None,
+            Some(geoip) => match geoip
+                .current(deadline.map(|d| d.checked_sub(self.deadline_margin).unwrap_or(d)))
+                .await
+            {
+                Ok(databases) => Some(databases),
+                Err(e) => {
+                    let summary =
+                        crate::metrics::summary_json(&Counts::default(), 0, 0, 0, started);
+                    return (Err(HandlerError::GeoIpUnavailable(e)), summary);
+                }
+            },
+        };
+        let lookups = Lookups {
+            interfaces: self.enrich.clone(),
+            threats,
+            geo,
         };
         let ec2_requests_before = self.ec2_requests();
         let invocation = match trigger::decode(payload) {
@@ -224,7 +260,7 @@ impl Handler {
                     &tx,
                     UnitLimits {
                         stop_at,
-                        threats: threats.clone(),
+                        lookups: lookups.clone(),
                     },
                 )
                 .await;
@@ -344,7 +380,7 @@ impl Handler {
         tx: &mpsc::Sender<Batch>,
         run: UnitLimits,
     ) -> (UnitResult, Batch) {
-        let UnitLimits { stop_at, threats } = run;
+        let UnitLimits { stop_at, lookups } = run;
         let (input, origin, seed) = match &unit.source {
             UnitSource::CloudWatch(logs) => {
                 let origin = Origin::cloudwatch(&logs.log_group, &logs.log_stream);
@@ -399,12 +435,10 @@ impl Handler {
         let config = self.config.clone();
         let tx = tx.clone();
         let limits = *limits;
-        let enrich = self.enrich.clone();
         let work = tokio::task::spawn_blocking(move || {
             let mut batch = batch;
-            let mut processor = UnitProcessor::new(&config.records, origin, seed)
-                .with_enrichment(enrich)
-                .with_threat_list(threats);
+            let mut processor =
+                UnitProcessor::new(&config.records, origin, seed).with_lookups(&lookups);
             let mut emit = |b: Batch| tx.blocking_send(b).is_ok();
             let mut out = Output::new(index, &limits, &mut batch, &mut emit).stop_at(stop_at);
             let result = run_input(input, &mut processor, config.limits, &mut out);

@@ -6,8 +6,9 @@
 //! records) -> `filter` -> the document writers: `ecs`, `ocsf` or `raw` (records to
 //! documents), with `context` (what a document is written from besides its record),
 //! `enrich` (the EC2 details of a record's interface, ENRICH_ENI), `attribution`
-//! (REJECT attribution) and `threat_intel` (threat-list matches, its list loaded and
-//! read again by `reload`) -> `sink` (batches to
+//! (REJECT attribution), `threat_intel` (threat-list matches) and `geoip` (where
+//! addresses are; the list and the databases loaded and read again by `reload`) ->
+//! `sink` (batches to
 //! the destination), driven per work unit by `pipeline`. `trigger` decodes Lambda
 //! payloads into units and `handler` runs one invocation (with `secret`, `aws` and
 //! `metrics`); `lambda` runs the runtime loop and `cli` the command line, with `config`
@@ -25,6 +26,7 @@ pub mod ecs;
 pub mod enrich;
 pub mod filter;
 pub mod flowlog;
+pub mod geoip;
 pub mod handler;
 pub mod json;
 pub mod lambda;

@@ -99,8 +99,9 @@ pub fn write_event(doc: &mut Document, rec: &FlowRecord<'_>, ctx: &DocContext<'_
     }
     w.end_object();
 
-    if !ctx.threat_matches.is_empty() {
-        write_enrichments(&mut w, ctx);
+    let asn_known = ctx.geo.is_some_and(|g| g.iter().any(|l| l.asn.is_some()));
+    if !ctx.threat_matches.is_empty() || asn_known {
+        write_enrichments(&mut w, rec, ctx);
     }
     w.opt_string(k!("raw_data"), ctx.original);
     write_unmapped(&mut w, rec, ctx);
@@ -129,13 +130,17 @@ pub fn write_failure_event(doc: &mut Document, raw: &str, error: &str, ctx: &Doc
 }
 
 /// `enrichments`: one per address on the THREAT_INTEL_URI list, naming the
-/// attribute, the address, the list entry and its label.
-fn write_enrichments(w: &mut Writer<'_>, ctx: &DocContext<'_>) {
+/// attribute, the address, the list entry and its label; and one per endpoint whose
+/// autonomous system is known (GEOIP_ASN_DATABASE: OCSF 1.1.0 has no
+/// `autonomous_system` object), its number and organization in `data`.
+fn write_enrichments(w: &mut Writer<'_>, rec: &FlowRecord<'_>, ctx: &DocContext<'_>) {
     w.key(r#","enrichments":["#);
-    for (n, m) in ctx.threat_matches.iter().flatten().enumerate() {
+    let mut n = 0;
+    for m in ctx.threat_matches.iter().flatten() {
         if n > 0 {
             w.out.byte(b',');
         }
+        n += 1;
         w.key(r#"{"name":"#);
         w.out.plain_string(match m.field {
             Field::SrcAddr => "src_endpoint.ip",
@@ -150,6 +155,25 @@ fn write_enrichments(w: &mut Writer<'_>, ctx: &DocContext<'_>) {
             w.string(k!("description"), label);
         }
         w.json("}}");
+    }
+    let sides = [
+        ("src_endpoint.ip", Field::SrcAddr),
+        ("dst_endpoint.ip", Field::DstAddr),
+    ];
+    for (located, (name, field)) in ctx.geo.into_iter().flatten().zip(sides) {
+        let (Some(asn), Some(ip)) = (&located.asn, rec.get(field)) else {
+            continue;
+        };
+        if n > 0 {
+            w.out.byte(b',');
+        }
+        n += 1;
+        w.key(r#"{"name":"#);
+        w.out.plain_string(name);
+        w.plain(k!("value"), ip);
+        w.json(r#","type":"asn","provider":"GEOIP_ASN_DATABASE","#);
+        w.json(&asn.ocsf);
+        w.out.byte(b'}');
     }
     w.out.byte(b']');
 }
@@ -252,6 +276,13 @@ fn write_endpoint(
             .get(Field::InstanceId)
             .or_else(|| interface.and_then(|i| i.instance_id.as_deref()));
         w.opt_string(k!("instance_uid"), instance);
+    }
+    let side = match side {
+        Side::Source => 0,
+        Side::Destination => 1,
+    };
+    if let Some(place) = ctx.geo.and_then(|g| g[side].place.as_ref()) {
+        w.json(&place.ocsf);
     }
     w.end_object_keeping_empty();
 }

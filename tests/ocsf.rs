@@ -415,7 +415,7 @@ fn a_line_that_is_no_record_becomes_a_failure_event() {
 fn threat_enrichments_are_valid_ocsf() {
     use flowlog_forwarder::context::Origin;
     use flowlog_forwarder::json::Document;
-    use flowlog_forwarder::pipeline::{IdSeed, Outcome, UnitProcessor};
+    use flowlog_forwarder::pipeline::{IdSeed, Lookups, Outcome, UnitProcessor};
     use flowlog_forwarder::source::SourceLine;
     use flowlog_forwarder::threat_intel::ThreatList;
     let list = std::sync::Arc::new(
@@ -423,7 +423,10 @@ fn threat_enrichments_are_valid_ocsf() {
     );
     let settings = common::settings(&[("OUTPUT_SCHEMA", "ocsf"), ("LOG_FORMAT", V5)]);
     let mut unit = UnitProcessor::new(&settings, Origin::file("t"), IdSeed::new(&["t"]))
-        .with_threat_list(Some(list));
+        .with_lookups(&Lookups {
+            threats: Some(list),
+            ..Lookups::default()
+        });
     let lines = [
         "5 1 eni-1 10.0.0.5 198.51.100.7 40000 443 6 1 60 1700000000 1700000060 ACCEPT OK vpc-1 subnet-1 i-1 2 IPv4 198.51.100.8 198.51.100.7 - - - - - - egress 8",
         "5 1 eni-1 2001:db8:bad::9 2001:db8::1 443 40000 6 1 60 1700000000 1700000060 ACCEPT OK - - - 2 IPv6 - - - - - - - - ingress -",
@@ -447,4 +450,32 @@ fn threat_enrichments_are_valid_ocsf() {
         );
     }
     assert_eq!(unit.counts().threat_matches, 2);
+}
+
+/// GeoIP locations (`location` on the endpoints) and autonomous systems (enrichments:
+/// OCSF 1.1.0 has no `autonomous_system` object) keep the events valid.
+#[test]
+fn geoip_locations_and_asn_enrichments_are_valid_ocsf() {
+    let dir = common::scratch_dir();
+    let input = dir.join("geo.log");
+    std::fs::write(
+        &input,
+        "2 123456789012 eni-1 203.0.113.9 2001:db8:1::5 443 40000 6 10 6000 1700000000 1700000060 ACCEPT OK\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowlog-forwarder"))
+        .arg("process")
+        .arg(&input)
+        .env_remove("DESTINATION_URL")
+        .env("OUTPUT_SCHEMA", "ocsf")
+        .env("GEOIP_DATABASE", common::mmdb("city"))
+        .env("GEOIP_ASN_DATABASE", common::mmdb("asn"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let events = common::stdout_docs(&out);
+    assert!(events[0]["src_endpoint"]["location"].is_object());
+    assert!(events[0]["dst_endpoint"]["location"].is_object());
+    assert_eq!(events[0]["enrichments"].as_array().unwrap().len(), 2);
+    assert_valid("geoip", &events[0]);
 }

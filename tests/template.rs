@@ -253,6 +253,20 @@ fn threat_list_read_access_is_the_list_object_only() {
         "{role}"
     );
     assert!(TEMPLATE.contains("HasThreatIntel: !Not [!Equals [!Ref ThreatIntelUri, \"\"]]"));
+    // So it is of the GeoIP databases: each its own object, each conditional.
+    for (sid, parameter) in [
+        ("ReadGeoipDatabase", "GeoipDatabase"),
+        ("ReadGeoipAsnDatabase", "GeoipAsnDatabase"),
+    ] {
+        assert!(role.contains(sid), "{role}");
+        assert!(role.contains(&format!("Has{parameter}")), "{role}");
+        assert!(
+            role.contains(&format!(
+                r#"{{"Fn::Split":["s3://",{{"Ref":"{parameter}"}}]}}"#
+            )),
+            "{role}"
+        );
+    }
     for var in [
         "THREAT_INTEL_URI",
         "THREAT_INTEL_TTL_SECONDS",

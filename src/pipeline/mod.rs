@@ -14,4 +14,4 @@ mod unit;
 pub use ids::IdSeed;
 pub use input::{run_input, UnitInput};
 pub use output::Output;
-pub use unit::{Counts, Outcome, Row, UnitProcessor};
+pub use unit::{Counts, Lookups, Outcome, Row, UnitProcessor};

@@ -15,6 +15,7 @@ use crate::context::{DocContext, Origin, ThreatMatch};
 use crate::ecs;
 use crate::enrich::{EniCache, Interface, Lookup};
 use crate::flowlog::{Field, FlowRecord, Line, LineParser, Schema, Span};
+use crate::geoip::{GeoIp, GeoLookup};
 use crate::json::Document;
 use crate::ocsf;
 use crate::raw;
@@ -84,6 +85,17 @@ pub struct UnitProcessor<'s> {
     pub(super) docs: Documents<'s>,
 }
 
+/// What documents are enriched from in one run or invocation.
+#[derive(Clone, Default)]
+pub struct Lookups {
+    /// EC2 interface details (ENRICH_ENI).
+    pub interfaces: Option<Arc<EniCache>>,
+    /// THREAT_INTEL_URI's list.
+    pub threats: Option<Arc<ThreatList>>,
+    /// GEOIP_DATABASE and GEOIP_ASN_DATABASE.
+    pub geo: Option<GeoIp>,
+}
+
 /// Writes a unit's documents and keeps its counts.
 pub(super) struct Documents<'s> {
     settings: &'s RecordSettings,
@@ -94,6 +106,8 @@ pub(super) struct Documents<'s> {
     attributor: Option<RejectAttributor>,
     /// THREAT_INTEL_URI's list, when set.
     threats: Option<Arc<ThreatList>>,
+    /// GeoIP answers (GEOIP_DATABASE, GEOIP_ASN_DATABASE), when a database is set.
+    geo: Option<GeoLookup>,
     counts: Counts,
 }
 
@@ -113,22 +127,21 @@ impl<'s> UnitProcessor<'s> {
                     && settings.output_schema != OutputSchema::Raw)
                     .then(RejectAttributor::new),
                 threats: None,
+                geo: None,
                 counts: Counts::default(),
             },
         }
     }
 
-    /// Enriches documents from `cache` (ENRICH_ENI). Interfaces are looked up ahead of
-    /// the records that need them: `run_lines` and `run_parquet` do it for a few
-    /// thousand records at a time; other callers use `interface_ids` and `prefetch`.
-    pub fn with_enrichment(mut self, cache: Option<Arc<EniCache>>) -> UnitProcessor<'s> {
-        self.docs.enrich = cache;
-        self
-    }
-
-    /// Matches every record's addresses against `list` (THREAT_INTEL_URI).
-    pub fn with_threat_list(mut self, list: Option<Arc<ThreatList>>) -> UnitProcessor<'s> {
-        self.docs.threats = list;
+    /// Enriches documents from `lookups`: the interface's details (ENRICH_ENI; looked
+    /// up ahead of the records that need them: `run_lines` and `run_parquet` do it for
+    /// a few thousand records at a time, other callers use `interface_ids` and
+    /// `prefetch`), threat-list matches (THREAT_INTEL_URI) and where the source and
+    /// destination are (GEOIP_DATABASE, GEOIP_ASN_DATABASE).
+    pub fn with_lookups(mut self, lookups: &Lookups) -> UnitProcessor<'s> {
+        self.docs.enrich = lookups.interfaces.clone();
+        self.docs.threats = lookups.threats.clone();
+        self.docs.geo = lookups.geo.clone().map(GeoLookup::new);
         self
     }
 
@@ -540,6 +553,9 @@ impl Documents<'_> {
         if !threat_matches.is_empty() {
             self.counts.threat_matches += 1;
         }
+        let geo = self.geo.as_mut().map(|g| {
+            [rec.srcaddr, rec.dstaddr].map(|a| a.map(|a| g.locate(a)).unwrap_or_default())
+        });
         let ctx = DocContext {
             event_id: id,
             origin: &self.origin,
@@ -550,6 +566,7 @@ impl Documents<'_> {
             threat_matches,
             data_stream: &self.settings.data_stream,
             hec_line: self.settings.hec_line,
+            geo: geo.as_ref(),
         };
         match self.settings.output_schema {
             OutputSchema::Ecs => ecs::write_document(out, rec, &ctx),
@@ -577,6 +594,7 @@ impl Documents<'_> {
             threat_matches: &[],
             data_stream: &self.settings.data_stream,
             hec_line: self.settings.hec_line,
+            geo: None,
         };
         match self.settings.output_schema {
             OutputSchema::Ecs => ecs::write_failure_document(out, raw, error, &ctx),

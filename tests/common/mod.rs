@@ -344,3 +344,32 @@ pub fn distinct_flows_file(name: &str, n: usize) -> String {
     std::fs::write(&path, text).unwrap();
     path.to_string_lossy().into_owned()
 }
+
+/// A small MaxMind DB file (`kind`: city, country or asn; see
+/// tests/tools/make_mmdb.py) in this test's scratch directory, new at each call; its
+/// path.
+pub fn mmdb(kind: &str) -> std::path::PathBuf {
+    let ready = std::process::Command::new("python3")
+        .args(["-c", "import mmdb_writer, netaddr"])
+        .status();
+    if !ready.is_ok_and(|s| s.success()) {
+        pip_install("mmdb-writer");
+    }
+    let dir = scratch_dir();
+    std::fs::create_dir_all(dir).unwrap();
+    // One file per call: tests of one binary run at once.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("{kind}-{n}.mmdb"));
+    let status = std::process::Command::new("python3")
+        .arg(format!(
+            "{}/tests/tools/make_mmdb.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg(kind)
+        .arg(&path)
+        .status()
+        .expect("python3");
+    assert!(status.success(), "make_mmdb.py {kind}");
+    path
+}
