@@ -11,6 +11,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use foldhash::fast::RandomState;
+
 use crate::config::Config;
 use crate::reload::{Parser, Reloadable, Reloaded, Source};
 
@@ -205,18 +207,19 @@ const MAX_REMEMBERED: usize = 65_536;
 /// decoded and written once.
 pub struct GeoLookup {
     databases: GeoIp,
-    addresses: HashMap<IpAddr, Located>,
-    places: HashMap<usize, Arc<Members>>,
-    asns: HashMap<usize, Arc<Members>>,
+    /// By address (IPv4 as IPv4-mapped IPv6), hashed with a key random per process.
+    addresses: HashMap<u128, Located, RandomState>,
+    places: HashMap<usize, Arc<Members>, RandomState>,
+    asns: HashMap<usize, Arc<Members>, RandomState>,
 }
 
 impl GeoLookup {
     pub fn new(databases: GeoIp) -> GeoLookup {
         GeoLookup {
             databases,
-            addresses: HashMap::new(),
-            places: HashMap::new(),
-            asns: HashMap::new(),
+            addresses: HashMap::default(),
+            places: HashMap::default(),
+            asns: HashMap::default(),
         }
     }
 
@@ -226,7 +229,11 @@ impl GeoLookup {
         if !is_global(ip) {
             return Located::default();
         }
-        if let Some(known) = self.addresses.get(&ip) {
+        let key = match ip {
+            IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
+            IpAddr::V6(a) => u128::from(a),
+        };
+        if let Some(known) = self.addresses.get(&key) {
             return known.clone();
         }
         if self.addresses.len() >= MAX_REMEMBERED {
@@ -257,7 +264,7 @@ impl GeoLookup {
             Some(members)
         });
         let located = Located { place, asn };
-        self.addresses.insert(ip, located.clone());
+        self.addresses.insert(key, located.clone());
         located
     }
 }
