@@ -102,6 +102,9 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
                            dropped (counted). 'a.b.c.d/n' and IPv6 CIDRs match by value; entries
                            without '/' are text prefixes. VPC_CIDR_PREFIX is read as well.
     ACTIONS                comma list of actions to keep: ACCEPT, REJECT (NODATA/SKIPDATA always kept)
+    FILTER                 keep only records this expression is true for (the rest counted filtered), e.g.
+                           action == \"REJECT\" || !(srcaddr in \"10.0.0.0/8\" && dstaddr in \"10.0.0.0/8\")
+                           (==, !=, <, <=, >, >=, in, &&, ||, !, parentheses; README: Reducing volume)
     LOG_STREAM_PREFIX      comma list: CloudWatch Logs events of other streams are skipped (counted filtered)
     ENRICH_ENI             true adds the interface's security groups, VPC, subnet and instance,
                            and network.direction (inbound/outbound/internal) when the record has

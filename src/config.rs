@@ -456,8 +456,12 @@ impl Config {
             Some(f) => Schema::parse_format(&f).map_err(|e| err("LOG_FORMAT", e.0))?,
         };
         let internal = get("INTERNAL_CIDRS").or_else(|| get("VPC_CIDR_PREFIX"));
-        let filter = Filter::parse(internal.as_deref(), get("ACTIONS").as_deref())
-            .map_err(|(variable, message)| ConfigError::new(variable, message))?;
+        let filter = Filter::parse(
+            internal.as_deref(),
+            get("ACTIONS").as_deref(),
+            get("FILTER").as_deref(),
+        )
+        .map_err(|(variable, message)| ConfigError::new(variable, message))?;
         let flag = |name: &str| match get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
             None | Some("false") | Some("0") | Some("no") => Ok(false),
             Some("true") | Some("1") | Some("yes") => Ok(true),

@@ -23,6 +23,7 @@ fn run(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
         "INTERNAL_CIDRS",
         "VPC_CIDR_PREFIX",
         "ACTIONS",
+        "FILTER",
         "OUTPUT_SCHEMA",
         "DESTINATION_URL",
         "AWS_LAMBDA_RUNTIME_API",
@@ -375,4 +376,44 @@ fn a_cloudwatch_invocation_record_from_the_failure_queue_replays_with_the_same_i
     let replayed = run("sqs-cloudwatch-replay.json");
     assert_eq!(original.len(), 4);
     assert_eq!(replayed, original);
+}
+
+/// FILTER: the records the expression is false for are dropped and counted as
+/// filtered (read = forwarded + filtered + failed); a wrong expression stops the start
+/// with exit 2, naming FILTER and the column.
+#[test]
+fn filter_expressions_drop_records_counted_as_filtered() {
+    let input =
+        "2 123456789012 eni-1 10.0.0.5 10.1.0.9 40000 443 6 10 600 1700000000 1700000060 ACCEPT OK
+2 123456789012 eni-1 10.0.0.5 8.8.8.8 40000 53 17 1 60 1700000000 1700000060 ACCEPT OK
+2 123456789012 eni-1 10.0.0.5 10.1.0.9 40000 22 6 1 40 1700000000 1700000060 REJECT OK
+2 123456789012 eni-1 - - - - - - - 1700000000 1700000060 - NODATA
+";
+    let rule = r#"action == "REJECT" || !(srcaddr in "10.0.0.0/8" && dstaddr in "10.0.0.0/8")"#;
+    let out = run(&["process", "-"], &[("FILTER", rule)], input.as_bytes());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let docs = docs(&out);
+    let mut kept: Vec<&str> = docs
+        .iter()
+        .map(|d| d["destination"]["ip"].as_str().unwrap_or("-"))
+        .collect();
+    kept.sort_unstable();
+    // The NODATA record has no address: "in" is false for it, so "!(...)" keeps it.
+    assert_eq!(kept, ["-", "10.1.0.9", "8.8.8.8"]);
+    assert!(stderr.contains("read=4 forwarded=3 filtered=1"), "{stderr}");
+    common::assert_accounting(&stderr);
+
+    let out = run(
+        &["process", "-"],
+        &[("FILTER", r#"action == "REJECT" && dstport == "ssh""#)],
+        input.as_bytes(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("FILTER"), "{stderr}");
+    assert!(
+        stderr.contains("at column 34: dstport is a number"),
+        "{stderr}"
+    );
 }

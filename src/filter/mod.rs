@@ -1,12 +1,16 @@
 //! Filters the user configured: INTERNAL_CIDRS (drop records whose source and
-//! destination are both internal) and ACTIONS (keep only the listed actions). A record
-//! a filter drops is counted by the caller, never silently lost.
+//! destination are both internal), ACTIONS (keep only the listed actions) and FILTER
+//! (keep the records an expression holds true for; `expression`). A record a filter
+//! drops is counted by the caller, never silently lost.
+
+mod expression;
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
 use crate::flowlog::{Field, FlowRecord};
+pub use expression::Expression;
 
 /// Parses a CIDR block (`10.0.0.0/8`, `fd00::/8`), the address masked to the prefix.
 pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
@@ -55,6 +59,8 @@ pub struct Filter {
     pub internal: Vec<Internal>,
     /// Actions to keep (upper case); empty keeps all.
     pub actions: Vec<String>,
+    /// FILTER: records it is false for are dropped.
+    pub expression: Option<Expression>,
 }
 
 /// Why a record was dropped.
@@ -62,14 +68,16 @@ pub struct Filter {
 pub enum Drop {
     Internal,
     Action,
+    Expression,
 }
 
 impl Filter {
-    /// Parses INTERNAL_CIDRS (comma list) and ACTIONS (comma list). An error names the
-    /// variable and what is wrong.
+    /// Parses INTERNAL_CIDRS (comma list), ACTIONS (comma list) and FILTER (an
+    /// expression). An error names the variable and what is wrong.
     pub fn parse(
         internal_cidrs: Option<&str>,
         actions: Option<&str>,
+        expression: Option<&str>,
     ) -> Result<Filter, (&'static str, String)> {
         let mut filter = Filter::default();
         for entry in internal_cidrs
@@ -92,6 +100,9 @@ impl Filter {
                 return Err(("ACTIONS", format!("'{action}' is not ACCEPT or REJECT")));
             }
             filter.actions.push(action);
+        }
+        if let Some(text) = expression.filter(|t| !t.trim().is_empty()) {
+            filter.expression = Some(Expression::parse(text).map_err(|e| ("FILTER", e))?);
         }
         Ok(filter)
     }
@@ -116,6 +127,11 @@ impl Filter {
                 }
             }
         }
+        if let Some(expression) = &self.expression {
+            if !expression.matches(rec) {
+                return Some(Drop::Expression);
+            }
+        }
         None
     }
 }
@@ -134,7 +150,7 @@ mod tests {
 
     #[test]
     fn cidr_is_a_real_cidr_not_a_string_prefix() {
-        let f = Filter::parse(Some("10.0.0.0/8, 172.16.0.0/12"), None).unwrap();
+        let f = Filter::parse(Some("10.0.0.0/8, 172.16.0.0/12"), None, None).unwrap();
         assert_eq!(
             drops(&f, "10.1.2.3 172.31.255.255 ACCEPT"),
             Some(Drop::Internal)
@@ -149,7 +165,7 @@ mod tests {
 
     #[test]
     fn ipv6_and_text_prefixes() {
-        let f = Filter::parse(Some("fd00::/8,192.168."), None).unwrap();
+        let f = Filter::parse(Some("fd00::/8,192.168."), None, None).unwrap();
         assert_eq!(drops(&f, "fd12::1 fdff::2 ACCEPT"), Some(Drop::Internal));
         assert_eq!(drops(&f, "fe80::1 fd00::2 ACCEPT"), None);
         assert_eq!(
@@ -164,7 +180,7 @@ mod tests {
 
     #[test]
     fn actions() {
-        let f = Filter::parse(None, Some("reject")).unwrap();
+        let f = Filter::parse(None, Some("reject"), None).unwrap();
         assert_eq!(drops(&f, "1.1.1.1 2.2.2.2 ACCEPT"), Some(Drop::Action));
         assert_eq!(drops(&f, "1.1.1.1 2.2.2.2 REJECT"), None);
         assert_eq!(drops(&f, "- - -"), None);
@@ -173,11 +189,13 @@ mod tests {
     #[test]
     fn bad_entries_name_the_variable() {
         assert_eq!(
-            Filter::parse(Some("10.0.0.0/33"), None).unwrap_err().0,
+            Filter::parse(Some("10.0.0.0/33"), None, None)
+                .unwrap_err()
+                .0,
             "INTERNAL_CIDRS"
         );
-        assert!(Filter::parse(Some("10.0.0.x/8"), None).is_err());
-        let (variable, message) = Filter::parse(None, Some("DROP")).unwrap_err();
+        assert!(Filter::parse(Some("10.0.0.x/8"), None, None).is_err());
+        let (variable, message) = Filter::parse(None, Some("DROP"), None).unwrap_err();
         assert_eq!(variable, "ACTIONS");
         assert!(message.contains("DROP"));
     }
