@@ -58,6 +58,7 @@ fn bench_format(
         threat_intel_only: false,
         hec_line: false,
         data_stream: String::new(),
+        aggregate: None,
     };
     let mut group = c.benchmark_group("parse_normalize_serialize");
     group.throughput(Throughput::Elements(input.len() as u64));

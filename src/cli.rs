@@ -105,6 +105,10 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
     FILTER                 keep only records this expression is true for (the rest counted filtered), e.g.
                            action == \"REJECT\" || !(srcaddr in \"10.0.0.0/8\" && dstaddr in \"10.0.0.0/8\")
                            (==, !=, <, <=, >, >=, in, &&, ||, !, parentheses; README: Reducing volume)
+    AGGREGATE              off | flows | conversations: records of one flow (conversations: one client
+                           and service port, the lower port being the service's) in a unit become one
+                           document, counters summed                               (default off)
+    AGGREGATE_ACTIONS      comma list of actions whose records are folded        (default ACCEPT)
     LOG_STREAM_PREFIX      comma list: CloudWatch Logs events of other streams are skipped (counted filtered)
     ENRICH_ENI             true adds the interface's security groups, VPC, subnet and instance,
                            and network.direction (inbound/outbound/internal) when the record has

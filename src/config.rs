@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::aggregate::AggregateSettings;
 use crate::filter::Filter;
 use crate::flowlog::Schema;
 use crate::redact::redact_url;
@@ -62,6 +63,8 @@ pub struct RecordSettings {
     /// `,"data_stream":{...}`: the parts of DESTINATION_INDEX when Elasticsearch
     /// documents go to a data stream (`logs-aws.vpcflow-default`); empty otherwise.
     pub data_stream: String,
+    /// AGGREGATE and AGGREGATE_ACTIONS, when on.
+    pub aggregate: Option<AggregateSettings>,
 }
 
 /// The Splunk sourcetype of HEC events when SPLUNK_SOURCETYPE is not set, per schema:
@@ -467,12 +470,23 @@ impl Config {
             Some("true") | Some("1") | Some("yes") => Ok(true),
             Some(other) => Err(err(name, format!("'{other}' is not true or false"))),
         };
+        let aggregate = AggregateSettings::parse(
+            get("AGGREGATE").as_deref(),
+            get("AGGREGATE_ACTIONS").as_deref(),
+        )
+        .map_err(|(variable, message)| ConfigError::new(variable, message))?;
         let include_original = flag("INCLUDE_ORIGINAL")?;
         let reject_attribution = get("REJECT_ATTRIBUTION").is_none() || flag("REJECT_ATTRIBUTION")?;
         let output_schema = match get("OUTPUT_SCHEMA") {
             None => OutputSchema::Ecs,
             Some(v) => OutputSchema::parse(&v).map_err(|m| err("OUTPUT_SCHEMA", m))?,
         };
+        if aggregate.is_some() && output_schema == OutputSchema::Raw {
+            return Err(err(
+                "AGGREGATE",
+                "raw documents carry each line as it was read: aggregate ECS or OCSF documents (OUTPUT_SCHEMA)".to_string(),
+            ));
+        }
         let destination_pipeline = match pipeline_set {
             None => default_pipeline(output_schema),
             Some(p) if p.is_empty() => None,
@@ -593,6 +607,7 @@ impl Config {
                 hec_line: output_schema == OutputSchema::Raw
                     && destination_format == DestinationFormat::SplunkHec,
                 data_stream,
+                aggregate,
             },
             limits,
             deadline_margin,

@@ -2,6 +2,7 @@
 //! (`Origin`, rendered once per unit for each output schema) and the per-record
 //! context (`DocContext`: id, original text, interface, attribution, threat matches).
 
+use crate::aggregate::AggregateInfo;
 use crate::attribution::RejectAttribution;
 use crate::enrich::Interface;
 use crate::flowlog::{Field, FlowRecord};
@@ -110,6 +111,8 @@ pub struct DocContext<'a> {
     /// Where the source and destination addresses are (GEOIP_DATABASE,
     /// GEOIP_ASN_DATABASE), when looked up.
     pub geo: Option<&'a [Located; 2]>,
+    /// The records an aggregate's document stands for (AGGREGATE).
+    pub aggregate: Option<AggregateInfo>,
 }
 
 impl DocContext<'_> {

@@ -321,6 +321,12 @@ fn write_vpcflow(w: &mut Writer<'_>, rec: &FlowRecord<'_>, ctx: &DocContext<'_>)
     w.opt_string(k!("type"), rec.get(Field::SublocationType));
     w.opt_string(k!("id"), rec.get(Field::SublocationId));
     w.end_object();
+    if let Some(aggregate) = ctx.aggregate {
+        w.begin_object(k!("aggregate"));
+        w.number(k!("records"), Some(aggregate.records), None);
+        w.number(k!("client_ports"), aggregate.client_ports, None);
+        w.end_object();
+    }
     if let Some(flags) = rec.tcp_flags {
         const NAMES: [(u64, &str); 6] = [
             (0x01, "fin"),
@@ -372,6 +378,7 @@ mod tests {
             data_stream: "",
             hec_line: false,
             geo: None,
+            aggregate: None,
         };
         let fresh = |raw: &str| {
             let mut doc = Document::new();

@@ -36,6 +36,10 @@ pub fn write_event(doc: &mut Document, rec: &FlowRecord<'_>, ctx: &DocContext<'_
     if let Some(t) = rec.end {
         milliseconds(&mut w, k!("end_time"), t);
     }
+    if let Some(aggregate) = ctx.aggregate {
+        // The records of one flow folded into this event (AGGREGATE).
+        w.number(k!("count"), Some(aggregate.records), None);
+    }
     match rec.get(Field::Action) {
         Some("ACCEPT") => w.json(
             r#","action_id":1,"action":"Allowed","disposition_id":1,"disposition":"Allowed""#,
@@ -387,6 +391,9 @@ fn write_unmapped(w: &mut Writer<'_>, rec: &FlowRecord<'_>, ctx: &DocContext<'_>
     }
     if let Some(i) = ctx.interface {
         w.string_array(k!("security_group_ids"), &i.security_group_ids);
+    }
+    if let Some(ports) = ctx.aggregate.and_then(|a| a.client_ports) {
+        w.number(k!("aggregate_client_ports"), Some(ports), None);
     }
     w.end_object();
 }

@@ -479,3 +479,26 @@ fn geoip_locations_and_asn_enrichments_are_valid_ocsf() {
     assert_eq!(events[0]["enrichments"].as_array().unwrap().len(), 2);
     assert_valid("geoip", &events[0]);
 }
+
+/// An aggregate's event (AGGREGATE) carries `count` and stays valid.
+#[test]
+fn aggregated_events_are_valid_ocsf() {
+    let line = |sport: u32| {
+        format!("2 123456789012 eni-1 10.0.0.1 10.1.0.9 {sport} 443 6 10 600 1700000000 1700000060 ACCEPT OK\n")
+    };
+    let input = common::scratch_dir().join("aggregate.log");
+    std::fs::write(&input, (0..4).map(|i| line(40000 + i)).collect::<String>()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowlog-forwarder"))
+        .arg("process")
+        .arg(&input)
+        .env_remove("DESTINATION_URL")
+        .env("OUTPUT_SCHEMA", "ocsf")
+        .env("AGGREGATE", "conversations")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let events = common::stdout_docs(&out);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["count"], 4);
+    assert_valid("aggregate", &events[0]);
+}

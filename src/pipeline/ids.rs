@@ -73,6 +73,16 @@ impl IdSeed {
     }
 }
 
+/// The `event.id` of an aggregate (AGGREGATE): derived from its first record's id and
+/// the number of records folded, so that a unit read again gives the same ids.
+pub fn aggregate_id(first: &str, records: u64) -> String {
+    let mut bytes = Vec::with_capacity(first.len() + 9);
+    bytes.extend_from_slice(first.as_bytes());
+    bytes.push(b'/');
+    bytes.extend_from_slice(&records.to_le_bytes());
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes))
+}
+
 /// A hash of `parts`, each prefixed by its length (so that parts cannot run together).
 fn hash_parts(parts: &[&str]) -> u128 {
     let mut bytes = Vec::new();

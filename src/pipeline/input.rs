@@ -54,7 +54,9 @@ pub fn run_input(
     // The held REJECT records leave, decided on what was read (as the documents of the
     // records before a read error do).
     let released = out.release_held(unit, true);
-    read.and(released)
+    // Then the aggregates, REJECTs just released among their records.
+    let flushed = out.flush_aggregates(unit);
+    read.and(released).and(flushed)
 }
 
 /// The result of `run`, or a panic in it as an error.

@@ -11,7 +11,7 @@ mod input;
 mod output;
 mod unit;
 
-pub use ids::IdSeed;
+pub use ids::{aggregate_id, IdSeed};
 pub use input::{run_input, UnitInput};
 pub use output::Output;
 pub use unit::{Counts, Lookups, Outcome, Row, UnitProcessor};

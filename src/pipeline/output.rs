@@ -90,6 +90,7 @@ impl<'a> Output<'a> {
                 unit: self.unit_index,
                 time,
                 id: unit.event_id(),
+                records: 1,
             };
             add_document(
                 self.batch,
@@ -102,7 +103,25 @@ impl<'a> Output<'a> {
         if outcome == Outcome::Held && unit.must_release() {
             self.release_held(unit, false)?;
         }
+        if outcome == Outcome::Folded && unit.must_flush_aggregates() {
+            self.flush_aggregates(unit)?;
+        }
         Ok(())
+    }
+
+    /// Adds the documents of `unit`'s aggregates (AGGREGATE), each standing for the
+    /// records folded into it: when the unit has ended, or the table is full.
+    pub(super) fn flush_aggregates(&mut self, unit: &mut UnitProcessor<'_>) -> Result<(), String> {
+        let unit_index = self.unit_index;
+        unit.flush_aggregates(&mut self.doc, |doc, id, time, records| {
+            let meta = DocMeta {
+                unit: unit_index,
+                time,
+                id,
+                records,
+            };
+            add_document(self.batch, self.limits, self.emit, doc.as_bytes(), meta)
+        })
     }
 
     /// Adds the documents of `unit`'s held REJECT records: all of them when the unit has
@@ -118,6 +137,7 @@ impl<'a> Output<'a> {
                 unit: unit_index,
                 time,
                 id,
+                records: 1,
             };
             add_document(self.batch, self.limits, self.emit, doc.as_bytes(), meta)
         })

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::ids::IdSeed;
+use crate::aggregate::{AggregateInfo, Aggregator};
 use crate::attribution::{AcceptedFlow, Claim, RejectAttribution, RejectAttributor};
 use crate::config::{OutputSchema, RecordSettings};
 use crate::context::{DocContext, Origin, ThreatMatch};
 use crate::ecs;
 use crate::enrich::{EniCache, Interface, Lookup};
-use crate::flowlog::{Field, FlowRecord, Line, LineParser, Schema, Span};
+use crate::flowlog::{parse_line, Field, FlowRecord, Line, LineParser, Schema, Span};
 use crate::geoip::{GeoIp, GeoLookup};
 use crate::json::Document;
 use crate::ocsf;
@@ -75,6 +76,9 @@ pub enum Outcome {
     /// A REJECT record held for its attribution (REJECT_ATTRIBUTION): its document is
     /// written when the unit ends (`UnitProcessor::release_held`).
     Held,
+    /// Folded into an aggregate (AGGREGATE), whose document is written when the unit
+    /// ends or the table is full (`UnitProcessor::flush_aggregates`).
+    Folded,
 }
 
 /// Processes the lines of one unit.
@@ -108,6 +112,8 @@ pub(super) struct Documents<'s> {
     threats: Option<Arc<ThreatList>>,
     /// GeoIP answers (GEOIP_DATABASE, GEOIP_ASN_DATABASE), when a database is set.
     geo: Option<GeoLookup>,
+    /// The aggregates held (AGGREGATE), when on.
+    aggregator: Option<Aggregator>,
     counts: Counts,
 }
 
@@ -128,6 +134,7 @@ impl<'s> UnitProcessor<'s> {
                     .then(RejectAttributor::new),
                 threats: None,
                 geo: None,
+                aggregator: settings.aggregate.clone().map(Aggregator::new),
                 counts: Counts::default(),
             },
         }
@@ -224,6 +231,68 @@ impl<'s> UnitProcessor<'s> {
             .attributor
             .as_ref()
             .is_some_and(RejectAttributor::is_full)
+    }
+
+    /// Whether the aggregates (AGGREGATE) reached their cap and must leave now.
+    pub fn must_flush_aggregates(&self) -> bool {
+        self.docs
+            .aggregator
+            .as_ref()
+            .is_some_and(Aggregator::is_full)
+    }
+
+    /// Writes the documents of the aggregates held (AGGREGATE) into `doc`, one at a time,
+    /// each handed to `emit` with its id, time and the number of records it stands for.
+    /// An aggregate's record is its first record's line with the counters, window and
+    /// client port replaced, read again; were it not valid (it cannot be: its values were
+    /// read once), its failure document stands for its records.
+    pub fn flush_aggregates(
+        &mut self,
+        doc: &mut Document,
+        mut emit: impl FnMut(&Document, &str, u64, u32) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let aggregates = match self.docs.aggregator.as_mut() {
+            Some(aggregator) if !aggregator.is_empty() => aggregator.take(),
+            _ => return Ok(()),
+        };
+        let mut spans = Vec::new();
+        for aggregate in aggregates {
+            doc.clear();
+            let records = u32::try_from(aggregate.records).unwrap_or(u32::MAX);
+            let info = AggregateInfo {
+                records: aggregate.records,
+                client_ports: aggregate.client_ports,
+            };
+            let original = self
+                .docs
+                .settings
+                .include_original
+                .then_some(aggregate.line.as_str());
+            let outcome = match parse_line(&aggregate.line, &aggregate.schema, &mut spans) {
+                Ok(rec) => self.docs.write_document(
+                    &rec,
+                    original,
+                    &aggregate.id,
+                    doc,
+                    aggregate.attribution,
+                    &[],
+                    Some(info),
+                ),
+                Err(e) => {
+                    let error = format!("an aggregate of {} records: {e}", aggregate.records);
+                    // `failure` counts a record read: these were counted as they came.
+                    let outcome = self
+                        .docs
+                        .failure(&aggregate.line, &error, &aggregate.id, doc);
+                    self.docs.counts.read -= 1;
+                    outcome
+                }
+            };
+            if let Outcome::Document { time, .. } = outcome {
+                emit(doc, &aggregate.id, time, records)?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes the documents of held REJECT records (REJECT_ATTRIBUTION) into `doc`, one
@@ -491,6 +560,11 @@ impl Documents<'_> {
             // Written as most such records are (no mirror in the full table), and
             // written again in the rare case its mirror is there: the table's summary is
             // read once the document is written, not waited for.
+            // Folded REJECTs (AGGREGATE_ACTIONS) are folded by their attribution: it is
+            // decided first.
+            (Some(Claim::Full(flow)), Some(attributor)) if self.aggregator.is_some() => {
+                attribution = Some(attributor.decide(&flow));
+            }
             (Some(Claim::Full(flow)), Some(_)) => {
                 attribution = Some(RejectAttribution::SecurityGroupOrNetworkAcl);
                 full = Some((flow, self.counts));
@@ -536,6 +610,35 @@ impl Documents<'_> {
         reject_attribution: Option<RejectAttribution>,
         threat_matches: &[Option<ThreatMatch<'_>>],
     ) -> Outcome {
+        // A record with a threat match is never folded: it stays a document of its own.
+        if let (Some(aggregator), true) = (&mut self.aggregator, threat_matches.is_empty()) {
+            if aggregator.fold(rec, id, reject_attribution) {
+                return Outcome::Folded;
+            }
+        }
+        self.write_document(
+            rec,
+            original,
+            id,
+            out,
+            reject_attribution,
+            threat_matches,
+            None,
+        )
+    }
+
+    /// Writes the document of `rec` (an aggregate's: `aggregate` says of what).
+    #[allow(clippy::too_many_arguments)]
+    fn write_document(
+        &mut self,
+        rec: &FlowRecord<'_>,
+        original: Option<&str>,
+        id: &str,
+        out: &mut Document,
+        reject_attribution: Option<RejectAttribution>,
+        threat_matches: &[Option<ThreatMatch<'_>>],
+        aggregate: Option<AggregateInfo>,
+    ) -> Outcome {
         let interface: Option<Arc<Interface>> = match &self.enrich {
             None => None,
             Some(cache) => match rec.get(Field::InterfaceId).map(|id| cache.get(id)) {
@@ -567,6 +670,7 @@ impl Documents<'_> {
             data_stream: &self.settings.data_stream,
             hec_line: self.settings.hec_line,
             geo: geo.as_ref(),
+            aggregate,
         };
         match self.settings.output_schema {
             OutputSchema::Ecs => ecs::write_document(out, rec, &ctx),
@@ -595,6 +699,7 @@ impl Documents<'_> {
             data_stream: &self.settings.data_stream,
             hec_line: self.settings.hec_line,
             geo: None,
+            aggregate: None,
         };
         match self.settings.output_schema {
             OutputSchema::Ecs => ecs::write_failure_document(out, raw, error, &ctx),

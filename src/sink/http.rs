@@ -221,7 +221,7 @@ impl HttpSink {
                 Next::Fail(rest, reason) => {
                     let reason = s.secrets.scrub(&reason);
                     for &i in &rest {
-                        report.failed(batch.unit(i), 1, &reason);
+                        report.failed(batch.unit(i), batch.records(i), &reason);
                     }
                     return;
                 }
@@ -240,7 +240,7 @@ impl HttpSink {
                 .await
             {
                 for &i in &group {
-                    report.failed(batch.unit(i), 1, &reason);
+                    report.failed(batch.unit(i), batch.records(i), &reason);
                 }
                 return;
             }
@@ -537,7 +537,7 @@ fn settle(answer: Answer, group: Vec<usize>, batch: &Batch, report: &mut Deliver
     match answer {
         Answer::Delivered => {
             for &i in &group {
-                report.delivered(batch.unit(i), 1);
+                report.delivered(batch.unit(i), batch.records(i));
             }
             Next::Done
         }
@@ -547,12 +547,12 @@ fn settle(answer: Answer, group: Vec<usize>, batch: &Batch, report: &mut Deliver
             let mut last_reason = String::new();
             for (&i, item) in group.iter().zip(items) {
                 match item {
-                    ItemOutcome::Done => report.delivered(batch.unit(i), 1),
+                    ItemOutcome::Done => report.delivered(batch.unit(i), batch.records(i)),
                     ItemOutcome::Retry(r) => {
                         last_reason = r;
                         again.push(i);
                     }
-                    ItemOutcome::Failed(r) => report.failed(batch.unit(i), 1, &r),
+                    ItemOutcome::Failed(r) => report.failed(batch.unit(i), batch.records(i), &r),
                 }
             }
             if again.is_empty() {

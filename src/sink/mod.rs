@@ -29,6 +29,9 @@ pub struct DocMeta<'a> {
     pub time: u64,
     /// `event.id` (Elasticsearch `_id`).
     pub id: &'a str,
+    /// The records it stands for (AGGREGATE folds several into one): what its delivery
+    /// or failure counts.
+    pub records: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +42,7 @@ struct Item {
     time: u64,
     id_start: u32,
     id_end: u32,
+    records: u32,
 }
 
 /// Documents waiting to be sent together.
@@ -89,6 +93,7 @@ impl Batch {
             time: meta.time,
             id_start,
             id_end: self.ids.len() as u32,
+            records: meta.records,
         });
         self.framed_bytes += doc.len() + limits.overhead + meta.id.len();
     }
@@ -107,16 +112,21 @@ impl Batch {
         self.items[i].unit
     }
 
+    /// The records document `i` stands for.
+    fn records(&self, i: usize) -> u64 {
+        u64::from(self.items[i].records)
+    }
+
     /// Unix seconds of the document's `@timestamp`.
     fn time(&self, i: usize) -> u64 {
         self.items[i].time
     }
 
-    /// Documents per unit, for accounting.
+    /// Records per unit (what its documents stand for), for accounting.
     pub fn units(&self) -> BTreeMap<u32, u64> {
         let mut m = BTreeMap::new();
         for it in &self.items {
-            *m.entry(it.unit).or_insert(0) += 1;
+            *m.entry(it.unit).or_insert(0) += u64::from(it.records);
         }
         m
     }
@@ -153,6 +163,7 @@ impl BatchLimits {
 /// Per-unit delivery accounting.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct UnitDelivery {
+    /// Records whose documents were delivered, and whose documents failed.
     pub delivered: u64,
     pub failed: u64,
     /// The first reason a document of this unit failed.
@@ -311,7 +322,12 @@ mod tests {
     use super::*;
 
     fn doc(time: u64, id: &str) -> DocMeta<'_> {
-        DocMeta { unit: 0, time, id }
+        DocMeta {
+            unit: 0,
+            time,
+            id,
+            records: 1,
+        }
     }
 
     /// Each destination's framing of the same two documents.

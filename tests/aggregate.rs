@@ -1,0 +1,427 @@
+//! AGGREGATE: records of one flow (or, with `conversations`, of one client and service)
+//! become one document whose counters are their sums, whose window spans theirs, and
+//! which says how many records it stands for; accounting counts records, not documents.
+//! REJECTs (by default) and threat matches stay documents of their own.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_flowlog-forwarder");
+
+fn process(input: &str, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["process", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    common::delivery_env(&mut cmd, &[]);
+    for var in [
+        "AGGREGATE",
+        "AGGREGATE_ACTIONS",
+        "OUTPUT_SCHEMA",
+        "THREAT_INTEL_URI",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    let mut child = cmd.spawn().unwrap();
+    // Written from a thread of its own: the documents come out while it is read.
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn line(
+    src: &str,
+    dst: &str,
+    sport: u32,
+    dport: u32,
+    proto: u32,
+    packets: u64,
+    bytes: u64,
+    start: u64,
+    action: &str,
+) -> String {
+    format!(
+        "2 123456789012 eni-1 {src} {dst} {sport} {dport} {proto} {packets} {bytes} {start} {} {action} OK\n",
+        start + 60
+    )
+}
+
+/// (source, destination, service port, protocol, action) -> (packets, bytes), from
+/// documents; the service port is the lower of the two (the client's may be folded
+/// away).
+type FlowKey = (String, String, u64, String, String);
+
+fn totals(docs: &[Value]) -> BTreeMap<FlowKey, (u64, u64)> {
+    let mut out = BTreeMap::new();
+    for d in docs {
+        let ports = [&d["source"]["port"], &d["destination"]["port"]];
+        let key = (
+            d["source"]["ip"].as_str().unwrap().to_string(),
+            d["destination"]["ip"].as_str().unwrap().to_string(),
+            ports.iter().filter_map(|p| p.as_u64()).min().unwrap_or(0),
+            d["network"]["iana_number"].as_str().unwrap().to_string(),
+            d["event"]["action"].as_str().unwrap().to_string(),
+        );
+        let e = out.entry(key).or_insert((0, 0));
+        e.0 += d["source"]["packets"].as_u64().unwrap();
+        e.1 += d["source"]["bytes"].as_u64().unwrap();
+    }
+    out
+}
+
+/// Many connections of a few clients to a few services, some repeated over windows.
+fn traffic() -> String {
+    let mut text = String::new();
+    for window in 0..3u64 {
+        for client in 0..4u32 {
+            for conn in 0..5u32 {
+                let start = 1_700_000_000 + window * 60;
+                let src = format!("10.0.0.{}", client + 1);
+                let sport = 40000 + client * 100 + conn;
+                text += &line(
+                    &src,
+                    "10.1.0.9",
+                    sport,
+                    443,
+                    6,
+                    10 + u64::from(conn),
+                    1000,
+                    start,
+                    "ACCEPT",
+                );
+                text += &line("10.1.0.9", &src, 443, sport, 6, 8, 4000, start, "ACCEPT");
+            }
+            text += &line(
+                &format!("10.0.0.{}", client + 1),
+                "10.1.0.2",
+                53000 + client,
+                53,
+                17,
+                1,
+                70,
+                1_700_000_000 + window * 60,
+                "ACCEPT",
+            );
+        }
+        text += &line(
+            "198.51.100.7",
+            "10.1.0.9",
+            51000 + window as u32,
+            22,
+            6,
+            1,
+            40,
+            1_700_000_000 + window * 60,
+            "REJECT",
+        );
+    }
+    text
+}
+
+#[test]
+fn flows_sum_counters_and_span_windows_with_exact_accounting() {
+    let input = traffic();
+    let plain = common::stdout_docs(&process(&input, &[]));
+    let out = process(&input, &[("AGGREGATE", "flows")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let docs = common::stdout_docs(&out);
+    let records = input.lines().count();
+    assert_eq!(plain.len(), records);
+    // One document per flow: 4 clients x 5 connections x 2 directions + 4 DNS flows,
+    // and every REJECT alone.
+    assert_eq!(docs.len(), 4 * 5 * 2 + 4 + 3, "{stderr}");
+    assert!(
+        stderr.contains(&format!("read={records} forwarded={records} filtered=0")),
+        "{stderr}"
+    );
+    common::assert_accounting(&stderr);
+    assert_eq!(totals(&docs), totals(&plain));
+    let represented: u64 = docs
+        .iter()
+        .map(|d| {
+            d["aws"]["vpcflow"]["aggregate"]["records"]
+                .as_u64()
+                .unwrap_or(1)
+        })
+        .sum();
+    assert_eq!(represented, records as u64);
+    let flow = docs
+        .iter()
+        .find(|d| d["source"]["port"] == 40000 && d["destination"]["port"] == 443)
+        .unwrap();
+    assert_eq!(flow["aws"]["vpcflow"]["aggregate"]["records"], 3);
+    assert_eq!(flow["source"]["packets"], 30);
+    assert_eq!(flow["source"]["bytes"], 3000);
+    assert_eq!(flow["network"]["bytes"], 3000);
+    assert_eq!(flow["event"]["start"], "2023-11-14T22:13:20Z");
+    assert_eq!(flow["event"]["end"], "2023-11-14T22:16:20Z");
+    assert_eq!(flow["@timestamp"], "2023-11-14T22:16:20Z");
+    let rejects: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["event"]["action"] == "reject")
+        .collect();
+    assert_eq!(rejects.len(), 3);
+    assert!(rejects
+        .iter()
+        .all(|d| d["aws"]["vpcflow"].get("aggregate").is_none()));
+    // A unit read again gives the same documents, ids included.
+    assert_eq!(
+        common::stdout_docs(&process(&input, &[("AGGREGATE", "flows")])),
+        docs
+    );
+}
+
+#[test]
+fn conversations_fold_the_client_port_the_service_being_the_lower_port() {
+    let input = traffic();
+    let plain = common::stdout_docs(&process(&input, &[]));
+    let out = process(&input, &[("AGGREGATE", "conversations")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let docs = common::stdout_docs(&out);
+    // Per client: one conversation to 443, one back from it, one DNS; REJECTs alone.
+    assert_eq!(docs.len(), 4 * 3 + 3, "{docs:#?}");
+    common::assert_accounting(&stderr);
+    assert_eq!(totals(&docs), totals(&plain));
+    let to_service = docs
+        .iter()
+        .find(|d| d["source"]["ip"] == "10.0.0.1" && d["destination"]["port"] == 443)
+        .unwrap();
+    let aggregate = &to_service["aws"]["vpcflow"]["aggregate"];
+    assert_eq!(aggregate["records"], 15);
+    assert_eq!(aggregate["client_ports"], 5);
+    assert!(to_service["source"].get("port").is_none());
+    // The reply direction: the client port is the destination's.
+    let back = docs
+        .iter()
+        .find(|d| d["destination"]["ip"] == "10.0.0.1" && d["source"]["port"] == 443)
+        .unwrap();
+    assert_eq!(back["aws"]["vpcflow"]["aggregate"]["records"], 15);
+    assert!(back["destination"].get("port").is_none());
+}
+
+#[test]
+fn equal_ports_and_portless_protocols_fold_only_the_counters() {
+    let mut input = String::new();
+    for i in 0..3 {
+        input += &line(
+            "10.0.0.1",
+            "10.0.0.2",
+            123,
+            123,
+            17,
+            1,
+            76,
+            1_700_000_000 + i * 60,
+            "ACCEPT",
+        );
+        input += &line(
+            "10.0.0.1",
+            "10.0.0.2",
+            0,
+            0,
+            1,
+            1,
+            84,
+            1_700_000_000 + i * 60,
+            "ACCEPT",
+        );
+        input += &line(
+            "10.0.0.1",
+            "10.0.0.2",
+            8,
+            0,
+            1,
+            1,
+            84,
+            1_700_000_000 + i * 60,
+            "ACCEPT",
+        );
+    }
+    let docs = common::stdout_docs(&process(&input, &[("AGGREGATE", "conversations")]));
+    assert_eq!(docs.len(), 3, "{docs:#?}");
+    for d in &docs {
+        assert_eq!(d["aws"]["vpcflow"]["aggregate"]["records"], 3);
+        assert!(d["source"].get("port").is_some());
+    }
+    let ntp = docs.iter().find(|d| d["source"]["port"] == 123).unwrap();
+    assert_eq!(ntp["aws"]["vpcflow"]["aggregate"]["client_ports"], 0);
+}
+
+#[test]
+fn rejects_fold_only_when_asked_and_threat_matches_never() {
+    let dir = common::scratch_dir();
+    std::fs::create_dir_all(dir).unwrap();
+    let list = dir.join("threats.txt");
+    std::fs::write(&list, "198.51.100.7\n").unwrap();
+    let mut input = String::new();
+    for i in 0..4 {
+        input += &line(
+            "203.0.113.5",
+            "10.1.0.9",
+            51000 + i,
+            22,
+            6,
+            1,
+            40,
+            1_700_000_000,
+            "REJECT",
+        );
+        input += &line(
+            "198.51.100.7",
+            "10.1.0.9",
+            52000 + i,
+            22,
+            6,
+            1,
+            40,
+            1_700_000_000,
+            "REJECT",
+        );
+    }
+    let docs = common::stdout_docs(&process(
+        &input,
+        &[
+            ("AGGREGATE", "conversations"),
+            ("AGGREGATE_ACTIONS", "ACCEPT,REJECT"),
+            ("THREAT_INTEL_URI", list.to_str().unwrap()),
+        ],
+    ));
+    // The scanner's REJECTs fold into one; the listed address's stay four documents.
+    assert_eq!(docs.len(), 5, "{docs:#?}");
+    let folded: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["source"]["ip"] == "203.0.113.5")
+        .collect();
+    assert_eq!(folded.len(), 1);
+    assert_eq!(folded[0]["aws"]["vpcflow"]["aggregate"]["records"], 4);
+    assert_eq!(
+        folded[0]["aws"]["vpcflow"]["reject_attribution"],
+        "security_group_or_network_acl"
+    );
+    let matched: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["source"]["ip"] == "198.51.100.7")
+        .collect();
+    assert_eq!(matched.len(), 4);
+    assert!(matched
+        .iter()
+        .all(|d| d["threat"]["enrichments"].is_array()));
+    assert!(matched
+        .iter()
+        .all(|d| d["aws"]["vpcflow"].get("aggregate").is_none()));
+}
+
+#[test]
+fn a_full_table_lets_its_aggregates_go_and_counts_stay_exact() {
+    use flowlog_forwarder::aggregate::MAX_AGGREGATES;
+    let flows = MAX_AGGREGATES + 1000;
+    let mut input = String::with_capacity(flows * 2 * 100);
+    for round in 0..2 {
+        for i in 0..flows {
+            input += &line(
+                &format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
+                "10.255.0.1",
+                40000,
+                443,
+                6,
+                1,
+                60,
+                1_700_000_000 + round * 60,
+                "ACCEPT",
+            );
+        }
+    }
+    let out = process(&input, &[("AGGREGATE", "flows")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let records = 2 * flows;
+    assert!(
+        stderr.contains(&format!("read={records} forwarded={records}")),
+        "{stderr}"
+    );
+    let docs = common::stdout_docs(&out);
+    let represented: u64 = docs
+        .iter()
+        .map(|d| {
+            d["aws"]["vpcflow"]["aggregate"]["records"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(represented, records as u64);
+    // Each table went when full, before the second round's records of its flows came:
+    // in this order nothing folds, and nothing is lost either.
+    assert_eq!(docs.len(), records);
+}
+
+#[test]
+fn a_failed_delivery_fails_the_records_its_documents_stand_for() {
+    let input = traffic();
+    let out = process(
+        &input,
+        &[
+            ("AGGREGATE", "flows"),
+            ("DESTINATION_URL", "http://127.0.0.1:9/ingest"),
+            ("MAX_RETRIES", "0"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let records = input.lines().count();
+    assert!(
+        stderr.contains(&format!(
+            "read={records} forwarded=0 filtered=0 malformed=0 failed={records}"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn settings_that_cannot_hold_stop_the_start() {
+    for (env, says) in [
+        (vec![("AGGREGATE", "sessions")], "AGGREGATE"),
+        (
+            vec![("AGGREGATE", "flows"), ("AGGREGATE_ACTIONS", "DROP")],
+            "AGGREGATE_ACTIONS",
+        ),
+        (
+            vec![("AGGREGATE", "flows"), ("OUTPUT_SCHEMA", "raw")],
+            "AGGREGATE",
+        ),
+    ] {
+        let out = process("", &env);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}
+
+#[test]
+fn ocsf_events_of_aggregates_carry_the_count() {
+    let docs = common::stdout_docs(&process(
+        &traffic(),
+        &[("AGGREGATE", "conversations"), ("OUTPUT_SCHEMA", "ocsf")],
+    ));
+    let event = docs
+        .iter()
+        .find(|d| d["src_endpoint"]["ip"] == "10.0.0.1" && d["dst_endpoint"]["port"] == 443)
+        .unwrap();
+    assert_eq!(event["count"], 15);
+    assert_eq!(event["unmapped"]["aggregate_client_ports"], 5);
+    assert_eq!(event["traffic"]["bytes"], 15000);
+}
