@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 use foldhash::fast::RandomState;
 
 use crate::attribution::RejectAttribution;
+use crate::filter::Expression;
 use crate::flowlog::{Field, FlowRecord, Schema, Span};
 
 /// AGGREGATE's modes.
@@ -30,15 +31,18 @@ pub struct AggregateSettings {
     pub mode: Mode,
     /// Actions whose records are folded (upper case).
     pub actions: Vec<String>,
+    /// AGGREGATE_WHERE: only records it is true for are folded.
+    pub scope: Option<Expression>,
 }
 
 impl AggregateSettings {
-    /// AGGREGATE (`off`, `flows`, `conversations`) and AGGREGATE_ACTIONS (a comma list
-    /// of ACCEPT and REJECT; ACCEPT by default); none when off. An error names the
-    /// variable.
+    /// AGGREGATE (`off`, `flows`, `conversations`), AGGREGATE_ACTIONS (a comma list of
+    /// ACCEPT and REJECT; ACCEPT by default) and AGGREGATE_WHERE (a FILTER expression);
+    /// none when off. An error names the variable.
     pub fn parse(
         mode: Option<&str>,
         actions: Option<&str>,
+        scope: Option<&str>,
     ) -> Result<Option<AggregateSettings>, (&'static str, String)> {
         let mode = match mode.map(|m| m.trim().to_ascii_lowercase()).as_deref() {
             None | Some("") | Some("off") => return Ok(None),
@@ -62,9 +66,14 @@ impl AggregateSettings {
             }
             list.push(action);
         }
+        let scope = match scope.filter(|s| !s.trim().is_empty()) {
+            None => None,
+            Some(text) => Some(Expression::parse(text).map_err(|e| ("AGGREGATE_WHERE", e))?),
+        };
         Ok(Some(AggregateSettings {
             mode,
             actions: list,
+            scope,
         }))
     }
 }
@@ -150,6 +159,11 @@ impl Aggregator {
         };
         if !self.settings.actions.iter().any(|a| a == action) {
             return false;
+        }
+        if let Some(scope) = &self.settings.scope {
+            if !scope.matches(rec) {
+                return false;
+            }
         }
         let (Some(packets), Some(bytes), Some(start), Some(end)) =
             (rec.packets, rec.bytes, rec.start, rec.end)

@@ -109,6 +109,9 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
                            and service port, the lower port being the service's) in a unit become one
                            document, counters summed                               (default off)
     AGGREGATE_ACTIONS      comma list of actions whose records are folded        (default ACCEPT)
+    AGGREGATE_WHERE        a FILTER expression: only records it is true for are folded (default all)
+    PROFILE                security: drop NODATA/SKIPDATA, fold accepted internal traffic by conversation,
+                           keep every REJECT and threat match alone; explicit settings win
     LOG_STREAM_PREFIX      comma list: CloudWatch Logs events of other streams are skipped (counted filtered)
     ENRICH_ENI             true adds the interface's security groups, VPC, subnet and instance,
                            and network.direction (inbound/outbound/internal) when the record has

@@ -67,6 +67,36 @@ pub struct RecordSettings {
     pub aggregate: Option<AggregateSettings>,
 }
 
+/// A set of defaults for one use (PROFILE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Profile {
+    /// What the vendors' security packs do to cut volume: drop NODATA and SKIPDATA,
+    /// fold accepted traffic between internal addresses by conversation, keep every
+    /// REJECT and every threat match as a document of its own.
+    Security,
+}
+
+/// Internal addresses for PROFILE=security: RFC 1918, shared (RFC 6598), link-local
+/// (the instance metadata and Time Sync services) and unique-local IPv6.
+const PRIVATE_RANGES: &str = r#""10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "fc00::/7", "fe80::/10""#;
+
+impl Profile {
+    /// The profile's value of variable `name`.
+    fn default(self, name: &str) -> Option<String> {
+        match (self, name) {
+            (Profile::Security, "FILTER") => {
+                Some(r#"!(log-status in ["NODATA", "SKIPDATA"])"#.to_string())
+            }
+            (Profile::Security, "AGGREGATE") => Some("conversations".to_string()),
+            (Profile::Security, "AGGREGATE_ACTIONS") => Some("ACCEPT".to_string()),
+            (Profile::Security, "AGGREGATE_WHERE") => Some(format!(
+                "srcaddr in [{PRIVATE_RANGES}] && dstaddr in [{PRIVATE_RANGES}]"
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// The Splunk sourcetype of HEC events when SPLUNK_SOURCETYPE is not set, per schema:
 /// the raw line under the Splunk Add-on for AWS's VPC flow log sourcetype, which it maps
 /// to CIM Network_Traffic; OCSF events under that sourcetype with the `ocsf:` prefix,
@@ -320,12 +350,19 @@ impl Config {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         // Set but empty is a value of its own for DESTINATION_PIPELINE (no pipeline).
         let pipeline_set = get("DESTINATION_PIPELINE").map(|v| v.trim().to_string());
-        let get = |name: &str| {
+        let set = |name: &str| {
             get(name)
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
         let err = |name: &str, msg: String| ConfigError::new(name, msg);
+        // PROFILE gives defaults; a variable set explicitly wins over it.
+        let profile = match set("PROFILE").map(|p| p.to_ascii_lowercase()).as_deref() {
+            None => None,
+            Some("security") => Some(Profile::Security),
+            Some(other) => return Err(err("PROFILE", format!("'{other}' is not security"))),
+        };
+        let get = |name: &str| set(name).or_else(|| profile?.default(name));
 
         let destination_url = match get("DESTINATION_URL") {
             None => None,
@@ -473,6 +510,7 @@ impl Config {
         let aggregate = AggregateSettings::parse(
             get("AGGREGATE").as_deref(),
             get("AGGREGATE_ACTIONS").as_deref(),
+            get("AGGREGATE_WHERE").as_deref(),
         )
         .map_err(|(variable, message)| ConfigError::new(variable, message))?;
         let include_original = flag("INCLUDE_ORIGINAL")?;

@@ -425,3 +425,55 @@ fn ocsf_events_of_aggregates_carry_the_count() {
     assert_eq!(event["unmapped"]["aggregate_client_ports"], 5);
     assert_eq!(event["traffic"]["bytes"], 15000);
 }
+
+#[test]
+fn the_security_profile_folds_internal_accepts_and_keeps_the_rest() {
+    let mut input = traffic();
+    for i in 0..3u32 {
+        // Internet clients to the load balancer: accepted, external, each kept.
+        input += &line(
+            "81.2.69.1",
+            "10.0.0.5",
+            50000 + i,
+            443,
+            6,
+            3,
+            300,
+            1_700_000_000,
+            "ACCEPT",
+        );
+    }
+    input += "2 123456789012 eni-1 - - - - - - - 1700000000 1700000060 - NODATA\n";
+    let records = input.lines().count();
+    let out = process(&input, &[("PROFILE", "security")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    common::assert_accounting(&stderr);
+    assert!(
+        stderr.contains(&format!(
+            "read={records} forwarded={} filtered=1",
+            records - 1
+        )),
+        "{stderr}"
+    );
+    let docs = common::stdout_docs(&out);
+    // Internal conversations folded (as `conversations`), 3 REJECTs and 3 external
+    // accepted records each alone, the NODATA record dropped.
+    assert_eq!(docs.len(), 4 * 3 + 3 + 3, "{docs:#?}");
+    let external: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["source"]["ip"] == "81.2.69.1")
+        .collect();
+    assert_eq!(external.len(), 3);
+    assert!(external
+        .iter()
+        .all(|d| d["aws"]["vpcflow"].get("aggregate").is_none()));
+    // An explicit setting wins over the profile's.
+    let unfolded = common::stdout_docs(&process(
+        &input,
+        &[("PROFILE", "security"), ("AGGREGATE", "off")],
+    ));
+    assert_eq!(unfolded.len(), records - 1);
+    let out = process(&input, &[("PROFILE", "compliance")]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -662,3 +662,17 @@ fn readme_names_every_parameter() {
         );
     }
 }
+
+/// PROFILE gives defaults that a variable set explicitly overrides: the parameters it
+/// covers default to empty (unset), so that the profile's values apply.
+#[test]
+fn the_profile_s_variables_default_to_unset() {
+    let t = transformed();
+    for parameter in ["Filter", "Aggregate", "AggregateActions", "AggregateWhere", "Profile"] {
+        assert_eq!(
+            t["Parameters"][parameter]["Default"], "",
+            "{parameter}: {}",
+            t["Parameters"][parameter]
+        );
+    }
+}
