@@ -59,6 +59,7 @@ fn bench_format(
         hec_line: false,
         data_stream: String::new(),
         aggregate: None,
+        trim: None,
     };
     let mut group = c.benchmark_group("parse_normalize_serialize");
     group.throughput(Throughput::Elements(input.len() as u64));

@@ -7,10 +7,12 @@
 //! of what must be equal. An aggregate's document is the first record's, its counters,
 //! window and client port replaced, with the number of records folded
 //! (`aws.vpcflow.aggregate.records`, OCSF `count`) and, for conversations, of distinct
-//! client ports. The table is capped (`MAX_AGGREGATES`, `MAX_AGGREGATE_BYTES`): when
-//! full, its aggregates leave and a new table starts.
+//! client ports; a flow of one record leaves as that record's own document. The table
+//! is capped (`MAX_AGGREGATES`, `MAX_AGGREGATE_BYTES`): when full, its aggregates leave
+//! and a new table starts.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, BuildHasherDefault};
 
 use foldhash::fast::RandomState;
 
@@ -80,39 +82,156 @@ impl AggregateSettings {
 
 /// Most aggregates a unit holds at once; past them, they leave and a new table starts.
 pub const MAX_AGGREGATES: usize = 65_536;
-/// Most bytes the held aggregates take (their keys, lines and client ports).
+/// Most bytes the held aggregates take (their keys, lines, first documents and client
+/// ports).
 pub const MAX_AGGREGATE_BYTES: usize = 16 << 20;
 
-/// An aggregate held until it leaves.
+/// An aggregate held until it leaves. Its bytes (key, line, first id, first document)
+/// are in the table's arena.
 struct Held {
-    /// The first record's values joined by spaces, and where each column is in it.
-    line: String,
-    spans: Vec<Span>,
+    key: Range,
+    /// The first record's values joined by spaces; `spans` (in the table's spans, as
+    /// many as its schema has columns) says where each column is in it.
+    line: Range,
+    spans: u32,
     /// Index in `Aggregator::schemas`.
-    schema: usize,
+    schema: u32,
     /// The first record's `event.id`.
-    first_id: String,
+    first_id: Range,
+    /// The first record's own document and time: what leaves when no other record
+    /// folds into it.
+    doc: Range,
+    time: u64,
     records: u64,
     packets: u64,
     bytes: u64,
     start: u64,
     end: u64,
     /// The column of the client's port (conversations), and the ports seen.
-    client: Option<usize>,
-    client_ports: HashSet<u16, RandomState>,
+    client: Option<u32>,
+    client_ports: Option<HashSet<u16, RandomState>>,
     attribution: Option<RejectAttribution>,
+    /// The next aggregate whose key has the same hash, if any.
+    next: Option<u32>,
 }
 
-/// An aggregate leaving: its record as a line of `schema`, and what its document says
-/// of it.
-pub struct Aggregate {
-    pub line: String,
-    pub schema: Schema,
-    pub id: String,
-    pub records: u64,
-    /// Distinct client ports (conversations).
-    pub client_ports: Option<u64>,
-    pub attribution: Option<RejectAttribution>,
+/// Where bytes are in the arena.
+#[derive(Debug, Clone, Copy, Default)]
+struct Range {
+    start: u32,
+    len: u32,
+}
+
+impl Range {
+    fn of(arena: &[u8], range: Range) -> &[u8] {
+        &arena[range.start as usize..(range.start + range.len) as usize]
+    }
+}
+
+/// Appends `bytes` to the arena; where they are.
+fn store(arena: &mut Vec<u8>, bytes: &[u8]) -> Range {
+    let start = arena.len() as u32;
+    arena.extend_from_slice(bytes);
+    Range {
+        start,
+        len: bytes.len() as u32,
+    }
+}
+
+/// What `Aggregator::fold` did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fold {
+    /// Not folded: its document is written as usual.
+    No,
+    /// Folded into an aggregate held.
+    Into,
+    /// The first of a new aggregate: write its document as usual and hand it to
+    /// `Aggregator::keep` (it leaves as it is if no record folds into it).
+    First,
+}
+
+/// An aggregate leaving.
+pub enum Aggregate<'t> {
+    /// One record: its own document, id and time, unchanged.
+    Single {
+        doc: &'t [u8],
+        id: &'t str,
+        time: u64,
+    },
+    /// Several: their record as a line of `schema`, and what its document says of it;
+    /// `discarded` is the size of the first record's document, written and not sent.
+    Merged {
+        line: String,
+        schema: &'t Schema,
+        id: String,
+        records: u64,
+        /// Distinct client ports (conversations).
+        client_ports: Option<u64>,
+        attribution: Option<RejectAttribution>,
+        discarded: usize,
+    },
+}
+
+/// The aggregates that leave (`Aggregator::take`): read them with `aggregates`, then
+/// hand them back (`Aggregator::recycle`) so that their buffers serve the next table.
+pub struct Taken {
+    held: Vec<Held>,
+    arena: Vec<u8>,
+    spans: Vec<Span>,
+    schemas: Vec<Schema>,
+    conversations: bool,
+}
+
+impl Taken {
+    /// The aggregates, in the order their first records came.
+    pub fn aggregates(&self) -> impl Iterator<Item = Aggregate<'_>> + '_ {
+        self.held.iter().map(move |held| self.aggregate(held))
+    }
+
+    fn aggregate(&self, held: &Held) -> Aggregate<'_> {
+        use std::fmt::Write;
+        let first_id = std::str::from_utf8(Range::of(&self.arena, held.first_id)).unwrap_or("");
+        if held.records == 1 {
+            return Aggregate::Single {
+                doc: Range::of(&self.arena, held.doc),
+                id: first_id,
+                time: held.time,
+            };
+        }
+        let schema = &self.schemas[held.schema as usize];
+        let counters = [
+            (schema.position(Field::Packets), held.packets),
+            (schema.position(Field::Bytes), held.bytes),
+            (schema.position(Field::Start), held.start),
+            (schema.position(Field::End), held.end),
+        ];
+        let text = std::str::from_utf8(Range::of(&self.arena, held.line)).unwrap_or("");
+        let spans = &self.spans[held.spans as usize..held.spans as usize + schema.len()];
+        let mut line = String::with_capacity(text.len() + 16);
+        for (i, &(s, e)) in spans.iter().enumerate() {
+            if i > 0 {
+                line.push(' ');
+            }
+            if let Some((_, v)) = counters.iter().find(|(c, _)| *c == Some(i)) {
+                let _ = write!(line, "{v}");
+            } else if held.client == Some(i as u32) {
+                line.push('-');
+            } else {
+                line.push_str(text.get(s as usize..e as usize).unwrap_or("-"));
+            }
+        }
+        Aggregate::Merged {
+            line,
+            schema,
+            id: crate::pipeline::aggregate_id(first_id, held.records),
+            records: held.records,
+            client_ports: self
+                .conversations
+                .then(|| held.client_ports.as_ref().map_or(0, |p| p.len() as u64)),
+            attribution: held.attribution,
+            discarded: held.doc.len as usize,
+        }
+    }
 }
 
 /// What a document of an aggregate says of it.
@@ -125,11 +244,37 @@ pub struct AggregateInfo {
 /// Per unit: the aggregates held.
 pub struct Aggregator {
     settings: AggregateSettings,
-    index: HashMap<Box<[u8]>, usize, RandomState>,
+    /// From a key's hash to the first aggregate with that hash (the others follow
+    /// `Held::next`).
+    index: HashMap<u64, u32, BuildHasherDefault<KeyHash>>,
+    hasher: RandomState,
     held: Vec<Held>,
+    arena: Vec<u8>,
+    spans: Vec<Span>,
     schemas: Vec<Schema>,
-    bytes: usize,
     key: Vec<u8>,
+    /// Client ports held in all (conversations).
+    client_ports: usize,
+}
+
+/// The hasher of `Aggregator::index`, whose keys are hashes already.
+#[derive(Default)]
+struct KeyHash(u64);
+
+impl std::hash::Hasher for KeyHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
 }
 
 impl Aggregator {
@@ -137,38 +282,41 @@ impl Aggregator {
         Aggregator {
             settings,
             index: HashMap::default(),
+            hasher: RandomState::default(),
             held: Vec::new(),
+            arena: Vec::new(),
+            spans: Vec::new(),
             schemas: Vec::new(),
-            bytes: 0,
             key: Vec::new(),
+            client_ports: 0,
         }
     }
 
-    /// Folds `rec` (its `event.id` is `id`) into its aggregate; false when it is not
-    /// folded (its action is not aggregated, it lacks a counter or its window, a sum would
-    /// pass its field's largest value, or a value holds a space): its document is
-    /// written as usual.
+    /// Folds `rec` (its `event.id` is `id`) into its aggregate, or starts one with it
+    /// (`Fold::First`). `Fold::No` when it is not folded (its action is not aggregated,
+    /// AGGREGATE_WHERE is false for it, it lacks a counter or its window, a sum would pass
+    /// its field's largest value, or a value holds a space).
     pub fn fold(
         &mut self,
         rec: &FlowRecord<'_>,
         id: &str,
         attribution: Option<RejectAttribution>,
-    ) -> bool {
+    ) -> Fold {
         let Some(action) = rec.get(Field::Action) else {
-            return false;
+            return Fold::No;
         };
         if !self.settings.actions.iter().any(|a| a == action) {
-            return false;
+            return Fold::No;
         }
         if let Some(scope) = &self.settings.scope {
             if !scope.matches(rec) {
-                return false;
+                return Fold::No;
             }
         }
         let (Some(packets), Some(bytes), Some(start), Some(end)) =
             (rec.packets, rec.bytes, rec.start, rec.end)
         else {
-            return false;
+            return Fold::No;
         };
         let schema = rec.schema();
         let schema_index = match self.schemas.iter().rposition(|s| s == schema) {
@@ -198,17 +346,27 @@ impl Aggregator {
             self.key.extend_from_slice(rec.column(i).as_bytes());
             self.key.push(0x1f);
         }
-        if let Some(&at) = self.index.get(self.key.as_slice()) {
-            let held = &mut self.held[at];
+        let hash = self.hasher.hash_one(self.key.as_slice());
+        let first = self.index.get(&hash).copied();
+        let mut at = first;
+        while let Some(i) = at {
+            let held = &self.held[i as usize];
+            if Range::of(&self.arena, held.key) == self.key.as_slice() {
+                break;
+            }
+            at = held.next;
+        }
+        if let Some(at) = at {
+            let held = &mut self.held[at as usize];
             let sums = (
                 held.packets.checked_add(packets),
                 held.bytes.checked_add(bytes),
             );
             let (Some(p), Some(b)) = sums else {
-                return false;
+                return Fold::No;
             };
             if p > Field::Packets.max_integer() || b > Field::Bytes.max_integer() {
-                return false;
+                return Fold::No;
             }
             held.packets = p;
             held.bytes = b;
@@ -216,102 +374,116 @@ impl Aggregator {
             held.end = held.end.max(end);
             held.records += 1;
             if let Some((_, port)) = client {
-                if held.client_ports.insert(port) {
-                    self.bytes += 4;
+                if held
+                    .client_ports
+                    .get_or_insert_with(HashSet::default)
+                    .insert(port)
+                {
+                    self.client_ports += 1;
                 }
             }
-            return true;
+            return Fold::Into;
         }
         // The first record of its aggregate: kept as a line, to be read again.
-        let mut line = String::with_capacity(rec.text().len().min(4096));
-        let mut spans = Vec::with_capacity(schema.len());
+        if (0..schema.len()).any(|i| rec.column(i).contains(' ')) {
+            return Fold::No;
+        }
+        let key = store(&mut self.arena, &self.key);
+        let line_start = self.arena.len() as u32;
+        let spans = self.spans.len() as u32;
         for i in 0..schema.len() {
-            let value = rec.column(i);
-            if value.contains(' ') {
-                return false;
-            }
             if i > 0 {
-                line.push(' ');
+                self.arena.push(b' ');
             }
-            let at = line.len() as u32;
-            line.push_str(value);
-            spans.push((at, line.len() as u32));
+            let at = self.arena.len() as u32 - line_start;
+            self.arena.extend_from_slice(rec.column(i).as_bytes());
+            self.spans.push((at, self.arena.len() as u32 - line_start));
         }
-        let mut client_ports = HashSet::default();
-        if let Some((_, port)) = client {
-            client_ports.insert(port);
-        }
-        self.bytes += self.key.len() + line.len() + spans.len() * 8 + id.len() + 160;
-        self.index
-            .insert(self.key.clone().into_boxed_slice(), self.held.len());
+        let line = Range {
+            start: line_start,
+            len: self.arena.len() as u32 - line_start,
+        };
+        let first_id = store(&mut self.arena, id.as_bytes());
+        let client_ports = client.map(|(_, port)| {
+            let mut ports = HashSet::default();
+            ports.insert(port);
+            self.client_ports += 1;
+            ports
+        });
+        self.index.insert(hash, self.held.len() as u32);
         self.held.push(Held {
+            key,
             line,
             spans,
-            schema: schema_index,
-            first_id: id.to_string(),
+            schema: schema_index as u32,
+            first_id,
+            doc: Range::default(),
+            time: end,
             records: 1,
             packets,
             bytes,
             start,
             end,
-            client: client_column,
+            client: client_column.map(|c| c as u32),
             client_ports,
             attribution,
+            next: first,
         });
-        true
+        Fold::First
+    }
+
+    /// Keeps the document of the record that started the last aggregate (`Fold::First`)
+    /// and its time.
+    pub fn keep(&mut self, doc: &[u8], time: u64) {
+        let range = store(&mut self.arena, doc);
+        if let Some(held) = self.held.last_mut() {
+            held.doc = range;
+            held.time = time;
+        }
     }
 
     /// Whether the table reached its cap: its aggregates must leave now (`take`).
     pub fn is_full(&self) -> bool {
-        self.held.len() >= MAX_AGGREGATES || self.bytes >= MAX_AGGREGATE_BYTES
+        self.held.len() >= MAX_AGGREGATES || self.bytes() >= MAX_AGGREGATE_BYTES
+    }
+
+    /// What the table takes: its arena, spans and aggregates, and about 8 bytes a
+    /// client port.
+    fn bytes(&self) -> usize {
+        self.arena.len()
+            + self.spans.len() * 8
+            + self.held.len() * std::mem::size_of::<Held>()
+            + self.client_ports * 8
     }
 
     pub fn is_empty(&self) -> bool {
         self.held.is_empty()
     }
 
-    /// The aggregates held, in the order their first records came, each as the line of
-    /// its record; the table starts empty again.
-    pub fn take(&mut self) -> Vec<Aggregate> {
+    /// The aggregates held; the table starts empty again (`recycle` gives it back its
+    /// buffers).
+    pub fn take(&mut self) -> Taken {
         self.index.clear();
-        self.bytes = 0;
-        let conversations = self.settings.mode == Mode::Conversations;
-        let schemas = std::mem::take(&mut self.schemas);
-        let out = self
-            .held
-            .drain(..)
-            .map(|held| {
-                let schema = &schemas[held.schema];
-                let counters = [
-                    (schema.position(Field::Packets), held.packets),
-                    (schema.position(Field::Bytes), held.bytes),
-                    (schema.position(Field::Start), held.start),
-                    (schema.position(Field::End), held.end),
-                ];
-                let mut line = String::with_capacity(held.line.len() + 16);
-                for (i, &(s, e)) in held.spans.iter().enumerate() {
-                    if i > 0 {
-                        line.push(' ');
-                    }
-                    if let Some((_, v)) = counters.iter().find(|(c, _)| *c == Some(i)) {
-                        line.push_str(&v.to_string());
-                    } else if held.client == Some(i) {
-                        line.push('-');
-                    } else {
-                        line.push_str(&held.line[s as usize..e as usize]);
-                    }
-                }
-                Aggregate {
-                    line,
-                    schema: schema.clone(),
-                    id: crate::pipeline::aggregate_id(&held.first_id, held.records),
-                    records: held.records,
-                    client_ports: conversations.then_some(held.client_ports.len() as u64),
-                    attribution: held.attribution,
-                }
-            })
-            .collect();
-        out
+        self.client_ports = 0;
+        Taken {
+            held: std::mem::take(&mut self.held),
+            arena: std::mem::take(&mut self.arena),
+            spans: std::mem::take(&mut self.spans),
+            schemas: std::mem::take(&mut self.schemas),
+            conversations: self.settings.mode == Mode::Conversations,
+        }
+    }
+
+    /// Takes back the buffers of aggregates that left, emptied, for the next table.
+    pub fn recycle(&mut self, mut taken: Taken) {
+        if self.held.is_empty() {
+            taken.held.clear();
+            taken.arena.clear();
+            taken.spans.clear();
+            self.held = taken.held;
+            self.arena = taken.arena;
+            self.spans = taken.spans;
+        }
     }
 }
 

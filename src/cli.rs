@@ -110,6 +110,8 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
                            document, counters summed                               (default off)
     AGGREGATE_ACTIONS      comma list of actions whose records are folded        (default ACCEPT)
     AGGREGATE_WHERE        a FILTER expression: only records it is true for are folded (default all)
+    FIELDS_EXCLUDE         comma list of dotted paths or prefixes (related.*) left out of every document
+                           (not @timestamp, event.id, nor OCSF time and metadata.uid)
     PROFILE                security: drop NODATA/SKIPDATA, fold accepted internal traffic by conversation,
                            keep every REJECT and threat match alone; explicit settings win
     LOG_STREAM_PREFIX      comma list: CloudWatch Logs events of other streams are skipped (counted filtered)

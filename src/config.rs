@@ -9,6 +9,7 @@ use crate::filter::Filter;
 use crate::flowlog::Schema;
 use crate::redact::redact_url;
 use crate::source::Limits;
+use crate::trim::Trim;
 
 /// Request body framing at the destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +66,8 @@ pub struct RecordSettings {
     pub data_stream: String,
     /// AGGREGATE and AGGREGATE_ACTIONS, when on.
     pub aggregate: Option<AggregateSettings>,
+    /// FIELDS_EXCLUDE: members left out of every document.
+    pub trim: Option<Trim>,
 }
 
 /// A set of defaults for one use (PROFILE).
@@ -76,13 +79,17 @@ enum Profile {
     Security,
 }
 
+/// What PROFILE=security leaves out of ECS documents: members that repeat others.
+const SECURITY_TRIM: &str =
+    "source.address, destination.address, related.*, aws.vpcflow.account_id, aws.vpcflow.action";
+
 /// Internal addresses for PROFILE=security: RFC 1918, shared (RFC 6598), link-local
 /// (the instance metadata and Time Sync services) and unique-local IPv6.
 const PRIVATE_RANGES: &str = r#""10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "fc00::/7", "fe80::/10""#;
 
 impl Profile {
-    /// The profile's value of variable `name`.
-    fn default(self, name: &str) -> Option<String> {
+    /// The profile's value of variable `name` (`set`: the variables set explicitly).
+    fn default(self, name: &str, set: &dyn Fn(&str) -> Option<String>) -> Option<String> {
         match (self, name) {
             (Profile::Security, "FILTER") => {
                 Some(r#"!(log-status in ["NODATA", "SKIPDATA"])"#.to_string())
@@ -92,6 +99,12 @@ impl Profile {
             (Profile::Security, "AGGREGATE_WHERE") => Some(format!(
                 "srcaddr in [{PRIVATE_RANGES}] && dstaddr in [{PRIVATE_RANGES}]"
             )),
+            // Copies of other members of an ECS document (`source.ip`, `cloud.account.id`,
+            // `event.action`); OCSF events have none to trim.
+            (Profile::Security, "FIELDS_EXCLUDE") => {
+                let ecs = set("OUTPUT_SCHEMA").is_none_or(|s| s.eq_ignore_ascii_case("ecs"));
+                ecs.then(|| SECURITY_TRIM.to_string())
+            }
             _ => None,
         }
     }
@@ -362,7 +375,7 @@ impl Config {
             Some("security") => Some(Profile::Security),
             Some(other) => return Err(err("PROFILE", format!("'{other}' is not security"))),
         };
-        let get = |name: &str| set(name).or_else(|| profile?.default(name));
+        let get = |name: &str| set(name).or_else(|| profile?.default(name, &set));
 
         let destination_url = match get("DESTINATION_URL") {
             None => None,
@@ -513,6 +526,10 @@ impl Config {
             get("AGGREGATE_WHERE").as_deref(),
         )
         .map_err(|(variable, message)| ConfigError::new(variable, message))?;
+        let trim = match get("FIELDS_EXCLUDE") {
+            None => None,
+            Some(list) => Trim::parse(&list).map_err(|m| err("FIELDS_EXCLUDE", m))?,
+        };
         let include_original = flag("INCLUDE_ORIGINAL")?;
         let reject_attribution = get("REJECT_ATTRIBUTION").is_none() || flag("REJECT_ATTRIBUTION")?;
         let output_schema = match get("OUTPUT_SCHEMA") {
@@ -646,6 +663,7 @@ impl Config {
                     && destination_format == DestinationFormat::SplunkHec,
                 data_stream,
                 aggregate,
+                trim,
             },
             limits,
             deadline_margin,

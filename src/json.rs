@@ -30,6 +30,19 @@ impl Document {
         &self.buf[..self.len]
     }
 
+    /// Makes `bytes` the document.
+    pub fn set(&mut self, bytes: &[u8]) {
+        self.buf.clear();
+        self.buf.extend_from_slice(bytes);
+        self.len = bytes.len();
+    }
+
+    /// Takes `other`'s bytes as the document (and gives it this one's buffer).
+    pub fn replace(&mut self, other: &mut Vec<u8>) {
+        std::mem::swap(&mut self.buf, other);
+        self.len = self.buf.len();
+    }
+
     /// Forgets the last document (its bytes stay, to be written over).
     pub fn clear(&mut self) {
         self.len = 0;

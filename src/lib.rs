@@ -46,3 +46,4 @@ pub mod text;
 pub mod threat_intel;
 pub mod timestamp;
 pub mod trigger;
+pub mod trim;

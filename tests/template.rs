@@ -668,7 +668,14 @@ fn readme_names_every_parameter() {
 #[test]
 fn the_profile_s_variables_default_to_unset() {
     let t = transformed();
-    for parameter in ["Filter", "Aggregate", "AggregateActions", "AggregateWhere", "Profile"] {
+    for parameter in [
+        "Filter",
+        "Aggregate",
+        "AggregateActions",
+        "AggregateWhere",
+        "FieldsExclude",
+        "Profile",
+    ] {
         assert_eq!(
             t["Parameters"][parameter]["Default"], "",
             "{parameter}: {}",

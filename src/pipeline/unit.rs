@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::ids::IdSeed;
-use crate::aggregate::{AggregateInfo, Aggregator};
+use crate::aggregate::{Aggregate, AggregateInfo, Aggregator, Fold};
 use crate::attribution::{AcceptedFlow, Claim, RejectAttribution, RejectAttributor};
 use crate::config::{OutputSchema, RecordSettings};
 use crate::context::{DocContext, Origin, ThreatMatch};
@@ -114,6 +114,8 @@ pub(super) struct Documents<'s> {
     geo: Option<GeoLookup>,
     /// The aggregates held (AGGREGATE), when on.
     aggregator: Option<Aggregator>,
+    /// A document trimmed (FIELDS_EXCLUDE) is written here, then swapped in.
+    trimmed: Vec<u8>,
     counts: Counts,
 }
 
@@ -135,6 +137,7 @@ impl<'s> UnitProcessor<'s> {
                 threats: None,
                 geo: None,
                 aggregator: settings.aggregate.clone().map(Aggregator::new),
+                trimmed: Vec::new(),
                 counts: Counts::default(),
             },
         }
@@ -251,48 +254,70 @@ impl<'s> UnitProcessor<'s> {
         doc: &mut Document,
         mut emit: impl FnMut(&Document, &str, u64, u32) -> Result<(), String>,
     ) -> Result<(), String> {
-        let aggregates = match self.docs.aggregator.as_mut() {
+        let taken = match self.docs.aggregator.as_mut() {
             Some(aggregator) if !aggregator.is_empty() => aggregator.take(),
             _ => return Ok(()),
         };
         let mut spans = Vec::new();
-        for aggregate in aggregates {
+        let mut result = Ok(());
+        for aggregate in taken.aggregates() {
             doc.clear();
-            let records = u32::try_from(aggregate.records).unwrap_or(u32::MAX);
-            let info = AggregateInfo {
-                records: aggregate.records,
-                client_ports: aggregate.client_ports,
+            let (line, schema, id, records, client_ports, attribution) = match aggregate {
+                Aggregate::Single {
+                    doc: kept,
+                    id,
+                    time,
+                } => {
+                    doc.set(kept);
+                    result = emit(doc, id, time, 1);
+                    if result.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Aggregate::Merged {
+                    line,
+                    schema,
+                    id,
+                    records,
+                    client_ports,
+                    attribution,
+                    discarded,
+                } => {
+                    // The first record's document, written when it came, is not sent.
+                    self.docs.counts.bytes_out -= discarded as u64;
+                    (line, schema, id, records, client_ports, attribution)
+                }
             };
-            let original = self
-                .docs
-                .settings
-                .include_original
-                .then_some(aggregate.line.as_str());
-            let outcome = match parse_line(&aggregate.line, &aggregate.schema, &mut spans) {
-                Ok(rec) => self.docs.write_document(
-                    &rec,
-                    original,
-                    &aggregate.id,
-                    doc,
-                    aggregate.attribution,
-                    &[],
-                    Some(info),
-                ),
+            let info = AggregateInfo {
+                records,
+                client_ports,
+            };
+            let original = self.docs.settings.include_original.then_some(line.as_str());
+            let outcome = match parse_line(&line, schema, &mut spans) {
+                Ok(rec) => {
+                    self.docs
+                        .write_document(&rec, original, &id, doc, attribution, &[], Some(info))
+                }
                 Err(e) => {
-                    let error = format!("an aggregate of {} records: {e}", aggregate.records);
+                    let error = format!("an aggregate of {records} records: {e}");
                     // `failure` counts a record read: these were counted as they came.
-                    let outcome = self
-                        .docs
-                        .failure(&aggregate.line, &error, &aggregate.id, doc);
+                    let outcome = self.docs.failure(&line, &error, &id, doc);
                     self.docs.counts.read -= 1;
                     outcome
                 }
             };
             if let Outcome::Document { time, .. } = outcome {
-                emit(doc, &aggregate.id, time, records)?;
+                result = emit(doc, &id, time, u32::try_from(records).unwrap_or(u32::MAX));
+                if result.is_err() {
+                    break;
+                }
             }
         }
-        Ok(())
+        if let Some(aggregator) = self.docs.aggregator.as_mut() {
+            aggregator.recycle(taken);
+        }
+        result
     }
 
     /// Writes the documents of held REJECT records (REJECT_ATTRIBUTION) into `doc`, one
@@ -611,12 +636,14 @@ impl Documents<'_> {
         threat_matches: &[Option<ThreatMatch<'_>>],
     ) -> Outcome {
         // A record with a threat match is never folded: it stays a document of its own.
-        if let (Some(aggregator), true) = (&mut self.aggregator, threat_matches.is_empty()) {
-            if aggregator.fold(rec, id, reject_attribution) {
-                return Outcome::Folded;
-            }
+        let fold = match (&mut self.aggregator, threat_matches.is_empty()) {
+            (Some(aggregator), true) => aggregator.fold(rec, id, reject_attribution),
+            _ => Fold::No,
+        };
+        if fold == Fold::Into {
+            return Outcome::Folded;
         }
-        self.write_document(
+        let outcome = self.write_document(
             rec,
             original,
             id,
@@ -624,7 +651,15 @@ impl Documents<'_> {
             reject_attribution,
             threat_matches,
             None,
-        )
+        );
+        match (fold, outcome, &mut self.aggregator) {
+            // Its document is kept: it leaves as it is unless others fold into it.
+            (Fold::First, Outcome::Document { time, .. }, Some(aggregator)) => {
+                aggregator.keep(out.as_bytes(), time);
+                Outcome::Folded
+            }
+            _ => outcome,
+        }
     }
 
     /// Writes the document of `rec` (an aggregate's: `aggregate` says of what).
@@ -676,6 +711,11 @@ impl Documents<'_> {
             OutputSchema::Ecs => ecs::write_document(out, rec, &ctx),
             OutputSchema::Ocsf => ocsf::write_event(out, rec, &ctx),
             OutputSchema::Raw => raw::write_raw(out, rec, &ctx),
+        }
+        if let Some(trim) = &self.settings.trim {
+            if trim.apply(out.as_bytes(), &mut self.trimmed) {
+                out.replace(&mut self.trimmed);
+            }
         }
         self.counts.bytes_out += out.len() as u64;
         Outcome::Document {
