@@ -252,6 +252,8 @@ pub struct Aggregator {
     arena: Vec<u8>,
     spans: Vec<Span>,
     schemas: Vec<Schema>,
+    /// The columns of packets, bytes, start and end in each schema.
+    counters: Vec<[usize; 4]>,
     key: Vec<u8>,
     /// Client ports held in all (conversations).
     client_ports: usize,
@@ -283,10 +285,13 @@ impl Aggregator {
             settings,
             index: HashMap::default(),
             hasher: RandomState::default(),
-            held: Vec::new(),
-            arena: Vec::new(),
-            spans: Vec::new(),
+            // Room for a few thousand aggregates from the start: the arena is not moved
+            // again and again while it grows (recycled tables keep theirs).
+            held: Vec::with_capacity(4096),
+            arena: Vec::with_capacity(4 << 20),
+            spans: Vec::with_capacity(4096 * 16),
             schemas: Vec::new(),
+            counters: Vec::new(),
             key: Vec::new(),
             client_ports: 0,
         }
@@ -323,6 +328,10 @@ impl Aggregator {
             Some(i) => i,
             None => {
                 self.schemas.push(schema.clone());
+                self.counters.push(
+                    [Field::Packets, Field::Bytes, Field::Start, Field::End]
+                        .map(|f| schema.position(f).unwrap_or(usize::MAX)),
+                );
                 self.schemas.len() - 1
             }
         };
@@ -330,9 +339,8 @@ impl Aggregator {
             Mode::Flows => None,
             Mode::Conversations => client_port(rec),
         };
-        let counters =
-            [Field::Packets, Field::Bytes, Field::Start, Field::End].map(|f| schema.position(f));
         let client_column = client.map(|(column, _)| column);
+        let counters = self.counters[schema_index];
         self.key.clear();
         self.key
             .extend_from_slice(&(schema_index as u32).to_le_bytes());
@@ -340,7 +348,7 @@ impl Aggregator {
         let client_marker = client_column.map_or(0, |c| c as u32 + 1);
         self.key.extend_from_slice(&client_marker.to_le_bytes());
         for i in 0..schema.len() {
-            if counters.contains(&Some(i)) || client_column == Some(i) {
+            if counters.contains(&i) || client_column == Some(i) {
                 continue;
             }
             self.key.extend_from_slice(rec.column(i).as_bytes());
@@ -385,24 +393,48 @@ impl Aggregator {
             return Fold::Into;
         }
         // The first record of its aggregate: kept as a line, to be read again.
-        if (0..schema.len()).any(|i| rec.column(i).contains(' ')) {
-            return Fold::No;
-        }
         let key = store(&mut self.arena, &self.key);
         let line_start = self.arena.len() as u32;
         let spans = self.spans.len() as u32;
-        for i in 0..schema.len() {
-            if i > 0 {
-                self.arena.push(b' ');
+        let (text, text_spans) = (rec.text(), rec.spans());
+        // A line's columns are the whole text, one space apart (a JSON record's values
+        // are one after another, a Parquet row's are in its batch's text).
+        let whole_line = text_spans.first().is_some_and(|&(s, _)| s == 0)
+            && text_spans
+                .last()
+                .is_some_and(|&(_, e)| e as usize == text.len())
+            && text_spans.windows(2).all(|w| w[1].0 == w[0].1 + 1);
+        if whole_line {
+            // A line: kept as it is, with its spans.
+            self.arena.extend_from_slice(text.as_bytes());
+            self.spans.extend_from_slice(text_spans);
+        } else {
+            // A Parquet row or JSON record: its values joined by spaces.
+            for i in 0..schema.len() {
+                if i > 0 {
+                    self.arena.push(b' ');
+                }
+                let at = self.arena.len() as u32 - line_start;
+                self.arena.extend_from_slice(rec.column(i).as_bytes());
+                self.spans.push((at, self.arena.len() as u32 - line_start));
             }
-            let at = self.arena.len() as u32 - line_start;
-            self.arena.extend_from_slice(rec.column(i).as_bytes());
-            self.spans.push((at, self.arena.len() as u32 - line_start));
         }
         let line = Range {
             start: line_start,
             len: self.arena.len() as u32 - line_start,
         };
+        // Read again, the line must give the same columns: no value may hold a space, and
+        // a line must hold nothing but its columns and single spaces.
+        let spaces = memchr::memchr_iter(b' ', Range::of(&self.arena, line)).count();
+        let columns: usize = self.spans[spans as usize..]
+            .iter()
+            .map(|&(s, e)| (e - s) as usize)
+            .sum();
+        if spaces + 1 != schema.len() || columns + spaces != line.len as usize {
+            self.arena.truncate(key.start as usize);
+            self.spans.truncate(spans as usize);
+            return Fold::No;
+        }
         let first_id = store(&mut self.arena, id.as_bytes());
         let client_ports = client.map(|(_, port)| {
             let mut ports = HashSet::default();
@@ -469,7 +501,10 @@ impl Aggregator {
             held: std::mem::take(&mut self.held),
             arena: std::mem::take(&mut self.arena),
             spans: std::mem::take(&mut self.spans),
-            schemas: std::mem::take(&mut self.schemas),
+            schemas: {
+                self.counters.clear();
+                std::mem::take(&mut self.schemas)
+            },
             conversations: self.settings.mode == Mode::Conversations,
         }
     }

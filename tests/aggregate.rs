@@ -523,3 +523,33 @@ fn fields_exclude_leaves_members_out_but_never_ids_or_time() {
         );
     }
 }
+
+/// JSON records (and Parquet rows) are kept as their values joined by spaces, read
+/// again when others fold into them; a value holding a space keeps its record apart.
+#[test]
+fn json_records_fold_and_a_value_with_a_space_stays_alone() {
+    let record = |sport: u32, bytes: u32, reason: &str| {
+        format!(
+            r#"{{"version": 5, "account-id": "123456789012", "interface-id": "eni-1", "srcaddr": "10.0.0.1", "dstaddr": "10.1.0.9", "srcport": {sport}, "dstport": 443, "protocol": 6, "packets": 1, "bytes": {bytes}, "start": 1700000000, "end": 1700000060, "action": "ACCEPT", "log-status": "OK", "ecs-service-name": "{reason}"}}"#
+        ) + "\n"
+    };
+    let input = record(40000, 100, "web")
+        + &record(40001, 200, "web")
+        + &record(40002, 300, "my service")
+        + &record(40003, 400, "my service");
+    let out = process(&input, &[("AGGREGATE", "conversations")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    common::assert_accounting(&stderr);
+    let docs = common::stdout_docs(&out);
+    assert_eq!(docs.len(), 3, "{docs:#?}");
+    let web = docs.iter().find(|d| d["service"]["name"] == "web").unwrap();
+    assert_eq!(web["aws"]["vpcflow"]["aggregate"]["records"], 2);
+    assert_eq!(web["source"]["bytes"], 300);
+    assert_eq!(
+        docs.iter()
+            .filter(|d| d["service"]["name"] == "my service")
+            .count(),
+        2
+    );
+}
