@@ -47,81 +47,65 @@ impl DatabaseParser {
     }
 }
 
-impl Parser<PlaceDatabase> for DatabaseParser {
-    fn feed(&mut self, chunk: &[u8]) -> Result<(), String> {
-        self.bytes.extend_from_slice(chunk);
-        Ok(())
-    }
-
-    fn finish(self) -> Result<PlaceDatabase, String> {
-        self.open(&["City", "Country"]).map(PlaceDatabase)
-    }
-}
-
-impl Parser<AsnDatabase> for DatabaseParser {
-    fn feed(&mut self, chunk: &[u8]) -> Result<(), String> {
-        self.bytes.extend_from_slice(chunk);
-        Ok(())
-    }
-
-    fn finish(self) -> Result<AsnDatabase, String> {
-        self.open(&["ASN"]).map(AsnDatabase)
-    }
-}
-
 fn too_large(size: u64) -> String {
     format!(
         "the database is over the {MAX_DATABASE_BYTES} bytes (256 MiB) a GeoIP database may have ({size} bytes read or declared)"
     )
 }
 
-fn describe(reader: &maxminddb::Reader<Vec<u8>>) -> String {
-    let m = reader.metadata();
-    format!(
-        "{}, built at {} (Unix seconds)",
-        m.database_type, m.build_epoch
-    )
+/// How `reload` reads a kind of database: its variable and name in messages, and the
+/// database types (`database_type` contains one) it takes.
+macro_rules! reloadable_database {
+    ($database:ident, $variable:literal, $what:literal, $kinds:expr) => {
+        impl Parser<$database> for DatabaseParser {
+            fn feed(&mut self, chunk: &[u8]) -> Result<(), String> {
+                self.bytes.extend_from_slice(chunk);
+                Ok(())
+            }
+
+            fn finish(self) -> Result<$database, String> {
+                self.open(&$kinds).map($database)
+            }
+        }
+
+        impl Reloadable for $database {
+            const VARIABLE: &'static str = $variable;
+            const WHAT: &'static str = $what;
+            const TIMEOUT_VARIABLE: &'static str = "GEOIP_TIMEOUT_SECONDS";
+            const MAX_BYTES: u64 = MAX_DATABASE_BYTES;
+            type Parser = DatabaseParser;
+
+            fn parser(_name: &str) -> DatabaseParser {
+                DatabaseParser { bytes: Vec::new() }
+            }
+
+            fn too_large(size: u64) -> String {
+                too_large(size)
+            }
+
+            fn describe(&self) -> String {
+                let m = self.0.metadata();
+                format!(
+                    "{}, built at {} (Unix seconds)",
+                    m.database_type, m.build_epoch
+                )
+            }
+        }
+    };
 }
 
-impl Reloadable for PlaceDatabase {
-    const VARIABLE: &'static str = "GEOIP_DATABASE";
-    const WHAT: &'static str = "GeoIP database";
-    const TIMEOUT_VARIABLE: &'static str = "GEOIP_TIMEOUT_SECONDS";
-    const MAX_BYTES: u64 = MAX_DATABASE_BYTES;
-    type Parser = DatabaseParser;
-
-    fn parser(_name: &str) -> DatabaseParser {
-        DatabaseParser { bytes: Vec::new() }
-    }
-
-    fn too_large(size: u64) -> String {
-        too_large(size)
-    }
-
-    fn describe(&self) -> String {
-        describe(&self.0)
-    }
-}
-
-impl Reloadable for AsnDatabase {
-    const VARIABLE: &'static str = "GEOIP_ASN_DATABASE";
-    const WHAT: &'static str = "GeoIP ASN database";
-    const TIMEOUT_VARIABLE: &'static str = "GEOIP_TIMEOUT_SECONDS";
-    const MAX_BYTES: u64 = MAX_DATABASE_BYTES;
-    type Parser = DatabaseParser;
-
-    fn parser(_name: &str) -> DatabaseParser {
-        DatabaseParser { bytes: Vec::new() }
-    }
-
-    fn too_large(size: u64) -> String {
-        too_large(size)
-    }
-
-    fn describe(&self) -> String {
-        describe(&self.0)
-    }
-}
+reloadable_database!(
+    PlaceDatabase,
+    "GEOIP_DATABASE",
+    "GeoIP database",
+    ["City", "Country"]
+);
+reloadable_database!(
+    AsnDatabase,
+    "GEOIP_ASN_DATABASE",
+    "GeoIP ASN database",
+    ["ASN"]
+);
 
 /// The databases the configuration names, loaded at cold start and read again after
 /// GEOIP_TTL_SECONDS.

@@ -169,6 +169,36 @@ impl Handler {
         })
     }
 
+    /// What this invocation's documents are enriched from: the threat list and the GeoIP
+    /// databases, each read again when due, within the invocation's deadline (less the
+    /// margin kept to answer). One that cannot be had fails the invocation.
+    async fn lookups(&self, deadline: Option<Instant>) -> Result<Lookups, HandlerError> {
+        let deadline = deadline.map(|d| d.checked_sub(self.deadline_margin).unwrap_or(d));
+        let threats = match &self.threat_intel {
+            None => None,
+            Some(intel) => Some(
+                intel
+                    .current(deadline)
+                    .await
+                    .map_err(HandlerError::ThreatListUnavailable)?,
+            ),
+        };
+        let geo = match &self.geoip {
+            None => None,
+            Some(geoip) => Some(
+                geoip
+                    .current(deadline)
+                    .await
+                    .map_err(HandlerError::GeoIpUnavailable)?,
+            ),
+        };
+        Ok(Lookups {
+            interfaces: self.enrich.clone(),
+            threats,
+            geo,
+        })
+    }
+
     /// Handles one invocation payload. `deadline` is when Lambda stops the function.
     /// Returns the response and the invocation's summary (already logged by the caller).
     pub async fn handle(
@@ -180,40 +210,12 @@ impl Handler {
         if let Destination::Http(sink) = &self.destination {
             sink.refresh_secret_if_stale().await;
         }
-        let threats = match &self.threat_intel {
-            None => None,
-            // The refresh obeys the invocation's deadline (less the margin kept to
-            // answer).
-            Some(intel) => match intel
-                .current(deadline.map(|d| d.checked_sub(self.deadline_margin).unwrap_or(d)))
-                .await
-            {
-                Ok(list) => Some(list),
-                Err(e) => {
-                    let summary =
-                        crate::metrics::summary_json(&Counts::default(), 0, 0, 0, started);
-                    return (Err(HandlerError::ThreatListUnavailable(e)), summary);
-                }
-            },
-        };
-        let geo = match &self.geoip {
-            None => None,
-            Some(geoip) => match geoip
-                .current(deadline.map(|d| d.checked_sub(self.deadline_margin).unwrap_or(d)))
-                .await
-            {
-                Ok(databases) => Some(databases),
-                Err(e) => {
-                    let summary =
-                        crate::metrics::summary_json(&Counts::default(), 0, 0, 0, started);
-                    return (Err(HandlerError::GeoIpUnavailable(e)), summary);
-                }
-            },
-        };
-        let lookups = Lookups {
-            interfaces: self.enrich.clone(),
-            threats,
-            geo,
+        let lookups = match self.lookups(deadline).await {
+            Ok(lookups) => lookups,
+            Err(e) => {
+                let summary = crate::metrics::summary_json(&Counts::default(), 0, 0, 0, started);
+                return (Err(e), summary);
+            }
         };
         let ec2_requests_before = self.ec2_requests();
         let invocation = match trigger::decode(payload) {
