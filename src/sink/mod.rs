@@ -98,7 +98,8 @@ impl Batch {
         self.framed_bytes += doc.len() + limits.overhead + meta.id.len();
     }
 
-    fn doc(&self, i: usize) -> &[u8] {
+    /// Document `i`, as written.
+    pub fn doc(&self, i: usize) -> &[u8] {
         let it = &self.items[i];
         &self.docs[it.start as usize..it.end as usize]
     }

@@ -11,9 +11,9 @@ pub mod tls;
 use flowlog_forwarder::config::Config;
 use flowlog_forwarder::config::RecordSettings;
 use flowlog_forwarder::context::Origin;
-use flowlog_forwarder::json::Document;
-use flowlog_forwarder::pipeline::{Counts, IdSeed, Outcome, UnitProcessor};
-use flowlog_forwarder::source::{self, Limits};
+use flowlog_forwarder::pipeline::{run_input, Counts, IdSeed, Output, UnitInput, UnitProcessor};
+use flowlog_forwarder::sink::{Batch, BatchLimits};
+use flowlog_forwarder::source::Limits;
 use serde_json::Value;
 
 /// Record settings from environment-style variables.
@@ -40,67 +40,41 @@ pub fn run_bytes(
 }
 
 /// `run_bytes` for inputs that may not read to their end (a corrupt gzip stream): the
-/// documents and counts up to the read error, and the error.
+/// documents and counts up to the read error, and the error. The input goes through the
+/// production path, `run_input` into an `Output`, as one unit.
 pub fn try_run_bytes(
     settings: &RecordSettings,
     input: Vec<u8>,
     limits: Limits,
 ) -> (Vec<Value>, Counts, Option<String>) {
-    let mut lines = match source::open_lines(std::io::Cursor::new(input), limits) {
-        Ok(lines) => lines,
-        Err(e) => return (Vec::new(), Counts::default(), Some(e.to_string())),
-    };
     let mut unit = UnitProcessor::new(
         settings,
         Origin::s3("test-bucket", "AWSLogs/x.log.gz"),
         IdSeed::new(&["s3", "test-bucket", "AWSLogs/x.log.gz", "etag"]),
     );
-    let mut docs = Vec::new();
-    let mut buf = Document::new();
-    let mut error = None;
-    loop {
-        let line = match lines.next_line() {
-            Ok(Some(line)) => line,
-            Ok(None) => break,
-            Err(e) => {
-                error = Some(e.to_string());
-                break;
-            }
-        };
-        let outcome = unit.process_line(&line, &mut buf);
-        if let Outcome::Document { .. } = outcome {
-            let doc: Value = serde_json::from_slice(buf.as_bytes()).unwrap_or_else(|e| {
-                panic!(
-                    "invalid JSON document ({e}): {}",
-                    String::from_utf8_lossy(buf.as_bytes())
-                )
-            });
-            docs.push(doc);
-        }
-        // As the pipeline's output does: held REJECT records over their cap leave now.
-        if outcome == Outcome::Held && unit.must_release() {
-            release_held(&mut unit, &mut buf, false, &mut docs);
-        }
-    }
-    if error.is_none() {
-        release_held(&mut unit, &mut buf, true, &mut docs);
-    }
+    let batch_limits = BatchLimits::new(64 << 20, 1_000_000, 1);
+    let mut batch = Batch::default();
+    let mut full = Vec::new();
+    let mut emit = |b: Batch| {
+        full.push(b);
+        true
+    };
+    let mut out = Output::new(0, &batch_limits, &mut batch, &mut emit);
+    let input = UnitInput::Stream(Box::new(std::io::Cursor::new(input)));
+    let error = run_input(input, &mut unit, limits, &mut out).err();
+    full.push(batch);
+    let docs: Vec<Value> = full
+        .iter()
+        .flat_map(|b| (0..b.len()).map(move |i| b.doc(i)))
+        .map(|doc| {
+            serde_json::from_slice(doc).unwrap_or_else(|e| {
+                panic!("invalid JSON document ({e}): {}", String::from_utf8_lossy(doc))
+            })
+        })
+        .collect();
     let mut counts = unit.counts();
-    counts.forwarded = docs.len() as u64;
+    counts.forwarded = full.iter().flat_map(|b| b.units().into_values()).sum();
     (docs, counts, error)
-}
-
-fn release_held(
-    unit: &mut UnitProcessor<'_>,
-    buf: &mut Document,
-    ended: bool,
-    docs: &mut Vec<Value>,
-) {
-    unit.release_held(buf, ended, |doc, _, _| {
-        docs.push(serde_json::from_slice(doc.as_bytes()).expect("a JSON document"));
-        Ok(())
-    })
-    .expect("held records released");
 }
 
 /// Runs text lines through the pipeline.
