@@ -68,7 +68,10 @@ pub fn try_run_bytes(
         .flat_map(|b| (0..b.len()).map(move |i| b.doc(i)))
         .map(|doc| {
             serde_json::from_slice(doc).unwrap_or_else(|e| {
-                panic!("invalid JSON document ({e}): {}", String::from_utf8_lossy(doc))
+                panic!(
+                    "invalid JSON document ({e}): {}",
+                    String::from_utf8_lossy(doc)
+                )
             })
         })
         .collect();
