@@ -113,6 +113,24 @@ struct Held {
     attribution: Option<RejectAttribution>,
     /// The next aggregate whose key has the same hash, if any.
     next: Option<u32>,
+    /// What writing the first record's document counted.
+    enrichment: Enrichment,
+}
+
+/// Whether writing a document counted it enriched or unenriched (ENRICH_ENI): taken back
+/// when that document is not sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Enrichment {
+    pub enriched: u64,
+    pub unenriched: u64,
+}
+
+/// What the first record's document of a merged aggregate added to the unit's counts,
+/// written and not sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Discarded {
+    pub bytes: u64,
+    pub enrichment: Enrichment,
 }
 
 /// Where bytes are in the arena.
@@ -159,7 +177,7 @@ pub enum Aggregate<'t> {
         time: u64,
     },
     /// Several: their record as a line of `schema`, and what its document says of it;
-    /// `discarded` is the size of the first record's document, written and not sent.
+    /// `discarded`, what the first record's document (written, not sent) counted.
     Merged {
         line: String,
         schema: &'t Schema,
@@ -168,7 +186,7 @@ pub enum Aggregate<'t> {
         /// Distinct client ports (conversations).
         client_ports: Option<u64>,
         attribution: Option<RejectAttribution>,
-        discarded: usize,
+        discarded: Discarded,
     },
 }
 
@@ -229,7 +247,10 @@ impl Taken {
                 .conversations
                 .then(|| held.client_ports.as_ref().map_or(0, |p| p.len() as u64)),
             attribution: held.attribution,
-            discarded: held.doc.len as usize,
+            discarded: Discarded {
+                bytes: u64::from(held.doc.len),
+                enrichment: held.enrichment,
+            },
         }
     }
 }
@@ -460,17 +481,19 @@ impl Aggregator {
             client_ports,
             attribution,
             next: first,
+            enrichment: Enrichment::default(),
         });
         Fold::First
     }
 
-    /// Keeps the document of the record that started the last aggregate (`Fold::First`)
-    /// and its time.
-    pub fn keep(&mut self, doc: &[u8], time: u64) {
+    /// Keeps the document of the record that started the last aggregate (`Fold::First`),
+    /// its time, and whether writing it counted an enriched or unenriched document.
+    pub fn keep(&mut self, doc: &[u8], time: u64, enrichment: Enrichment) {
         let range = store(&mut self.arena, doc);
         if let Some(held) = self.held.last_mut() {
             held.doc = range;
             held.time = time;
+            held.enrichment = enrichment;
         }
     }
 

@@ -445,3 +445,34 @@ fn process_command_enriches_local_files() {
         .get("security_group_ids")
         .is_none());
 }
+
+/// Aggregated, each document counts once as enriched: the first record's document,
+/// written when it came and replaced by its aggregate's, is not counted twice.
+#[test]
+fn aggregated_documents_count_as_enriched_once() {
+    let net = create_network();
+    let dir = common::scratch_dir().to_path_buf();
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("aggregated.log");
+    let lines: Vec<String> = (0..3)
+        .map(|_| record(&net.eni, "203.0.113.5", "10.0.1.10"))
+        .chain([record(&net.eni, "203.0.113.6", "10.0.1.10")])
+        .collect();
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["process", path.to_str().unwrap()])
+        .env_remove("DESTINATION_URL")
+        .envs(moto().env())
+        .env("ENRICH_ENI", "true")
+        .env("AGGREGATE", "flows")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let docs = common::stdout_docs(&out);
+    assert_eq!(docs.len(), 2);
+    assert!(
+        stderr.contains("read=4 forwarded=4 filtered=0 malformed=0 failed=0 inputs=1 input_errors=0 enriched=2 unenriched=0"),
+        "{stderr}"
+    );
+}

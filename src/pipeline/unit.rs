@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::ids::IdSeed;
-use crate::aggregate::{Aggregate, AggregateInfo, Aggregator, Fold};
+use crate::aggregate::{Aggregate, AggregateInfo, Aggregator, Enrichment, Fold};
 use crate::attribution::{AcceptedFlow, Claim, RejectAttribution, RejectAttributor};
 use crate::config::{OutputSchema, RecordSettings};
 use crate::context::{DocContext, Origin, ThreatMatch};
@@ -285,7 +285,10 @@ impl<'s> UnitProcessor<'s> {
                     discarded,
                 } => {
                     // The first record's document, written when it came, is not sent.
-                    self.docs.counts.bytes_out -= discarded as u64;
+                    let counts = &mut self.docs.counts;
+                    counts.bytes_out -= discarded.bytes;
+                    counts.enriched -= discarded.enrichment.enriched;
+                    counts.unenriched -= discarded.enrichment.unenriched;
                     (line, schema, id, records, client_ports, attribution)
                 }
             };
@@ -643,6 +646,7 @@ impl Documents<'_> {
         if fold == Fold::Into {
             return Outcome::Folded;
         }
+        let before = (self.counts.enriched, self.counts.unenriched);
         let outcome = self.write_document(
             rec,
             original,
@@ -655,7 +659,11 @@ impl Documents<'_> {
         match (fold, outcome, &mut self.aggregator) {
             // Its document is kept: it leaves as it is unless others fold into it.
             (Fold::First, Outcome::Document { time, .. }, Some(aggregator)) => {
-                aggregator.keep(out.as_bytes(), time);
+                let enrichment = Enrichment {
+                    enriched: self.counts.enriched - before.0,
+                    unenriched: self.counts.unenriched - before.1,
+                };
+                aggregator.keep(out.as_bytes(), time, enrichment);
                 Outcome::Folded
             }
             _ => outcome,
