@@ -226,31 +226,37 @@ impl GeoLookup {
             self.asns.clear();
         }
         let place = self.databases.place.as_ref().and_then(|db| {
-            let found = db.0.lookup(ip).ok()?;
-            let offset = found.offset()?;
-            if let Some(members) = self.places.get(&offset) {
-                return Some(members.clone());
-            }
-            let city = found.decode::<PlaceRecord>().ok()??;
-            let members = Arc::new(place_members(&city)?);
-            self.places.insert(offset, members.clone());
-            Some(members)
+            members_of(&db.0, ip, &mut self.places, |r: &PlaceRecord| {
+                place_members(r)
+            })
         });
-        let asn = self.databases.asn.as_ref().and_then(|db| {
-            let found = db.0.lookup(ip).ok()?;
-            let offset = found.offset()?;
-            if let Some(members) = self.asns.get(&offset) {
-                return Some(members.clone());
-            }
-            let asn = found.decode::<AsnRecord>().ok()??;
-            let members = Arc::new(asn_members(&asn)?);
-            self.asns.insert(offset, members.clone());
-            Some(members)
-        });
+        let asn =
+            self.databases.asn.as_ref().and_then(|db| {
+                members_of(&db.0, ip, &mut self.asns, |r: &AsnRecord| asn_members(r))
+            });
         let located = Located { place, asn };
         self.addresses.insert(key, located.clone());
         located
     }
+}
+
+/// The members of `ip`'s record in `reader` (`write` writes them from the record), each
+/// record decoded and written once (`written`, by its offset in the database).
+fn members_of<'r, R: serde::Deserialize<'r>>(
+    reader: &'r maxminddb::Reader<Vec<u8>>,
+    ip: IpAddr,
+    written: &mut HashMap<usize, Arc<Members>, RandomState>,
+    write: impl FnOnce(&R) -> Option<Members>,
+) -> Option<Arc<Members>> {
+    let found = reader.lookup(ip).ok()?;
+    let offset = found.offset()?;
+    if let Some(members) = written.get(&offset) {
+        return Some(members.clone());
+    }
+    let record = found.decode::<R>().ok()??;
+    let members = Arc::new(write(&record)?);
+    written.insert(offset, members.clone());
+    Some(members)
 }
 
 /// Whether `ip` can be in a GeoIP database: not private, shared (100.64.0.0/10),

@@ -385,15 +385,7 @@ fn typed(
     let name = field.name();
     match field.kind() {
         Kind::Ip => {
-            let negate = match op {
-                None | Some(Op::Eq) => false,
-                Some(Op::Ne) => true,
-                Some(_) => {
-                    return Err(format!(
-                        "at column {op_column}: {name} is an address: compare it with ==, != or in"
-                    ))
-                }
-            };
+            let negate = negated(op, op_column, name, "an address")?;
             let nets = values
                 .into_iter()
                 .map(|(column, token)| match token {
@@ -440,15 +432,7 @@ fn typed(
             }
         }
         Kind::Text => {
-            let negate = match op {
-                None | Some(Op::Eq) => false,
-                Some(Op::Ne) => true,
-                Some(_) => {
-                    return Err(format!(
-                        "at column {op_column}: {name} is text: compare it with ==, != or in"
-                    ))
-                }
-            };
+            let negate = negated(op, op_column, name, "text")?;
             let values = values
                 .into_iter()
                 .map(|(column, token)| match token {
@@ -468,6 +452,18 @@ fn typed(
                 negate,
             })
         }
+    }
+}
+
+/// Whether an equality test (`==`, `!=` or `in`; `None` is `in`) of field `name`, which
+/// is `what`, is negated (`!=`); an order (`<`, ...) is an error.
+fn negated(op: Option<Op>, op_column: usize, name: &str, what: &str) -> Result<bool, String> {
+    match op {
+        None | Some(Op::Eq) => Ok(false),
+        Some(Op::Ne) => Ok(true),
+        Some(_) => Err(format!(
+            "at column {op_column}: {name} is {what}: compare it with ==, != or in"
+        )),
     }
 }
 

@@ -328,12 +328,7 @@ fn any_value(buf: &mut Vec<u8>, value: &Value) {
 
 /// An ExportLogsServiceRequest in OTLP/JSON (64-bit integers as strings).
 fn json_request(resources: &ByResource, observed_ns: u64) -> Vec<u8> {
-    let attributes = |pairs: &[(String, Value)]| -> Value {
-        pairs
-            .iter()
-            .map(|(k, v)| serde_json::json!({"key": k, "value": json_any(v)}))
-            .collect()
-    };
+    let attributes = |pairs: &[(String, Value)]| json_key_values(pairs.iter().map(|(k, v)| (k, v)));
     let resource_logs: Vec<Value> = resources
         .iter()
         .map(|(resource, records)| {
@@ -375,12 +370,18 @@ fn json_any(value: &Value) -> Value {
         Value::Array(items) => {
             serde_json::json!({ "arrayValue": { "values": items.iter().map(json_any).collect::<Vec<_>>() } })
         }
-        Value::Object(map) => serde_json::json!({ "kvlistValue": { "values": map
-            .iter()
-            .map(|(k, v)| serde_json::json!({"key": k, "value": json_any(v)}))
-            .collect::<Vec<_>>() } }),
+        Value::Object(map) => {
+            serde_json::json!({ "kvlistValue": { "values": json_key_values(map.iter()) } })
+        }
         Value::Null => serde_json::json!({}),
     }
+}
+
+/// KeyValues in OTLP/JSON.
+fn json_key_values<'v>(pairs: impl Iterator<Item = (&'v String, &'v Value)>) -> Value {
+    pairs
+        .map(|(k, v)| serde_json::json!({"key": k, "value": json_any(v)}))
+        .collect()
 }
 
 /// `partialSuccess` of an OTLP/JSON answer: rejected records and the message.
