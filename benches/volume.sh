@@ -30,6 +30,7 @@ run() {
 run "off"
 run "FILTER (drop internal accepts)" FILTER="$RULE"
 run "AGGREGATE=flows" AGGREGATE=flows
+run "AGGREGATE=connections" AGGREGATE=connections
 run "AGGREGATE=conversations" AGGREGATE=conversations
 run "PROFILE=security" PROFILE=security
 zcat "$CORPUS"/object-000.log.gz > "$OUT/object-000.log"
@@ -43,5 +44,6 @@ echo "  off: $(count X=1)"
 echo "  FILTER: $(count FILTER="$RULE")"
 echo "  FILTER keeping every record: $(count FILTER='action == "REJECT" || !(srcaddr in "192.0.2.0/24" && dstaddr in "192.0.2.0/24")')"
 echo "  AGGREGATE=flows: $(count AGGREGATE=flows)"
+echo "  AGGREGATE=connections: $(count AGGREGATE=connections)"
 echo "  AGGREGATE=conversations: $(count AGGREGATE=conversations)"
 echo "  PROFILE=security: $(count PROFILE=security)"

@@ -1,29 +1,35 @@
 //! AGGREGATE: records of one unit that describe the same flow become one document.
 //! `flows` folds records equal in every column but the counters and the capture window
 //! (packets and bytes are summed, the earliest start and the latest end kept);
-//! `conversations` also folds the client's port (README, Reducing volume: the service
-//! side is the lower port). Only records whose action AGGREGATE_ACTIONS names are folded
-//! (ACCEPT by default), never one with a threat match, and the REJECT attribution is part
-//! of what must be equal. An aggregate's document is the first record's, its counters,
-//! window and client port replaced, with the number of records folded
-//! (`aws.vpcflow.aggregate.records`, OCSF `count`) and, for conversations, of distinct
-//! client ports; a flow of one record leaves as that record's own document. The table
-//! is capped (`MAX_AGGREGATES`, `MAX_AGGREGATE_BYTES`): when full, its aggregates leave
-//! and a new table starts.
+//! `connections` also folds each flow's reply (its mirror on the same interface: the
+//! addresses, ports and packet addresses swapped, the flow direction the other) into it,
+//! the replies' counters kept apart; `conversations` also folds the client's port
+//! (README, Reducing volume: the service side is the lower port), where
+//! AGGREGATE_CONVERSATIONS_WHERE allows. Only records whose action AGGREGATE_ACTIONS
+//! names are folded (ACCEPT by default), never one with a threat match, and the REJECT
+//! attribution is part of what must be equal. An aggregate's document is written from
+//! the first record's line, turned to face from the client when it holds both directions,
+//! its counters, window and client port replaced, with the number of records folded
+//! (`aws.vpcflow.aggregate.records`, OCSF `count`), the replies' counters and, for
+//! conversations, the number of distinct client ports; a flow of one record leaves as
+//! that record's own document. The table is capped (`MAX_AGGREGATES`,
+//! `MAX_AGGREGATE_BYTES`): when full, its aggregates leave and a new table starts.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, BuildHasherDefault};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use foldhash::fast::RandomState;
 
 use crate::attribution::RejectAttribution;
 use crate::filter::Expression;
-use crate::flowlog::{Field, FlowRecord, Schema, Span};
+use crate::flowlog::{Field, FlowRecord, RecordValues, Schema, Span};
 
 /// AGGREGATE's modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Flows,
+    Connections,
     Conversations,
 }
 
@@ -35,25 +41,31 @@ pub struct AggregateSettings {
     pub actions: Vec<String>,
     /// AGGREGATE_WHERE: only records it is true for are folded.
     pub scope: Option<Expression>,
+    /// AGGREGATE_CONVERSATIONS_WHERE (conversations): only records it is true for fold
+    /// their client's port; the others fold as connections.
+    pub conversations_scope: Option<Expression>,
 }
 
 impl AggregateSettings {
-    /// AGGREGATE (`off`, `flows`, `conversations`), AGGREGATE_ACTIONS (a comma list of
-    /// ACCEPT and REJECT; ACCEPT by default) and AGGREGATE_WHERE (a FILTER expression);
-    /// none when off. An error names the variable.
+    /// AGGREGATE (`off`, `flows`, `connections`, `conversations`), AGGREGATE_ACTIONS (a
+    /// comma list of ACCEPT and REJECT; ACCEPT by default), AGGREGATE_WHERE and
+    /// AGGREGATE_CONVERSATIONS_WHERE (FILTER expressions); none when off. An error names
+    /// the variable.
     pub fn parse(
         mode: Option<&str>,
         actions: Option<&str>,
         scope: Option<&str>,
+        conversations_scope: Option<&str>,
     ) -> Result<Option<AggregateSettings>, (&'static str, String)> {
         let mode = match mode.map(|m| m.trim().to_ascii_lowercase()).as_deref() {
             None | Some("") | Some("off") => return Ok(None),
             Some("flows") => Mode::Flows,
+            Some("connections") => Mode::Connections,
             Some("conversations") => Mode::Conversations,
             Some(other) => {
                 return Err((
                     "AGGREGATE",
-                    format!("'{other}' is not off, flows or conversations"),
+                    format!("'{other}' is not off, flows, connections or conversations"),
                 ))
             }
         };
@@ -68,28 +80,36 @@ impl AggregateSettings {
             }
             list.push(action);
         }
-        let scope = match scope.filter(|s| !s.trim().is_empty()) {
-            None => None,
-            Some(text) => Some(Expression::parse(text).map_err(|e| ("AGGREGATE_WHERE", e))?),
-        };
+        let expression =
+            |name: &'static str, text: Option<&str>| match text.filter(|s| !s.trim().is_empty()) {
+                None => Ok(None),
+                Some(text) => Expression::parse(text).map(Some).map_err(|e| (name, e)),
+            };
+        let scope = expression("AGGREGATE_WHERE", scope)?;
+        let conversations_scope = expression("AGGREGATE_CONVERSATIONS_WHERE", conversations_scope)?;
+        if conversations_scope.is_some() && mode != Mode::Conversations {
+            return Err((
+                "AGGREGATE_CONVERSATIONS_WHERE",
+                "is for AGGREGATE=conversations".to_string(),
+            ));
+        }
         Ok(Some(AggregateSettings {
             mode,
             actions: list,
             scope,
+            conversations_scope,
         }))
     }
 }
 
 /// Most aggregates a unit holds at once; past them, they leave and a new table starts.
 pub const MAX_AGGREGATES: usize = 65_536;
-/// Most bytes the held aggregates take (their keys, lines, first documents and client
-/// ports).
+/// Most bytes the held aggregates take (their lines, ids and client ports).
 pub const MAX_AGGREGATE_BYTES: usize = 16 << 20;
 
-/// An aggregate held until it leaves. Its bytes (key, line, first id, first document)
-/// are in the table's arena.
+/// An aggregate held until it leaves. Its bytes (line, first id, original) are in the
+/// table's arena.
 struct Held {
-    key: Range,
     /// The first record's values joined by spaces; `spans` (in the table's spans, as
     /// many as its schema has columns) says where each column is in it.
     line: Range,
@@ -98,39 +118,53 @@ struct Held {
     schema: u32,
     /// The first record's `event.id`.
     first_id: Range,
-    /// The first record's own document and time: what leaves when no other record
-    /// folds into it.
-    doc: Range,
-    time: u64,
-    records: u64,
-    packets: u64,
-    bytes: u64,
+    /// The first record's input, where INCLUDE_ORIGINAL asks for it and it is not `line`.
+    original: Option<Range>,
+    /// The first record's converted values: alone, it is not parsed again.
+    values: RecordValues,
+    /// The records facing as the first one does, and their sums.
+    forward: Counters,
+    /// Their replies (connections, conversations): the records facing the other way.
+    reverse: Counters,
     start: u64,
     end: u64,
-    /// The column of the client's port (conversations), and the ports seen.
+    /// Whether the first record faces from the service (a reply): its document, when
+    /// the aggregate holds both directions, is turned to face from the client.
+    reply: bool,
+    /// Whether its records fold as a conversation (their client's port, where they have
+    /// one).
+    conversation: bool,
+    /// The column of the client's port in the first record (conversations), and the
+    /// ports seen.
     client: Option<u32>,
     client_ports: Option<HashSet<u16, RandomState>>,
     attribution: Option<RejectAttribution>,
     /// The next aggregate whose key has the same hash, if any.
     next: Option<u32>,
-    /// What writing the first record's document counted.
-    enrichment: Enrichment,
 }
 
-/// Whether writing a document counted it enriched or unenriched (ENRICH_ENI): taken back
-/// when that document is not sent.
+/// The records of one direction of an aggregate, and their summed counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Enrichment {
-    pub enriched: u64,
-    pub unenriched: u64,
+pub struct Counters {
+    pub records: u64,
+    pub packets: u64,
+    pub bytes: u64,
 }
 
-/// What the first record's document of a merged aggregate added to the unit's counts,
-/// written and not sent.
-#[derive(Debug, Clone, Copy)]
-pub struct Discarded {
-    pub bytes: u64,
-    pub enrichment: Enrichment,
+impl Counters {
+    /// These counters with one more record's; none when a sum would pass its field's
+    /// largest value.
+    fn plus(self, packets: u64, bytes: u64) -> Option<Counters> {
+        let packets = self.packets.checked_add(packets)?;
+        let bytes = self.bytes.checked_add(bytes)?;
+        (packets <= Field::Packets.max_integer() && bytes <= Field::Bytes.max_integer()).then_some(
+            Counters {
+                records: self.records + 1,
+                packets,
+                bytes,
+            },
+        )
+    }
 }
 
 /// Where bytes are in the arena.
@@ -141,18 +175,20 @@ struct Range {
 }
 
 impl Range {
-    fn of(arena: &[u8], range: Range) -> &[u8] {
-        &arena[range.start as usize..(range.start + range.len) as usize]
+    fn of(arena: &str, range: Range) -> &str {
+        arena
+            .get(range.start as usize..(range.start + range.len) as usize)
+            .unwrap_or_default()
     }
 }
 
-/// Appends `bytes` to the arena; where they are.
-fn store(arena: &mut Vec<u8>, bytes: &[u8]) -> Range {
+/// Appends `text` to the arena; where it is.
+fn store(arena: &mut String, text: &str) -> Range {
     let start = arena.len() as u32;
-    arena.extend_from_slice(bytes);
+    arena.push_str(text);
     Range {
         start,
-        len: bytes.len() as u32,
+        len: text.len() as u32,
     }
 }
 
@@ -161,43 +197,44 @@ fn store(arena: &mut Vec<u8>, bytes: &[u8]) -> Range {
 pub enum Fold {
     /// Not folded: its document is written as usual.
     No,
-    /// Folded into an aggregate held.
-    Into,
-    /// The first of a new aggregate: write its document as usual and hand it to
-    /// `Aggregator::keep` (it leaves as it is if no record folds into it).
-    First,
+    /// Held: folded into an aggregate, or the first of a new one. Its document is
+    /// written when the aggregate leaves.
+    Held,
 }
 
-/// An aggregate leaving.
-pub enum Aggregate<'t> {
-    /// One record: its own document, id and time, unchanged.
-    Single {
-        doc: &'t [u8],
-        id: &'t str,
-        time: u64,
-    },
-    /// Several: their record as a line of `schema`, and what its document says of it;
-    /// `discarded`, what the first record's document (written, not sent) counted.
-    Merged {
-        line: String,
-        schema: &'t Schema,
-        id: String,
-        records: u64,
-        /// Distinct client ports (conversations).
-        client_ports: Option<u64>,
-        attribution: Option<RejectAttribution>,
-        discarded: Discarded,
-    },
+/// An aggregate leaving: a record to write as a document.
+pub struct Aggregate<'t> {
+    /// Its record as a line of `schema`: a record alone as it came, several folded
+    /// into one with their sums.
+    pub line: Cow<'t, str>,
+    /// Where the columns of a record alone are in `line`, and its converted values
+    /// (an aggregate's line is parsed again).
+    pub alone: Option<(&'t [Span], RecordValues)>,
+    pub schema: &'t Schema,
+    /// A record alone keeps its own id; an aggregate's derives from its first record's.
+    pub id: Cow<'t, str>,
+    /// A record alone's input when INCLUDE_ORIGINAL asked for it and it is not `line`.
+    pub original: Option<&'t str>,
+    pub attribution: Option<RejectAttribution>,
+    /// What its document says of the records it stands for; none for a record alone.
+    pub info: Option<AggregateInfo>,
+}
+
+impl Aggregate<'_> {
+    /// The records it stands for.
+    pub fn records(&self) -> u64 {
+        self.info.map_or(1, |i| i.records)
+    }
 }
 
 /// The aggregates that leave (`Aggregator::take`): read them with `aggregates`, then
 /// hand them back (`Aggregator::recycle`) so that their buffers serve the next table.
 pub struct Taken {
     held: Vec<Held>,
-    arena: Vec<u8>,
+    arena: String,
     spans: Vec<Span>,
     schemas: Vec<Schema>,
-    conversations: bool,
+    layouts: Vec<Layout>,
 }
 
 impl Taken {
@@ -207,50 +244,64 @@ impl Taken {
     }
 
     fn aggregate(&self, held: &Held) -> Aggregate<'_> {
-        use std::fmt::Write;
-        let first_id = std::str::from_utf8(Range::of(&self.arena, held.first_id)).unwrap_or("");
-        if held.records == 1 {
-            return Aggregate::Single {
-                doc: Range::of(&self.arena, held.doc),
-                id: first_id,
-                time: held.time,
+        let text = |range: Range| Range::of(&self.arena, range);
+        let first_id = text(held.first_id);
+        let records = held.forward.records + held.reverse.records;
+        let schema = &self.schemas[held.schema as usize];
+        let spans = &self.spans[held.spans as usize..held.spans as usize + schema.len()];
+        if records == 1 {
+            return Aggregate {
+                line: Cow::Borrowed(text(held.line)),
+                alone: Some((spans, held.values)),
+                schema,
+                id: Cow::Borrowed(first_id),
+                original: held.original.map(text),
+                attribution: held.attribution,
+                info: None,
             };
         }
-        let schema = &self.schemas[held.schema as usize];
-        let counters = [
-            (schema.position(Field::Packets), held.packets),
-            (schema.position(Field::Bytes), held.bytes),
-            (schema.position(Field::Start), held.start),
-            (schema.position(Field::End), held.end),
-        ];
-        let text = std::str::from_utf8(Range::of(&self.arena, held.line)).unwrap_or("");
-        let spans = &self.spans[held.spans as usize..held.spans as usize + schema.len()];
+        let layout = &self.layouts[held.schema as usize];
+        // Holding both directions, the document faces from the client.
+        let turn = held.reply && held.reverse.records > 0;
+        let (forward, reverse) = if turn {
+            (held.reverse, held.forward)
+        } else {
+            (held.forward, held.reverse)
+        };
+        let counters = [forward.packets, forward.bytes, held.start, held.end];
+        let text = Range::of(&self.arena, held.line);
+        let client = held.client.map(|c| layout.view(c as usize, turn));
         let mut line = String::with_capacity(text.len() + 16);
-        for (i, &(s, e)) in spans.iter().enumerate() {
+        for i in 0..schema.len() {
             if i > 0 {
                 line.push(' ');
             }
-            if let Some((_, v)) = counters.iter().find(|(c, _)| *c == Some(i)) {
-                let _ = write!(line, "{v}");
-            } else if held.client == Some(i as u32) {
+            if let Some(at) = layout.counters.iter().position(|&c| c == i) {
+                line.push_str(itoa::Buffer::new().format(counters[at]));
+            } else if client == Some(i) {
                 line.push('-');
             } else {
-                line.push_str(text.get(s as usize..e as usize).unwrap_or("-"));
+                let value = layout.value(i, turn, |c| {
+                    let (s, e) = spans[c];
+                    text.get(s as usize..e as usize).unwrap_or("-")
+                });
+                line.push_str(value);
             }
         }
-        Aggregate::Merged {
-            line,
+        Aggregate {
+            line: Cow::Owned(line),
+            alone: None,
             schema,
-            id: crate::pipeline::aggregate_id(first_id, held.records),
-            records: held.records,
-            client_ports: self
-                .conversations
-                .then(|| held.client_ports.as_ref().map_or(0, |p| p.len() as u64)),
+            id: Cow::Owned(crate::pipeline::aggregate_id(first_id, records)),
+            original: None,
             attribution: held.attribution,
-            discarded: Discarded {
-                bytes: u64::from(held.doc.len),
-                enrichment: held.enrichment,
-            },
+            info: Some(AggregateInfo {
+                records,
+                replies: (reverse.records > 0).then_some(reverse),
+                client_ports: held
+                    .conversation
+                    .then(|| held.client_ports.as_ref().map_or(0, |p| p.len() as u64)),
+            }),
         }
     }
 }
@@ -259,6 +310,9 @@ impl Taken {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AggregateInfo {
     pub records: u64,
+    /// What the destination sent back (connections, conversations): the document's
+    /// packets and bytes are the source's.
+    pub replies: Option<Counters>,
     pub client_ports: Option<u64>,
 }
 
@@ -270,12 +324,11 @@ pub struct Aggregator {
     index: HashMap<u64, u32, BuildHasherDefault<KeyHash>>,
     hasher: RandomState,
     held: Vec<Held>,
-    arena: Vec<u8>,
+    arena: String,
     spans: Vec<Span>,
     schemas: Vec<Schema>,
-    /// The columns of packets, bytes, start and end in each schema.
-    counters: Vec<[usize; 4]>,
-    key: Vec<u8>,
+    /// Where each schema's columns are.
+    layouts: Vec<Layout>,
     /// Client ports held in all (conversations).
     client_ports: usize,
 }
@@ -309,23 +362,24 @@ impl Aggregator {
             // Room for a few thousand aggregates from the start: the arena is not moved
             // again and again while it grows (recycled tables keep theirs).
             held: Vec::with_capacity(4096),
-            arena: Vec::with_capacity(4 << 20),
+            arena: String::with_capacity(4 << 20),
             spans: Vec::with_capacity(4096 * 16),
             schemas: Vec::new(),
-            counters: Vec::new(),
-            key: Vec::new(),
+            layouts: Vec::new(),
             client_ports: 0,
         }
     }
 
-    /// Folds `rec` (its `event.id` is `id`) into its aggregate, or starts one with it
-    /// (`Fold::First`). `Fold::No` when it is not folded (its action is not aggregated,
-    /// AGGREGATE_WHERE is false for it, it lacks a counter or its window, a sum would pass
-    /// its field's largest value, or a value holds a space).
+    /// Folds `rec` (its `event.id` is `id`, its input `original` when INCLUDE_ORIGINAL
+    /// is set) into its aggregate, or starts one with it (`Fold::Held`). `Fold::No` when
+    /// it is not folded (its action is not aggregated, AGGREGATE_WHERE is false for it,
+    /// it lacks a counter or its window, a sum would pass its field's largest value, or
+    /// a value is empty or holds a space).
     pub fn fold(
         &mut self,
         rec: &FlowRecord<'_>,
         id: &str,
+        original: Option<&str>,
         attribution: Option<RejectAttribution>,
     ) -> Fold {
         let Some(action) = rec.get(Field::Action) else {
@@ -349,59 +403,77 @@ impl Aggregator {
             Some(i) => i,
             None => {
                 self.schemas.push(schema.clone());
-                self.counters.push(
-                    [Field::Packets, Field::Bytes, Field::Start, Field::End]
-                        .map(|f| schema.position(f).unwrap_or(usize::MAX)),
-                );
+                self.layouts.push(Layout::of(schema));
                 self.schemas.len() - 1
             }
         };
-        let client = match self.settings.mode {
-            Mode::Flows => None,
-            Mode::Conversations => client_port(rec),
-        };
-        let client_column = client.map(|(column, _)| column);
-        let counters = self.counters[schema_index];
-        self.key.clear();
-        self.key
-            .extend_from_slice(&(schema_index as u32).to_le_bytes());
-        self.key.push(attribution.map_or(0, |a| a as u8 + 1));
-        let client_marker = client_column.map_or(0, |c| c as u32 + 1);
-        self.key.extend_from_slice(&client_marker.to_le_bytes());
-        for i in 0..schema.len() {
-            if counters.contains(&i) || client_column == Some(i) {
-                continue;
-            }
-            self.key.extend_from_slice(rec.column(i).as_bytes());
-            self.key.push(0x1f);
+        let layout = &self.layouts[schema_index];
+        // A reply is keyed as its request: seen from the client (the mirror's columns).
+        let reply = self.settings.mode != Mode::Flows
+            && layout.mirror.is_some()
+            && faces_from_service(rec, layout);
+        // Whether its client's port folds (conversations), where it has one.
+        let conversation = self.settings.mode == Mode::Conversations
+            && self
+                .settings
+                .conversations_scope
+                .as_ref()
+                .is_none_or(|scope| scope.matches(rec));
+        let client = if conversation { client_port(rec) } else { None };
+        // The key: every column but the counters and the client's port, as the client
+        // sees it, with the schema and the attribution; hashed as it is read, compared
+        // with the held lines.
+        let client_column = client.map(|(column, _)| layout.view(column, reply));
+        let folded = |i: usize| layout.counters.contains(&i) || client_column == Some(i);
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write_u32(schema_index as u32);
+        hasher.write_u8(attribution.map_or(0, |a| a as u8 + 1));
+        hasher.write_u8(u8::from(conversation) << 1 | u8::from(client.is_some()));
+        for i in (0..schema.len()).filter(|&i| !folded(i)) {
+            // No separator: columns that run together differently are told apart
+            // when compared.
+            hasher.write(layout.value(i, reply, |c| rec.column(c)).as_bytes());
         }
-        let hash = self.hasher.hash_one(self.key.as_slice());
+        let hash = hasher.finish();
         let first = self.index.get(&hash).copied();
         let mut at = first;
         while let Some(i) = at {
             let held = &self.held[i as usize];
-            if Range::of(&self.arena, held.key) == self.key.as_slice() {
+            let same = held.schema == schema_index as u32
+                && held.attribution == attribution
+                && held.conversation == conversation
+                && held.client.is_some() == client.is_some()
+                && {
+                    let text = Range::of(&self.arena, held.line);
+                    let spans =
+                        &self.spans[held.spans as usize..held.spans as usize + schema.len()];
+                    let held_column = |c: usize| {
+                        let (s, e) = spans[c];
+                        text.get(s as usize..e as usize).unwrap_or_default()
+                    };
+                    (0..schema.len()).filter(|&i| !folded(i)).all(|i| {
+                        layout.value(i, held.reply, held_column)
+                            == layout.value(i, reply, |c| rec.column(c))
+                    })
+                };
+            if same {
                 break;
             }
             at = held.next;
         }
         if let Some(at) = at {
             let held = &mut self.held[at as usize];
-            let sums = (
-                held.packets.checked_add(packets),
-                held.bytes.checked_add(bytes),
-            );
-            let (Some(p), Some(b)) = sums else {
+            let side = if reply == held.reply {
+                &mut held.forward
+            } else {
+                &mut held.reverse
+            };
+            let Some(sums) = side.plus(packets, bytes) else {
                 return Fold::No;
             };
-            if p > Field::Packets.max_integer() || b > Field::Bytes.max_integer() {
-                return Fold::No;
-            }
-            held.packets = p;
-            held.bytes = b;
+            *side = sums;
             held.start = held.start.min(start);
             held.end = held.end.max(end);
-            held.records += 1;
             if let Some((_, port)) = client {
                 if held
                     .client_ports
@@ -411,10 +483,9 @@ impl Aggregator {
                     self.client_ports += 1;
                 }
             }
-            return Fold::Into;
+            return Fold::Held;
         }
         // The first record of its aggregate: kept as a line, to be read again.
-        let key = store(&mut self.arena, &self.key);
         let line_start = self.arena.len() as u32;
         let spans = self.spans.len() as u32;
         let (text, text_spans) = (rec.text(), rec.spans());
@@ -426,37 +497,41 @@ impl Aggregator {
                 .is_some_and(|&(_, e)| e as usize == text.len())
             && text_spans.windows(2).all(|w| w[1].0 == w[0].1 + 1);
         if whole_line {
-            // A line: kept as it is, with its spans.
-            self.arena.extend_from_slice(text.as_bytes());
+            // A line: kept as it is, with its spans (a column of a line holds no
+            // separator, so it reads again as it was).
+            self.arena.push_str(text);
             self.spans.extend_from_slice(text_spans);
         } else {
-            // A Parquet row or JSON record: its values joined by spaces.
+            // A Parquet row or JSON record: its values joined by spaces (an empty one
+            // would not read again).
+            if (0..schema.len()).any(|i| rec.column(i).is_empty()) {
+                return Fold::No;
+            }
             for i in 0..schema.len() {
                 if i > 0 {
-                    self.arena.push(b' ');
+                    self.arena.push(' ');
                 }
                 let at = self.arena.len() as u32 - line_start;
-                self.arena.extend_from_slice(rec.column(i).as_bytes());
+                self.arena.push_str(rec.column(i));
                 self.spans.push((at, self.arena.len() as u32 - line_start));
+            }
+            // Read again, the line must give the same columns: no value may hold a
+            // space.
+            let line = &self.arena.as_bytes()[line_start as usize..];
+            if memchr::memchr_iter(b' ', line).count() + 1 != schema.len() {
+                self.arena.truncate(line_start as usize);
+                self.spans.truncate(spans as usize);
+                return Fold::No;
             }
         }
         let line = Range {
             start: line_start,
             len: self.arena.len() as u32 - line_start,
         };
-        // Read again, the line must give the same columns: no value may hold a space, and
-        // a line must hold nothing but its columns and single spaces.
-        let spaces = memchr::memchr_iter(b' ', Range::of(&self.arena, line)).count();
-        let columns: usize = self.spans[spans as usize..]
-            .iter()
-            .map(|&(s, e)| (e - s) as usize)
-            .sum();
-        if spaces + 1 != schema.len() || columns + spaces != line.len as usize {
-            self.arena.truncate(key.start as usize);
-            self.spans.truncate(spans as usize);
-            return Fold::No;
-        }
-        let first_id = store(&mut self.arena, id.as_bytes());
+        let first_id = store(&mut self.arena, id);
+        let original = original
+            .filter(|&o| o != Range::of(&self.arena, line))
+            .map(|o| store(&mut self.arena, o));
         let client_ports = client.map(|(_, port)| {
             let mut ports = HashSet::default();
             ports.insert(port);
@@ -465,36 +540,28 @@ impl Aggregator {
         });
         self.index.insert(hash, self.held.len() as u32);
         self.held.push(Held {
-            key,
             line,
             spans,
             schema: schema_index as u32,
             first_id,
-            doc: Range::default(),
-            time: end,
-            records: 1,
-            packets,
-            bytes,
+            original,
+            values: rec.values(),
+            forward: Counters {
+                records: 1,
+                packets,
+                bytes,
+            },
+            reverse: Counters::default(),
             start,
             end,
-            client: client_column.map(|c| c as u32),
+            reply,
+            conversation,
+            client: client.map(|(c, _)| c as u32),
             client_ports,
             attribution,
             next: first,
-            enrichment: Enrichment::default(),
         });
-        Fold::First
-    }
-
-    /// Keeps the document of the record that started the last aggregate (`Fold::First`),
-    /// its time, and whether writing it counted an enriched or unenriched document.
-    pub fn keep(&mut self, doc: &[u8], time: u64, enrichment: Enrichment) {
-        let range = store(&mut self.arena, doc);
-        if let Some(held) = self.held.last_mut() {
-            held.doc = range;
-            held.time = time;
-            held.enrichment = enrichment;
-        }
+        Fold::Held
     }
 
     /// Whether the table reached its cap: its aggregates must leave now (`take`).
@@ -524,11 +591,8 @@ impl Aggregator {
             held: std::mem::take(&mut self.held),
             arena: std::mem::take(&mut self.arena),
             spans: std::mem::take(&mut self.spans),
-            schemas: {
-                self.counters.clear();
-                std::mem::take(&mut self.schemas)
-            },
-            conversations: self.settings.mode == Mode::Conversations,
+            schemas: std::mem::take(&mut self.schemas),
+            layouts: std::mem::take(&mut self.layouts),
         }
     }
 
@@ -542,6 +606,95 @@ impl Aggregator {
             self.arena = taken.arena;
             self.spans = taken.spans;
         }
+    }
+}
+
+/// Where a schema's columns are, for folding: its counters and, when it can describe a
+/// reply as its request, the mirror of each column.
+struct Layout {
+    /// The columns of packets, bytes, start and end (`usize::MAX` when absent).
+    counters: [usize; 4],
+    /// Each column's mirror: srcaddr and dstaddr, srcport and dstport, pkt-srcaddr and
+    /// pkt-dstaddr, pkt-src-aws-service and pkt-dst-aws-service swap places, the others
+    /// stay. None when the schema has one of a pair without the other, or lacks an
+    /// address or a port: its replies are not joined.
+    mirror: Option<Vec<u16>>,
+    /// The flow-direction column: a reply's is the other direction.
+    direction: Option<usize>,
+    srcaddr: Option<usize>,
+    dstaddr: Option<usize>,
+}
+
+impl Layout {
+    fn of(schema: &Schema) -> Layout {
+        let pairs = [
+            (Field::SrcAddr, Field::DstAddr),
+            (Field::SrcPort, Field::DstPort),
+            (Field::PktSrcAddr, Field::PktDstAddr),
+            (Field::PktSrcAwsService, Field::PktDstAwsService),
+        ];
+        let mut mirror: Option<Vec<u16>> = Some((0..schema.len() as u16).collect());
+        for (i, (a, b)) in pairs.into_iter().enumerate() {
+            match (schema.position(a), schema.position(b)) {
+                (Some(a), Some(b)) => {
+                    if let Some(m) = mirror.as_mut() {
+                        m.swap(a, b);
+                    }
+                }
+                // The addresses and ports are needed; the packet addresses and services
+                // are needed in pairs.
+                (None, None) if i >= 2 => {}
+                _ => mirror = None,
+            }
+        }
+        Layout {
+            counters: [Field::Packets, Field::Bytes, Field::Start, Field::End]
+                .map(|f| schema.position(f).unwrap_or(usize::MAX)),
+            mirror,
+            direction: schema.position(Field::FlowDirection),
+            srcaddr: schema.position(Field::SrcAddr),
+            dstaddr: schema.position(Field::DstAddr),
+        }
+    }
+
+    /// The column that holds column `i`'s value as the request has it: the mirror's, for
+    /// a reply.
+    fn view(&self, i: usize, reply: bool) -> usize {
+        match &self.mirror {
+            Some(mirror) if reply => mirror.get(i).map_or(i, |&m| usize::from(m)),
+            _ => i,
+        }
+    }
+
+    /// Column `i`'s value as the request has it, for a record whose columns `column`
+    /// reads (a reply's flow direction is the other).
+    fn value<'v>(&self, i: usize, reply: bool, column: impl Fn(usize) -> &'v str) -> &'v str {
+        let value = column(self.view(i, reply));
+        if reply && self.direction == Some(i) {
+            return match value {
+                "ingress" => "egress",
+                "egress" => "ingress",
+                other => other,
+            };
+        }
+        value
+    }
+}
+
+/// Whether a record faces from the service, a reply: for TCP, UDP and SCTP, its source
+/// port is the lower (the service's); with equal ports or another protocol, its source
+/// address is the greater (as text: a mirror then faces the other way).
+fn faces_from_service(rec: &FlowRecord<'_>, layout: &Layout) -> bool {
+    if matches!(rec.protocol, Some(6 | 17 | 132)) {
+        if let (Some(src), Some(dst)) = (rec.srcport, rec.dstport) {
+            if src != dst {
+                return src < dst;
+            }
+        }
+    }
+    match (layout.srcaddr, layout.dstaddr) {
+        (Some(s), Some(d)) => rec.column(s) > rec.column(d),
+        _ => false,
     }
 }
 

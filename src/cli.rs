@@ -105,15 +105,19 @@ ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
     FILTER                 keep only records this expression is true for (the rest counted filtered), e.g.
                            action == \"REJECT\" || !(srcaddr in \"10.0.0.0/8\" && dstaddr in \"10.0.0.0/8\")
                            (==, !=, <, <=, >, >=, in, &&, ||, !, parentheses; README: Reducing volume)
-    AGGREGATE              off | flows | conversations: records of one flow (conversations: one client
-                           and service port, the lower port being the service's) in a unit become one
-                           document, counters summed                               (default off)
+    AGGREGATE              off | flows | connections | conversations: records of one flow in a unit
+                           become one document, counters summed; connections: with its replies
+                           (their counters as destination.*); conversations: also of every client
+                           port, the lower port being the service's                (default off)
     AGGREGATE_ACTIONS      comma list of actions whose records are folded        (default ACCEPT)
     AGGREGATE_WHERE        a FILTER expression: only records it is true for are folded (default all)
+    AGGREGATE_CONVERSATIONS_WHERE  conversations: only records it is true for fold the client port,
+                           the others fold as connections                         (default all)
     FIELDS_EXCLUDE         comma list of dotted paths or prefixes (related.*) left out of every document
                            (not @timestamp, event.id, nor OCSF time and metadata.uid)
     PROFILE                security: drop NODATA/SKIPDATA, fold accepted internal traffic by conversation,
-                           keep every REJECT and threat match alone; explicit settings win
+                           other accepted traffic by connection, keep every REJECT and threat match
+                           alone; explicit settings win
     LOG_STREAM_PREFIX      comma list: CloudWatch Logs events of other streams are skipped (counted filtered)
     ENRICH_ENI             true adds the interface's security groups, VPC, subnet and instance,
                            and network.direction (inbound/outbound/internal) when the record has

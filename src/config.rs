@@ -74,8 +74,9 @@ pub struct RecordSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Profile {
     /// What the vendors' security packs do to cut volume: drop NODATA and SKIPDATA,
-    /// fold accepted traffic between internal addresses by conversation, keep every
-    /// REJECT and every threat match as a document of its own.
+    /// fold accepted traffic between internal addresses by conversation and other
+    /// accepted traffic by connection, keep every REJECT and every threat match as a
+    /// document of its own.
     Security,
 }
 
@@ -96,9 +97,10 @@ impl Profile {
             }
             (Profile::Security, "AGGREGATE") => Some("conversations".to_string()),
             (Profile::Security, "AGGREGATE_ACTIONS") => Some("ACCEPT".to_string()),
-            (Profile::Security, "AGGREGATE_WHERE") => Some(format!(
-                "srcaddr in [{PRIVATE_RANGES}] && dstaddr in [{PRIVATE_RANGES}]"
-            )),
+            // Only where conversations are what AGGREGATE asks for.
+            (Profile::Security, "AGGREGATE_CONVERSATIONS_WHERE") => set("AGGREGATE")
+                .is_none_or(|a| a.trim().eq_ignore_ascii_case("conversations"))
+                .then(|| format!("srcaddr in [{PRIVATE_RANGES}] && dstaddr in [{PRIVATE_RANGES}]")),
             // Copies of other members of an ECS document (`source.ip`, `cloud.account.id`,
             // `event.action`); OCSF events have none to trim.
             (Profile::Security, "FIELDS_EXCLUDE") => {
@@ -524,6 +526,7 @@ impl Config {
             get("AGGREGATE").as_deref(),
             get("AGGREGATE_ACTIONS").as_deref(),
             get("AGGREGATE_WHERE").as_deref(),
+            get("AGGREGATE_CONVERSATIONS_WHERE").as_deref(),
         )
         .map_err(|(variable, message)| ConfigError::new(variable, message))?;
         let trim = match get("FIELDS_EXCLUDE") {

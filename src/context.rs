@@ -151,3 +151,16 @@ pub(crate) fn cap_message(message: &str) -> std::borrow::Cow<'_, str> {
     }
     format!("{}... ({} bytes)", &message[..end], message.len()).into()
 }
+
+/// `bytes` and `packets` of both directions of an aggregated connection (AGGREGATE): the
+/// record's (what its source sent) and its replies' (`replies`), summed.
+pub(crate) fn write_two_way_totals(
+    w: &mut crate::json::Writer<'_>,
+    rec: &FlowRecord<'_>,
+    replies: crate::aggregate::Counters,
+) {
+    let bytes = rec.bytes.map(|b| b.saturating_add(replies.bytes));
+    let packets = rec.packets.map(|p| p.saturating_add(replies.packets));
+    w.number(crate::json::k!("bytes"), bytes, None);
+    w.number(crate::json::k!("packets"), packets, None);
+}

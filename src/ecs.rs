@@ -61,14 +61,28 @@ pub fn write_document(doc: &mut Document, rec: &FlowRecord<'_>, ctx: &DocContext
     w.number(k!("packets"), rec.packets, packets);
     w.end_object();
 
+    // An aggregate of a connection's two directions (AGGREGATE): what the destination
+    // sent back is its own, the network's is both.
+    let replies = ctx.aggregate.and_then(|a| a.replies);
     w.begin_object(k!("destination"));
     write_endpoint(&mut w, rec, Field::DstAddr, rec.dstport, Field::DstPort);
     write_geo(&mut w, ctx, 1);
+    if let Some(r) = replies {
+        w.number(k!("bytes"), Some(r.bytes), None);
+        w.number(k!("packets"), Some(r.packets), None);
+    }
     w.end_object();
 
     w.begin_object(k!("network"));
-    w.number(k!("bytes"), rec.bytes, bytes);
-    w.number(k!("packets"), rec.packets, packets);
+    match replies {
+        Some(r) => {
+            crate::context::write_two_way_totals(&mut w, rec, r);
+        }
+        None => {
+            w.number(k!("bytes"), rec.bytes, bytes);
+            w.number(k!("packets"), rec.packets, packets);
+        }
+    }
     if let Some(p) = rec.protocol {
         w.key(r#","iana_number":""#);
         match rec.digits(Field::Protocol) {

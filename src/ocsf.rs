@@ -72,8 +72,21 @@ pub fn write_event(doc: &mut Document, rec: &FlowRecord<'_>, ctx: &DocContext<'_
     write_connection_info(&mut w, rec, ctx);
 
     w.begin_object(k!("traffic"));
-    w.number(k!("bytes"), rec.bytes, rec.digits(Field::Bytes));
-    w.number(k!("packets"), rec.packets, rec.digits(Field::Packets));
+    match ctx.aggregate.and_then(|a| a.replies) {
+        // An aggregate of a connection's two directions (AGGREGATE): out is what the
+        // source sent, in what came back.
+        Some(r) => {
+            crate::context::write_two_way_totals(&mut w, rec, r);
+            w.number(k!("bytes_out"), rec.bytes, rec.digits(Field::Bytes));
+            w.number(k!("packets_out"), rec.packets, rec.digits(Field::Packets));
+            w.number(k!("bytes_in"), Some(r.bytes), None);
+            w.number(k!("packets_in"), Some(r.packets), None);
+        }
+        None => {
+            w.number(k!("bytes"), rec.bytes, rec.digits(Field::Bytes));
+            w.number(k!("packets"), rec.packets, rec.digits(Field::Packets));
+        }
+    }
     w.end_object();
 
     w.begin_object(k!("cloud"));

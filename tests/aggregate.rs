@@ -1,7 +1,8 @@
-//! AGGREGATE: records of one flow (or, with `conversations`, of one client and service)
-//! become one document whose counters are their sums, whose window spans theirs, and
-//! which says how many records it stands for; accounting counts records, not documents.
-//! REJECTs (by default) and threat matches stay documents of their own.
+//! AGGREGATE: records of one flow (with `connections`, and its replies; with
+//! `conversations`, of one client and service) become one document whose counters are
+//! their sums, whose window spans theirs, and which says how many records it stands for;
+//! accounting counts records, not documents. REJECTs (by default) and threat matches
+//! stay documents of their own.
 
 mod common;
 
@@ -24,11 +25,13 @@ fn process(input: &str, env: &[(&str, &str)]) -> Output {
         "AGGREGATE",
         "AGGREGATE_ACTIONS",
         "AGGREGATE_WHERE",
+        "AGGREGATE_CONVERSATIONS_WHERE",
         "PROFILE",
         "FIELDS_EXCLUDE",
         "FILTER",
         "OUTPUT_SCHEMA",
         "THREAT_INTEL_URI",
+        "INCLUDE_ORIGINAL",
     ] {
         cmd.env_remove(var);
     }
@@ -65,23 +68,34 @@ fn line(
 
 /// (source, destination, service port, protocol, action) -> (packets, bytes), from
 /// documents; the service port is the lower of the two (the client's may be folded
-/// away).
+/// away). What a document says its destination sent back (`destination.bytes`) counts
+/// for the other direction.
 type FlowKey = (String, String, u64, String, String);
 
 fn totals(docs: &[Value]) -> BTreeMap<FlowKey, (u64, u64)> {
     let mut out = BTreeMap::new();
-    for d in docs {
+    // NODATA and SKIPDATA records have no flow to count.
+    for d in docs.iter().filter(|d| d["source"]["ip"].is_string()) {
         let ports = [&d["source"]["port"], &d["destination"]["port"]];
-        let key = (
-            d["source"]["ip"].as_str().unwrap().to_string(),
-            d["destination"]["ip"].as_str().unwrap().to_string(),
-            ports.iter().filter_map(|p| p.as_u64()).min().unwrap_or(0),
-            d["network"]["iana_number"].as_str().unwrap().to_string(),
-            d["event"]["action"].as_str().unwrap().to_string(),
-        );
-        let e = out.entry(key).or_insert((0, 0));
+        let port = ports.iter().filter_map(|p| p.as_u64()).min().unwrap_or(0);
+        let (src, dst) = (&d["source"]["ip"], &d["destination"]["ip"]);
+        let key = |from: &Value, to: &Value| {
+            (
+                from.as_str().unwrap().to_string(),
+                to.as_str().unwrap().to_string(),
+                port,
+                d["network"]["iana_number"].as_str().unwrap().to_string(),
+                d["event"]["action"].as_str().unwrap().to_string(),
+            )
+        };
+        let e = out.entry(key(src, dst)).or_insert((0, 0));
         e.0 += d["source"]["packets"].as_u64().unwrap();
         e.1 += d["source"]["bytes"].as_u64().unwrap();
+        if let Some(bytes) = d["destination"]["bytes"].as_u64() {
+            let e = out.entry(key(dst, src)).or_insert((0, 0));
+            e.0 += d["destination"]["packets"].as_u64().unwrap();
+            e.1 += bytes;
+        }
     }
     out
 }
@@ -197,8 +211,8 @@ fn conversations_fold_the_client_port_the_service_being_the_lower_port() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let docs = common::stdout_docs(&out);
-    // Per client: one conversation to 443, one back from it, one DNS; REJECTs alone.
-    assert_eq!(docs.len(), 4 * 3 + 3, "{docs:#?}");
+    // Per client: one conversation with 443 (both directions), one DNS; REJECTs alone.
+    assert_eq!(docs.len(), 4 * 2 + 3, "{docs:#?}");
     common::assert_accounting(&stderr);
     assert_eq!(totals(&docs), totals(&plain));
     let to_service = docs
@@ -206,16 +220,169 @@ fn conversations_fold_the_client_port_the_service_being_the_lower_port() {
         .find(|d| d["source"]["ip"] == "10.0.0.1" && d["destination"]["port"] == 443)
         .unwrap();
     let aggregate = &to_service["aws"]["vpcflow"]["aggregate"];
-    assert_eq!(aggregate["records"], 15);
+    assert_eq!(aggregate["records"], 30);
     assert_eq!(aggregate["client_ports"], 5);
     assert!(to_service["source"].get("port").is_none());
-    // The reply direction: the client port is the destination's.
-    let back = docs
+    // What the client sent, what came back, and both.
+    assert_eq!(to_service["source"]["packets"], 3 * 60);
+    assert_eq!(to_service["source"]["bytes"], 15 * 1000);
+    assert_eq!(to_service["destination"]["packets"], 15 * 8);
+    assert_eq!(to_service["destination"]["bytes"], 15 * 4000);
+    assert_eq!(to_service["network"]["bytes"], 15 * 5000);
+    assert_eq!(to_service["network"]["packets"], 3 * 60 + 15 * 8);
+    // No document faces from the service: the replies joined their requests.
+    assert!(!docs.iter().any(|d| d["source"]["port"] == 443));
+}
+
+#[test]
+fn connections_join_each_flow_and_its_replies_facing_from_the_client() {
+    let mut input = String::new();
+    for window in 0..2u64 {
+        let start = 1_700_000_000 + window * 60;
+        // The reply comes first: the document still faces from the client.
+        input += &line(
+            "10.1.0.9", "10.0.0.1", 443, 40001, 6, 8, 4000, start, "ACCEPT",
+        );
+        input += &line(
+            "10.0.0.1", "10.1.0.9", 40001, 443, 6, 10, 1000, start, "ACCEPT",
+        );
+        // NTP: equal ports, the two directions still one connection.
+        for (src, dst) in [
+            ("10.0.0.1", "169.254.169.123"),
+            ("169.254.169.123", "10.0.0.1"),
+        ] {
+            input += &line(src, dst, 123, 123, 17, 1, 76, start, "ACCEPT");
+        }
+        // ICMP echo request and reply: types differ, so no mirror: two flows.
+        input += &line("10.0.0.1", "10.1.0.9", 8, 0, 1, 1, 84, start, "ACCEPT");
+        input += &line("10.1.0.9", "10.0.0.1", 0, 0, 1, 1, 84, start, "ACCEPT");
+    }
+    // A request whose reply never came: a connection of one direction.
+    input += &line(
+        "10.0.0.1",
+        "10.1.0.9",
+        40002,
+        443,
+        6,
+        3,
+        180,
+        1_700_000_000,
+        "ACCEPT",
+    );
+    let plain = common::stdout_docs(&process(&input, &[]));
+    let out = process(&input, &[("AGGREGATE", "connections")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    common::assert_accounting(&stderr);
+    let docs = common::stdout_docs(&out);
+    assert_eq!(docs.len(), 5, "{docs:#?}");
+    assert_eq!(totals(&docs), totals(&plain));
+    let https = docs
         .iter()
-        .find(|d| d["destination"]["ip"] == "10.0.0.1" && d["source"]["port"] == 443)
+        .find(|d| d["destination"]["port"] == 443 && d["source"]["port"] == 40001)
         .unwrap();
-    assert_eq!(back["aws"]["vpcflow"]["aggregate"]["records"], 15);
-    assert!(back["destination"].get("port").is_none());
+    assert_eq!(https["source"]["ip"], "10.0.0.1");
+    assert_eq!(https["aws"]["vpcflow"]["aggregate"]["records"], 4);
+    assert!(https["aws"]["vpcflow"]["aggregate"]
+        .get("client_ports")
+        .is_none());
+    assert_eq!(https["source"]["bytes"], 2000);
+    assert_eq!(https["destination"]["bytes"], 8000);
+    assert_eq!(https["network"]["bytes"], 10000);
+    assert_eq!(https["event"]["end"], "2023-11-14T22:15:20Z");
+    let ntp = docs.iter().find(|d| d["source"]["port"] == 123).unwrap();
+    assert_eq!(ntp["aws"]["vpcflow"]["aggregate"]["records"], 4);
+    assert_eq!(ntp["destination"]["packets"], 2);
+    let icmp: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["network"]["iana_number"] == "1")
+        .collect();
+    assert_eq!(icmp.len(), 2);
+    assert!(icmp.iter().all(|d| d["destination"].get("bytes").is_none()));
+    let alone = docs.iter().find(|d| d["source"]["port"] == 40002).unwrap();
+    assert!(alone["aws"]["vpcflow"].get("aggregate").is_none());
+    assert!(alone["destination"].get("bytes").is_none());
+    // The same unit again gives the same documents.
+    assert_eq!(
+        common::stdout_docs(&process(&input, &[("AGGREGATE", "connections")])),
+        docs
+    );
+}
+
+#[test]
+fn replies_join_only_where_every_other_column_mirrors() {
+    // A format with flow-direction and tcp-flags: a reply's direction is the other, so
+    // it mirrors; flags describe one direction, so differing flags keep them apart.
+    let header = "version interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status flow-direction tcp-flags\n";
+    let rec = |src: &str, dst: &str, sport: u32, dport: u32, bytes: u64, dir: &str, flags: u32| {
+        format!("5 eni-1 {src} {dst} {sport} {dport} 6 2 {bytes} 1700000000 1700000060 ACCEPT OK {dir} {flags}\n")
+    };
+    let mut input = header.to_string();
+    input += &rec("10.0.0.1", "10.1.0.9", 40001, 443, 100, "egress", 3);
+    input += &rec("10.1.0.9", "10.0.0.1", 443, 40001, 900, "ingress", 3);
+    input += &rec("10.0.0.1", "10.1.0.9", 40002, 443, 100, "egress", 2);
+    input += &rec("10.1.0.9", "10.0.0.1", 443, 40002, 900, "ingress", 18);
+    // The same direction on both: not a mirror.
+    input += &rec("10.0.0.1", "10.1.0.9", 40003, 443, 100, "egress", 3);
+    input += &rec("10.1.0.9", "10.0.0.1", 443, 40003, 900, "egress", 3);
+    let docs = common::stdout_docs(&process(&input, &[("AGGREGATE", "connections")]));
+    assert_eq!(docs.len(), 1 + 2 + 2, "{docs:#?}");
+    let joined = docs.iter().find(|d| d["source"]["port"] == 40001).unwrap();
+    assert_eq!(joined["network"]["direction"], "egress");
+    assert_eq!(joined["destination"]["bytes"], 900);
+    assert!(docs
+        .iter()
+        .filter(|d| d["source"]["port"] != 40001 && d["destination"]["port"] != 40001)
+        .all(|d| d["aws"]["vpcflow"].get("aggregate").is_none()));
+}
+
+#[test]
+fn conversations_where_limits_the_folded_client_ports() {
+    let mut input = traffic();
+    input += &line(
+        "81.2.69.1",
+        "10.1.0.9",
+        50001,
+        443,
+        6,
+        3,
+        300,
+        1_700_000_000,
+        "ACCEPT",
+    );
+    input += &line(
+        "81.2.69.1",
+        "10.1.0.9",
+        50002,
+        443,
+        6,
+        3,
+        300,
+        1_700_000_000,
+        "ACCEPT",
+    );
+    let out = process(
+        &input,
+        &[
+            ("AGGREGATE", "conversations"),
+            ("AGGREGATE_CONVERSATIONS_WHERE", "srcaddr in \"10.0.0.0/8\""),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let docs = common::stdout_docs(&out);
+    // Internal: conversations; the internet client's two connections stay two.
+    assert_eq!(docs.len(), 4 * 2 + 3 + 2, "{docs:#?}");
+    assert_eq!(
+        totals(&docs),
+        totals(&common::stdout_docs(&process(&input, &[])))
+    );
+    assert_eq!(
+        docs.iter()
+            .filter(|d| d["source"]["ip"] == "81.2.69.1" && d["source"]["port"].is_u64())
+            .count(),
+        2
+    );
 }
 
 #[test]
@@ -407,6 +574,20 @@ fn settings_that_cannot_hold_stop_the_start() {
             vec![("AGGREGATE", "flows"), ("OUTPUT_SCHEMA", "raw")],
             "AGGREGATE",
         ),
+        (
+            vec![
+                ("AGGREGATE", "connections"),
+                ("AGGREGATE_CONVERSATIONS_WHERE", "dstport == 443"),
+            ],
+            "AGGREGATE_CONVERSATIONS_WHERE",
+        ),
+        (
+            vec![
+                ("AGGREGATE", "conversations"),
+                ("AGGREGATE_CONVERSATIONS_WHERE", "dstport == \"x\""),
+            ],
+            "AGGREGATE_CONVERSATIONS_WHERE",
+        ),
     ] {
         let out = process("", &env);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -425,16 +606,22 @@ fn ocsf_events_of_aggregates_carry_the_count() {
         .iter()
         .find(|d| d["src_endpoint"]["ip"] == "10.0.0.1" && d["dst_endpoint"]["port"] == 443)
         .unwrap();
-    assert_eq!(event["count"], 15);
+    assert_eq!(event["count"], 30);
     assert_eq!(event["unmapped"]["aggregate_client_ports"], 5);
-    assert_eq!(event["traffic"]["bytes"], 15000);
+    // Out: what the client sent; in: what came back.
+    assert_eq!(event["traffic"]["bytes_out"], 15 * 1000);
+    assert_eq!(event["traffic"]["bytes_in"], 15 * 4000);
+    assert_eq!(event["traffic"]["bytes"], 15 * 5000);
+    assert_eq!(event["traffic"]["packets_in"], 15 * 8);
+    assert_eq!(event["traffic"]["packets"], 3 * 60 + 15 * 8);
 }
 
 #[test]
 fn the_security_profile_folds_internal_accepts_and_keeps_the_rest() {
     let mut input = traffic();
     for i in 0..3u32 {
-        // Internet clients to the load balancer: accepted, external, each kept.
+        // Internet clients to the load balancer, accepted, and the replies: each
+        // connection one document, its client port kept.
         input += &line(
             "81.2.69.1",
             "10.0.0.5",
@@ -443,6 +630,17 @@ fn the_security_profile_folds_internal_accepts_and_keeps_the_rest() {
             6,
             3,
             300,
+            1_700_000_000,
+            "ACCEPT",
+        );
+        input += &line(
+            "10.0.0.5",
+            "81.2.69.1",
+            443,
+            50000 + i,
+            6,
+            2,
+            900,
             1_700_000_000,
             "ACCEPT",
         );
@@ -461,17 +659,26 @@ fn the_security_profile_folds_internal_accepts_and_keeps_the_rest() {
         "{stderr}"
     );
     let docs = common::stdout_docs(&out);
-    // Internal conversations folded (as `conversations`), 3 REJECTs and 3 external
-    // accepted records each alone, the NODATA record dropped.
-    assert_eq!(docs.len(), 4 * 3 + 3 + 3, "{docs:#?}");
+    // Internal conversations folded (as `conversations`), 3 REJECTs alone, 3 external
+    // connections, the NODATA record dropped.
+    assert_eq!(docs.len(), 4 * 2 + 3 + 3, "{docs:#?}");
+    assert_eq!(
+        totals(&docs),
+        totals(&common::stdout_docs(&process(&input, &[])))
+    );
     let external: Vec<&Value> = docs
         .iter()
         .filter(|d| d["source"]["ip"] == "81.2.69.1")
         .collect();
     assert_eq!(external.len(), 3);
-    assert!(external
-        .iter()
-        .all(|d| d["aws"]["vpcflow"].get("aggregate").is_none()));
+    for d in external {
+        assert_eq!(d["aws"]["vpcflow"]["aggregate"]["records"], 2);
+        assert!(d["aws"]["vpcflow"]["aggregate"]
+            .get("client_ports")
+            .is_none());
+        assert!(d["source"]["port"].as_u64().unwrap() >= 50000);
+        assert_eq!(d["destination"]["bytes"], 900);
+    }
     // An explicit setting wins over the profile's.
     let unfolded = common::stdout_docs(&process(
         &input,
@@ -536,13 +743,15 @@ fn json_records_fold_and_a_value_with_a_space_stays_alone() {
     let input = record(40000, 100, "web")
         + &record(40001, 200, "web")
         + &record(40002, 300, "my service")
-        + &record(40003, 400, "my service");
+        + &record(40003, 400, "my service")
+        + &record(40004, 500, "");
     let out = process(&input, &[("AGGREGATE", "conversations")]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     common::assert_accounting(&stderr);
     let docs = common::stdout_docs(&out);
-    assert_eq!(docs.len(), 3, "{docs:#?}");
+    // Web's two records fold; each record with a space or an empty value stays alone.
+    assert_eq!(docs.len(), 4, "{docs:#?}");
     let web = docs.iter().find(|d| d["service"]["name"] == "web").unwrap();
     assert_eq!(web["aws"]["vpcflow"]["aggregate"]["records"], 2);
     assert_eq!(web["source"]["bytes"], 300);
@@ -551,5 +760,15 @@ fn json_records_fold_and_a_value_with_a_space_stays_alone() {
             .filter(|d| d["service"]["name"] == "my service")
             .count(),
         2
+    );
+    // A record alone, written when its aggregate leaves, keeps its own input.
+    let out = process(
+        &record(40000, 100, "web"),
+        &[("AGGREGATE", "flows"), ("INCLUDE_ORIGINAL", "true")],
+    );
+    let docs = common::stdout_docs(&out);
+    assert_eq!(
+        docs[0]["event"]["original"],
+        record(40000, 100, "web").trim_end()
     );
 }

@@ -480,11 +480,15 @@ fn geoip_locations_and_asn_enrichments_are_valid_ocsf() {
     assert_valid("geoip", &events[0]);
 }
 
-/// An aggregate's event (AGGREGATE) carries `count` and stays valid.
+/// An aggregate's event (AGGREGATE) carries `count` and its replies' traffic
+/// (`bytes_in`), and stays valid.
 #[test]
 fn aggregated_events_are_valid_ocsf() {
     let line = |sport: u32| {
-        format!("2 123456789012 eni-1 10.0.0.1 10.1.0.9 {sport} 443 6 10 600 1700000000 1700000060 ACCEPT OK\n")
+        format!(
+            "2 123456789012 eni-1 10.0.0.1 10.1.0.9 {sport} 443 6 10 600 1700000000 1700000060 ACCEPT OK\n\
+             2 123456789012 eni-1 10.1.0.9 10.0.0.1 443 {sport} 6 5 2000 1700000000 1700000060 ACCEPT OK\n"
+        )
     };
     let input = common::scratch_dir().join("aggregate.log");
     std::fs::write(&input, (0..4).map(|i| line(40000 + i)).collect::<String>()).unwrap();
@@ -499,6 +503,8 @@ fn aggregated_events_are_valid_ocsf() {
     assert!(out.status.success());
     let events = common::stdout_docs(&out);
     assert_eq!(events.len(), 1);
-    assert_eq!(events[0]["count"], 4);
+    assert_eq!(events[0]["count"], 8);
+    assert_eq!(events[0]["traffic"]["bytes_in"], 8000);
+    assert_eq!(events[0]["traffic"]["bytes_out"], 2400);
     assert_valid("aggregate", &events[0]);
 }

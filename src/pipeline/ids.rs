@@ -62,15 +62,20 @@ impl IdSeed {
         if self.hash_content {
             h ^= xxhash_rust::xxh3::xxh3_128_with_seed(content, h as u64);
         }
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut hex = [0u8; 32];
-        for (i, b) in h.to_be_bytes().into_iter().enumerate() {
-            hex[2 * i] = HEX[(b >> 4) as usize];
-            hex[2 * i + 1] = HEX[(b & 0xf) as usize];
-        }
         out.clear();
-        out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+        push_hex(h, out);
     }
+}
+
+/// Appends `h` as 32 lower-case hex digits.
+fn push_hex(h: u128, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = [0u8; 32];
+    for (i, b) in h.to_be_bytes().into_iter().enumerate() {
+        hex[2 * i] = HEX[(b >> 4) as usize];
+        hex[2 * i + 1] = HEX[(b & 0xf) as usize];
+    }
+    out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
 }
 
 /// The `event.id` of an aggregate (AGGREGATE): derived from its first record's id and
@@ -80,7 +85,9 @@ pub fn aggregate_id(first: &str, records: u64) -> String {
     bytes.extend_from_slice(first.as_bytes());
     bytes.push(b'/');
     bytes.extend_from_slice(&records.to_le_bytes());
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes))
+    let mut id = String::with_capacity(32);
+    push_hex(xxhash_rust::xxh3::xxh3_128(&bytes), &mut id);
+    id
 }
 
 /// A hash of `parts`, each prefixed by its length (so that parts cannot run together).

@@ -120,7 +120,7 @@ impl<'a> Output<'a> {
                 id,
                 records,
             };
-            add_document(self.batch, self.limits, self.emit, doc.as_bytes(), meta)
+            add_document(self.batch, self.limits, self.emit, doc, meta)
         })
     }
 

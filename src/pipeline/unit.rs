@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::ids::IdSeed;
-use crate::aggregate::{Aggregate, AggregateInfo, Aggregator, Enrichment, Fold};
+use crate::aggregate::{AggregateInfo, Aggregator, Fold};
 use crate::attribution::{AcceptedFlow, Claim, RejectAttribution, RejectAttributor};
 use crate::config::{OutputSchema, RecordSettings};
 use crate::context::{DocContext, Origin, ThreatMatch};
@@ -246,13 +246,14 @@ impl<'s> UnitProcessor<'s> {
 
     /// Writes the documents of the aggregates held (AGGREGATE) into `doc`, one at a time,
     /// each handed to `emit` with its id, time and the number of records it stands for.
-    /// An aggregate's record is its first record's line with the counters, window and
-    /// client port replaced, read again; were it not valid (it cannot be: its values were
-    /// read once), its failure document stands for its records.
+    /// A record alone is its line, read again; an aggregate's record is its first
+    /// record's line with the counters, window and client port replaced (and turned to
+    /// face from the client), read again. Were it not valid (it cannot be: its values
+    /// were read once), its failure document stands for its records.
     pub fn flush_aggregates(
         &mut self,
         doc: &mut Document,
-        mut emit: impl FnMut(&Document, &str, u64, u32) -> Result<(), String>,
+        mut emit: impl FnMut(&[u8], &str, u64, u32) -> Result<(), String>,
     ) -> Result<(), String> {
         let taken = match self.docs.aggregator.as_mut() {
             Some(aggregator) if !aggregator.is_empty() => aggregator.take(),
@@ -262,56 +263,47 @@ impl<'s> UnitProcessor<'s> {
         let mut result = Ok(());
         for aggregate in taken.aggregates() {
             doc.clear();
-            let (line, schema, id, records, client_ports, attribution) = match aggregate {
-                Aggregate::Single {
-                    doc: kept,
-                    id,
-                    time,
-                } => {
-                    doc.set(kept);
-                    result = emit(doc, id, time, 1);
-                    if result.is_err() {
-                        break;
-                    }
-                    continue;
-                }
-                Aggregate::Merged {
-                    line,
-                    schema,
-                    id,
-                    records,
-                    client_ports,
-                    attribution,
-                    discarded,
-                } => {
-                    // The first record's document, written when it came, is not sent.
-                    let counts = &mut self.docs.counts;
-                    counts.bytes_out -= discarded.bytes;
-                    counts.enriched -= discarded.enrichment.enriched;
-                    counts.unenriched -= discarded.enrichment.unenriched;
-                    (line, schema, id, records, client_ports, attribution)
-                }
+            let records = aggregate.records();
+            let original = self
+                .docs
+                .settings
+                .include_original
+                .then(|| aggregate.original.unwrap_or(&aggregate.line));
+            let parsed = match aggregate.alone {
+                Some((line_spans, values)) => Ok(FlowRecord::from_values(
+                    &aggregate.line,
+                    aggregate.schema,
+                    line_spans,
+                    values,
+                )),
+                None => parse_line(&aggregate.line, aggregate.schema, &mut spans),
             };
-            let info = AggregateInfo {
-                records,
-                client_ports,
-            };
-            let original = self.docs.settings.include_original.then_some(line.as_str());
-            let outcome = match parse_line(&line, schema, &mut spans) {
-                Ok(rec) => {
-                    self.docs
-                        .write_document(&rec, original, &id, doc, attribution, &[], Some(info))
-                }
+            let id = &aggregate.id;
+            let outcome = match parsed {
+                Ok(rec) => self.docs.write_document(
+                    &rec,
+                    original,
+                    id,
+                    doc,
+                    aggregate.attribution,
+                    &[],
+                    aggregate.info,
+                ),
                 Err(e) => {
                     let error = format!("an aggregate of {records} records: {e}");
                     // `failure` counts a record read: these were counted as they came.
-                    let outcome = self.docs.failure(&line, &error, &id, doc);
+                    let outcome = self.docs.failure(&aggregate.line, &error, id, doc);
                     self.docs.counts.read -= 1;
                     outcome
                 }
             };
             if let Outcome::Document { time, .. } = outcome {
-                result = emit(doc, &id, time, u32::try_from(records).unwrap_or(u32::MAX));
+                result = emit(
+                    doc.as_bytes(),
+                    id,
+                    time,
+                    u32::try_from(records).unwrap_or(u32::MAX),
+                );
                 if result.is_err() {
                     break;
                 }
@@ -640,14 +632,13 @@ impl Documents<'_> {
     ) -> Outcome {
         // A record with a threat match is never folded: it stays a document of its own.
         let fold = match (&mut self.aggregator, threat_matches.is_empty()) {
-            (Some(aggregator), true) => aggregator.fold(rec, id, reject_attribution),
+            (Some(aggregator), true) => aggregator.fold(rec, id, original, reject_attribution),
             _ => Fold::No,
         };
-        if fold == Fold::Into {
+        if fold == Fold::Held {
             return Outcome::Folded;
         }
-        let before = (self.counts.enriched, self.counts.unenriched);
-        let outcome = self.write_document(
+        self.write_document(
             rec,
             original,
             id,
@@ -655,19 +646,7 @@ impl Documents<'_> {
             reject_attribution,
             threat_matches,
             None,
-        );
-        match (fold, outcome, &mut self.aggregator) {
-            // Its document is kept: it leaves as it is unless others fold into it.
-            (Fold::First, Outcome::Document { time, .. }, Some(aggregator)) => {
-                let enrichment = Enrichment {
-                    enriched: self.counts.enriched - before.0,
-                    unenriched: self.counts.unenriched - before.1,
-                };
-                aggregator.keep(out.as_bytes(), time, enrichment);
-                Outcome::Folded
-            }
-            _ => outcome,
-        }
+        )
     }
 
     /// Writes the document of `rec` (an aggregate's: `aggregate` says of what).

@@ -318,7 +318,13 @@ pub fn distinct_flows_file(name: &str, n: usize) -> String {
             (i + 1) * 60
         ));
     }
-    std::fs::write(&path, text).unwrap();
+    // Written aside and renamed: tests running at once that ask for the same file never
+    // read it half written.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let aside = dir.join(format!("{name}.{n}.tmp"));
+    std::fs::write(&aside, text).unwrap();
+    std::fs::rename(&aside, &path).unwrap();
     path.to_string_lossy().into_owned()
 }
 
