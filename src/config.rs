@@ -508,7 +508,7 @@ impl Config {
 
         let schema = match get("LOG_FORMAT") {
             None => Schema::default_v2(),
-            Some(f) => Schema::parse_format(&f).map_err(|e| err("LOG_FORMAT", e.0))?,
+            Some(f) => Schema::parse_format(&f).map_err(|e| err("LOG_FORMAT", e.to_string()))?,
         };
         let internal = get("INTERNAL_CIDRS").or_else(|| get("VPC_CIDR_PREFIX"));
         let filter = Filter::parse(

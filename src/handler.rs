@@ -18,7 +18,9 @@ use crate::context::Origin;
 use crate::enrich::EniCache;
 use crate::geoip::GeoIpSources;
 use crate::objects::ObjectStore;
-use crate::pipeline::{run_input, Counts, IdSeed, Lookups, Output, UnitInput, UnitProcessor};
+use crate::pipeline::{
+    run_input, Counts, IdSeed, Lookups, Output, ReadError, UnitInput, UnitProcessor,
+};
 use crate::reload::Source;
 use crate::sink::{Batch, BatchLimits, Destination};
 use crate::threat_intel::ThreatIntel;
@@ -94,7 +96,26 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
 struct UnitResult {
     counts: Counts,
     /// Why the unit is not fully delivered, when it is not.
-    error: Option<String>,
+    error: Option<UnitFailure>,
+}
+
+/// Why a unit is not fully delivered (it is reported failed and retried). None names
+/// the unit: its report does, once.
+#[derive(Debug, thiserror::Error)]
+enum UnitFailure {
+    #[error("not started: the invocation deadline is near")]
+    NotStarted,
+    /// Its object could not be opened.
+    #[error("{0}")]
+    Open(String),
+    /// It was not read to its end.
+    #[error("{0}")]
+    Read(#[from] ReadError),
+    /// Some of its documents were not delivered.
+    #[error("{0}")]
+    NotDelivered(String),
+    #[error("reading task failed: {0}")]
+    Task(String),
 }
 
 impl Handler {
@@ -246,7 +267,7 @@ impl Handler {
             if near_deadline {
                 results.push(UnitResult {
                     counts: Counts::default(),
-                    error: Some("not started: the invocation deadline is near".to_string()),
+                    error: Some(UnitFailure::NotStarted),
                 });
                 continue;
             }
@@ -299,9 +320,11 @@ impl Handler {
             result.counts.forwarded = delivered.delivered;
             result.counts.failed = produced.saturating_sub(delivered.delivered);
             if result.error.is_none() && result.counts.failed > 0 {
-                result.error = Some(delivered.error.clone().unwrap_or_else(|| {
-                    format!("{} documents not delivered", result.counts.failed)
-                }));
+                result.error = Some(UnitFailure::NotDelivered(
+                    delivered.error.clone().unwrap_or_else(|| {
+                        format!("{} documents not delivered", result.counts.failed)
+                    }),
+                ));
             }
             total.add(&result.counts);
             if let Some(error) = &result.error {
@@ -309,7 +332,7 @@ impl Handler {
                 tracing::error!(unit = %unit_name(unit), size, event_time, message_id = unit.message_id.as_deref().unwrap_or(""),
                     read = result.counts.read, forwarded = result.counts.forwarded, failed = result.counts.failed,
                     error = %error, "unit not fully delivered");
-                failed_units.push((unit, error.clone()));
+                failed_units.push((unit, error));
             }
         }
         for (id, why) in &invocation.bad_messages {
@@ -355,16 +378,11 @@ impl Handler {
             })),
             FailureReport::Invocation => {
                 let (unit, error) = &failed_units[0];
-                let name = unit_name(unit);
-                let first = if error.starts_with(&name) {
-                    error.clone()
-                } else {
-                    format!("{name}: {error}")
-                };
                 Err(HandlerError::UnitsNotDelivered(format!(
-                    "{} of {} units not fully delivered; first: {first}",
+                    "{} of {} units not fully delivered; first: {}: {error}",
                     failed_units.len(),
                     invocation.units.len(),
+                    unit_name(unit),
                 )))
             }
         };
@@ -426,14 +444,13 @@ impl Handler {
                     return (
                         UnitResult {
                             counts,
-                            error: Some(error),
+                            error: Some(UnitFailure::Open(error)),
                         },
                         batch,
                     );
                 }
             },
         };
-        let name = unit_name(unit);
         let config = self.config.clone();
         let tx = tx.clone();
         let limits = *limits;
@@ -444,7 +461,7 @@ impl Handler {
             let mut emit = |b: Batch| tx.blocking_send(b).is_ok();
             let mut out = Output::new(index, &limits, &mut batch, &mut emit).stop_at(stop_at);
             let result = run_input(input, &mut processor, config.limits, &mut out);
-            let error = result.err().map(|e| format!("{name}: {e}"));
+            let error = result.err().map(UnitFailure::Read);
             let counts = processor.counts();
             (UnitResult { counts, error }, batch)
         });
@@ -454,7 +471,7 @@ impl Handler {
             Err(e) => (
                 UnitResult {
                     counts: Counts::default(),
-                    error: Some(format!("reading task failed: {e}")),
+                    error: Some(UnitFailure::Task(e.to_string())),
                 },
                 Batch::default(),
             ),

@@ -22,14 +22,14 @@ pub enum ObjectStore {
 
 impl ObjectStore {
     /// Opens an object: a GetObject response body read as it arrives (and ranged reads
-    /// for Parquet), or a file under `--s3-dir`; with the ETag GetObject answered.
+    /// for Parquet), or a file under `--s3-dir`; with the ETag GetObject answered. An
+    /// error does not name the object (its caller does).
     pub async fn open(&self, obj: &S3Object) -> Result<(UnitInput, Option<String>), String> {
         match self {
             ObjectStore::Dir(dir) => {
-                let path = local_object_path(dir, &obj.bucket, &obj.key)
-                    .map_err(|e| format!("{}: {e}", obj.uri()))?;
-                let file = std::fs::File::open(&path)
-                    .map_err(|e| format!("{}: {e} ({})", obj.uri(), path.display()))?;
+                let path = local_object_path(dir, &obj.bucket, &obj.key)?;
+                let file =
+                    std::fs::File::open(&path).map_err(|e| format!("{e} ({})", path.display()))?;
                 Ok((UnitInput::File(file), None))
             }
             ObjectStore::S3(cell) => {

@@ -162,11 +162,15 @@ fn direct_s3_event_fails_the_invocation_when_the_object_is_missing() {
     assert_eq!(out.status.code(), Some(1));
     let error: Value = serde_json::from_str(&last).unwrap();
     assert_eq!(error["errorType"], "UnitsNotDelivered");
+    // The object named once, then what S3 answered.
+    let message = error["errorMessage"].as_str().unwrap();
     assert!(
-        error["errorMessage"]
-            .as_str()
-            .unwrap()
-            .contains("s3://direct/missing.log"),
+        message.contains("first: s3://direct/missing.log: GetObject failed: NoSuchKey"),
+        "{error}"
+    );
+    assert_eq!(
+        message.matches("s3://direct/missing.log").count(),
+        1,
         "{error}"
     );
 }

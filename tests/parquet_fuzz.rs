@@ -66,7 +66,12 @@ fn run(bytes: Vec<u8>) -> (Option<String>, u64, u64, u64) {
     drop(out);
     let documents = emitted + batch.len() as u64;
     let counts = unit.counts();
-    (result.err(), counts.read, documents, counts.malformed)
+    (
+        result.err().map(|e| e.to_string()),
+        counts.read,
+        documents,
+        counts.malformed,
+    )
 }
 
 fn variants() -> &'static [Vec<u8>] {

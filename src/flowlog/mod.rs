@@ -131,7 +131,7 @@ impl LineParser {
         }
         self.scratch_schema = match Schema::from_columns(columns) {
             Ok(s) => s,
-            Err(e) => return Line::Invalid(ParseError(e.0)),
+            Err(e) => return Line::Invalid(ParseError::from(e)),
         };
         match FlowRecord::from_spans(&self.scratch_text, &self.scratch_schema, &self.spans) {
             Ok(r) => Line::Record(r),

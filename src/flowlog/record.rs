@@ -52,16 +52,16 @@ pub struct RecordValues {
 }
 
 /// Why a line is not a valid record. The message names the field and column.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError(pub String);
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub(super) String);
 
-impl std::fmt::Display for ParseError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+/// A JSON record whose members name no format.
+impl From<super::FormatError> for ParseError {
+    fn from(e: super::FormatError) -> ParseError {
+        ParseError(e.to_string())
     }
 }
-
-impl std::error::Error for ParseError {}
 
 /// Splits `text` on runs of ASCII whitespace into `spans` (cleared first), as
 /// `str::split_ascii_whitespace` does. Eight bytes at a time: only the bytes up to

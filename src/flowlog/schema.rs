@@ -35,17 +35,10 @@ pub struct Schema {
 
 const ABSENT: u16 = u16::MAX;
 
-/// Why a format string was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FormatError(pub String);
-
-impl std::fmt::Display for FormatError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for FormatError {}
+/// Why a format string was refused (its message names the field).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FormatError(pub(super) String);
 
 /// Two schemas are equal when their columns are (everything else is derived from
 /// them); a schema and its clones share a serial, which answers without comparing

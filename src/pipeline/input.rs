@@ -10,6 +10,7 @@ use parquet::file::reader::ChunkReader;
 
 use super::output::Output;
 use super::unit::{Row, UnitProcessor};
+use super::ReadError;
 use crate::enrich::EniCache;
 use crate::source::parquet::ParquetObject;
 use crate::source::s3::RangedObject;
@@ -48,7 +49,7 @@ pub fn run_input(
     unit: &mut UnitProcessor<'_>,
     limits: Limits,
     out: &mut Output<'_>,
-) -> Result<(), String> {
+) -> Result<(), ReadError> {
     let run = std::panic::AssertUnwindSafe(|| read_input(input, unit, limits, out));
     let read = catch_panic(run);
     // The held REJECT records leave, decided on what was read (as the documents of the
@@ -61,8 +62,8 @@ pub fn run_input(
 
 /// The result of `run`, or a panic in it as an error.
 fn catch_panic(
-    run: std::panic::AssertUnwindSafe<impl FnOnce() -> Result<(), String>>,
-) -> Result<(), String> {
+    run: std::panic::AssertUnwindSafe<impl FnOnce() -> Result<(), ReadError>>,
+) -> Result<(), ReadError> {
     match std::panic::catch_unwind(run) {
         Ok(result) => result,
         Err(panic) => {
@@ -72,10 +73,7 @@ fn catch_panic(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown".to_string());
             tracing::error!(panic = %crate::text::shorten(&what), "a decoder panicked; the unit is failed");
-            Err(format!(
-                "internal error while decoding (the input is likely corrupt): {}",
-                crate::text::shorten(&what)
-            ))
+            Err(ReadError::Panicked(crate::text::shorten(&what)))
         }
     }
 }
@@ -85,7 +83,7 @@ fn read_input(
     unit: &mut UnitProcessor<'_>,
     limits: Limits,
     out: &mut Output<'_>,
-) -> Result<(), String> {
+) -> Result<(), ReadError> {
     let (stream, random_access): (Box<dyn Read + Send>, Option<ParquetInput>) = match input {
         UnitInput::Events(batch) => return run_events(&batch, unit, out),
         UnitInput::File(file) => {
@@ -118,10 +116,10 @@ fn read_input(
                 .read_to_end(&mut data)
                 .map_err(|e| e.to_string())?;
             if data.len() as u64 > limits.max_decompressed_bytes {
-                return Err(format!(
+                return Err(ReadError::Input(format!(
                     "input exceeds the maximum size of {} bytes (MAX_OBJECT_BYTES)",
                     limits.max_decompressed_bytes
-                ));
+                )));
             }
             run_parquet(bytes::Bytes::from(data), unit, limits, out)
         }
@@ -139,7 +137,7 @@ fn run_events(
     batch: &LogBatch,
     unit: &mut UnitProcessor<'_>,
     out: &mut Output<'_>,
-) -> Result<(), String> {
+) -> Result<(), ReadError> {
     // The batch is in memory: its interfaces are looked up together, up front.
     if let Some(cache) = &unit.docs.enrich {
         let ids = unit.interface_ids(batch.events().iter().map(|e| e.message.as_bytes()));
@@ -161,7 +159,7 @@ fn run_lines(
     lines: &mut crate::source::LineReader,
     unit: &mut UnitProcessor<'_>,
     out: &mut Output<'_>,
-) -> Result<(), String> {
+) -> Result<(), ReadError> {
     if unit.docs.enrich.is_some() {
         return run_lines_looking_ahead(lines, unit, out);
     }
@@ -170,7 +168,7 @@ fn run_lines(
         let line = match lines.next_line() {
             Ok(Some(line)) => line,
             Ok(None) => return Ok(()),
-            Err(e) => return Err(format!("after line {last_line}: {e}")),
+            Err(e) => return Err(ReadError::Input(format!("after line {last_line}: {e}"))),
         };
         last_line = line.number;
         out.add_line(unit, &line)?;
@@ -183,7 +181,7 @@ fn run_lines_looking_ahead(
     lines: &mut crate::source::LineReader,
     unit: &mut UnitProcessor<'_>,
     out: &mut Output<'_>,
-) -> Result<(), String> {
+) -> Result<(), ReadError> {
     let mut held: Vec<u8> = Vec::new();
     // (line number, start, end, full length when too long)
     let mut ranges: Vec<(u64, usize, usize, Option<u64>)> = Vec::new();
@@ -239,7 +237,7 @@ fn run_parquet<R: ChunkReader + 'static>(
     unit: &mut UnitProcessor<'_>,
     limits: Limits,
     out: &mut Output<'_>,
-) -> Result<(), String> {
+) -> Result<(), ReadError> {
     let mut expansion = Expansion {
         text: 0,
         object: reader.len(),
@@ -309,7 +307,7 @@ fn read_row_group<R: ChunkReader + 'static>(
     out: &mut Output<'_>,
     expansion: &mut Expansion,
     runtime: Option<&tokio::runtime::Handle>,
-) -> Result<(), String> {
+) -> Result<(), ReadError> {
     let enrich = unit.docs.enrich.clone();
     let max_line_bytes = expansion.limits.max_line_bytes;
     object.read_row_group(

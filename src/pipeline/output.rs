@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use super::unit::{Outcome, UnitProcessor};
+use super::ReadError;
 use crate::json::Document;
 use crate::sink::{Batch, BatchLimits, DocMeta};
 use crate::source::SourceLine;
@@ -51,7 +52,7 @@ impl<'a> Output<'a> {
     }
 
     /// An error once the stop time has come (looked at every few records).
-    pub(super) fn check_stop(&mut self, what: &str, number: u64) -> Result<(), String> {
+    pub(super) fn check_stop(&mut self, what: &'static str, number: u64) -> Result<(), ReadError> {
         let Some(stop_at) = self.stop_at else {
             return Ok(());
         };
@@ -61,9 +62,7 @@ impl<'a> Output<'a> {
         }
         self.since_check = 0;
         if Instant::now() >= stop_at {
-            return Err(format!(
-                "stopped reading at {what} {number}: the invocation deadline is near (DEADLINE_MARGIN_MS); the unit will be retried"
-            ));
+            return Err(ReadError::Deadline { what, number });
         }
         Ok(())
     }
@@ -72,7 +71,7 @@ impl<'a> Output<'a> {
         &mut self,
         unit: &mut UnitProcessor<'_>,
         line: &SourceLine<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReadError> {
         self.check_stop("line", line.number)?;
         let outcome = unit.process_line(line, &mut self.doc);
         self.take(unit, outcome)
@@ -84,7 +83,7 @@ impl<'a> Output<'a> {
         &mut self,
         unit: &mut UnitProcessor<'_>,
         outcome: Outcome,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReadError> {
         if let Outcome::Document { time, .. } = outcome {
             let meta = DocMeta {
                 unit: self.unit_index,
@@ -111,7 +110,10 @@ impl<'a> Output<'a> {
 
     /// Adds the documents of `unit`'s aggregates (AGGREGATE), each standing for the
     /// records folded into it: when the unit has ended, or the table is full.
-    pub(super) fn flush_aggregates(&mut self, unit: &mut UnitProcessor<'_>) -> Result<(), String> {
+    pub(super) fn flush_aggregates(
+        &mut self,
+        unit: &mut UnitProcessor<'_>,
+    ) -> Result<(), ReadError> {
         let unit_index = self.unit_index;
         unit.flush_aggregates(&mut self.doc, |doc, id, time, records| {
             let meta = DocMeta {
@@ -130,7 +132,7 @@ impl<'a> Output<'a> {
         &mut self,
         unit: &mut UnitProcessor<'_>,
         unit_ended: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReadError> {
         let unit_index = self.unit_index;
         unit.release_held(&mut self.doc, unit_ended, |doc, id, time| {
             let meta = DocMeta {
@@ -155,9 +157,9 @@ fn add_document(
     emit: &mut dyn FnMut(Batch) -> bool,
     doc: &[u8],
     meta: DocMeta<'_>,
-) -> Result<(), String> {
+) -> Result<(), ReadError> {
     if batch.would_overflow(limits, doc.len()) && !emit(std::mem::take(batch)) {
-        return Err("delivery stopped".to_string());
+        return Err(ReadError::DeliveryStopped);
     }
     batch.push(doc, meta, limits);
     Ok(())

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::ids::IdSeed;
+use super::ReadError;
 use crate::aggregate::{AggregateInfo, Aggregator, Fold};
 use crate::attribution::{AcceptedFlow, Claim, RejectAttribution, RejectAttributor};
 use crate::config::{OutputSchema, RecordSettings};
@@ -253,8 +254,8 @@ impl<'s> UnitProcessor<'s> {
     pub fn flush_aggregates(
         &mut self,
         doc: &mut Document,
-        mut emit: impl FnMut(&[u8], &str, u64, u32) -> Result<(), String>,
-    ) -> Result<(), String> {
+        mut emit: impl FnMut(&[u8], &str, u64, u32) -> Result<(), ReadError>,
+    ) -> Result<(), ReadError> {
         let taken = match self.docs.aggregator.as_mut() {
             Some(aggregator) if !aggregator.is_empty() => aggregator.take(),
             _ => return Ok(()),
@@ -322,8 +323,8 @@ impl<'s> UnitProcessor<'s> {
         &mut self,
         doc: &mut Document,
         unit_ended: bool,
-        mut emit: impl FnMut(&Document, &str, u64) -> Result<(), String>,
-    ) -> Result<(), String> {
+        mut emit: impl FnMut(&Document, &str, u64) -> Result<(), ReadError>,
+    ) -> Result<(), ReadError> {
         let threats = self.docs.threats.clone();
         loop {
             let released = match self.docs.attributor.as_mut() {

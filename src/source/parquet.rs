@@ -143,16 +143,16 @@ impl<R: ChunkReader + 'static> ParquetObject<R> {
     /// (on one CPU that thread would only take turns with this one). A decoded batch
     /// never spans two row groups, so the rows of the ones before a damaged row group go
     /// out.
-    pub fn read_row_group(
+    pub fn read_row_group<E: From<String>>(
         &self,
         index: usize,
         mut interfaces: impl FnMut(&mut dyn Iterator<Item = &str>),
-        mut row: impl FnMut(u64, &Schema, &str, &[Span], u64) -> Result<(), String>,
-    ) -> Result<(), String> {
+        mut row: impl FnMut(u64, &Schema, &str, &[Span], u64) -> Result<(), E>,
+    ) -> Result<(), E> {
         let first_row = self.rows_before.get(index).copied().unwrap_or(0);
         let mut number = first_row;
         let mut row_spans = Vec::new();
-        let mut rows_of = |sheet: &Sheet| -> Result<(), String> {
+        let mut rows_of = |sheet: &Sheet| -> Result<(), E> {
             let text = sheet.text(number, &self.names)?;
             if let Some(column) = self.interface_column.and_then(|j| sheet.columns.get(j)) {
                 let mut ids = column

@@ -14,11 +14,6 @@ use parquet::file::reader::{ChunkReader, Length};
 /// the window.
 const WINDOW: u64 = 8 * 1024 * 1024;
 
-/// An S3 object, for errors: `s3://bucket/key`.
-pub fn uri(bucket: &str, key: &str) -> String {
-    format!("s3://{bucket}/{key}")
-}
-
 /// A streamed GetObject body and what the response says of the object.
 pub struct ObjectStream {
     /// The body as a blocking reader (to be used on a blocking thread).
@@ -43,7 +38,7 @@ pub async fn open_stream(
         .set_version_id(version_id.map(str::to_string))
         .send()
         .await
-        .map_err(|e| describe(bucket, key, "GetObject", e))?;
+        .map_err(|e| describe("GetObject", e))?;
     let len = output.content_length().unwrap_or(0).max(0) as u64;
     let etag = output.e_tag().map(str::to_string);
     let reader = tokio_util::io::SyncIoBridge::new(output.body.into_async_read());
@@ -54,14 +49,14 @@ pub async fn open_stream(
     })
 }
 
-/// What went wrong with an S3 request, with the object, the S3 error code and message,
-/// or the cause of a request that never got an answer (with how to point at S3).
-fn describe<E, R>(bucket: &str, key: &str, op: &str, e: SdkError<E, R>) -> String
+/// What went wrong with an S3 request: the S3 error code and message, or the cause of a
+/// request that never got an answer (with how to point at S3). The object is named by
+/// whoever reports the unit.
+fn describe<E, R>(op: &str, e: SdkError<E, R>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,
 {
-    let uri = uri(bucket, key);
     if let SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_) = &e {
         // The chain of causes, without the debug dump DisplayErrorContext adds.
         let mut causes = Vec::new();
@@ -72,7 +67,7 @@ where
         }
         let cause = causes.join(": ");
         return format!(
-            "{uri}: {op} failed: no answer from S3 ({cause}): no AWS credentials, region or reachable endpoint? \
+            "{op} failed: no answer from S3 ({cause}): no AWS credentials, region or reachable endpoint? \
              For a local S3 API server set AWS_ENDPOINT_URL (with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); \
              `invoke --s3-dir DIR` reads DIR/bucket/key instead"
         );
@@ -82,7 +77,7 @@ where
         .message()
         .map(str::to_string)
         .unwrap_or_else(|| DisplayErrorContext(&e).to_string());
-    format!("{uri}: {op} failed: {code}: {message}")
+    format!("{op} failed: {code}: {message}")
 }
 
 /// Random access to an S3 object by ranged GetObject, for the Parquet reader. Used on a
@@ -151,19 +146,18 @@ impl RangedObject {
             let output = request
                 .send()
                 .await
-                .map_err(|e| describe(&self.bucket, &self.key, "ranged GetObject", e))?;
+                .map_err(|e| describe("ranged GetObject", e))?;
             output
                 .body
                 .collect()
                 .await
                 .map(|data| data.into_bytes())
-                .map_err(|e| format!("{}: reading a range: {e}", uri(&self.bucket, &self.key)))
+                .map_err(|e| format!("reading a range: {e}"))
         });
         let body = body.map_err(ParquetError::General)?;
         if (body.len() as u64) < end - start {
             return Err(ParquetError::EOF(format!(
-                "{}: range {start}-{} returned {} bytes",
-                uri(&self.bucket, &self.key),
+                "range {start}-{} returned {} bytes",
                 end - 1,
                 body.len()
             )));

@@ -61,7 +61,9 @@ pub fn try_run_bytes(
     };
     let mut out = Output::new(0, &batch_limits, &mut batch, &mut emit);
     let input = UnitInput::Stream(Box::new(std::io::Cursor::new(input)));
-    let error = run_input(input, &mut unit, limits, &mut out).err();
+    let error = run_input(input, &mut unit, limits, &mut out)
+        .err()
+        .map(|e| e.to_string());
     full.push(batch);
     let docs: Vec<Value> = full
         .iter()
