@@ -292,7 +292,7 @@ impl Taken {
             line: Cow::Owned(line),
             alone: None,
             schema,
-            id: Cow::Owned(crate::pipeline::aggregate_id(first_id, records)),
+            id: Cow::Owned(crate::ids::aggregate_id(first_id, records)),
             original: None,
             attribution: held.attribution,
             info: Some(AggregateInfo {

@@ -12,7 +12,8 @@ use crate::context::Origin;
 use crate::enrich::EniCache;
 use crate::geoip::{GeoIp, GeoIpSources};
 use crate::handler::Handler;
-use crate::pipeline::{run_input, Counts, IdSeed, Lookups, Output, UnitInput, UnitProcessor};
+use crate::ids::IdSeed;
+use crate::pipeline::{run_input, Counts, Lookups, Output, UnitInput, UnitProcessor};
 use crate::reload::Source;
 use crate::sink::{Batch, BatchLimits, Destination};
 use crate::threat_intel::{ThreatIntel, ThreatList};
@@ -480,12 +481,9 @@ fn read_inputs(
                 }
             }
         };
-        let mut unit = UnitProcessor::new(
-            &config.records,
-            Origin::file(name),
-            IdSeed::with_content(&["file", name]),
-        )
-        .with_lookups(lookups);
+        let mut unit =
+            UnitProcessor::new(&config.records, Origin::file(name), IdSeed::for_file(name))
+                .with_lookups(lookups);
         let mut out = Output::new(index as u32, &limits, &mut batch, &mut emit);
         let result = run_input(input_source, &mut unit, config.limits, &mut out);
         if let Err(e) = result {

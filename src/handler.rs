@@ -17,10 +17,9 @@ use crate::config::Config;
 use crate::context::Origin;
 use crate::enrich::EniCache;
 use crate::geoip::GeoIpSources;
+use crate::ids::IdSeed;
 use crate::objects::ObjectStore;
-use crate::pipeline::{
-    run_input, Counts, IdSeed, Lookups, Output, ReadError, UnitInput, UnitProcessor,
-};
+use crate::pipeline::{run_input, Counts, Lookups, Output, ReadError, UnitInput, UnitProcessor};
 use crate::reload::Source;
 use crate::sink::{Batch, BatchLimits, Destination};
 use crate::threat_intel::ThreatIntel;
@@ -404,7 +403,7 @@ impl Handler {
         let (input, origin, seed) = match &unit.source {
             UnitSource::CloudWatch(logs) => {
                 let origin = Origin::cloudwatch(&logs.log_group, &logs.log_stream);
-                let seed = IdSeed::new(&["cloudwatch", &logs.log_group, &logs.log_stream]);
+                let seed = IdSeed::for_log_stream(&logs.log_group, &logs.log_stream);
                 let prefixes = &self.config.log_stream_prefixes;
                 if !prefixes.is_empty()
                     && !prefixes
@@ -436,7 +435,7 @@ impl Handler {
                         .or(obj.etag.as_deref())
                         .or(etag.as_deref())
                         .unwrap_or("");
-                    let seed = IdSeed::new(&["s3", &obj.bucket, &obj.key, content]);
+                    let seed = IdSeed::for_object(&obj.bucket, &obj.key, content);
                     (input, Origin::s3(&obj.bucket, &obj.key), seed)
                 }
                 Err(error) => {

@@ -464,27 +464,12 @@ pub fn decode_awslogs(data: &str) -> Result<LogBatch, String> {
     Ok(batch)
 }
 
-/// Gives every event without an id (or with an empty one) an id derived from the
-/// group, stream, timestamp and message, and from how many identical events came
-/// before it in the batch: the same delivery always gets the same ids.
+/// Gives every event without an id (or with an empty one) a deterministic one
+/// (`ids::LogEventIds`).
 fn derive_missing_ids(group: &str, stream: &str, events: &mut [LogEvent]) {
-    let mut seen: std::collections::HashMap<u128, u64> = std::collections::HashMap::new();
+    let mut ids = crate::ids::LogEventIds::default();
     for event in events.iter_mut().filter(|e| e.id.is_empty()) {
-        let mut bytes = Vec::with_capacity(group.len() + stream.len() + event.message.len() + 48);
-        for part in [
-            group.as_bytes(),
-            stream.as_bytes(),
-            event.message.as_bytes(),
-        ] {
-            bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
-            bytes.extend_from_slice(part);
-        }
-        bytes.extend_from_slice(&event.timestamp.to_le_bytes());
-        let content = xxhash_rust::xxh3::xxh3_128(&bytes);
-        let occurrence = seen.entry(content).or_insert(0);
-        bytes.extend_from_slice(&occurrence.to_le_bytes());
-        *occurrence += 1;
-        event.id = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
+        event.id = ids.next(group, stream, &event.message, event.timestamp);
     }
 }
 

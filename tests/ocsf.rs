@@ -414,8 +414,9 @@ fn a_line_that_is_no_record_becomes_a_failure_event() {
 #[test]
 fn threat_enrichments_are_valid_ocsf() {
     use flowlog_forwarder::context::Origin;
+    use flowlog_forwarder::ids::IdSeed;
     use flowlog_forwarder::json::Document;
-    use flowlog_forwarder::pipeline::{IdSeed, Lookups, Outcome, UnitProcessor};
+    use flowlog_forwarder::pipeline::{Lookups, Outcome, UnitProcessor};
     use flowlog_forwarder::source::SourceLine;
     use flowlog_forwarder::threat_intel::ThreatList;
     let list = std::sync::Arc::new(

@@ -8,7 +8,8 @@ mod common;
 use common::parquet_file::{parquet_file_compressed, Compression, Dictionary, GzipLevel, T, V5};
 use common::settings;
 use flowlog_forwarder::context::Origin;
-use flowlog_forwarder::pipeline::{run_input, IdSeed, Output, UnitInput, UnitProcessor};
+use flowlog_forwarder::ids::IdSeed;
+use flowlog_forwarder::pipeline::{run_input, Output, UnitInput, UnitProcessor};
 use flowlog_forwarder::sink::{Batch, BatchLimits};
 use flowlog_forwarder::source::Limits;
 use proptest::prelude::*;
@@ -51,7 +52,7 @@ fn run(bytes: Vec<u8>) -> (Option<String>, u64, u64, u64) {
     let mut unit = UnitProcessor::new(
         &settings,
         Origin::file("fuzz.parquet"),
-        IdSeed::with_content(&["file", "fuzz.parquet"]),
+        IdSeed::for_file("fuzz.parquet"),
     );
     let limits = BatchLimits::new(1 << 20, 10_000, 1);
     let mut batch = Batch::default();

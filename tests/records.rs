@@ -280,8 +280,9 @@ fn zero_padded_numbers_are_written_as_json_numbers() {
 #[test]
 fn the_document_buffer_is_empty_unless_a_document_was_written() {
     use flowlog_forwarder::context::Origin;
+    use flowlog_forwarder::ids::IdSeed;
     use flowlog_forwarder::json::Document;
-    use flowlog_forwarder::pipeline::{IdSeed, Outcome, UnitProcessor};
+    use flowlog_forwarder::pipeline::{Outcome, UnitProcessor};
     use flowlog_forwarder::source::SourceLine;
     let settings = settings(&[("ACTIONS", "REJECT")]);
     let mut unit = UnitProcessor::new(&settings, Origin::file("f.log"), IdSeed::new(&["f"]));

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::ids::IdSeed;
 use super::ReadError;
 use crate::aggregate::{AggregateInfo, Aggregator, Fold};
 use crate::attribution::{AcceptedFlow, Claim, RejectAttribution, RejectAttributor};
@@ -18,6 +17,7 @@ use crate::ecs;
 use crate::enrich::{EniCache, Interface, Lookup};
 use crate::flowlog::{parse_line, Field, FlowRecord, Line, LineParser, Schema, Span};
 use crate::geoip::{GeoIp, GeoLookup};
+use crate::ids::IdSeed;
 use crate::json::Document;
 use crate::ocsf;
 use crate::raw;

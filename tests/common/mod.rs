@@ -11,7 +11,8 @@ pub mod tls;
 use flowlog_forwarder::config::Config;
 use flowlog_forwarder::config::RecordSettings;
 use flowlog_forwarder::context::Origin;
-use flowlog_forwarder::pipeline::{run_input, Counts, IdSeed, Output, UnitInput, UnitProcessor};
+use flowlog_forwarder::ids::IdSeed;
+use flowlog_forwarder::pipeline::{run_input, Counts, Output, UnitInput, UnitProcessor};
 use flowlog_forwarder::sink::{Batch, BatchLimits};
 use flowlog_forwarder::source::Limits;
 use serde_json::Value;
@@ -50,7 +51,7 @@ pub fn try_run_bytes(
     let mut unit = UnitProcessor::new(
         settings,
         Origin::s3("test-bucket", "AWSLogs/x.log.gz"),
-        IdSeed::new(&["s3", "test-bucket", "AWSLogs/x.log.gz", "etag"]),
+        IdSeed::for_object("test-bucket", "AWSLogs/x.log.gz", "etag"),
     );
     let batch_limits = BatchLimits::new(64 << 20, 1_000_000, 1);
     let mut batch = Batch::default();
