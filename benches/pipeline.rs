@@ -56,7 +56,6 @@ fn bench_format(
         include_original: false,
         output_schema,
         reject_attribution,
-        threat_intel_only: false,
         hec_line: false,
         data_stream: String::new(),
         aggregate: None,

@@ -398,6 +398,45 @@ impl Aggregator {
         else {
             return Fold::No;
         };
+        let key = self.key(rec, attribution);
+        let hash = self.hash(rec, &key);
+        let first = self.index.get(&hash).copied();
+        let Some(at) = self.find(rec, &key, first) else {
+            return self.keep(
+                rec,
+                id,
+                original,
+                key,
+                (hash, first),
+                [packets, bytes, start, end],
+            );
+        };
+        let held = &mut self.held[at as usize];
+        let side = if key.reply == held.reply {
+            &mut held.forward
+        } else {
+            &mut held.reverse
+        };
+        let Some(sums) = side.plus(packets, bytes) else {
+            return Fold::No;
+        };
+        *side = sums;
+        held.start = held.start.min(start);
+        held.end = held.end.max(end);
+        if let Some((_, port)) = key.client {
+            if held
+                .client_ports
+                .get_or_insert_with(HashSet::default)
+                .insert(port)
+            {
+                self.client_ports += 1;
+            }
+        }
+        Fold::Held
+    }
+
+    /// What `rec`'s aggregate is known by besides its columns.
+    fn key(&mut self, rec: &FlowRecord<'_>, attribution: Option<RejectAttribution>) -> Key {
         let schema = rec.schema();
         let schema_index = match self.schemas.iter().rposition(|s| s == schema) {
             Some(i) => i,
@@ -420,74 +459,120 @@ impl Aggregator {
                 .as_ref()
                 .is_none_or(|scope| scope.matches(rec));
         let client = if conversation { client_port(rec) } else { None };
-        // The key: every column but the counters and the client's port, as the client
-        // sees it, with the schema and the attribution; hashed as it is read, compared
-        // with the held lines.
-        let client_column = client.map(|(column, _)| layout.view(column, reply));
-        let folded = |i: usize| layout.counters.contains(&i) || client_column == Some(i);
+        Key {
+            schema: schema_index,
+            attribution,
+            reply,
+            conversation,
+            client,
+            client_column: client.map(|(column, _)| layout.view(column, reply)),
+        }
+    }
+
+    /// The hash of `rec`'s aggregate: every column but the counters and the client's
+    /// port, as the client sees it, and its key; hashed as the columns are read.
+    fn hash(&self, rec: &FlowRecord<'_>, key: &Key) -> u64 {
+        let layout = &self.layouts[key.schema];
         let mut hasher = self.hasher.build_hasher();
-        hasher.write_u32(schema_index as u32);
-        hasher.write_u8(attribution.map_or(0, |a| a as u8 + 1));
-        hasher.write_u8(u8::from(conversation) << 1 | u8::from(client.is_some()));
-        for i in (0..schema.len()).filter(|&i| !folded(i)) {
+        hasher.write_u32(key.schema as u32);
+        hasher.write_u8(key.attribution.map_or(0, |a| a as u8 + 1));
+        hasher.write_u8(u8::from(key.conversation) << 1 | u8::from(key.client.is_some()));
+        for i in (0..rec.schema().len()).filter(|&i| !key.folds(layout, i)) {
             // No separator: columns that run together differently are told apart
             // when compared.
-            hasher.write(layout.value(i, reply, |c| rec.column(c)).as_bytes());
+            hasher.write(layout.value(i, key.reply, |c| rec.column(c)).as_bytes());
         }
-        let hash = hasher.finish();
-        let first = self.index.get(&hash).copied();
+        hasher.finish()
+    }
+
+    /// The aggregate `rec` belongs to, among those whose hash is its own (the first
+    /// `first`, the others following it): the same key and the same columns.
+    fn find(&self, rec: &FlowRecord<'_>, key: &Key, first: Option<u32>) -> Option<u32> {
+        let layout = &self.layouts[key.schema];
+        let columns = rec.schema().len();
         let mut at = first;
         while let Some(i) = at {
             let held = &self.held[i as usize];
-            let same = held.schema == schema_index as u32
-                && held.attribution == attribution
-                && held.conversation == conversation
-                && held.client.is_some() == client.is_some()
+            let same = held.schema == key.schema as u32
+                && held.attribution == key.attribution
+                && held.conversation == key.conversation
+                && held.client.is_some() == key.client.is_some()
                 && {
                     let text = Range::of(&self.arena, held.line);
-                    let spans =
-                        &self.spans[held.spans as usize..held.spans as usize + schema.len()];
+                    let spans = &self.spans[held.spans as usize..held.spans as usize + columns];
                     let held_column = |c: usize| {
                         let (s, e) = spans[c];
                         text.get(s as usize..e as usize).unwrap_or_default()
                     };
-                    (0..schema.len()).filter(|&i| !folded(i)).all(|i| {
+                    (0..columns).filter(|&i| !key.folds(layout, i)).all(|i| {
                         layout.value(i, held.reply, held_column)
-                            == layout.value(i, reply, |c| rec.column(c))
+                            == layout.value(i, key.reply, |c| rec.column(c))
                     })
                 };
             if same {
-                break;
+                return Some(i);
             }
             at = held.next;
         }
-        if let Some(at) = at {
-            let held = &mut self.held[at as usize];
-            let side = if reply == held.reply {
-                &mut held.forward
-            } else {
-                &mut held.reverse
-            };
-            let Some(sums) = side.plus(packets, bytes) else {
-                return Fold::No;
-            };
-            *side = sums;
-            held.start = held.start.min(start);
-            held.end = held.end.max(end);
-            if let Some((_, port)) = client {
-                if held
-                    .client_ports
-                    .get_or_insert_with(HashSet::default)
-                    .insert(port)
-                {
-                    self.client_ports += 1;
-                }
-            }
-            return Fold::Held;
-        }
-        // The first record of its aggregate: kept as a line, to be read again.
+        None
+    }
+
+    /// Starts an aggregate with `rec`, kept as a line to be read again when it leaves;
+    /// `Fold::No` when its line would not read again as it is.
+    fn keep(
+        &mut self,
+        rec: &FlowRecord<'_>,
+        id: &str,
+        original: Option<&str>,
+        key: Key,
+        (hash, next): (u64, Option<u32>),
+        [packets, bytes, start, end]: [u64; 4],
+    ) -> Fold {
+        let Some((line, spans)) = self.store_line(rec) else {
+            return Fold::No;
+        };
+        let first_id = store(&mut self.arena, id);
+        let original = original
+            .filter(|&o| o != Range::of(&self.arena, line))
+            .map(|o| store(&mut self.arena, o));
+        let client_ports = key.client.map(|(_, port)| {
+            let mut ports = HashSet::default();
+            ports.insert(port);
+            self.client_ports += 1;
+            ports
+        });
+        self.index.insert(hash, self.held.len() as u32);
+        self.held.push(Held {
+            line,
+            spans,
+            schema: key.schema as u32,
+            first_id,
+            original,
+            values: rec.values(),
+            forward: Counters {
+                records: 1,
+                packets,
+                bytes,
+            },
+            reverse: Counters::default(),
+            start,
+            end,
+            reply: key.reply,
+            conversation: key.conversation,
+            client: key.client.map(|(c, _)| c as u32),
+            client_ports,
+            attribution: key.attribution,
+            next,
+        });
+        Fold::Held
+    }
+
+    /// Stores `rec` as a line in the arena, with its spans: where they are; none when a
+    /// value is empty or holds a space (the line would not read again as it is).
+    fn store_line(&mut self, rec: &FlowRecord<'_>) -> Option<(Range, u32)> {
         let line_start = self.arena.len() as u32;
         let spans = self.spans.len() as u32;
+        let columns = rec.schema().len();
         let (text, text_spans) = (rec.text(), rec.spans());
         // A line's columns are the whole text, one space apart (a JSON record's values
         // are one after another, a Parquet row's are in its batch's text).
@@ -504,10 +589,10 @@ impl Aggregator {
         } else {
             // A Parquet row or JSON record: its values joined by spaces (an empty one
             // would not read again).
-            if (0..schema.len()).any(|i| rec.column(i).is_empty()) {
-                return Fold::No;
+            if (0..columns).any(|i| rec.column(i).is_empty()) {
+                return None;
             }
-            for i in 0..schema.len() {
+            for i in 0..columns {
                 if i > 0 {
                     self.arena.push(' ');
                 }
@@ -518,50 +603,17 @@ impl Aggregator {
             // Read again, the line must give the same columns: no value may hold a
             // space.
             let line = &self.arena.as_bytes()[line_start as usize..];
-            if memchr::memchr_iter(b' ', line).count() + 1 != schema.len() {
+            if memchr::memchr_iter(b' ', line).count() + 1 != columns {
                 self.arena.truncate(line_start as usize);
                 self.spans.truncate(spans as usize);
-                return Fold::No;
+                return None;
             }
         }
         let line = Range {
             start: line_start,
             len: self.arena.len() as u32 - line_start,
         };
-        let first_id = store(&mut self.arena, id);
-        let original = original
-            .filter(|&o| o != Range::of(&self.arena, line))
-            .map(|o| store(&mut self.arena, o));
-        let client_ports = client.map(|(_, port)| {
-            let mut ports = HashSet::default();
-            ports.insert(port);
-            self.client_ports += 1;
-            ports
-        });
-        self.index.insert(hash, self.held.len() as u32);
-        self.held.push(Held {
-            line,
-            spans,
-            schema: schema_index as u32,
-            first_id,
-            original,
-            values: rec.values(),
-            forward: Counters {
-                records: 1,
-                packets,
-                bytes,
-            },
-            reverse: Counters::default(),
-            start,
-            end,
-            reply,
-            conversation,
-            client: client.map(|(c, _)| c as u32),
-            client_ports,
-            attribution,
-            next: first,
-        });
-        Fold::Held
+        Some((line, spans))
     }
 
     /// Whether the table reached its cap: its aggregates must leave now (`take`).
@@ -606,6 +658,29 @@ impl Aggregator {
             self.arena = taken.arena;
             self.spans = taken.spans;
         }
+    }
+}
+
+/// What a record's aggregate is known by besides its columns.
+#[derive(Debug, Clone, Copy)]
+struct Key {
+    /// Index in `Aggregator::schemas`.
+    schema: usize,
+    attribution: Option<RejectAttribution>,
+    /// Whether the record faces from the service (its columns are read as the mirror's).
+    reply: bool,
+    /// Whether it folds as a conversation, and its client's port (column and value).
+    conversation: bool,
+    client: Option<(usize, u16)>,
+    /// The client's port's column as the client sees it (the one left out of the key).
+    client_column: Option<usize>,
+}
+
+impl Key {
+    /// Whether column `i` (as the client sees it) is left out of the key: a counter, or
+    /// the client's port.
+    fn folds(&self, layout: &Layout, i: usize) -> bool {
+        layout.counters.contains(&i) || self.client_column == Some(i)
     }
 }
 

@@ -5,18 +5,13 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use crate::config::Config;
 use crate::context::Origin;
-use crate::enrich::EniCache;
-use crate::geoip::{GeoIp, GeoIpSources};
 use crate::handler::Handler;
 use crate::ids::IdSeed;
 use crate::pipeline::{run_input, Counts, Lookups, Output, UnitInput, UnitProcessor};
-use crate::reload::Source;
 use crate::sink::{Batch, BatchLimits, Destination};
-use crate::threat_intel::{ThreatIntel, ThreatList};
 
 pub const HELP: &str = "\
 flowlog-forwarder: AWS VPC and Transit Gateway Flow Logs to ECS documents, forwarded over HTTP.
@@ -293,65 +288,25 @@ fn process_command(args: &[String]) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    // DESTINATION_SECRET_ARN is read here as in Lambda (and again after
-    // SECRET_TTL_SECONDS): a secret that cannot be read stops the run.
+    // The cold start Lambda makes (the secret read, and again after SECRET_TTL_SECONDS),
+    // and the threat list and GeoIP databases loaded before anything is read: one that
+    // cannot be used (missing, over its caps, not read in time) stops the run.
     let built = runtime.block_on(async {
-        let needs_aws =
-            config.destination_secret_arn.is_some() || config.destination_sigv4.is_some();
-        let aws = match needs_aws {
-            true => Some(crate::aws::load_aws_config().await),
-            false => None,
-        };
-        Destination::with_secret(config, aws.as_ref()).await
+        let handler = Handler::new(config, None).await?;
+        let lookups = handler.lookups(None).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((handler, lookups))
     });
-    let (config, destination) = match built {
+    let (handler, lookups) = match built {
         Ok(built) => built,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let config = Arc::new(config);
-    // The threat list is loaded before anything is read: a list that cannot be used
-    // (missing, over its caps, without a valid entry, not read in time) stops the run.
-    let threats = match &config.threat_intel_uri {
-        None => None,
-        Some(uri) => match runtime.block_on(load_threat_list(&config, uri)) {
-            Ok(list) => Some(list),
-            Err(e) => {
-                eprintln!("error: {e}");
-                // A FIFO with no writer keeps a blocking thread in open(2): not waited for.
-                runtime.shutdown_background();
-                return ExitCode::from(2);
-            }
-        },
-    };
-    // So are the GeoIP databases.
-    let geo = match runtime.block_on(load_geoip(&config)) {
-        Ok(geo) => geo,
-        Err(e) => {
-            eprintln!("error: {e}");
+            // A FIFO with no writer keeps a blocking thread in open(2): not waited for.
             runtime.shutdown_background();
             return ExitCode::from(2);
         }
     };
-    let result = runtime.block_on(async {
-        let interfaces = if config.enrich_eni {
-            let aws = crate::aws::load_aws_config().await;
-            Some(Arc::new(EniCache::from_sdk_config(
-                &aws,
-                config.enrich_eni_ttl,
-            )))
-        } else {
-            None
-        };
-        let lookups = Lookups {
-            interfaces,
-            threats,
-            geo,
-        };
-        process_inputs(config.clone(), inputs.clone(), destination, lookups).await
-    });
+    let config = handler.config().clone();
+    let result = runtime.block_on(process_inputs(&handler, inputs.clone(), lookups));
     let (counts, input_errors) = match result {
         Ok(r) => r,
         Err(e) => return output_error(e),
@@ -386,46 +341,17 @@ fn process_command(args: &[String]) -> ExitCode {
     }
 }
 
-/// THREAT_INTEL_URI's list (a path, or an S3 URI read with the AWS SDK).
-async fn load_threat_list(config: &Config, uri: &str) -> Result<Arc<ThreatList>, String> {
-    let source = Source::parse(uri)?;
-    let s3 = match source {
-        Source::S3 { .. } => Some(crate::aws::s3_client(&crate::aws::load_aws_config().await)),
-        Source::File(_) => None,
-    };
-    ThreatIntel::new(source, config.threat_intel_ttl, s3)
-        .with_load_timeout(config.threat_intel_timeout)
-        .current(None)
-        .await
-}
-
-/// GEOIP_DATABASE's and GEOIP_ASN_DATABASE's databases (paths, or S3 URIs read with
-/// the AWS SDK).
-async fn load_geoip(config: &Config) -> Result<Option<GeoIp>, String> {
-    let s3 = if GeoIpSources::needs_s3(config) {
-        Some(crate::aws::s3_client(&crate::aws::load_aws_config().await))
-    } else {
-        None
-    };
-    match GeoIpSources::from_config(config, s3)? {
-        None => Ok(None),
-        Some(sources) => sources.current(None).await.map(Some),
-    }
-}
-
 /// Reads the inputs on a blocking thread, batch by batch, while the destination
 /// (standard output, or HTTP requests in flight) takes the batches.
 async fn process_inputs(
-    config: Arc<Config>,
+    handler: &Handler,
     inputs: Vec<String>,
-    destination: Destination,
     lookups: Lookups,
 ) -> io::Result<(Counts, u64)> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(2);
-    let producer_config = config.clone();
-    let producer =
-        tokio::task::spawn_blocking(move || read_inputs(&producer_config, &inputs, &lookups, tx));
-    let mut delivery = destination.delivery_run(None);
+    let config = handler.config().clone();
+    let producer = tokio::task::spawn_blocking(move || read_inputs(&config, &inputs, &lookups, tx));
+    let mut delivery = handler.destination().delivery_run(None);
     while let Some(batch) = rx.recv().await {
         delivery.submit(batch).await;
     }
@@ -434,9 +360,7 @@ async fn process_inputs(
     let mut total = Counts::default();
     for (i, mut counts) in units.into_iter().enumerate() {
         let delivered = report.unit(i as u32);
-        counts.forwarded = delivered.delivered;
-        // Whatever was produced and not delivered failed: read = forwarded + filtered + failed.
-        counts.failed = (counts.read - counts.filtered).saturating_sub(delivered.delivered);
+        counts.settle(delivered.delivered);
         if let Some(error) = delivered.error {
             eprintln!(
                 "error: input {}: {} documents not delivered: {error}",
@@ -528,6 +452,7 @@ fn invoke_command(args: &[String]) -> ExitCode {
             Ok(h) => h,
             Err(e) => return usage_error(&e),
         };
+        handler.warm_up().await;
         // As long as the longest Lambda invocation may run.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
         let (response, summary) = handler.handle(&payload, Some(deadline)).await;

@@ -57,7 +57,6 @@ pub struct RecordSettings {
     /// `aws.vpcflow.reject_attribution` on REJECT documents (REJECT_ATTRIBUTION).
     pub reject_attribution: bool,
     /// Forward only records with a THREAT_INTEL_URI match (THREAT_INTEL_ONLY).
-    pub threat_intel_only: bool,
     /// Raw documents to Splunk HEC are the line itself (a JSON string), which HEC
     /// makes the event's `_raw` for the Splunk Add-on for AWS to extract.
     pub hec_line: bool,
@@ -226,7 +225,6 @@ pub struct Config {
     /// Plain http to a non-loopback host (ALLOW_PLAIN_HTTP); https otherwise.
     pub allow_plain_http: bool,
     /// CloudWatch Logs streams to forward (LOG_STREAM_PREFIX); empty forwards all.
-    pub log_stream_prefixes: Vec<String>,
     /// Security groups, VPC, subnet, instance and direction from EC2 (ENRICH_ENI).
     pub enrich_eni: bool,
     /// How long EC2 answers are cached (ENRICH_ENI_TTL_SECONDS).
@@ -287,7 +285,6 @@ impl std::fmt::Debug for Config {
             .field("retry_max_delay", &self.retry_max_delay)
             .field("max_in_flight", &self.max_in_flight)
             .field("allow_plain_http", &self.allow_plain_http)
-            .field("log_stream_prefixes", &self.log_stream_prefixes)
             .field("enrich_eni", &self.enrich_eni)
             .field("enrich_eni_ttl", &self.enrich_eni_ttl)
             .field("log_format", &self.records.schema.to_format_string())
@@ -310,7 +307,6 @@ impl std::fmt::Debug for Config {
             .field("geoip_asn_database", &self.geoip_asn_database)
             .field("geoip_ttl", &self.geoip_ttl)
             .field("geoip_timeout", &self.geoip_timeout)
-            .field("threat_intel_only", &self.records.threat_intel_only)
             .finish()
     }
 }
@@ -511,7 +507,7 @@ impl Config {
             Some(f) => Schema::parse_format(&f).map_err(|e| err("LOG_FORMAT", e.to_string()))?,
         };
         let internal = get("INTERNAL_CIDRS").or_else(|| get("VPC_CIDR_PREFIX"));
-        let filter = Filter::parse(
+        let mut filter = Filter::parse(
             internal.as_deref(),
             get("ACTIONS").as_deref(),
             get("FILTER").as_deref(),
@@ -599,6 +595,16 @@ impl Config {
         let threat_intel_timeout =
             Duration::from_secs(number("THREAT_INTEL_TIMEOUT_SECONDS", 10, 1, 900)?);
         let threat_intel_only = flag("THREAT_INTEL_ONLY")?;
+        filter.threat_matches_only = threat_intel_only;
+        filter.log_streams = get("LOG_STREAM_PREFIX")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
         let splunk_hec_ack = match flag("SPLUNK_HEC_ACK")? {
             false => None,
             true => Some(Duration::from_secs(number(
@@ -644,15 +650,6 @@ impl Config {
             retry_max_delay,
             max_in_flight,
             allow_plain_http,
-            log_stream_prefixes: get("LOG_STREAM_PREFIX")
-                .map(|v| {
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|p| !p.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default(),
             enrich_eni,
             enrich_eni_ttl,
             records: RecordSettings {
@@ -661,7 +658,6 @@ impl Config {
                 include_original,
                 output_schema,
                 reject_attribution,
-                threat_intel_only,
                 hec_line: output_schema == OutputSchema::Raw
                     && destination_format == DestinationFormat::SplunkHec,
                 data_stream,

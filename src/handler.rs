@@ -2,8 +2,10 @@
 //! and builds the response (README, Failure semantics): SQS `batchItemFailures`
 //! listing exactly the messages not fully delivered, or an error for the other
 //! triggers so that Lambda retries and then sends the event to the on-failure
-//! destination. `Handler::new` is what a cold start builds (secret, destination,
-//! object store); the summary's format is `metrics`, the runtime loop `lambda`.
+//! destination. `Handler::new` is what every cold start builds, for Lambda, `invoke`
+//! and `process` alike (secret, destination, object store, enrichment, threat list,
+//! GeoIP databases; `warm_up` loads the last two); the summary's format is `metrics`,
+//! the runtime loop `lambda`.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -21,7 +23,7 @@ use crate::ids::IdSeed;
 use crate::objects::ObjectStore;
 use crate::pipeline::{run_input, Counts, Lookups, Output, ReadError, UnitInput, UnitProcessor};
 use crate::reload::Source;
-use crate::sink::{Batch, BatchLimits, Destination};
+use crate::sink::{Batch, BatchLimits, DeliveryReport, Destination};
 use crate::threat_intel::ThreatIntel;
 use crate::trigger::{self, FailureReport, UnitSource, WorkUnit};
 
@@ -40,9 +42,12 @@ pub struct Handler {
     deadline_margin: Duration,
 }
 
-/// What a unit is read with besides its input: when to stop (the deadline less its
-/// margin) and what the invocation's documents are enriched from.
-struct UnitLimits {
+/// How one unit of an invocation is read besides its input: its index in the
+/// invocation, the batch limits, when to stop (the deadline less its margin) and what
+/// the invocation's documents are enriched from.
+struct UnitRun {
+    index: u32,
+    limits: BatchLimits,
     stop_at: Option<Instant>,
     lookups: Lookups,
 }
@@ -159,24 +164,13 @@ impl Handler {
             Some(uri) => {
                 let source = Source::parse(uri)?;
                 let s3 = aws.as_ref().map(crate::aws::s3_client);
-                let intel = ThreatIntel::new(source, config.threat_intel_ttl, s3)
-                    .with_load_timeout(config.threat_intel_timeout);
-                // Loaded now; a list that cannot be loaded fails the invocations (their
-                // records retried) until it can.
-                if let Err(e) = intel.current(None).await {
-                    tracing::error!(error = %e, "threat list not loaded");
-                }
-                Some(intel)
+                Some(
+                    ThreatIntel::new(source, config.threat_intel_ttl, s3)
+                        .with_load_timeout(config.threat_intel_timeout),
+                )
             }
         };
         let geoip = GeoIpSources::from_config(&config, aws.as_ref().map(crate::aws::s3_client))?;
-        if let Some(geoip) = &geoip {
-            // Loaded now, as the threat list: a database that cannot be loaded fails the
-            // invocations (their records retried) until it can.
-            if let Err(e) = geoip.current(None).await {
-                tracing::error!(error = %e, "GeoIP database not loaded");
-            }
-        }
         let deadline_margin = config.deadline_margin;
         Ok(Handler {
             threat_intel,
@@ -189,10 +183,29 @@ impl Handler {
         })
     }
 
+    /// Loads the threat list and the GeoIP databases at cold start. In Lambda one that
+    /// cannot be loaded is logged, and fails the invocations (their records retried)
+    /// until it can; `process` stops (`lookups`).
+    pub async fn warm_up(&self) {
+        if let Err(e) = self.lookups(None).await {
+            tracing::error!(error = %e, kind = e.error_type(), "not loaded at cold start");
+        }
+    }
+
+    /// The configuration the handler was built with.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// Where documents go.
+    pub fn destination(&self) -> &Destination {
+        &self.destination
+    }
+
     /// What this invocation's documents are enriched from: the threat list and the GeoIP
     /// databases, each read again when due, within the invocation's deadline (less the
     /// margin kept to answer). One that cannot be had fails the invocation.
-    async fn lookups(&self, deadline: Option<Instant>) -> Result<Lookups, HandlerError> {
+    pub async fn lookups(&self, deadline: Option<Instant>) -> Result<Lookups, HandlerError> {
         let deadline = deadline.map(|d| d.checked_sub(self.deadline_margin).unwrap_or(d));
         let threats = match &self.threat_intel {
             None => None,
@@ -227,24 +240,47 @@ impl Handler {
         deadline: Option<Instant>,
     ) -> (Result<Value, HandlerError>, Value) {
         let started = Instant::now();
+        let nothing_read =
+            |units| crate::metrics::summary_json(&Counts::default(), units, 0, 0, started);
         if let Destination::Http(sink) = &self.destination {
             sink.refresh_secret_if_stale().await;
         }
         let lookups = match self.lookups(deadline).await {
             Ok(lookups) => lookups,
-            Err(e) => {
-                let summary = crate::metrics::summary_json(&Counts::default(), 0, 0, 0, started);
-                return (Err(e), summary);
-            }
+            Err(e) => return (Err(e), nothing_read(0)),
         };
         let ec2_requests_before = self.ec2_requests();
         let invocation = match trigger::decode(payload) {
             Ok(inv) => inv,
-            Err(e) => {
-                let summary = crate::metrics::summary_json(&Counts::default(), 0, 0, 0, started);
-                return (Err(HandlerError::MalformedPayload(e)), summary);
-            }
+            Err(e) => return (Err(HandlerError::MalformedPayload(e)), nothing_read(0)),
         };
+        let (mut results, report) = match self.run_units(&invocation, deadline, lookups).await {
+            Ok(done) => done,
+            Err(e) => return (Err(e), nothing_read(invocation.units.len())),
+        };
+        let (total, failed_units) = settle(&invocation, &mut results, &report);
+        for (id, why) in &invocation.bad_messages {
+            tracing::error!(message_id = %id, error = %why, "undecodable SQS message");
+        }
+        let summary = crate::metrics::summary_json(
+            &total,
+            invocation.units.len(),
+            failed_units.len() + invocation.bad_messages.len(),
+            self.ec2_requests() - ec2_requests_before,
+            started,
+        );
+        (respond(&invocation, &total, &failed_units), summary)
+    }
+
+    /// Reads the invocation's units one after another, their batches delivered as they
+    /// fill, until the deadline (less its margin) leaves no time to start one; what
+    /// became of each unit, and what the delivery made of their documents.
+    async fn run_units(
+        &self,
+        invocation: &trigger::Invocation,
+        deadline: Option<Instant>,
+        lookups: Lookups,
+    ) -> Result<(Vec<UnitResult>, DeliveryReport), HandlerError> {
         // Deliveries end a little before the deadline, so the response gets out.
         let delivery_deadline =
             deadline.map(|d| d.checked_sub(Duration::from_millis(500)).unwrap_or(d));
@@ -256,14 +292,12 @@ impl Handler {
             }
             delivery.finish().await
         });
-
         let limits = BatchLimits::of(&self.config);
+        let stop_at = deadline.map(|d| d.checked_sub(self.deadline_margin).unwrap_or(d));
         let mut results: Vec<UnitResult> = Vec::with_capacity(invocation.units.len());
         let mut batch = Batch::default();
         for (index, unit) in invocation.units.iter().enumerate() {
-            let near_deadline =
-                deadline.is_some_and(|d| Instant::now() + self.deadline_margin >= d);
-            if near_deadline {
+            if stop_at.is_some_and(|at| Instant::now() >= at) {
                 results.push(UnitResult {
                     counts: Counts::default(),
                     error: Some(UnitFailure::NotStarted),
@@ -272,20 +306,13 @@ impl Handler {
             }
             let (size, event_time) = unit_context(unit);
             tracing::debug!(unit = %unit_name(unit), size, event_time, "unit started");
-            let stop_at = deadline.map(|d| d.checked_sub(self.deadline_margin).unwrap_or(d));
-            let (result, rest) = self
-                .run_unit(
-                    unit,
-                    index as u32,
-                    &limits,
-                    batch,
-                    &tx,
-                    UnitLimits {
-                        stop_at,
-                        lookups: lookups.clone(),
-                    },
-                )
-                .await;
+            let run = UnitRun {
+                index: index as u32,
+                limits,
+                stop_at,
+                lookups: lookups.clone(),
+            };
+            let (result, rest) = self.run_unit(unit, run, batch, &tx).await;
             tracing::debug!(unit = %unit_name(unit), read = result.counts.read, error = ?result.error, "unit read");
             batch = rest;
             results.push(result);
@@ -295,135 +322,34 @@ impl Handler {
         }
         drop(tx);
         tracing::debug!("all units read; waiting for deliveries");
-        let report = match consumer.await {
-            Ok(r) => r,
-            Err(e) => {
-                let summary = crate::metrics::summary_json(
-                    &Counts::default(),
-                    invocation.units.len(),
-                    0,
-                    0,
-                    started,
-                );
-                return (Err(HandlerError::Internal(e.to_string())), summary);
-            }
-        };
-
-        // Per unit: forwarded and failed from the delivery report; a unit is done only
-        // when it was read to its end and every document it produced was delivered.
-        let mut total = Counts::default();
-        let mut failed_units = Vec::new();
-        for (index, (unit, result)) in invocation.units.iter().zip(results.iter_mut()).enumerate() {
-            let delivered = report.unit(index as u32);
-            let produced = result.counts.read - result.counts.filtered;
-            result.counts.forwarded = delivered.delivered;
-            result.counts.failed = produced.saturating_sub(delivered.delivered);
-            if result.error.is_none() && result.counts.failed > 0 {
-                result.error = Some(UnitFailure::NotDelivered(
-                    delivered.error.clone().unwrap_or_else(|| {
-                        format!("{} documents not delivered", result.counts.failed)
-                    }),
-                ));
-            }
-            total.add(&result.counts);
-            if let Some(error) = &result.error {
-                let (size, event_time) = unit_context(unit);
-                tracing::error!(unit = %unit_name(unit), size, event_time, message_id = unit.message_id.as_deref().unwrap_or(""),
-                    read = result.counts.read, forwarded = result.counts.forwarded, failed = result.counts.failed,
-                    error = %error, "unit not fully delivered");
-                failed_units.push((unit, error));
-            }
-        }
-        for (id, why) in &invocation.bad_messages {
-            tracing::error!(message_id = %id, error = %why, "undecodable SQS message");
-        }
-        let failures = failed_units.len() + invocation.bad_messages.len();
-        let ec2_requests = self.ec2_requests() - ec2_requests_before;
-        let summary = crate::metrics::summary_json(
-            &total,
-            invocation.units.len(),
-            failures,
-            ec2_requests,
-            started,
-        );
-        let response = match invocation.failure_report {
-            FailureReport::PerMessage => {
-                let mut ids: BTreeSet<&str> = invocation
-                    .bad_messages
-                    .iter()
-                    .map(|(id, _)| id.as_str())
-                    .collect();
-                ids.extend(
-                    failed_units
-                        .iter()
-                        .filter_map(|(u, _)| u.message_id.as_deref()),
-                );
-                let items: Vec<Value> = ids
-                    .into_iter()
-                    .map(|id| json!({ "itemIdentifier": id }))
-                    .collect();
-                Ok(json!({ "batchItemFailures": items }))
-            }
-            FailureReport::Invocation if failed_units.is_empty() => Ok(json!({
-                "status": "delivered",
-                "units": invocation.units.len(),
-                "ignored": invocation.ignored,
-                "read": total.read,
-                "forwarded": total.forwarded,
-                "filtered": total.filtered,
-                "malformed": total.malformed,
-                "enriched": total.enriched,
-                "unenriched": total.unenriched,
-            })),
-            FailureReport::Invocation => {
-                let (unit, error) = &failed_units[0];
-                Err(HandlerError::UnitsNotDelivered(format!(
-                    "{} of {} units not fully delivered; first: {}: {error}",
-                    failed_units.len(),
-                    invocation.units.len(),
-                    unit_name(unit),
-                )))
-            }
-        };
-        (response, summary)
+        let report = consumer
+            .await
+            .map_err(|e| HandlerError::Internal(e.to_string()))?;
+        Ok((results, report))
     }
 
-    /// Runs one unit, carrying the partial batch through; returns it for the next unit.
-    /// Reading stops at `stop_at` (the unit is then failed and retried).
-    async fn run_unit(
-        &self,
-        unit: &WorkUnit,
-        index: u32,
-        limits: &BatchLimits,
-        batch: Batch,
-        tx: &mpsc::Sender<Batch>,
-        run: UnitLimits,
-    ) -> (UnitResult, Batch) {
-        let UnitLimits { stop_at, lookups } = run;
-        let (input, origin, seed) = match &unit.source {
+    /// Opens a unit: its input, where it came from and its id seed; or, when it is
+    /// not read, what became of it (a log stream LOG_STREAM_PREFIX does not name: its
+    /// events counted as filtered; an object that could not be opened: failed).
+    async fn open_unit(&self, unit: &WorkUnit) -> Result<(UnitInput, Origin, IdSeed), UnitResult> {
+        match &unit.source {
             UnitSource::CloudWatch(logs) => {
                 let origin = Origin::cloudwatch(&logs.log_group, &logs.log_stream);
                 let seed = IdSeed::for_log_stream(&logs.log_group, &logs.log_stream);
-                let prefixes = &self.config.log_stream_prefixes;
-                if !prefixes.is_empty()
-                    && !prefixes
-                        .iter()
-                        .any(|p| logs.log_stream.starts_with(p.as_str()))
+                if !self
+                    .config
+                    .records
+                    .filter
+                    .keeps_log_stream(&logs.log_stream)
                 {
-                    // A stream the user did not ask for (LOG_STREAM_PREFIX): acknowledged,
-                    // and its records counted as filtered.
                     let mut processor = UnitProcessor::new(&self.config.records, origin, seed);
                     processor.count_filtered(logs.events().len() as u64);
-                    let counts = processor.counts();
-                    return (
-                        UnitResult {
-                            counts,
-                            error: None,
-                        },
-                        batch,
-                    );
+                    return Err(UnitResult {
+                        counts: processor.counts(),
+                        error: None,
+                    });
                 }
-                (UnitInput::Events(logs.clone()), origin, seed)
+                Ok((UnitInput::Events(logs.clone()), origin, seed))
             }
             UnitSource::S3(obj) => match self.objects.open(obj).await {
                 Ok((input, etag)) => {
@@ -436,29 +362,39 @@ impl Handler {
                         .or(etag.as_deref())
                         .unwrap_or("");
                     let seed = IdSeed::for_object(&obj.bucket, &obj.key, content);
-                    (input, Origin::s3(&obj.bucket, &obj.key), seed)
+                    Ok((input, Origin::s3(&obj.bucket, &obj.key), seed))
                 }
-                Err(error) => {
-                    let counts = Counts::default();
-                    return (
-                        UnitResult {
-                            counts,
-                            error: Some(UnitFailure::Open(error)),
-                        },
-                        batch,
-                    );
-                }
+                Err(error) => Err(UnitResult {
+                    counts: Counts::default(),
+                    error: Some(UnitFailure::Open(error)),
+                }),
             },
+        }
+    }
+
+    /// Runs one unit on a thread that may block, carrying the partial batch through;
+    /// returns it for the next unit. Reading stops at `run.stop_at` (the unit is then
+    /// failed and retried).
+    async fn run_unit(
+        &self,
+        unit: &WorkUnit,
+        run: UnitRun,
+        batch: Batch,
+        tx: &mpsc::Sender<Batch>,
+    ) -> (UnitResult, Batch) {
+        let (input, origin, seed) = match self.open_unit(unit).await {
+            Ok(opened) => opened,
+            Err(result) => return (result, batch),
         };
         let config = self.config.clone();
         let tx = tx.clone();
-        let limits = *limits;
         let work = tokio::task::spawn_blocking(move || {
             let mut batch = batch;
             let mut processor =
-                UnitProcessor::new(&config.records, origin, seed).with_lookups(&lookups);
+                UnitProcessor::new(&config.records, origin, seed).with_lookups(&run.lookups);
             let mut emit = |b: Batch| tx.blocking_send(b).is_ok();
-            let mut out = Output::new(index, &limits, &mut batch, &mut emit).stop_at(stop_at);
+            let mut out =
+                Output::new(run.index, &run.limits, &mut batch, &mut emit).stop_at(run.stop_at);
             let result = run_input(input, &mut processor, config.limits, &mut out);
             let error = result.err().map(UnitFailure::Read);
             let counts = processor.counts();
@@ -485,6 +421,90 @@ impl Handler {
     /// Whether documents go to standard output (not allowed inside Lambda).
     pub fn delivers_to_stdout(&self) -> bool {
         matches!(self.destination, Destination::Stdout)
+    }
+}
+
+/// Settles each unit's counts with the delivery report: forwarded is what was
+/// delivered, failed = read - filtered - delivered. A unit is done only when it was read
+/// to its end and every document it produced was delivered; the others are logged and
+/// returned with why.
+fn settle<'i>(
+    invocation: &'i trigger::Invocation,
+    results: &'i mut [UnitResult],
+    report: &DeliveryReport,
+) -> (Counts, Vec<(&'i WorkUnit, &'i UnitFailure)>) {
+    let mut total = Counts::default();
+    let mut failed_units = Vec::new();
+    for (index, (unit, result)) in invocation.units.iter().zip(results.iter_mut()).enumerate() {
+        let delivered = report.unit(index as u32);
+        result.counts.settle(delivered.delivered);
+        if result.error.is_none() && result.counts.failed > 0 {
+            result.error = Some(UnitFailure::NotDelivered(
+                delivered
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| format!("{} documents not delivered", result.counts.failed)),
+            ));
+        }
+        total.add(&result.counts);
+        if let Some(error) = &result.error {
+            let (size, event_time) = unit_context(unit);
+            tracing::error!(unit = %unit_name(unit), size, event_time, message_id = unit.message_id.as_deref().unwrap_or(""),
+                read = result.counts.read, forwarded = result.counts.forwarded, failed = result.counts.failed,
+                error = %error, "unit not fully delivered");
+            failed_units.push((unit, error));
+        }
+    }
+    (total, failed_units)
+}
+
+/// The invocation's response: for SQS, `batchItemFailures` naming exactly the messages
+/// not fully delivered (and those that could not be decoded); for the other triggers, a
+/// summary when everything was delivered, else an error naming the first unit that was
+/// not, so that Lambda retries the event.
+fn respond(
+    invocation: &trigger::Invocation,
+    total: &Counts,
+    failed_units: &[(&WorkUnit, &UnitFailure)],
+) -> Result<Value, HandlerError> {
+    match invocation.failure_report {
+        FailureReport::PerMessage => {
+            let mut ids: BTreeSet<&str> = invocation
+                .bad_messages
+                .iter()
+                .map(|(id, _)| id.as_str())
+                .collect();
+            ids.extend(
+                failed_units
+                    .iter()
+                    .filter_map(|(u, _)| u.message_id.as_deref()),
+            );
+            let items: Vec<Value> = ids
+                .into_iter()
+                .map(|id| json!({ "itemIdentifier": id }))
+                .collect();
+            Ok(json!({ "batchItemFailures": items }))
+        }
+        FailureReport::Invocation if failed_units.is_empty() => Ok(json!({
+            "status": "delivered",
+            "units": invocation.units.len(),
+            "ignored": invocation.ignored,
+            "read": total.read,
+            "forwarded": total.forwarded,
+            "filtered": total.filtered,
+            "malformed": total.malformed,
+            "enriched": total.enriched,
+            "unenriched": total.unenriched,
+        })),
+        FailureReport::Invocation => {
+            let (unit, error) = &failed_units[0];
+            Err(HandlerError::UnitsNotDelivered(format!(
+                "{} of {} units not fully delivered; first: {}: {error}",
+                failed_units.len(),
+                invocation.units.len(),
+                unit_name(unit),
+            )))
+        }
     }
 }
 

@@ -54,6 +54,7 @@ pub fn run() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+        handler.warm_up().await;
         match serve(handler).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

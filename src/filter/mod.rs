@@ -1,7 +1,9 @@
-//! Filters the user configured: INTERNAL_CIDRS (drop records whose source and
-//! destination are both internal), ACTIONS (keep only the listed actions) and FILTER
-//! (keep the records an expression holds true for; `expression`). A record a filter
-//! drops is counted by the caller, never silently lost.
+//! Every filter the user configures, decided here: INTERNAL_CIDRS (drop records whose
+//! source and destination are both internal), ACTIONS (keep only the listed actions),
+//! FILTER (keep the records an expression holds true for; `expression`),
+//! THREAT_INTEL_ONLY (keep only records with a threat-list match) and LOG_STREAM_PREFIX
+//! (keep only the CloudWatch Logs streams named). A record a filter drops is counted by
+//! the caller, never silently lost.
 
 mod expression;
 
@@ -61,6 +63,10 @@ pub struct Filter {
     pub actions: Vec<String>,
     /// FILTER: records it is false for are dropped.
     pub expression: Option<Expression>,
+    /// THREAT_INTEL_ONLY: records without a threat-list match are dropped.
+    pub threat_matches_only: bool,
+    /// LOG_STREAM_PREFIX: the CloudWatch Logs streams kept, by prefix; empty keeps all.
+    pub log_streams: Vec<String>,
 }
 
 /// Why a record was dropped.
@@ -69,6 +75,7 @@ pub enum Drop {
     Internal,
     Action,
     Expression,
+    NoThreatMatch,
 }
 
 impl Filter {
@@ -105,6 +112,22 @@ impl Filter {
             filter.expression = Some(Expression::parse(text).map_err(|e| ("FILTER", e))?);
         }
         Ok(filter)
+    }
+
+    /// Whether the events of CloudWatch Logs stream `stream` are kept (LOG_STREAM_PREFIX);
+    /// the others are acknowledged and counted as filtered.
+    pub fn keeps_log_stream(&self, stream: &str) -> bool {
+        self.log_streams.is_empty()
+            || self
+                .log_streams
+                .iter()
+                .any(|p| stream.starts_with(p.as_str()))
+    }
+
+    /// `Some(reason)` when a record kept by `check` is to be dropped for its `matches`
+    /// threat-list matches (THREAT_INTEL_ONLY and none).
+    pub fn check_threat_matches(&self, matches: usize) -> Option<Drop> {
+        (self.threat_matches_only && matches == 0).then_some(Drop::NoThreatMatch)
     }
 
     /// `Some(reason)` when the record is to be dropped.

@@ -61,6 +61,14 @@ impl Counts {
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
     }
+
+    /// Settles a unit's counts once its documents' delivery is known: `delivered`
+    /// records were forwarded, and whatever was read, not filtered and not delivered
+    /// failed (read = forwarded + filtered + failed).
+    pub fn settle(&mut self, delivered: u64) {
+        self.forwarded = delivered;
+        self.failed = (self.read - self.filtered).saturating_sub(delivered);
+    }
 }
 
 /// What became of one line.
@@ -570,7 +578,7 @@ impl Documents<'_> {
         }
         let threats = self.threats.clone();
         let (matches, count) = find_threats(threats.as_deref(), rec);
-        if self.settings.threat_intel_only && count == 0 {
+        if self.settings.filter.check_threat_matches(count).is_some() {
             self.note_accept(accepted);
             self.counts.filtered += 1;
             return Outcome::Filtered;
