@@ -13,7 +13,8 @@ use crate::ids::IdSeed;
 use crate::pipeline::{run_input, Counts, Lookups, Output, UnitInput, UnitProcessor};
 use crate::sink::{Batch, BatchLimits, Destination};
 
-pub const HELP: &str = "\
+/// `--help`: usage, commands and options; then the variables (`config::variables`).
+const USAGE: &str = "\
 flowlog-forwarder: AWS VPC and Transit Gateway Flow Logs to ECS documents, forwarded over HTTP.
 
 USAGE:
@@ -56,104 +57,12 @@ OPTIONS:
     -h, --help             This help.
     -V, --version          The version.
 
-ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):
-    DESTINATION_URL        http(s) URL of the receiver; 'stdout' outside Lambda (default outside Lambda)
-    DESTINATION_FORMAT     ndjson | elasticsearch | splunk-hec | otlp          (default ndjson)
-    DESTINATION_OTLP_ENCODING  protobuf | json: the body of otlp requests (OTLP/HTTP logs;
-                           a URL with no path gets /v1/logs)                  (default protobuf)
-    DESTINATION_HEADERS    JSON object of extra request headers (auth tokens; never logged; no
-                           Content-Length, Transfer-Encoding, Host, Connection, Content-Encoding)
-    DESTINATION_SECRET_ARN Secrets Manager secret or SSM SecureString parameter holding that JSON
-                           object (its keys DESTINATION_URL and DESTINATION_CA_BUNDLE, when present,
-                           set those instead of headers), or the destination URL itself. Read at cold
-                           start, again after SECRET_TTL_SECONDS, and on a 401/403 (once a minute)
-    SECRET_TTL_SECONDS     how long the secret is used before it is read again (default 300)
-    DESTINATION_CA_BUNDLE  PEM of extra CAs trusted for the destination (a private CA), on top of
-                           the public roots: the PEM text or a file path. Verification stays on.
-    DESTINATION_INDEX      elasticsearch index/data stream (default logs-aws.vpcflow-default), splunk index
-    DESTINATION_AUTH       none | aws-sigv4: sign requests with the AWS SDK's default credentials
-                           (Amazon OpenSearch Service, OpenSearch Serverless)    (default none)
-    DESTINATION_AWS_SERVICE  es | aoss: the service signed for                 (default es)
-    DESTINATION_AWS_REGION   the region signed for                             (default AWS_REGION)
-    SPLUNK_SOURCETYPE      sourcetype of splunk-hec events (default per OUTPUT_SCHEMA: ecs _json,
-                           ocsf ocsf:aws:cloudwatchlogs:vpcflow, raw aws:cloudwatchlogs:vpcflow)
-    SPLUNK_HEC_ACK         true: a splunk-hec batch is delivered once Splunk acknowledges it
-                           (indexer acknowledgement; a channel is sent)      (default false)
-    SPLUNK_HEC_ACK_TIMEOUT_SECONDS  longest wait for an acknowledgement      (default 120)
-    SPLUNK_SOURCE          source of splunk-hec events                         (default: HEC's)
-    SPLUNK_HOST            host of splunk-hec events                           (default: HEC's)
-    DESTINATION_PIPELINE   `pipeline` of elasticsearch bulk requests; empty sends none (default _none;
-                           none with OUTPUT_SCHEMA=raw: the data stream's own pipeline runs)
-    COMPRESSION            gzip | none, for request bodies                     (default gzip)
-    BATCH_MAX_BYTES        uncompressed bytes per request                      (default 1048576)
-    BATCH_MAX_EVENTS       documents per request                               (default 10000)
-    MAX_RETRIES            retries of one request (408, 429, 5xx, timeouts)    (default 5)
-    REQUEST_TIMEOUT_MS     timeout of one request                              (default 30000)
-    RETRY_BASE_DELAY_MS    backoff base: retry n waits up to base*2^(n-1)      (default 200)
-    RETRY_MAX_DELAY_MS     backoff cap, Retry-After included                   (default 20000)
-    MAX_IN_FLIGHT          requests in flight at once                          (default 4)
-    ALLOW_PLAIN_HTTP       true allows http:// to a non-loopback host          (default false)
-    LOG_FORMAT             format for inputs without a header line             (default AWS v2 format)
-    INTERNAL_CIDRS         comma list; records whose source AND destination are both inside are
-                           dropped (counted). 'a.b.c.d/n' and IPv6 CIDRs match by value; entries
-                           without '/' are text prefixes. VPC_CIDR_PREFIX is read as well.
-    ACTIONS                comma list of actions to keep: ACCEPT, REJECT (NODATA/SKIPDATA always kept)
-    FILTER                 keep only records this expression is true for (the rest counted filtered), e.g.
-                           action == \"REJECT\" || !(srcaddr in \"10.0.0.0/8\" && dstaddr in \"10.0.0.0/8\")
-                           (==, !=, <, <=, >, >=, in, &&, ||, !, parentheses; README: Reducing volume)
-    AGGREGATE              off | flows | connections | conversations: records of one flow in a unit
-                           become one document, counters summed; connections: with its replies
-                           (their counters as destination.*); conversations: also of every client
-                           port, the lower port being the service's                (default off)
-    AGGREGATE_ACTIONS      comma list of actions whose records are folded        (default ACCEPT)
-    AGGREGATE_WHERE        a FILTER expression: only records it is true for are folded (default all)
-    AGGREGATE_CONVERSATIONS_WHERE  conversations: only records it is true for fold the client port,
-                           the others fold as connections                         (default all)
-    FIELDS_EXCLUDE         comma list of dotted paths or prefixes (related.*) left out of every document
-                           (not @timestamp, event.id, nor OCSF time and metadata.uid)
-    PROFILE                security: drop NODATA/SKIPDATA, fold accepted internal traffic by conversation,
-                           other accepted traffic by connection, keep every REJECT and threat match
-                           alone; explicit settings win
-    LOG_STREAM_PREFIX      comma list: CloudWatch Logs events of other streams are skipped (counted filtered)
-    ENRICH_ENI             true adds the interface's security groups, VPC, subnet and instance,
-                           and network.direction (inbound/outbound/internal) when the record has
-                           no flow-direction, from ec2:DescribeNetworkInterfaces/DescribeVpcs;
-                           a failed lookup forwards records unenriched (counted) (default false)
-    ENRICH_ENI_TTL_SECONDS how long EC2 answers are cached, not-found too      (default 300)
-    INCLUDE_ORIGINAL       true adds event.original (OCSF raw_data), the raw line (default false)
-    REJECT_ATTRIBUTION     false turns off aws.vpcflow.reject_attribution on REJECT documents:
-                           network_acl when an accepted mirror record (same interface, endpoints
-                           swapped, its window overlapping) is in the same unit, else
-                           security_group_or_network_acl; block_public_access for reject-reason
-                           BPA; no claim without an interface, for Transit Gateway records,
-                           log-status other than OK or another reject-reason (default true)
-    THREAT_INTEL_URI       IP/CIDR list (s3://bucket/key, or a path for process): one address or
-                           CIDR per line, optionally ',label'; '#' comments. Records with a listed
-                           srcaddr, dstaddr, pkt-srcaddr or pkt-dstaddr get threat.enrichments and
-                           tags threat_intel_match (OCSF: enrichments); counted as
-                           ThreatIntelMatches (threat_matches= in the summary). At most 64 MiB and
-                           4,194,304 entries; a list with no valid entry is refused (exit 2)
-    THREAT_INTEL_TTL_SECONDS how long the list is used before it is read again (unchanged
-                           ETag: not downloaded again; failed reload: previous list kept) (default 900)
-    THREAT_INTEL_TIMEOUT_SECONDS longest one reading of the list may take   (default 10)
-    THREAT_INTEL_ONLY      true forwards only matching records (the rest counted filtered) (default false)
-    GEOIP_DATABASE         MaxMind DB City or Country database (s3://bucket/key or a path): source.geo,
-                           destination.geo (OCSF location) of public addresses; held in memory
-    GEOIP_ASN_DATABASE     MaxMind DB ASN database: source.as, destination.as (OCSF enrichments)
-    GEOIP_TTL_SECONDS      how long a database is used before it is read again   (default 3600)
-    GEOIP_TIMEOUT_SECONDS  longest one reading of a database may take            (default 10)
-    OUTPUT_SCHEMA          ecs | ocsf | raw: ECS documents, OCSF 1.1.0 Network Activity events
-                           (class 4001, activity Traffic) as Amazon Security Lake writes them,
-                           or each record's line in `message` for Elastic's AWS integration to
-                           parse (its formats in its field order)              (default ecs)
-    MAX_LINE_BYTES         longest accepted line                               (default 262144)
-    MAX_OBJECT_BYTES       most bytes one input may decompress to              (default 4 GiB)
-    MAX_DECOMPRESSION_RATIO  most decompressed bytes per compressed byte       (default 200)
-    DEADLINE_MARGIN_MS     Lambda: stop reading a unit (reported failed, retried) when this little
-                           time remains before the invocation deadline         (default 3000)
-    LOG_LEVEL              error | warn | info | debug | trace; else Lambda's AWS_LAMBDA_LOG_LEVEL
-                           (default info in Lambda, warn on the command line)
-";
+ENVIRONMENT (validated at start; a bad value exits 2 naming the variable):";
+
+/// The text of `--help`.
+pub fn help() -> String {
+    format!("{USAGE}\n{}", crate::config::variables::help_text(100))
+}
 
 /// Runs the command line; returns the process exit status.
 pub fn run(args: Vec<OsString>) -> ExitCode {
@@ -165,7 +74,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         .iter()
         .any(|a| a == "-h" || a == "--help" || a == "help")
     {
-        print!("{HELP}");
+        print!("{}", help());
         return ExitCode::SUCCESS;
     }
     if args.iter().any(|a| a == "-V" || a == "--version") {
@@ -502,26 +411,4 @@ fn output_error(e: io::Error) -> ExitCode {
     }
     eprintln!("error: writing output: {e}");
     ExitCode::from(1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::HELP;
-
-    /// Every variable the configuration reads is in `--help`.
-    #[test]
-    fn help_lists_every_variable() {
-        let source = include_str!("config.rs");
-        let names: Vec<&str> = source
-            .split("(\"")
-            .skip(1)
-            .filter_map(|rest| rest.split('"').next())
-            .filter(|name| name.len() > 3 && name.contains('_'))
-            .filter(|name| name.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
-            .collect();
-        assert!(names.len() > 25, "{names:?}");
-        for name in names {
-            assert!(HELP.contains(name), "--help does not list {name}");
-        }
-    }
 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 use foldhash::fast::RandomState;
 
 use crate::config::Config;
-use crate::reload::{Parser, Reloadable, Reloaded, Source};
+use crate::reload::{self, Parser, Reloadable, Reloaded};
 
 /// The largest database read (GeoLite2-City is about 60 MB, GeoIP2-City about 130 MB).
 pub const MAX_DATABASE_BYTES: u64 = 256 << 20;
@@ -124,14 +124,14 @@ impl GeoIpSources {
         let place = match &config.geoip_database {
             None => None,
             Some(uri) => Some(
-                Reloaded::new(Source::parse(uri)?, config.geoip_ttl, s3.clone())
+                Reloaded::new(reload::Location::parse(uri)?, config.geoip_ttl, s3.clone())
                     .with_load_timeout(config.geoip_timeout),
             ),
         };
         let asn = match &config.geoip_asn_database {
             None => None,
             Some(uri) => Some(
-                Reloaded::new(Source::parse(uri)?, config.geoip_ttl, s3)
+                Reloaded::new(reload::Location::parse(uri)?, config.geoip_ttl, s3)
                     .with_load_timeout(config.geoip_timeout),
             ),
         };

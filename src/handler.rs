@@ -22,7 +22,7 @@ use crate::geoip::GeoIpSources;
 use crate::ids::IdSeed;
 use crate::objects::ObjectStore;
 use crate::pipeline::{run_input, Counts, Lookups, Output, ReadError, UnitInput, UnitProcessor};
-use crate::reload::Source;
+use crate::reload::Location;
 use crate::sink::{Batch, BatchLimits, DeliveryReport, Destination};
 use crate::threat_intel::ThreatIntel;
 use crate::trigger::{self, FailureReport, UnitSource, WorkUnit};
@@ -162,10 +162,10 @@ impl Handler {
         let threat_intel = match &config.threat_intel_uri {
             None => None,
             Some(uri) => {
-                let source = Source::parse(uri)?;
+                let location = Location::parse(uri)?;
                 let s3 = aws.as_ref().map(crate::aws::s3_client);
                 Some(
-                    ThreatIntel::new(source, config.threat_intel_ttl, s3)
+                    ThreatIntel::new(location, config.threat_intel_ttl, s3)
                         .with_load_timeout(config.threat_intel_timeout),
                 )
             }

@@ -43,30 +43,30 @@ pub trait Parser<T> {
 
 /// Where data is read from.
 #[derive(Debug, Clone)]
-pub enum Source {
+pub enum Location {
     S3 { bucket: String, key: String },
     File(std::path::PathBuf),
 }
 
-impl Source {
+impl Location {
     /// `s3://bucket/key`, or a path.
-    pub fn parse(uri: &str) -> Result<Source, String> {
+    pub fn parse(uri: &str) -> Result<Location, String> {
         match uri.strip_prefix("s3://") {
             Some(rest) => match rest.split_once('/') {
-                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(Source::S3 {
+                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(Location::S3 {
                     bucket: bucket.to_string(),
                     key: key.to_string(),
                 }),
                 _ => Err(format!("'{uri}' is not s3://bucket/key")),
             },
-            None => Ok(Source::File(uri.into())),
+            None => Ok(Location::File(uri.into())),
         }
     }
 
     fn name(&self) -> String {
         match self {
-            Source::S3 { bucket, key } => format!("s3://{bucket}/{key}"),
-            Source::File(path) => path.display().to_string(),
+            Location::S3 { bucket, key } => format!("s3://{bucket}/{key}"),
+            Location::File(path) => path.display().to_string(),
         }
     }
 }
@@ -103,7 +103,7 @@ pub const LOAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Data loaded at cold start and read again after its TTL.
 pub struct Reloaded<T: Reloadable> {
-    source: Source,
+    location: Location,
     ttl: Duration,
     /// Longest one reading may take.
     load_timeout: Duration,
@@ -126,9 +126,9 @@ enum Fetched<T> {
 }
 
 impl<T: Reloadable> Reloaded<T> {
-    pub fn new(source: Source, ttl: Duration, s3: Option<aws_sdk_s3::Client>) -> Reloaded<T> {
+    pub fn new(location: Location, ttl: Duration, s3: Option<aws_sdk_s3::Client>) -> Reloaded<T> {
         Reloaded {
-            source,
+            location,
             ttl,
             load_timeout: LOAD_TIMEOUT,
             s3,
@@ -183,7 +183,7 @@ impl<T: Reloadable> Reloaded<T> {
                 self.load_timeout.as_secs()
             )),
         };
-        let name = self.source.name();
+        let name = self.location.name();
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         match fetched {
             Ok(Fetched::Unchanged) => {
@@ -213,9 +213,9 @@ impl<T: Reloadable> Reloaded<T> {
     /// Reads the source (unless its ETag is `etag`), as a stream, never past
     /// `T::MAX_BYTES` whatever the source says of its size.
     async fn fetch(&self, etag: Option<&str>) -> Result<Fetched<T>, String> {
-        let name = self.source.name();
-        match &self.source {
-            Source::File(path) => {
+        let name = self.location.name();
+        match &self.location {
+            Location::File(path) => {
                 check_path::<T>(path)?;
                 // A FIFO blocks here until a writer comes: the caller's timeout ends it.
                 let file = tokio::fs::File::open(path)
@@ -223,7 +223,7 @@ impl<T: Reloadable> Reloaded<T> {
                     .map_err(|e| e.to_string())?;
                 Ok(Fetched::New(read::<T>(file, &name).await?, None))
             }
-            Source::S3 { bucket, key } => {
+            Location::S3 { bucket, key } => {
                 let s3 = self.s3.as_ref().ok_or("no S3 client")?;
                 let mut request = s3.get_object().bucket(bucket).key(key);
                 if let Some(etag) = etag {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::block_on;
 use common::moto::{moto, put_objects};
-use flowlog_forwarder::reload::Source;
+use flowlog_forwarder::reload::Location;
 use flowlog_forwarder::threat_intel::{ThreatIntel, ThreatList};
 use serde_json::Value;
 
@@ -20,7 +20,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_flowlog-forwarder");
 fn s3_intel(key: &str, ttl: Duration) -> ThreatIntel {
     let s3 = block_on(moto().client());
     ThreatIntel::new(
-        Source::S3 {
+        Location::S3 {
             bucket: "threat-lists".into(),
             key: key.into(),
         },
@@ -114,7 +114,7 @@ fn a_list_over_the_size_limit_is_refused_before_it_is_read() {
     let path = common::scratch_dir().join("huge-list.txt");
     let file = std::fs::File::create(&path).unwrap();
     file.set_len(MAX_LIST_BYTES + 1).unwrap();
-    let local = ThreatIntel::new(Source::File(path), Duration::from_secs(900), None);
+    let local = ThreatIntel::new(Location::File(path), Duration::from_secs(900), None);
     let e = block_on(local.current(None)).unwrap_err();
     assert!(e.contains("huge-list.txt") && e.contains("64 MiB"), "{e}");
 
@@ -375,7 +375,7 @@ fn the_size_cap_holds_for_pipes_and_paths_are_checked_at_start() {
         let _ = w.write_all(&pad);
         let _ = w.write_all(b"10.0.0.0/16\n");
     });
-    let local = ThreatIntel::new(Source::File(fifo.clone()), Duration::from_secs(900), None);
+    let local = ThreatIntel::new(Location::File(fifo.clone()), Duration::from_secs(900), None);
     let e = block_on(local.current(None)).unwrap_err();
     assert!(e.contains("64 MiB"), "{e}");
     writer.join().unwrap();
@@ -527,7 +527,7 @@ fn a_refresh_obeys_the_invocation_deadline() {
         }],
         slow.clone(),
     );
-    let source = || Source::S3 {
+    let source = || Location::S3 {
         bucket: "lists".into(),
         key: "feed.txt".into(),
     };

@@ -95,7 +95,7 @@ pub struct UnitProcessor<'s> {
     parser: LineParser,
     pub(super) seed: IdSeed,
     id: String,
-    pub(super) docs: Documents<'s>,
+    pub(super) docs: DocumentWriter<'s>,
 }
 
 /// What documents are enriched from in one run or invocation.
@@ -110,7 +110,7 @@ pub struct Lookups {
 }
 
 /// Writes a unit's documents and keeps its counts.
-pub(super) struct Documents<'s> {
+pub(super) struct DocumentWriter<'s> {
     settings: &'s RecordSettings,
     origin: Origin,
     now: u64,
@@ -134,7 +134,7 @@ impl<'s> UnitProcessor<'s> {
             parser: LineParser::new(settings.schema.clone()),
             seed,
             id: String::with_capacity(40),
-            docs: Documents {
+            docs: DocumentWriter {
                 settings,
                 origin,
                 now: crate::timestamp::unix_now(),
@@ -547,7 +547,7 @@ pub struct Row<'a> {
     pub bytes: u64,
 }
 
-impl Documents<'_> {
+impl DocumentWriter<'_> {
     /// A valid record (`original` is its input when INCLUDE_ORIGINAL is set): counted,
     /// then filtered (counted) or written as a document, enriched with its interface's
     /// details when known.

@@ -11,6 +11,8 @@ use crate::redact::redact_url;
 use crate::source::Limits;
 use crate::trim::Trim;
 
+pub mod variables;
+
 /// Request body framing at the destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DestinationFormat {
@@ -56,7 +58,6 @@ pub struct RecordSettings {
     pub output_schema: OutputSchema,
     /// `aws.vpcflow.reject_attribution` on REJECT documents (REJECT_ATTRIBUTION).
     pub reject_attribution: bool,
-    /// Forward only records with a THREAT_INTEL_URI match (THREAT_INTEL_ONLY).
     /// Raw documents to Splunk HEC are the line itself (a JSON string), which HEC
     /// makes the event's `_raw` for the Splunk Add-on for AWS to extract.
     pub hec_line: bool,
@@ -224,7 +225,6 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Plain http to a non-loopback host (ALLOW_PLAIN_HTTP); https otherwise.
     pub allow_plain_http: bool,
-    /// CloudWatch Logs streams to forward (LOG_STREAM_PREFIX); empty forwards all.
     /// Security groups, VPC, subnet, instance and direction from EC2 (ENRICH_ENI).
     pub enrich_eni: bool,
     /// How long EC2 answers are cached (ENRICH_ENI_TTL_SECONDS).
@@ -357,327 +357,373 @@ impl Config {
         Config::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// Reads variables through `get` (tests pass a map).
+    /// Reads variables through `get` (tests pass a map), concern by concern
+    /// (`variables` lists them).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        // Set but empty is a value of its own for DESTINATION_PIPELINE (no pipeline).
-        let pipeline_set = get("DESTINATION_PIPELINE").map(|v| v.trim().to_string());
-        let set = |name: &str| {
-            get(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let err = |name: &str, msg: String| ConfigError::new(name, msg);
-        // PROFILE gives defaults; a variable set explicitly wins over it.
-        let profile = match set("PROFILE").map(|p| p.to_ascii_lowercase()).as_deref() {
-            None => None,
-            Some("security") => Some(Profile::Security),
-            Some(other) => return Err(err("PROFILE", format!("'{other}' is not security"))),
-        };
-        let get = |name: &str| set(name).or_else(|| profile?.default(name, &set));
-
-        let destination_url = match get("DESTINATION_URL") {
+        let v = Vars::new(&get)?;
+        let destination_url = match v.get("DESTINATION_URL") {
             None => None,
             Some(u) if u == "stdout" || u == "-" => None,
-            Some(u) => Some(check_url(&u).map_err(|m| err("DESTINATION_URL", m))?),
+            Some(u) => Some(check_url(&u).map_err(|m| v.err("DESTINATION_URL", m))?),
         };
-        let destination_format = match get("DESTINATION_FORMAT").as_deref() {
+        let destination_format = match v.get("DESTINATION_FORMAT").as_deref() {
             None | Some("ndjson") => DestinationFormat::Ndjson,
             Some("elasticsearch") => DestinationFormat::Elasticsearch,
             Some("splunk-hec") => DestinationFormat::SplunkHec,
             Some("otlp") => DestinationFormat::Otlp,
             Some(other) => {
-                return Err(err(
+                return Err(v.err(
                     "DESTINATION_FORMAT",
                     format!("'{other}' is not one of ndjson, elasticsearch, splunk-hec, otlp"),
                 ))
             }
         };
-        let otlp_json = match get("DESTINATION_OTLP_ENCODING").as_deref() {
+        let otlp_json = match v.get("DESTINATION_OTLP_ENCODING").as_deref() {
             None | Some("protobuf") => false,
             Some("json") => true,
             Some(other) => {
-                return Err(err(
+                return Err(v.err(
                     "DESTINATION_OTLP_ENCODING",
                     format!("'{other}' is not protobuf or json"),
                 ))
             }
         };
-        let destination_headers = match get("DESTINATION_HEADERS") {
+        let destination_headers = match v.get("DESTINATION_HEADERS") {
             None => BTreeMap::new(),
-            Some(json) => parse_headers(&json).map_err(|m| err("DESTINATION_HEADERS", m))?,
+            Some(json) => parse_headers(&json).map_err(|m| v.err("DESTINATION_HEADERS", m))?,
         };
-        let splunk = |name: &str| match get(name) {
-            None => Ok(None),
-            Some(v) if v.trim().is_empty() || v.len() > 1024 => {
-                Err(err(name, "must be 1 to 1024 bytes, not empty".to_string()))
-            }
-            Some(v) => Ok(Some(v)),
-        };
-        let destination_sigv4 = match get("DESTINATION_AUTH").as_deref() {
-            None | Some("none") => None,
-            Some("aws-sigv4") => {
-                let service = get("DESTINATION_AWS_SERVICE").unwrap_or_else(|| "es".to_string());
-                if !matches!(service.as_str(), "es" | "aoss") {
-                    return Err(err(
-                        "DESTINATION_AWS_SERVICE",
-                        format!("'{service}' is not es (OpenSearch Service) or aoss (OpenSearch Serverless)"),
-                    ));
-                }
-                let region = get("DESTINATION_AWS_REGION");
-                if let Some(r) = &region {
-                    if r.is_empty()
-                        || !r
-                            .bytes()
-                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                    {
-                        return Err(err(
-                            "DESTINATION_AWS_REGION",
-                            format!("'{r}' is not a region name"),
-                        ));
-                    }
-                }
-                Some(SigV4Target { service, region })
-            }
-            Some(other) => {
-                return Err(err(
-                    "DESTINATION_AUTH",
-                    format!("'{other}' is not none or aws-sigv4"),
-                ))
-            }
-        };
-        let splunk_sourcetype = splunk("SPLUNK_SOURCETYPE")?;
-        let splunk_source = splunk("SPLUNK_SOURCE")?;
-        let splunk_host = splunk("SPLUNK_HOST")?;
-        let destination_index = get("DESTINATION_INDEX").or_else(|| {
+        let destination_index = v.get("DESTINATION_INDEX").or_else(|| {
             (destination_format == DestinationFormat::Elasticsearch)
                 .then(|| "logs-aws.vpcflow-default".to_string())
         });
-        let gzip = match get("COMPRESSION").as_deref() {
-            None | Some("gzip") => true,
-            Some("none") => false,
-            Some(other) => {
-                return Err(err("COMPRESSION", format!("'{other}' is not gzip or none")))
-            }
-        };
-        let number = |name: &str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(v) => v
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| (min..=max).contains(n))
-                    .ok_or_else(|| {
-                        err(
-                            name,
-                            format!("'{v}' is not a whole number from {min} to {max}"),
-                        )
-                    }),
-            }
-        };
-        let batch_max_bytes =
-            number("BATCH_MAX_BYTES", 1024 * 1024, 1024, 256 * 1024 * 1024)? as usize;
-        let batch_max_events = number("BATCH_MAX_EVENTS", 10_000, 1, 10_000_000)? as usize;
-        let max_retries = number("MAX_RETRIES", 5, 0, 100)? as u32;
-        let request_timeout =
-            Duration::from_millis(number("REQUEST_TIMEOUT_MS", 30_000, 10, 900_000)?);
-        let retry_base_delay =
-            Duration::from_millis(number("RETRY_BASE_DELAY_MS", 200, 1, 60_000)?);
-        let retry_max_delay =
-            Duration::from_millis(number("RETRY_MAX_DELAY_MS", 20_000, 1, 600_000)?);
-        let max_in_flight = number("MAX_IN_FLIGHT", 4, 1, 64)? as usize;
-        let defaults = Limits::default();
-        let limits = Limits {
-            max_line_bytes: number(
-                "MAX_LINE_BYTES",
-                defaults.max_line_bytes as u64,
-                64,
-                64 * 1024 * 1024,
-            )? as usize,
-            max_decompressed_bytes: number(
-                "MAX_OBJECT_BYTES",
-                defaults.max_decompressed_bytes,
-                1024,
-                u64::MAX / 2,
-            )?,
-            max_ratio: number("MAX_DECOMPRESSION_RATIO", defaults.max_ratio, 2, 100_000)?,
-        };
-
-        let schema = match get("LOG_FORMAT") {
-            None => Schema::default_v2(),
-            Some(f) => Schema::parse_format(&f).map_err(|e| err("LOG_FORMAT", e.to_string()))?,
-        };
-        let internal = get("INTERNAL_CIDRS").or_else(|| get("VPC_CIDR_PREFIX"));
-        let mut filter = Filter::parse(
-            internal.as_deref(),
-            get("ACTIONS").as_deref(),
-            get("FILTER").as_deref(),
-        )
-        .map_err(|(variable, message)| ConfigError::new(variable, message))?;
-        let flag = |name: &str| match get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
-            None | Some("false") | Some("0") | Some("no") => Ok(false),
-            Some("true") | Some("1") | Some("yes") => Ok(true),
-            Some(other) => Err(err(name, format!("'{other}' is not true or false"))),
-        };
-        let aggregate = AggregateSettings::parse(
-            get("AGGREGATE").as_deref(),
-            get("AGGREGATE_ACTIONS").as_deref(),
-            get("AGGREGATE_WHERE").as_deref(),
-            get("AGGREGATE_CONVERSATIONS_WHERE").as_deref(),
-        )
-        .map_err(|(variable, message)| ConfigError::new(variable, message))?;
-        let trim = match get("FIELDS_EXCLUDE") {
-            None => None,
-            Some(list) => Trim::parse(&list).map_err(|m| err("FIELDS_EXCLUDE", m))?,
-        };
-        let include_original = flag("INCLUDE_ORIGINAL")?;
-        let reject_attribution = get("REJECT_ATTRIBUTION").is_none() || flag("REJECT_ATTRIBUTION")?;
-        let output_schema = match get("OUTPUT_SCHEMA") {
-            None => OutputSchema::Ecs,
-            Some(v) => OutputSchema::parse(&v).map_err(|m| err("OUTPUT_SCHEMA", m))?,
-        };
-        if aggregate.is_some() && output_schema == OutputSchema::Raw {
-            return Err(err(
-                "AGGREGATE",
-                "raw documents carry each line as it was read: aggregate ECS or OCSF documents (OUTPUT_SCHEMA)".to_string(),
-            ));
-        }
-        let destination_pipeline = match pipeline_set {
-            None => default_pipeline(output_schema),
+        let records = read_records(&v, destination_format, destination_index.as_deref())?;
+        // Set but empty is a value of its own for DESTINATION_PIPELINE (no pipeline).
+        let destination_pipeline = match get("DESTINATION_PIPELINE").map(|p| p.trim().to_string()) {
+            None => default_pipeline(records.output_schema),
             Some(p) if p.is_empty() => None,
             Some(p) => Some(p),
         };
-        let allow_plain_http = flag("ALLOW_PLAIN_HTTP")?;
-        let enrich_eni = flag("ENRICH_ENI")?;
-        let enrich_eni_ttl = Duration::from_secs(number("ENRICH_ENI_TTL_SECONDS", 300, 1, 86_400)?);
-        let deadline_margin =
-            Duration::from_millis(number("DEADLINE_MARGIN_MS", 3000, 0, 600_000)?);
-        let log_level = match get("LOG_LEVEL") {
-            Some(v) => Some(parse_level(&v).map_err(|m| err("LOG_LEVEL", m))?),
-            None => match get("AWS_LAMBDA_LOG_LEVEL") {
-                Some(v) => Some(parse_level(&v).map_err(|m| err("AWS_LAMBDA_LOG_LEVEL", m))?),
-                None => None,
-            },
-        };
-        let destination_ca_bundle = match get("DESTINATION_CA_BUNDLE") {
+        let destination_ca_bundle = match v.get("DESTINATION_CA_BUNDLE") {
             None => None,
-            Some(v) => Some(read_ca_bundle(&v).map_err(|m| err("DESTINATION_CA_BUNDLE", m))?),
+            Some(b) => Some(read_ca_bundle(&b).map_err(|m| v.err("DESTINATION_CA_BUNDLE", m))?),
         };
-        let secret_ttl = Duration::from_secs(number("SECRET_TTL_SECONDS", 300, 1, 86_400)?);
-        let threat_intel_uri = get("THREAT_INTEL_URI");
-        if let Some(uri) = &threat_intel_uri {
-            use crate::reload::{check_path, Source};
-            use crate::threat_intel::ThreatList;
-            let source = Source::parse(uri).map_err(|m| err("THREAT_INTEL_URI", m))?;
-            if let Source::File(path) = source {
-                // A missing file or a directory is a configuration error, not a list
-                // that failed to load.
-                check_path::<ThreatList>(&path).map_err(|m| err("THREAT_INTEL_URI", m))?;
-            }
-        }
-        let geoip_database = get("GEOIP_DATABASE");
-        let geoip_asn_database = get("GEOIP_ASN_DATABASE");
-        for (name, uri) in [
-            ("GEOIP_DATABASE", &geoip_database),
-            ("GEOIP_ASN_DATABASE", &geoip_asn_database),
-        ] {
-            use crate::geoip::PlaceDatabase;
-            use crate::reload::{check_path, Source};
-            if let Some(uri) = uri {
-                if let Source::File(path) = Source::parse(uri).map_err(|m| err(name, m))? {
-                    check_path::<PlaceDatabase>(&path).map_err(|m| err(name, m))?;
-                }
-            }
-        }
-        let geoip_ttl = Duration::from_secs(number("GEOIP_TTL_SECONDS", 3600, 1, 604_800)?);
-        let geoip_timeout = Duration::from_secs(number("GEOIP_TIMEOUT_SECONDS", 10, 1, 900)?);
-        let threat_intel_ttl =
-            Duration::from_secs(number("THREAT_INTEL_TTL_SECONDS", 900, 1, 86_400)?);
-        let threat_intel_timeout =
-            Duration::from_secs(number("THREAT_INTEL_TIMEOUT_SECONDS", 10, 1, 900)?);
-        let threat_intel_only = flag("THREAT_INTEL_ONLY")?;
-        filter.threat_matches_only = threat_intel_only;
-        filter.log_streams = get("LOG_STREAM_PREFIX")
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let splunk_hec_ack = match flag("SPLUNK_HEC_ACK")? {
-            false => None,
-            true => Some(Duration::from_secs(number(
-                "SPLUNK_HEC_ACK_TIMEOUT_SECONDS",
-                120,
-                1,
-                900,
-            )?)),
-        };
-        // ECS documents written to a data stream carry its parts, as Elastic's
-        // integration and dashboards expect (`data_stream.dataset : "aws.vpcflow"`).
-        let data_stream = data_stream_for(
-            destination_format,
-            destination_index.as_deref(),
-            output_schema,
-        );
-        if threat_intel_only && threat_intel_uri.is_none() {
-            return Err(err(
+        let lookups = read_lookups(&v)?;
+        if records.filter.threat_matches_only && lookups.threat_intel_uri.is_none() {
+            return Err(v.err(
                 "THREAT_INTEL_ONLY",
                 "true needs THREAT_INTEL_URI (a list to match)".to_string(),
             ));
         }
-
         Ok(Config {
             destination_url,
             destination_format,
             destination_headers,
-            destination_secret_arn: get("DESTINATION_SECRET_ARN"),
+            destination_secret_arn: v.get("DESTINATION_SECRET_ARN"),
             destination_index,
             destination_pipeline,
-            destination_sigv4,
-            splunk_sourcetype,
-            splunk_source,
-            splunk_host,
-            splunk_hec_ack,
-            otlp_json,
-            gzip,
-            batch_max_bytes,
-            batch_max_events,
-            max_retries,
-            request_timeout,
-            retry_base_delay,
-            retry_max_delay,
-            max_in_flight,
-            allow_plain_http,
-            enrich_eni,
-            enrich_eni_ttl,
-            records: RecordSettings {
-                schema,
-                filter,
-                include_original,
-                output_schema,
-                reject_attribution,
-                hec_line: output_schema == OutputSchema::Raw
-                    && destination_format == DestinationFormat::SplunkHec,
-                data_stream,
-                aggregate,
-                trim,
+            destination_sigv4: read_sigv4(&v)?,
+            splunk_sourcetype: v.splunk("SPLUNK_SOURCETYPE")?,
+            splunk_source: v.splunk("SPLUNK_SOURCE")?,
+            splunk_host: v.splunk("SPLUNK_HOST")?,
+            splunk_hec_ack: match v.flag("SPLUNK_HEC_ACK")? {
+                false => None,
+                true => Some(v.seconds("SPLUNK_HEC_ACK_TIMEOUT_SECONDS", 120, 1, 900)?),
             },
-            limits,
-            deadline_margin,
-            log_level,
+            otlp_json,
+            gzip: match v.get("COMPRESSION").as_deref() {
+                None | Some("gzip") => true,
+                Some("none") => false,
+                Some(other) => {
+                    return Err(v.err("COMPRESSION", format!("'{other}' is not gzip or none")))
+                }
+            },
+            batch_max_bytes: v.number("BATCH_MAX_BYTES", 1024 * 1024, 1024, 256 * 1024 * 1024)?
+                as usize,
+            batch_max_events: v.number("BATCH_MAX_EVENTS", 10_000, 1, 10_000_000)? as usize,
+            max_retries: v.number("MAX_RETRIES", 5, 0, 100)? as u32,
+            request_timeout: v.millis("REQUEST_TIMEOUT_MS", 30_000, 10, 900_000)?,
+            retry_base_delay: v.millis("RETRY_BASE_DELAY_MS", 200, 1, 60_000)?,
+            retry_max_delay: v.millis("RETRY_MAX_DELAY_MS", 20_000, 1, 600_000)?,
+            max_in_flight: v.number("MAX_IN_FLIGHT", 4, 1, 64)? as usize,
+            allow_plain_http: v.flag("ALLOW_PLAIN_HTTP")?,
+            enrich_eni: v.flag("ENRICH_ENI")?,
+            enrich_eni_ttl: v.seconds("ENRICH_ENI_TTL_SECONDS", 300, 1, 86_400)?,
+            records,
+            limits: read_limits(&v)?,
+            deadline_margin: v.millis("DEADLINE_MARGIN_MS", 3000, 0, 600_000)?,
+            log_level: read_log_level(&v)?,
             destination_ca_bundle,
-            secret_ttl,
-            threat_intel_uri,
-            threat_intel_ttl,
-            threat_intel_timeout,
-            geoip_database,
-            geoip_asn_database,
-            geoip_ttl,
-            geoip_timeout,
+            secret_ttl: v.seconds("SECRET_TTL_SECONDS", 300, 1, 86_400)?,
+            threat_intel_uri: lookups.threat_intel_uri,
+            threat_intel_ttl: v.seconds("THREAT_INTEL_TTL_SECONDS", 900, 1, 86_400)?,
+            threat_intel_timeout: v.seconds("THREAT_INTEL_TIMEOUT_SECONDS", 10, 1, 900)?,
+            geoip_database: lookups.geoip_database,
+            geoip_asn_database: lookups.geoip_asn_database,
+            geoip_ttl: v.seconds("GEOIP_TTL_SECONDS", 3600, 1, 604_800)?,
+            geoip_timeout: v.seconds("GEOIP_TIMEOUT_SECONDS", 10, 1, 900)?,
         })
     }
+}
+
+/// The variables as `from_lookup` reads them: a value set and not empty, else PROFILE's
+/// default for it (a variable set explicitly wins over the profile).
+struct Vars<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    profile: Option<Profile>,
+}
+
+impl<'a> Vars<'a> {
+    fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Result<Vars<'a>, ConfigError> {
+        let mut v = Vars {
+            lookup,
+            profile: None,
+        };
+        v.profile = match v.set("PROFILE").map(|p| p.to_ascii_lowercase()).as_deref() {
+            None => None,
+            Some("security") => Some(Profile::Security),
+            Some(other) => return Err(v.err("PROFILE", format!("'{other}' is not security"))),
+        };
+        Ok(v)
+    }
+
+    /// The value set explicitly (trimmed, not empty).
+    fn set(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The value set, else the profile's.
+    fn get(&self, name: &str) -> Option<String> {
+        self.set(name)
+            .or_else(|| self.profile?.default(name, &|n| self.set(n)))
+    }
+
+    fn err(&self, name: &str, message: String) -> ConfigError {
+        ConfigError::new(name, message)
+    }
+
+    /// `true`/`1`/`yes` or `false`/`0`/`no` (unset: false).
+    fn flag(&self, name: &str) -> Result<bool, ConfigError> {
+        match self.get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+            None | Some("false") | Some("0") | Some("no") => Ok(false),
+            Some("true") | Some("1") | Some("yes") => Ok(true),
+            Some(other) => Err(self.err(name, format!("'{other}' is not true or false"))),
+        }
+    }
+
+    /// A whole number from `min` to `max` (unset: `default`).
+    fn number(&self, name: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| {
+                    self.err(
+                        name,
+                        format!("'{v}' is not a whole number from {min} to {max}"),
+                    )
+                }),
+        }
+    }
+
+    fn seconds(
+        &self,
+        name: &str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<Duration, ConfigError> {
+        self.number(name, default, min, max)
+            .map(Duration::from_secs)
+    }
+
+    fn millis(
+        &self,
+        name: &str,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<Duration, ConfigError> {
+        self.number(name, default, min, max)
+            .map(Duration::from_millis)
+    }
+
+    /// A Splunk HEC event member: 1 to 1024 bytes.
+    fn splunk(&self, name: &str) -> Result<Option<String>, ConfigError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) if v.trim().is_empty() || v.len() > 1024 => {
+                Err(self.err(name, "must be 1 to 1024 bytes, not empty".to_string()))
+            }
+            Some(v) => Ok(Some(v)),
+        }
+    }
+}
+
+/// How records become documents: the format of lines without a header, the filters,
+/// the schema, aggregation and trimming.
+fn read_records(
+    v: &Vars<'_>,
+    destination_format: DestinationFormat,
+    destination_index: Option<&str>,
+) -> Result<RecordSettings, ConfigError> {
+    let schema = match v.get("LOG_FORMAT") {
+        None => Schema::default_v2(),
+        Some(f) => Schema::parse_format(&f).map_err(|e| v.err("LOG_FORMAT", e.to_string()))?,
+    };
+    let internal = v.get("INTERNAL_CIDRS").or_else(|| v.get("VPC_CIDR_PREFIX"));
+    let mut filter = Filter::parse(
+        internal.as_deref(),
+        v.get("ACTIONS").as_deref(),
+        v.get("FILTER").as_deref(),
+    )
+    .map_err(|(variable, message)| ConfigError::new(variable, message))?;
+    filter.threat_matches_only = v.flag("THREAT_INTEL_ONLY")?;
+    filter.log_streams = v
+        .get("LOG_STREAM_PREFIX")
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let aggregate = AggregateSettings::parse(
+        v.get("AGGREGATE").as_deref(),
+        v.get("AGGREGATE_ACTIONS").as_deref(),
+        v.get("AGGREGATE_WHERE").as_deref(),
+        v.get("AGGREGATE_CONVERSATIONS_WHERE").as_deref(),
+    )
+    .map_err(|(variable, message)| ConfigError::new(variable, message))?;
+    let trim = match v.get("FIELDS_EXCLUDE") {
+        None => None,
+        Some(list) => Trim::parse(&list).map_err(|m| v.err("FIELDS_EXCLUDE", m))?,
+    };
+    let output_schema = match v.get("OUTPUT_SCHEMA") {
+        None => OutputSchema::Ecs,
+        Some(s) => OutputSchema::parse(&s).map_err(|m| v.err("OUTPUT_SCHEMA", m))?,
+    };
+    if aggregate.is_some() && output_schema == OutputSchema::Raw {
+        return Err(v.err(
+            "AGGREGATE",
+            "raw documents carry each line as it was read: aggregate ECS or OCSF documents (OUTPUT_SCHEMA)".to_string(),
+        ));
+    }
+    Ok(RecordSettings {
+        schema,
+        filter,
+        include_original: v.flag("INCLUDE_ORIGINAL")?,
+        output_schema,
+        reject_attribution: v.get("REJECT_ATTRIBUTION").is_none()
+            || v.flag("REJECT_ATTRIBUTION")?,
+        hec_line: output_schema == OutputSchema::Raw
+            && destination_format == DestinationFormat::SplunkHec,
+        // ECS documents written to a data stream carry its parts, as Elastic's
+        // integration and dashboards expect (`data_stream.dataset : "aws.vpcflow"`).
+        data_stream: data_stream_for(destination_format, destination_index, output_schema),
+        aggregate,
+        trim,
+    })
+}
+
+/// LOG_LEVEL, else the level Lambda was configured with (AWS_LAMBDA_LOG_LEVEL); none:
+/// the default of where it runs.
+fn read_log_level(v: &Vars<'_>) -> Result<Option<tracing::Level>, ConfigError> {
+    for name in ["LOG_LEVEL", "AWS_LAMBDA_LOG_LEVEL"] {
+        if let Some(level) = v.get(name) {
+            return parse_level(&level).map(Some).map_err(|m| v.err(name, m));
+        }
+    }
+    Ok(None)
+}
+
+/// DESTINATION_AUTH=aws-sigv4: the service and region requests are signed for.
+fn read_sigv4(v: &Vars<'_>) -> Result<Option<SigV4Target>, ConfigError> {
+    match v.get("DESTINATION_AUTH").as_deref() {
+        None | Some("none") => Ok(None),
+        Some("aws-sigv4") => {
+            let service = v
+                .get("DESTINATION_AWS_SERVICE")
+                .unwrap_or_else(|| "es".to_string());
+            if !matches!(service.as_str(), "es" | "aoss") {
+                return Err(v.err(
+                    "DESTINATION_AWS_SERVICE",
+                    format!("'{service}' is not es (OpenSearch Service) or aoss (OpenSearch Serverless)"),
+                ));
+            }
+            let region = v.get("DESTINATION_AWS_REGION");
+            if let Some(r) = &region {
+                if r.is_empty()
+                    || !r
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                {
+                    return Err(v.err(
+                        "DESTINATION_AWS_REGION",
+                        format!("'{r}' is not a region name"),
+                    ));
+                }
+            }
+            Ok(Some(SigV4Target { service, region }))
+        }
+        Some(other) => Err(v.err(
+            "DESTINATION_AUTH",
+            format!("'{other}' is not none or aws-sigv4"),
+        )),
+    }
+}
+
+/// What hostile input cannot exceed.
+fn read_limits(v: &Vars<'_>) -> Result<Limits, ConfigError> {
+    let defaults = Limits::default();
+    Ok(Limits {
+        max_line_bytes: v.number(
+            "MAX_LINE_BYTES",
+            defaults.max_line_bytes as u64,
+            64,
+            64 * 1024 * 1024,
+        )? as usize,
+        max_decompressed_bytes: v.number(
+            "MAX_OBJECT_BYTES",
+            defaults.max_decompressed_bytes,
+            1024,
+            u64::MAX / 2,
+        )?,
+        max_ratio: v.number("MAX_DECOMPRESSION_RATIO", defaults.max_ratio, 2, 100_000)?,
+    })
+}
+
+/// Where the threat list and the GeoIP databases are read from.
+struct LookupLocations {
+    threat_intel_uri: Option<String>,
+    geoip_database: Option<String>,
+    geoip_asn_database: Option<String>,
+}
+
+/// THREAT_INTEL_URI, GEOIP_DATABASE and GEOIP_ASN_DATABASE: a missing file or a
+/// directory is a configuration error, not a list or database that failed to load.
+fn read_lookups(v: &Vars<'_>) -> Result<LookupLocations, ConfigError> {
+    use crate::geoip::PlaceDatabase;
+    use crate::reload::{check_path, Location};
+    use crate::threat_intel::ThreatList;
+    let read = |name: &str, check: fn(&std::path::Path) -> Result<(), String>| {
+        let uri = v.get(name);
+        if let Some(uri) = &uri {
+            if let Location::File(path) = Location::parse(uri).map_err(|m| v.err(name, m))? {
+                check(&path).map_err(|m| v.err(name, m))?;
+            }
+        }
+        Ok::<_, ConfigError>(uri)
+    };
+    Ok(LookupLocations {
+        threat_intel_uri: read("THREAT_INTEL_URI", check_path::<ThreatList>)?,
+        geoip_database: read("GEOIP_DATABASE", check_path::<PlaceDatabase>)?,
+        geoip_asn_database: read("GEOIP_ASN_DATABASE", check_path::<PlaceDatabase>)?,
+    })
 }
 
 /// Checks a destination URL as the HTTP client will read it: http or https, a host, a
