@@ -9,11 +9,10 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use foldhash::fast::RandomState;
 
-use crate::config::Config;
 use crate::reload::{self, Parser, Reloadable, Reloaded};
 
 /// The largest database read (GeoLite2-City is about 60 MB, GeoIP2-City about 130 MB).
@@ -107,6 +106,28 @@ reloadable_database!(
     ["ASN"]
 );
 
+/// GEOIP_DATABASE and GEOIP_ASN_DATABASE (S3 URIs or paths), GEOIP_TTL_SECONDS and
+/// GEOIP_TIMEOUT_SECONDS.
+#[derive(Debug, Clone, Default)]
+pub struct GeoIpSettings {
+    pub database: Option<String>,
+    pub asn_database: Option<String>,
+    /// How long a database is used before it is read again.
+    pub ttl: Duration,
+    /// Longest one reading of a database may take.
+    pub timeout: Duration,
+}
+
+impl GeoIpSettings {
+    /// Whether a database is read from S3.
+    pub fn needs_s3(&self) -> bool {
+        [&self.database, &self.asn_database]
+            .into_iter()
+            .flatten()
+            .any(|uri| uri.starts_with("s3://"))
+    }
+}
+
 /// The databases the configuration names, loaded at cold start and read again after
 /// GEOIP_TTL_SECONDS.
 pub struct GeoIpSources {
@@ -117,22 +138,22 @@ pub struct GeoIpSources {
 impl GeoIpSources {
     /// The databases of GEOIP_DATABASE and GEOIP_ASN_DATABASE (`s3` reads those in
     /// S3); none when neither is set.
-    pub fn from_config(
-        config: &Config,
+    pub fn new(
+        settings: &GeoIpSettings,
         s3: Option<aws_sdk_s3::Client>,
     ) -> Result<Option<GeoIpSources>, String> {
-        let place = match &config.geoip_database {
+        let place = match &settings.database {
             None => None,
             Some(uri) => Some(
-                Reloaded::new(reload::Location::parse(uri)?, config.geoip_ttl, s3.clone())
-                    .with_load_timeout(config.geoip_timeout),
+                Reloaded::new(reload::Location::parse(uri)?, settings.ttl, s3.clone())
+                    .with_load_timeout(settings.timeout),
             ),
         };
-        let asn = match &config.geoip_asn_database {
+        let asn = match &settings.asn_database {
             None => None,
             Some(uri) => Some(
-                Reloaded::new(reload::Location::parse(uri)?, config.geoip_ttl, s3)
-                    .with_load_timeout(config.geoip_timeout),
+                Reloaded::new(reload::Location::parse(uri)?, settings.ttl, s3)
+                    .with_load_timeout(settings.timeout),
             ),
         };
         Ok((place.is_some() || asn.is_some()).then_some(GeoIpSources { place, asn }))
@@ -150,14 +171,6 @@ impl GeoIpSources {
             Some(db) => Some(db.current(deadline).await?),
         };
         Ok(GeoIp { place, asn })
-    }
-
-    /// Whether a database is read from S3.
-    pub fn needs_s3(config: &Config) -> bool {
-        [&config.geoip_database, &config.geoip_asn_database]
-            .into_iter()
-            .flatten()
-            .any(|uri| uri.starts_with("s3://"))
     }
 }
 

@@ -138,7 +138,7 @@ impl Handler {
             || config.destination_sigv4.is_some()
             || config.enrich_eni
             || threat_list_in_s3
-            || GeoIpSources::needs_s3(&config)
+            || config.geoip.needs_s3()
         {
             Some(crate::aws::load_aws_config().await)
         } else {
@@ -170,7 +170,7 @@ impl Handler {
                 )
             }
         };
-        let geoip = GeoIpSources::from_config(&config, aws.as_ref().map(crate::aws::s3_client))?;
+        let geoip = GeoIpSources::new(&config.geoip, aws.as_ref().map(crate::aws::s3_client))?;
         let deadline_margin = config.deadline_margin;
         Ok(Handler {
             threat_intel,

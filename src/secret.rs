@@ -3,6 +3,10 @@
 //! request headers (auth tokens), where the keys DESTINATION_URL and
 //! DESTINATION_CA_BUNDLE set those instead, or the destination URL itself (Sumo Logic
 //! HTTP source URLs embed their token). Errors never include the secret's content.
+//! `Rotation` decides when it is read again: after SECRET_TTL_SECONDS, and when the
+//! receiver refuses the credentials (the sink installs what it gives).
+
+use std::time::{Duration, Instant};
 
 use crate::config::{check_url, parse_headers, read_ca_bundle, Config};
 
@@ -69,6 +73,89 @@ impl DestinationSecret {
                 })
             }
         }
+    }
+}
+
+/// Reading the destination secret again: after SECRET_TTL_SECONDS, and when the
+/// receiver refuses the credentials (401/403), at most once a minute for refusals.
+pub struct Rotation {
+    secret: DestinationSecret,
+    /// The configuration before the secret was applied.
+    base: Config,
+    state: tokio::sync::Mutex<RotationState>,
+}
+
+struct RotationState {
+    read_at: Instant,
+    reread_on_refusal_at: Option<Instant>,
+}
+
+/// Least time between two readings of the secret caused by refusals.
+const REREAD_ON_REFUSAL_EVERY: Duration = Duration::from_secs(60);
+
+impl Rotation {
+    /// `secret`, just read and applied over `base`.
+    pub fn new(secret: DestinationSecret, base: Config) -> Rotation {
+        Rotation {
+            secret,
+            base,
+            state: tokio::sync::Mutex::new(RotationState {
+                read_at: Instant::now(),
+                reread_on_refusal_at: None,
+            }),
+        }
+    }
+
+    /// Reads the secret again when it was read SECRET_TTL_SECONDS ago or more, and hands
+    /// the configuration it gives to `install`. A failed reading keeps the current one.
+    pub async fn refresh_if_stale(&self, install: impl FnOnce(&Config) -> Result<bool, String>) {
+        let mut state = self.state.lock().await;
+        if state.read_at.elapsed() < self.base.secret_ttl {
+            return;
+        }
+        state.read_at = Instant::now();
+        if let Err(e) = self.read_into(install).await {
+            tracing::warn!(error = %e, "destination secret not read again; the current one is kept");
+        }
+    }
+
+    /// After a refusal: whether to retry, because other settings are in use already
+    /// (`changed_since`: another request read the secret since) or the secret, read
+    /// again now (at most once a minute), gives other settings (`install` says whether
+    /// they differ).
+    pub async fn reread_after_refusal(
+        &self,
+        changed_since: impl Fn() -> bool,
+        install: impl FnOnce(&Config) -> Result<bool, String>,
+    ) -> bool {
+        let mut state = self.state.lock().await;
+        if changed_since() {
+            return true;
+        }
+        if state
+            .reread_on_refusal_at
+            .is_some_and(|at| at.elapsed() < REREAD_ON_REFUSAL_EVERY)
+        {
+            return false;
+        }
+        state.reread_on_refusal_at = Some(Instant::now());
+        state.read_at = Instant::now();
+        match self.read_into(install).await {
+            Ok(changed) => changed,
+            Err(e) => {
+                tracing::warn!(error = %e, "destination secret not read again after a refusal");
+                false
+            }
+        }
+    }
+
+    /// Reads the secret, applies it over the base configuration and installs it.
+    async fn read_into(
+        &self,
+        install: impl FnOnce(&Config) -> Result<bool, String>,
+    ) -> Result<bool, String> {
+        let value = self.secret.read().await?;
+        install(&apply_secret(&self.base, &value)?)
     }
 }
 

@@ -168,7 +168,7 @@ fn a_broken_reading_keeps_the_working_database() {
         _ => None,
     })
     .unwrap();
-    let sources = GeoIpSources::from_config(&config, None).unwrap().unwrap();
+    let sources = GeoIpSources::new(&config.geoip, None).unwrap().unwrap();
     let kind = || {
         let geo = common::block_on(sources.current(None)).unwrap();
         geo.place.unwrap().describe()

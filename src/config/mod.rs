@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::aggregate::AggregateSettings;
 use crate::filter::Filter;
 use crate::flowlog::Schema;
+use crate::geoip::GeoIpSettings;
 use crate::redact::redact_url;
 use crate::source::Limits;
 use crate::trim::Trim;
@@ -250,14 +251,9 @@ pub struct Config {
     pub threat_intel_ttl: Duration,
     /// Longest one reading of the list may take (THREAT_INTEL_TIMEOUT_SECONDS).
     pub threat_intel_timeout: Duration,
-    /// GeoIP databases (GEOIP_DATABASE: City or Country; GEOIP_ASN_DATABASE): S3 URIs
-    /// or paths.
-    pub geoip_database: Option<String>,
-    pub geoip_asn_database: Option<String>,
-    /// How long a database is used before it is read again (GEOIP_TTL_SECONDS).
-    pub geoip_ttl: Duration,
-    /// Longest one reading of a database may take (GEOIP_TIMEOUT_SECONDS).
-    pub geoip_timeout: Duration,
+    /// GeoIP databases (GEOIP_DATABASE: City or Country; GEOIP_ASN_DATABASE), how
+    /// long each is used and may take to read.
+    pub geoip: GeoIpSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -303,10 +299,7 @@ impl std::fmt::Debug for Config {
             .field("threat_intel_uri", &self.threat_intel_uri)
             .field("threat_intel_ttl", &self.threat_intel_ttl)
             .field("threat_intel_timeout", &self.threat_intel_timeout)
-            .field("geoip_database", &self.geoip_database)
-            .field("geoip_asn_database", &self.geoip_asn_database)
-            .field("geoip_ttl", &self.geoip_ttl)
-            .field("geoip_timeout", &self.geoip_timeout)
+            .field("geoip", &self.geoip)
             .finish()
     }
 }
@@ -457,10 +450,12 @@ impl Config {
             threat_intel_uri: lookups.threat_intel_uri,
             threat_intel_ttl: v.seconds("THREAT_INTEL_TTL_SECONDS", 900, 1, 86_400)?,
             threat_intel_timeout: v.seconds("THREAT_INTEL_TIMEOUT_SECONDS", 10, 1, 900)?,
-            geoip_database: lookups.geoip_database,
-            geoip_asn_database: lookups.geoip_asn_database,
-            geoip_ttl: v.seconds("GEOIP_TTL_SECONDS", 3600, 1, 604_800)?,
-            geoip_timeout: v.seconds("GEOIP_TIMEOUT_SECONDS", 10, 1, 900)?,
+            geoip: GeoIpSettings {
+                database: lookups.geoip_database,
+                asn_database: lookups.geoip_asn_database,
+                ttl: v.seconds("GEOIP_TTL_SECONDS", 3600, 1, 604_800)?,
+                timeout: v.seconds("GEOIP_TIMEOUT_SECONDS", 10, 1, 900)?,
+            },
         })
     }
 }

@@ -16,11 +16,11 @@ use tokio::task::JoinSet;
 use super::answer::{read_capped, Answer, Exchange, ItemOutcome, ERROR_BODY_BYTES};
 use super::gzip::Compressor;
 pub use super::settings::RetryPolicy;
-use super::settings::{Rotation, RotationState, Settings, REREAD_ON_REFUSAL_EVERY};
+use super::settings::Settings;
 use super::sigv4::RequestSigner;
 use super::{Batch, DeliveryReport};
 use crate::config::{Config, ConfigError};
-use crate::secret::{apply_secret, DestinationSecret};
+use crate::secret::{DestinationSecret, Rotation};
 
 /// The HTTP destination. Cheap to clone; create once per process (cold start).
 #[derive(Clone)]
@@ -74,14 +74,7 @@ impl HttpSink {
     /// Reads `secret` again after `base.secret_ttl` and on refused credentials, and
     /// applies it over `base` (the configuration before the secret).
     pub fn with_secret(mut self, secret: DestinationSecret, base: Config) -> HttpSink {
-        self.rotation = Some(Arc::new(Rotation {
-            secret,
-            base,
-            state: tokio::sync::Mutex::new(RotationState {
-                read_at: Instant::now(),
-                reread_on_refusal_at: None,
-            }),
-        }));
+        self.rotation = Some(Arc::new(Rotation::new(secret, base)));
         self
     }
 
@@ -102,59 +95,39 @@ impl HttpSink {
     /// Reads the destination secret again when it was read SECRET_TTL_SECONDS ago or
     /// more (at the start of an invocation). A failed reading keeps the current one.
     pub async fn refresh_secret_if_stale(&self) {
-        let Some(rotation) = &self.rotation else {
-            return;
-        };
-        let mut state = rotation.state.lock().await;
-        if state.read_at.elapsed() < rotation.base.secret_ttl {
-            return;
-        }
-        state.read_at = Instant::now();
-        if let Err(e) = self.reread_secret(rotation).await {
-            tracing::warn!(error = %e, "destination secret not read again; the current one is kept");
+        if let Some(rotation) = &self.rotation {
+            rotation
+                .refresh_if_stale(|config| self.install(config))
+                .await;
         }
     }
 
     /// After a 401/403 to a request made with settings of `generation`: whether to
-    /// retry, because the secret was read again (now, or since that request was made)
-    /// and gives other settings. Refusals read it at most once a minute.
+    /// retry, because the secret gives other settings (`Rotation::reread_after_refusal`).
     async fn reread_after_refusal(&self, generation: u64) -> bool {
-        let Some(rotation) = &self.rotation else {
-            return false;
-        };
-        let mut state = rotation.state.lock().await;
-        if self.settings().generation != generation {
-            return true;
-        }
-        if state
-            .reread_on_refusal_at
-            .is_some_and(|at| at.elapsed() < REREAD_ON_REFUSAL_EVERY)
-        {
-            return false;
-        }
-        state.reread_on_refusal_at = Some(Instant::now());
-        state.read_at = Instant::now();
-        match self.reread_secret(rotation).await {
-            Ok(changed) => changed,
-            Err(e) => {
-                tracing::warn!(error = %e, "destination secret not read again after a refusal");
-                false
+        match &self.rotation {
+            None => false,
+            Some(rotation) => {
+                rotation
+                    .reread_after_refusal(
+                        || self.settings().generation != generation,
+                        |config| self.install(config),
+                    )
+                    .await
             }
         }
     }
 
-    /// Reads the secret and installs the settings it gives; whether they differ from
-    /// the current ones.
-    async fn reread_secret(&self, rotation: &Rotation) -> Result<bool, String> {
-        let value = rotation.secret.read().await?;
-        let config = apply_secret(&rotation.base, &value)?;
+    /// Installs the settings `config` (the secret applied) gives; whether they differ
+    /// from the current ones.
+    fn install(&self, config: &Config) -> Result<bool, String> {
         let url = config
             .destination_url
             .clone()
             .ok_or("DESTINATION_SECRET_ARN: no destination URL")?;
         let current = self.settings();
         let next =
-            Settings::new(&config, &url, current.generation + 1).map_err(|e| e.to_string())?;
+            Settings::new(config, &url, current.generation + 1).map_err(|e| e.to_string())?;
         let changed = next.url != current.url || next.headers != current.headers;
         if changed {
             tracing::info!(

@@ -1,15 +1,14 @@
 //! What an HTTP request is made with (URL, headers, retry policy), built from the
-//! configuration and replaced whole when the destination secret is read again; and
-//! when that happens (`Rotation`).
+//! configuration and replaced whole when the destination secret is read again
+//! (`secret::Rotation` decides when).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 
 use super::protocol::Protocol;
 use crate::config::{Config, ConfigError};
 use crate::redact::{redact_url, Secrets};
-use crate::secret::DestinationSecret;
 
 /// What a request is made with; replaced whole when the destination secret is read
 /// again.
@@ -167,20 +166,3 @@ pub(super) fn is_loopback(url: &reqwest::Url) -> bool {
             .is_ok_and(|ip| ip.is_loopback()),
     }
 }
-
-/// Reading the destination secret again: after SECRET_TTL_SECONDS, and when the
-/// receiver refuses the credentials (401/403), at most once a minute for refusals.
-pub(super) struct Rotation {
-    pub(super) secret: DestinationSecret,
-    /// The configuration before the secret was applied.
-    pub(super) base: Config,
-    pub(super) state: tokio::sync::Mutex<RotationState>,
-}
-
-pub(super) struct RotationState {
-    pub(super) read_at: Instant,
-    pub(super) reread_on_refusal_at: Option<Instant>,
-}
-
-/// Least time between two readings of the secret caused by refusals.
-pub(super) const REREAD_ON_REFUSAL_EVERY: Duration = Duration::from_secs(60);
