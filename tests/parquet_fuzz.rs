@@ -1,4 +1,4 @@
-//! Damaged Parquet objects (issue 16): bytes flipped in every region of small valid
+//! Damaged Parquet objects: bytes flipped in every region of small valid
 //! objects (footer, dictionary pages, data pages; gzip, snappy and uncompressed) never
 //! let a panic out of the unit, and the unit's accounting stays whole: every record read
 //! is in the batch, and an object that cannot be read to its end is an error.
