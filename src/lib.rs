@@ -15,36 +15,38 @@
 //! command line, with `config` holding the validated environment and `logging` the
 //! logs. `community_id`, `json` and `timestamp` write document values; `text` shortens
 //! values for messages after `redact` has scrubbed secrets from them.
+//!
+//! Modules the binary and the tests use are public; the others are the crate's own.
 
 pub mod aggregate;
 pub mod attribution;
 pub mod aws;
 pub mod cli;
-pub mod community_id;
+pub(crate) mod community_id;
 pub mod config;
 pub mod context;
-pub mod ecs;
-pub mod enrich;
+pub(crate) mod ecs;
+pub(crate) mod enrich;
 pub mod filter;
 pub mod flowlog;
 pub mod geoip;
-pub mod handler;
+pub(crate) mod handler;
 pub mod ids;
 pub mod json;
 pub mod lambda;
-pub mod logging;
-pub mod metrics;
-pub mod objects;
-pub mod ocsf;
+pub(crate) mod logging;
+pub(crate) mod metrics;
+pub(crate) mod objects;
+pub(crate) mod ocsf;
 pub mod pipeline;
-pub mod raw;
-pub mod redact;
+pub(crate) mod raw;
+pub(crate) mod redact;
 pub mod reload;
-pub mod secret;
+pub(crate) mod secret;
 pub mod sink;
 pub mod source;
-pub mod text;
+pub(crate) mod text;
 pub mod threat_intel;
 pub mod timestamp;
 pub mod trigger;
-pub mod trim;
+pub(crate) mod trim;

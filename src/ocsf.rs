@@ -12,9 +12,6 @@ use crate::context::DocContext;
 use crate::flowlog::{transport_name, Column, Field, FlowRecord};
 use crate::json::{k, Document, Writer};
 
-/// The OCSF version written in `metadata.version`.
-pub const OCSF_VERSION: &str = "1.1.0";
-
 /// Class, category, activity and type of every flow record event (Network Activity:
 /// Traffic), with their names.
 const TRAFFIC: &str = r#","activity_id":6,"activity_name":"Traffic","category_uid":4,"category_name":"Network Activity","class_uid":4001,"class_name":"Network Activity","type_uid":400106,"type_name":"Network Activity: Traffic","severity_id":1,"severity":"Informational""#;

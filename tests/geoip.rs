@@ -23,10 +23,7 @@ const LINES: &str =
 ";
 
 fn process(env: &[(&str, &Path)], extra: &[(&str, &str)]) -> Output {
-    let dir = common::scratch_dir();
-    std::fs::create_dir_all(dir).unwrap();
-    let input = dir.join("flows.log");
-    std::fs::write(&input, LINES).unwrap();
+    let input = common::input_file("flows.log", LINES);
     let mut cmd = Command::new(BIN);
     cmd.arg("process").arg(&input);
     common::delivery_env(&mut cmd, &[]);

@@ -52,10 +52,7 @@ const RECORDS: &str = "version account-id region interface-id srcaddr dstaddr sr
 ";
 
 fn run(url: &str, env: &[(&str, &str)]) -> Output {
-    let dir = common::scratch_dir();
-    std::fs::create_dir_all(dir).unwrap();
-    let file = dir.join("otlp.log");
-    std::fs::write(&file, RECORDS).unwrap();
+    let file = common::input_file("otlp.log", RECORDS);
     let mut cmd = Command::new(BIN);
     cmd.args(["process", "--destination", url, &file.to_string_lossy()]);
     common::delivery_env(

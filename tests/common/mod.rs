@@ -306,9 +306,6 @@ pub fn delivery_env(cmd: &mut std::process::Command, env: &[(&str, &str)]) {
 /// A default-format flow log file in this test's scratch directory with `n` distinct
 /// ACCEPT records; its path.
 pub fn distinct_flows_file(name: &str, n: usize) -> String {
-    let dir = scratch_dir().to_path_buf();
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
     let mut text = String::from("version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n");
     for i in 0..n {
         text.push_str(&format!(
@@ -321,14 +318,21 @@ pub fn distinct_flows_file(name: &str, n: usize) -> String {
             (i + 1) * 60
         ));
     }
-    // Written aside and renamed: tests running at once that ask for the same file never
-    // read it half written.
+    input_file(name, &text).to_string_lossy().into_owned()
+}
+
+/// Writes `content` to `name` in this test's scratch directory; its path. Written aside
+/// and renamed, so that tests running at once that write the same file never read it
+/// half written.
+pub fn input_file(name: &str, content: &str) -> std::path::PathBuf {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = scratch_dir();
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let aside = dir.join(format!("{name}.{n}.tmp"));
-    std::fs::write(&aside, text).unwrap();
+    std::fs::write(&aside, content).unwrap();
+    let path = dir.join(name);
     std::fs::rename(&aside, &path).unwrap();
-    path.to_string_lossy().into_owned()
+    path
 }
 
 /// A small MaxMind DB file (`kind`: city, country or asn; see
