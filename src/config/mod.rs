@@ -14,6 +14,8 @@ use crate::trim::Trim;
 
 pub mod variables;
 
+use variables::{Kind, Variable};
+
 /// Request body framing at the destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DestinationFormat {
@@ -420,7 +422,7 @@ impl Config {
             splunk_host: v.splunk("SPLUNK_HOST")?,
             splunk_hec_ack: match v.flag("SPLUNK_HEC_ACK")? {
                 false => None,
-                true => Some(v.seconds("SPLUNK_HEC_ACK_TIMEOUT_SECONDS", 120, 1, 900)?),
+                true => Some(v.seconds("SPLUNK_HEC_ACK_TIMEOUT_SECONDS")?),
             },
             otlp_json,
             gzip: match v.get("COMPRESSION").as_deref() {
@@ -430,31 +432,30 @@ impl Config {
                     return Err(v.err("COMPRESSION", format!("'{other}' is not gzip or none")))
                 }
             },
-            batch_max_bytes: v.number("BATCH_MAX_BYTES", 1024 * 1024, 1024, 256 * 1024 * 1024)?
-                as usize,
-            batch_max_events: v.number("BATCH_MAX_EVENTS", 10_000, 1, 10_000_000)? as usize,
-            max_retries: v.number("MAX_RETRIES", 5, 0, 100)? as u32,
-            request_timeout: v.millis("REQUEST_TIMEOUT_MS", 30_000, 10, 900_000)?,
-            retry_base_delay: v.millis("RETRY_BASE_DELAY_MS", 200, 1, 60_000)?,
-            retry_max_delay: v.millis("RETRY_MAX_DELAY_MS", 20_000, 1, 600_000)?,
-            max_in_flight: v.number("MAX_IN_FLIGHT", 4, 1, 64)? as usize,
+            batch_max_bytes: v.number("BATCH_MAX_BYTES")? as usize,
+            batch_max_events: v.number("BATCH_MAX_EVENTS")? as usize,
+            max_retries: v.number("MAX_RETRIES")? as u32,
+            request_timeout: v.millis("REQUEST_TIMEOUT_MS")?,
+            retry_base_delay: v.millis("RETRY_BASE_DELAY_MS")?,
+            retry_max_delay: v.millis("RETRY_MAX_DELAY_MS")?,
+            max_in_flight: v.number("MAX_IN_FLIGHT")? as usize,
             allow_plain_http: v.flag("ALLOW_PLAIN_HTTP")?,
             enrich_eni: v.flag("ENRICH_ENI")?,
-            enrich_eni_ttl: v.seconds("ENRICH_ENI_TTL_SECONDS", 300, 1, 86_400)?,
+            enrich_eni_ttl: v.seconds("ENRICH_ENI_TTL_SECONDS")?,
             records,
             limits: read_limits(&v)?,
-            deadline_margin: v.millis("DEADLINE_MARGIN_MS", 3000, 0, 600_000)?,
+            deadline_margin: v.millis("DEADLINE_MARGIN_MS")?,
             log_level: read_log_level(&v)?,
             destination_ca_bundle,
-            secret_ttl: v.seconds("SECRET_TTL_SECONDS", 300, 1, 86_400)?,
+            secret_ttl: v.seconds("SECRET_TTL_SECONDS")?,
             threat_intel_uri: lookups.threat_intel_uri,
-            threat_intel_ttl: v.seconds("THREAT_INTEL_TTL_SECONDS", 900, 1, 86_400)?,
-            threat_intel_timeout: v.seconds("THREAT_INTEL_TIMEOUT_SECONDS", 10, 1, 900)?,
+            threat_intel_ttl: v.seconds("THREAT_INTEL_TTL_SECONDS")?,
+            threat_intel_timeout: v.seconds("THREAT_INTEL_TIMEOUT_SECONDS")?,
             geoip: GeoIpSettings {
                 database: lookups.geoip_database,
                 asn_database: lookups.geoip_asn_database,
-                ttl: v.seconds("GEOIP_TTL_SECONDS", 3600, 1, 604_800)?,
-                timeout: v.seconds("GEOIP_TIMEOUT_SECONDS", 10, 1, 900)?,
+                ttl: v.seconds("GEOIP_TTL_SECONDS")?,
+                timeout: v.seconds("GEOIP_TIMEOUT_SECONDS")?,
             },
         })
     }
@@ -498,17 +499,30 @@ impl<'a> Vars<'a> {
         ConfigError::new(name, message)
     }
 
-    /// `true`/`1`/`yes` or `false`/`0`/`no` (unset: false).
+    /// The table's entry of `name` (`variables`): every variable is read through it.
+    fn variable(&self, name: &str) -> Result<&'static Variable, ConfigError> {
+        Variable::named(name)
+            .ok_or_else(|| self.err(name, "is not a variable of config::variables".to_string()))
+    }
+
+    /// `true`/`1`/`yes` or `false`/`0`/`no` (unset: the table's default).
     fn flag(&self, name: &str) -> Result<bool, ConfigError> {
+        let Kind::Flag { default } = self.variable(name)?.kind else {
+            return Err(self.err(name, "is not a flag in config::variables".to_string()));
+        };
         match self.get(name).map(|v| v.to_ascii_lowercase()).as_deref() {
-            None | Some("false") | Some("0") | Some("no") => Ok(false),
+            None => Ok(default),
+            Some("false") | Some("0") | Some("no") => Ok(false),
             Some("true") | Some("1") | Some("yes") => Ok(true),
             Some(other) => Err(self.err(name, format!("'{other}' is not true or false"))),
         }
     }
 
-    /// A whole number from `min` to `max` (unset: `default`).
-    fn number(&self, name: &str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    /// A whole number in the table's range (unset: the table's default).
+    fn number(&self, name: &str) -> Result<u64, ConfigError> {
+        let Kind::Number { default, min, max } = self.variable(name)?.kind else {
+            return Err(self.err(name, "is not a number in config::variables".to_string()));
+        };
         match self.get(name) {
             None => Ok(default),
             Some(v) => v
@@ -524,26 +538,12 @@ impl<'a> Vars<'a> {
         }
     }
 
-    fn seconds(
-        &self,
-        name: &str,
-        default: u64,
-        min: u64,
-        max: u64,
-    ) -> Result<Duration, ConfigError> {
-        self.number(name, default, min, max)
-            .map(Duration::from_secs)
+    fn seconds(&self, name: &str) -> Result<Duration, ConfigError> {
+        self.number(name).map(Duration::from_secs)
     }
 
-    fn millis(
-        &self,
-        name: &str,
-        default: u64,
-        min: u64,
-        max: u64,
-    ) -> Result<Duration, ConfigError> {
-        self.number(name, default, min, max)
-            .map(Duration::from_millis)
+    fn millis(&self, name: &str) -> Result<Duration, ConfigError> {
+        self.number(name).map(Duration::from_millis)
     }
 
     /// A Splunk HEC event member: 1 to 1024 bytes.
@@ -613,8 +613,7 @@ fn read_records(
         filter,
         include_original: v.flag("INCLUDE_ORIGINAL")?,
         output_schema,
-        reject_attribution: v.get("REJECT_ATTRIBUTION").is_none()
-            || v.flag("REJECT_ATTRIBUTION")?,
+        reject_attribution: v.flag("REJECT_ATTRIBUTION")?,
         hec_line: output_schema == OutputSchema::Raw
             && destination_format == DestinationFormat::SplunkHec,
         // ECS documents written to a data stream carry its parts, as Elastic's
@@ -674,21 +673,10 @@ fn read_sigv4(v: &Vars<'_>) -> Result<Option<SigV4Target>, ConfigError> {
 
 /// What hostile input cannot exceed.
 fn read_limits(v: &Vars<'_>) -> Result<Limits, ConfigError> {
-    let defaults = Limits::default();
     Ok(Limits {
-        max_line_bytes: v.number(
-            "MAX_LINE_BYTES",
-            defaults.max_line_bytes as u64,
-            64,
-            64 * 1024 * 1024,
-        )? as usize,
-        max_decompressed_bytes: v.number(
-            "MAX_OBJECT_BYTES",
-            defaults.max_decompressed_bytes,
-            1024,
-            u64::MAX / 2,
-        )?,
-        max_ratio: v.number("MAX_DECOMPRESSION_RATIO", defaults.max_ratio, 2, 100_000)?,
+        max_line_bytes: v.number("MAX_LINE_BYTES")? as usize,
+        max_decompressed_bytes: v.number("MAX_OBJECT_BYTES")?,
+        max_ratio: v.number("MAX_DECOMPRESSION_RATIO")?,
     })
 }
 

@@ -1,5 +1,5 @@
 //! Every environment variable the forwarder reads, once: its name, its group, what it
-//! means and its default. `--help` is written from this table; `Config::from_lookup`
+//! means, and its default (and, for numbers, its range). `--help` is written from this table; `Config::from_lookup`
 //! reads only these names (a test holds it to that), and tests hold README's tables and
 //! the template's environment (tests/template.rs) to it.
 
@@ -45,8 +45,35 @@ pub struct Variable {
     pub name: &'static str,
     pub group: Group,
     pub meaning: &'static str,
-    /// Empty when unset means none.
-    pub default: &'static str,
+    pub kind: Kind,
+}
+
+/// What a variable holds, and its value when it is not set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Text (a URL, a list, an expression, a choice), read where the configuration
+    /// reads it; `default` says what unset means (empty: nothing).
+    Text { default: &'static str },
+    /// `true`/`1`/`yes` or `false`/`0`/`no`.
+    Flag { default: bool },
+    /// A whole number from `min` to `max`.
+    Number { default: u64, min: u64, max: u64 },
+}
+
+impl Variable {
+    /// The variable called `name`, if the table has it.
+    pub fn named(name: &str) -> Option<&'static Variable> {
+        VARIABLES.iter().find(|v| v.name == name)
+    }
+
+    /// Its default as `--help` shows it (empty: none to show).
+    pub fn default_text(&self) -> String {
+        match self.kind {
+            Kind::Text { default } => default.to_string(),
+            Kind::Flag { default } => default.to_string(),
+            Kind::Number { default, .. } => default.to_string(),
+        }
+    }
 }
 
 /// Every variable, by group.
@@ -55,337 +82,421 @@ pub const VARIABLES: &[Variable] = &[
         name: "LOG_FORMAT",
         group: Group::Input,
         meaning: "format for inputs without a header line",
-        default: "AWS v2 format",
+        kind: Kind::Text { default: "AWS v2 format" },
     },
     Variable {
         name: "OUTPUT_SCHEMA",
         group: Group::Input,
         meaning: "ecs | ocsf | raw: ECS documents, OCSF 1.1.0 Network Activity events (class 4001, activity Traffic) as Amazon Security Lake writes them, or each record's line in `message` for Elastic's AWS integration to parse (its formats in its field order)",
-        default: "ecs",
+        kind: Kind::Text { default: "ecs" },
     },
     Variable {
         name: "INCLUDE_ORIGINAL",
         group: Group::Input,
         meaning: "true adds event.original (OCSF raw_data), the raw line",
-        default: "false",
+        kind: Kind::Flag {
+            default: false,
+        },
     },
     Variable {
         name: "INTERNAL_CIDRS",
         group: Group::Volume,
         meaning: "comma list; records whose source AND destination are both inside are dropped (counted). 'a.b.c.d/n' and IPv6 CIDRs match by value; entries without '/' are text prefixes",
-        default: "",
+        kind: Kind::Text { default: "" },
     },
     Variable {
         name: "VPC_CIDR_PREFIX",
         group: Group::Volume,
         meaning: "read as INTERNAL_CIDRS when that is not set (Sumo Logic's name)",
-        default: "",
+        kind: Kind::Text { default: "" },
     },
     Variable {
         name: "ACTIONS",
         group: Group::Volume,
         meaning: "comma list of actions to keep: ACCEPT, REJECT (NODATA/SKIPDATA always kept)",
-        default: "",
+        kind: Kind::Text { default: "" },
     },
     Variable {
         name: "FILTER",
         group: Group::Volume,
         meaning: "keep only records this expression is true for (the rest counted filtered), e.g. action == \"REJECT\" || !(srcaddr in \"10.0.0.0/8\" && dstaddr in \"10.0.0.0/8\") (==, !=, <, <=, >, >=, in, &&, ||, !, parentheses; README: Reducing volume)",
-        default: "",
+        kind: Kind::Text { default: "" },
     },
     Variable {
         name: "LOG_STREAM_PREFIX",
         group: Group::Volume,
         meaning: "comma list: CloudWatch Logs events of other streams are skipped (counted filtered)",
-        default: "",
+        kind: Kind::Text { default: "" },
     },
     Variable {
         name: "THREAT_INTEL_ONLY",
         group: Group::Volume,
         meaning: "true forwards only matching records (the rest counted filtered)",
-        default: "false",
+        kind: Kind::Flag {
+            default: false,
+        },
     },
     Variable {
         name: "PROFILE",
         group: Group::Volume,
         meaning: "security: drop NODATA/SKIPDATA, fold accepted internal traffic by conversation, other accepted traffic by connection, keep every REJECT and threat match alone; explicit settings win",
-        default: "",
+        kind: Kind::Text { default: "" },
     },
     Variable {
         name: "AGGREGATE",
         group: Group::Volume,
         meaning: "off | flows | connections | conversations: records of one flow in a unit become one document, counters summed; connections: with its replies (their counters as destination.*); conversations: also of every client port, the lower port being the service's",
-        default: "off",
+        kind: Kind::Text { default: "off" },
     },
     Variable {
         name: "AGGREGATE_ACTIONS",
         group: Group::Volume,
         meaning: "comma list of actions whose records are folded",
-        default: "ACCEPT",
+        kind: Kind::Text { default: "ACCEPT" },
     },
     Variable {
         name: "AGGREGATE_WHERE",
         group: Group::Volume,
         meaning: "a FILTER expression: only records it is true for are folded",
-        default: "all",
+        kind: Kind::Text { default: "all" },
     },
     Variable {
         name: "AGGREGATE_CONVERSATIONS_WHERE",
         group: Group::Volume,
         meaning: "conversations: only records it is true for fold the client port, the others fold as connections",
-        default: "all",
+        kind: Kind::Text { default: "all" },
     },
     Variable {
         name: "FIELDS_EXCLUDE",
         group: Group::Volume,
         meaning: "comma list of dotted paths or prefixes (related.*) left out of every document (not @timestamp, event.id, nor OCSF time and metadata.uid)",
-        default: "",
+        kind: Kind::Text { default: "" },
     },
     Variable {
         name: "ENRICH_ENI",
         group: Group::Enrichment,
         meaning: "true adds the interface's security groups, VPC, subnet and instance, and network.direction (inbound/outbound/internal) when the record has no flow-direction, from ec2:DescribeNetworkInterfaces/DescribeVpcs; a failed lookup forwards records unenriched (counted)",
-        default: "false",
+        kind: Kind::Flag {
+            default: false,
+        },
     },
     Variable {
         name: "ENRICH_ENI_TTL_SECONDS",
         group: Group::Enrichment,
         meaning: "how long EC2 answers are cached, not-found too",
-        default: "300",
+        kind: Kind::Number {
+            default: 300,
+            min: 1,
+            max: 86_400,
+        },
     },
     Variable {
         name: "REJECT_ATTRIBUTION",
         group: Group::Enrichment,
         meaning: "false turns off aws.vpcflow.reject_attribution on REJECT documents: network_acl when an accepted mirror record (same interface, endpoints swapped, its window overlapping) is in the same unit, else security_group_or_network_acl; block_public_access for reject-reason BPA; no claim without an interface, for Transit Gateway records, log-status other than OK or another reject-reason",
-        default: "true",
+        kind: Kind::Flag {
+            default: true,
+        },
     },
     Variable {
         name: "THREAT_INTEL_URI",
         group: Group::Enrichment,
         meaning: "IP/CIDR list (s3://bucket/key, or a path for process): one address or CIDR per line, optionally ',label'; '#' comments. Records with a listed srcaddr, dstaddr, pkt-srcaddr or pkt-dstaddr get threat.enrichments and tags threat_intel_match (OCSF: enrichments); counted as ThreatIntelMatches (threat_matches= in the summary). At most 64 MiB and 4,194,304 entries; a list with no valid entry is refused (exit 2)",
-        default: "",
+        kind: Kind::Text { default: "" },
     },
     Variable {
         name: "THREAT_INTEL_TTL_SECONDS",
         group: Group::Enrichment,
         meaning: "how long the list is used before it is read again (unchanged ETag: not downloaded again; failed reload: previous list kept)",
-        default: "900",
+        kind: Kind::Number {
+            default: 900,
+            min: 1,
+            max: 86_400,
+        },
     },
     Variable {
         name: "THREAT_INTEL_TIMEOUT_SECONDS",
         group: Group::Enrichment,
         meaning: "longest one reading of the list may take",
-        default: "10",
+        kind: Kind::Number {
+            default: 10,
+            min: 1,
+            max: 900,
+        },
     },
     Variable {
         name: "GEOIP_DATABASE",
         group: Group::Enrichment,
         meaning: "MaxMind DB City or Country database (s3://bucket/key or a path): source.geo, destination.geo (OCSF location) of public addresses; held in memory",
-        default: "",
+        kind: Kind::Text { default: "" },
     },
     Variable {
         name: "GEOIP_ASN_DATABASE",
         group: Group::Enrichment,
         meaning: "MaxMind DB ASN database: source.as, destination.as (OCSF enrichments)",
-        default: "",
+        kind: Kind::Text { default: "" },
     },
     Variable {
         name: "GEOIP_TTL_SECONDS",
         group: Group::Enrichment,
         meaning: "how long a database is used before it is read again",
-        default: "3600",
+        kind: Kind::Number {
+            default: 3600,
+            min: 1,
+            max: 604_800,
+        },
     },
     Variable {
         name: "GEOIP_TIMEOUT_SECONDS",
         group: Group::Enrichment,
         meaning: "longest one reading of a database may take",
-        default: "10",
+        kind: Kind::Number {
+            default: 10,
+            min: 1,
+            max: 900,
+        },
     },
     Variable {
         name: "DESTINATION_URL",
         group: Group::Destination,
         meaning: "http(s) URL of the receiver; 'stdout' (or '-') is standard output, outside Lambda only",
-        default: "standard output outside Lambda",
+        kind: Kind::Text { default: "standard output outside Lambda" },
     },
     Variable {
         name: "DESTINATION_FORMAT",
         group: Group::Destination,
         meaning: "ndjson | elasticsearch | splunk-hec | otlp",
-        default: "ndjson",
+        kind: Kind::Text { default: "ndjson" },
     },
     Variable {
         name: "DESTINATION_OTLP_ENCODING",
         group: Group::Destination,
         meaning: "protobuf | json: the body of otlp requests (OTLP/HTTP logs; a URL with no path gets /v1/logs)",
-        default: "protobuf",
+        kind: Kind::Text { default: "protobuf" },
     },
     Variable {
         name: "DESTINATION_HEADERS",
         group: Group::Destination,
         meaning: "JSON object of extra request headers (auth tokens; never logged; no Content-Length, Transfer-Encoding, Host, Connection, Content-Encoding)",
-        default: "",
+        kind: Kind::Text { default: "" },
     },
     Variable {
         name: "DESTINATION_SECRET_ARN",
         group: Group::Destination,
         meaning: "Secrets Manager secret or SSM SecureString parameter holding that JSON object (its keys DESTINATION_URL and DESTINATION_CA_BUNDLE, when present, set those instead of headers), or the destination URL itself. Read at cold start, again after SECRET_TTL_SECONDS, and on a 401/403 (once a minute)",
-        default: "",
+        kind: Kind::Text { default: "" },
     },
     Variable {
         name: "SECRET_TTL_SECONDS",
         group: Group::Destination,
         meaning: "how long the secret is used before it is read again",
-        default: "300",
+        kind: Kind::Number {
+            default: 300,
+            min: 1,
+            max: 86_400,
+        },
     },
     Variable {
         name: "DESTINATION_CA_BUNDLE",
         group: Group::Destination,
         meaning: "PEM of extra CAs trusted for the destination (a private CA), on top of the public roots: the PEM text or a file path. Verification stays on.",
-        default: "",
+        kind: Kind::Text { default: "" },
     },
     Variable {
         name: "DESTINATION_AUTH",
         group: Group::Destination,
         meaning: "none | aws-sigv4: sign requests with the AWS SDK's default credentials (Amazon OpenSearch Service, OpenSearch Serverless)",
-        default: "none",
+        kind: Kind::Text { default: "none" },
     },
     Variable {
         name: "DESTINATION_AWS_SERVICE",
         group: Group::Destination,
         meaning: "es | aoss: the service signed for",
-        default: "es",
+        kind: Kind::Text { default: "es" },
     },
     Variable {
         name: "DESTINATION_AWS_REGION",
         group: Group::Destination,
         meaning: "the region signed for",
-        default: "AWS_REGION",
+        kind: Kind::Text { default: "AWS_REGION" },
     },
     Variable {
         name: "DESTINATION_INDEX",
         group: Group::Destination,
         meaning: "Elasticsearch index or data stream (documents to a data stream carry its parts as data_stream.*), Splunk index",
-        default: "logs-aws.vpcflow-default for elasticsearch",
+        kind: Kind::Text { default: "logs-aws.vpcflow-default for elasticsearch" },
     },
     Variable {
         name: "DESTINATION_PIPELINE",
         group: Group::Destination,
         meaning: "`pipeline` of elasticsearch bulk requests; set and empty sends none",
-        default: "_none; none with OUTPUT_SCHEMA=raw (the data stream's own pipeline runs)",
+        kind: Kind::Text { default: "_none; none with OUTPUT_SCHEMA=raw (the data stream's own pipeline runs)" },
     },
     Variable {
         name: "SPLUNK_SOURCETYPE",
         group: Group::Destination,
         meaning: "sourcetype of splunk-hec events",
-        default: "per OUTPUT_SCHEMA: ecs _json, ocsf ocsf:aws:cloudwatchlogs:vpcflow, raw aws:cloudwatchlogs:vpcflow",
+        kind: Kind::Text { default: "per OUTPUT_SCHEMA: ecs _json, ocsf ocsf:aws:cloudwatchlogs:vpcflow, raw aws:cloudwatchlogs:vpcflow" },
     },
     Variable {
         name: "SPLUNK_SOURCE",
         group: Group::Destination,
         meaning: "source of splunk-hec events",
-        default: "HEC's",
+        kind: Kind::Text { default: "HEC's" },
     },
     Variable {
         name: "SPLUNK_HOST",
         group: Group::Destination,
         meaning: "host of splunk-hec events",
-        default: "HEC's",
+        kind: Kind::Text { default: "HEC's" },
     },
     Variable {
         name: "SPLUNK_HEC_ACK",
         group: Group::Destination,
         meaning: "true: a splunk-hec batch is delivered once Splunk acknowledges it (indexer acknowledgement; a channel is sent)",
-        default: "false",
+        kind: Kind::Flag {
+            default: false,
+        },
     },
     Variable {
         name: "SPLUNK_HEC_ACK_TIMEOUT_SECONDS",
         group: Group::Destination,
         meaning: "longest wait for an acknowledgement",
-        default: "120",
+        kind: Kind::Number {
+            default: 120,
+            min: 1,
+            max: 900,
+        },
     },
     Variable {
         name: "COMPRESSION",
         group: Group::Delivery,
         meaning: "gzip | none, for request bodies",
-        default: "gzip",
+        kind: Kind::Text { default: "gzip" },
     },
     Variable {
         name: "BATCH_MAX_BYTES",
         group: Group::Delivery,
         meaning: "uncompressed bytes per request",
-        default: "1048576",
+        kind: Kind::Number {
+            default: 1024 * 1024,
+            min: 1024,
+            max: 256 * 1024 * 1024,
+        },
     },
     Variable {
         name: "BATCH_MAX_EVENTS",
         group: Group::Delivery,
         meaning: "documents per request",
-        default: "10000",
+        kind: Kind::Number {
+            default: 10_000,
+            min: 1,
+            max: 10_000_000,
+        },
     },
     Variable {
         name: "MAX_RETRIES",
         group: Group::Delivery,
         meaning: "retries of one request (408, 429, 5xx, timeouts)",
-        default: "5",
+        kind: Kind::Number {
+            default: 5,
+            min: 0,
+            max: 100,
+        },
     },
     Variable {
         name: "REQUEST_TIMEOUT_MS",
         group: Group::Delivery,
         meaning: "timeout of one request",
-        default: "30000",
+        kind: Kind::Number {
+            default: 30_000,
+            min: 10,
+            max: 900_000,
+        },
     },
     Variable {
         name: "RETRY_BASE_DELAY_MS",
         group: Group::Delivery,
         meaning: "backoff base: retry n waits up to base*2^(n-1)",
-        default: "200",
+        kind: Kind::Number {
+            default: 200,
+            min: 1,
+            max: 60_000,
+        },
     },
     Variable {
         name: "RETRY_MAX_DELAY_MS",
         group: Group::Delivery,
         meaning: "backoff cap, Retry-After included",
-        default: "20000",
+        kind: Kind::Number {
+            default: 20_000,
+            min: 1,
+            max: 600_000,
+        },
     },
     Variable {
         name: "MAX_IN_FLIGHT",
         group: Group::Delivery,
         meaning: "requests in flight at once",
-        default: "4",
+        kind: Kind::Number {
+            default: 4,
+            min: 1,
+            max: 64,
+        },
     },
     Variable {
         name: "ALLOW_PLAIN_HTTP",
         group: Group::Delivery,
         meaning: "true allows http:// to a non-loopback host",
-        default: "false",
+        kind: Kind::Flag {
+            default: false,
+        },
     },
     Variable {
         name: "DEADLINE_MARGIN_MS",
         group: Group::Delivery,
         meaning: "Lambda: stop reading a unit (reported failed, retried) when this little time remains before the invocation deadline",
-        default: "3000",
+        kind: Kind::Number {
+            default: 3000,
+            min: 0,
+            max: 600_000,
+        },
     },
     Variable {
         name: "MAX_LINE_BYTES",
         group: Group::Limits,
         meaning: "longest accepted line",
-        default: "262144",
+        kind: Kind::Number {
+            default: crate::source::DEFAULT_MAX_LINE_BYTES,
+            min: 64,
+            max: 64 * 1024 * 1024,
+        },
     },
     Variable {
         name: "MAX_OBJECT_BYTES",
         group: Group::Limits,
         meaning: "most bytes one input may decompress to",
-        default: "4 GiB",
+        kind: Kind::Number {
+            default: crate::source::DEFAULT_MAX_OBJECT_BYTES,
+            min: 1024,
+            max: u64::MAX / 2,
+        },
     },
     Variable {
         name: "MAX_DECOMPRESSION_RATIO",
         group: Group::Limits,
         meaning: "most decompressed bytes per compressed byte",
-        default: "200",
+        kind: Kind::Number {
+            default: crate::source::DEFAULT_MAX_RATIO,
+            min: 2,
+            max: 100_000,
+        },
     },
     Variable {
         name: "LOG_LEVEL",
         group: Group::Logging,
         meaning: "error | warn | info | debug | trace; else Lambda's AWS_LAMBDA_LOG_LEVEL",
-        default: "info in Lambda, warn on the command line",
+        kind: Kind::Text { default: "info in Lambda, warn on the command line" },
     },
 ];
 
@@ -402,8 +513,9 @@ pub fn help_text(width: usize) -> String {
             out.push_str(&format!("\n  {}\n", v.group.heading()));
         }
         let mut text = v.meaning.to_string();
-        if !v.default.is_empty() {
-            text.push_str(&format!(" (default {})", v.default));
+        let default = v.default_text();
+        if !default.is_empty() {
+            text.push_str(&format!(" (default {default})"));
         }
         let mut line = format!("{:INDENT$}{}", "", v.name);
         let mut column = MEANING_AT;
@@ -484,6 +596,17 @@ mod tests {
                 "{name} is in the table but never read"
             );
         }
+    }
+
+    /// Each number's default is in its range; each name is there once.
+    #[test]
+    fn defaults_are_in_range_and_names_unique() {
+        for v in VARIABLES {
+            if let super::Kind::Number { default, min, max } = v.kind {
+                assert!((min..=max).contains(&default), "{}", v.name);
+            }
+        }
+        assert_eq!(names().len(), VARIABLES.len());
     }
 
     /// README's table of variables names every variable.

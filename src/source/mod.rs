@@ -36,12 +36,17 @@ impl Limits {
     }
 }
 
+/// The limits' defaults (MAX_LINE_BYTES, MAX_OBJECT_BYTES, MAX_DECOMPRESSION_RATIO).
+pub const DEFAULT_MAX_LINE_BYTES: u64 = 256 * 1024;
+pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+pub const DEFAULT_MAX_RATIO: u64 = 200;
+
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_line_bytes: 256 * 1024,
-            max_decompressed_bytes: 4 * 1024 * 1024 * 1024,
-            max_ratio: 200,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES as usize,
+            max_decompressed_bytes: DEFAULT_MAX_OBJECT_BYTES,
+            max_ratio: DEFAULT_MAX_RATIO,
         }
     }
 }
