@@ -205,11 +205,11 @@ pub enum Fold {
 /// An aggregate leaving: a record to write as a document.
 pub struct Aggregate<'t> {
     /// Its record as a line of `schema`: a record alone as it came, several folded
-    /// into one with their sums.
+    /// into one with their sums; where its columns are in it, and its converted values
+    /// (nothing is parsed again).
     pub line: Cow<'t, str>,
-    /// Where the columns of a record alone are in `line`, and its converted values
-    /// (an aggregate's line is parsed again).
-    pub alone: Option<(&'t [Span], RecordValues)>,
+    pub spans: Cow<'t, [Span]>,
+    pub values: RecordValues,
     pub schema: &'t Schema,
     /// A record alone keeps its own id; an aggregate's derives from its first record's.
     pub id: Cow<'t, str>,
@@ -252,7 +252,8 @@ impl Taken {
         if records == 1 {
             return Aggregate {
                 line: Cow::Borrowed(text(held.line)),
-                alone: Some((spans, held.values)),
+                spans: Cow::Borrowed(spans),
+                values: held.values,
                 schema,
                 id: Cow::Borrowed(first_id),
                 original: held.original.map(text),
@@ -272,10 +273,12 @@ impl Taken {
         let text = Range::of(&self.arena, held.line);
         let client = held.client.map(|c| layout.view(c as usize, turn));
         let mut line = String::with_capacity(text.len() + 16);
+        let mut line_spans = Vec::with_capacity(schema.len());
         for i in 0..schema.len() {
             if i > 0 {
                 line.push(' ');
             }
+            let at = line.len() as u32;
             if let Some(at) = layout.counters.iter().position(|&c| c == i) {
                 line.push_str(itoa::Buffer::new().format(counters[at]));
             } else if client == Some(i) {
@@ -287,10 +290,20 @@ impl Taken {
                 });
                 line.push_str(value);
             }
+            line_spans.push((at, line.len() as u32));
+        }
+        let mut values = match turn {
+            true => held.values.mirrored(),
+            false => held.values,
+        }
+        .with_counters(forward.packets, forward.bytes, held.start, held.end);
+        if let Some(column) = client {
+            values = values.without_port(schema.position(Field::SrcPort) == Some(column));
         }
         Aggregate {
             line: Cow::Owned(line),
-            alone: None,
+            spans: Cow::Owned(line_spans),
+            values,
             schema,
             id: Cow::Owned(crate::ids::aggregate_id(first_id, records)),
             original: None,

@@ -51,6 +51,46 @@ pub struct RecordValues {
     tcp_flags: Option<u64>,
 }
 
+impl RecordValues {
+    /// These values with the counters and window of an aggregate of records.
+    pub fn with_counters(self, packets: u64, bytes: u64, start: u64, end: u64) -> RecordValues {
+        RecordValues {
+            packets: Some(packets),
+            bytes: Some(bytes),
+            start: Some(start),
+            end: Some(end),
+            ..self
+        }
+    }
+
+    /// The values of the mirror record: addresses, ports and packet addresses swapped.
+    pub fn mirrored(self) -> RecordValues {
+        RecordValues {
+            srcaddr: self.dstaddr,
+            dstaddr: self.srcaddr,
+            pkt_srcaddr: self.pkt_dstaddr,
+            pkt_dstaddr: self.pkt_srcaddr,
+            srcport: self.dstport,
+            dstport: self.srcport,
+            ..self
+        }
+    }
+
+    /// These values without the source's port (`source`) or the destination's.
+    pub fn without_port(self, source: bool) -> RecordValues {
+        match source {
+            true => RecordValues {
+                srcport: None,
+                ..self
+            },
+            false => RecordValues {
+                dstport: None,
+                ..self
+            },
+        }
+    }
+}
+
 /// Why a line is not a valid record. The message names the field and column.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

@@ -15,7 +15,7 @@ use crate::config::{OutputSchema, RecordSettings};
 use crate::context::{DocContext, Origin, ThreatMatch};
 use crate::ecs;
 use crate::enrich::{EniCache, Interface, Lookup};
-use crate::flowlog::{parse_line, Field, FlowRecord, Line, LineParser, Schema, Span};
+use crate::flowlog::{Field, FlowRecord, Line, LineParser, Schema, Span};
 use crate::geoip::{GeoIp, GeoLookup};
 use crate::ids::IdSeed;
 use crate::json::Document;
@@ -255,10 +255,9 @@ impl<'s> UnitProcessor<'s> {
 
     /// Writes the documents of the aggregates held (AGGREGATE) into `doc`, one at a time,
     /// each handed to `emit` with its id, time and the number of records it stands for.
-    /// A record alone is its line, read again; an aggregate's record is its first
-    /// record's line with the counters, window and client port replaced (and turned to
-    /// face from the client), read again. Were it not valid (it cannot be: its values
-    /// were read once), its failure document stands for its records.
+    /// A record alone is its line and the values read from it; an aggregate's record is
+    /// its first record's, the counters, window and client port replaced (and turned to
+    /// face from the client). Nothing is parsed again.
     pub fn flush_aggregates(
         &mut self,
         doc: &mut Document,
@@ -268,7 +267,6 @@ impl<'s> UnitProcessor<'s> {
             Some(aggregator) if !aggregator.is_empty() => aggregator.take(),
             _ => return Ok(()),
         };
-        let mut spans = Vec::new();
         let mut result = Ok(());
         for aggregate in taken.aggregates() {
             doc.clear();
@@ -278,34 +276,22 @@ impl<'s> UnitProcessor<'s> {
                 .settings
                 .include_original
                 .then(|| aggregate.original.unwrap_or(&aggregate.line));
-            let parsed = match aggregate.alone {
-                Some((line_spans, values)) => Ok(FlowRecord::from_values(
-                    &aggregate.line,
-                    aggregate.schema,
-                    line_spans,
-                    values,
-                )),
-                None => parse_line(&aggregate.line, aggregate.schema, &mut spans),
-            };
+            let rec = FlowRecord::from_values(
+                &aggregate.line,
+                aggregate.schema,
+                &aggregate.spans,
+                aggregate.values,
+            );
             let id = &aggregate.id;
-            let outcome = match parsed {
-                Ok(rec) => self.docs.write_document(
-                    &rec,
-                    original,
-                    id,
-                    doc,
-                    aggregate.attribution,
-                    &[],
-                    aggregate.info,
-                ),
-                Err(e) => {
-                    let error = format!("an aggregate of {records} records: {e}");
-                    // `failure` counts a record read: these were counted as they came.
-                    let outcome = self.docs.failure(&aggregate.line, &error, id, doc);
-                    self.docs.counts.read -= 1;
-                    outcome
-                }
-            };
+            let outcome = self.docs.write_document(
+                &rec,
+                original,
+                id,
+                doc,
+                aggregate.attribution,
+                &[],
+                aggregate.info,
+            );
             if let Outcome::Document { time, .. } = outcome {
                 result = emit(
                     doc.as_bytes(),
