@@ -370,7 +370,7 @@ impl Aggregator {
     pub fn new(settings: AggregateSettings) -> Aggregator {
         Aggregator {
             settings,
-            index: HashMap::default(),
+            index: HashMap::with_capacity_and_hasher(8192, Default::default()),
             hasher: RandomState::default(),
             // Room for a few thousand aggregates from the start: the arena is not moved
             // again and again while it grows (recycled tables keep theirs).
@@ -490,10 +490,17 @@ impl Aggregator {
         hasher.write_u32(key.schema as u32);
         hasher.write_u8(key.attribution.map_or(0, |a| a as u8 + 1));
         hasher.write_u8(u8::from(key.conversation) << 1 | u8::from(key.client.is_some()));
-        for i in (0..rec.schema().len()).filter(|&i| !key.folds(layout, i)) {
-            // No separator: columns that run together differently are told apart
-            // when compared.
-            hasher.write(layout.value(i, key.reply, |c| rec.column(c)).as_bytes());
+        // No separator: columns that run together differently are told apart when
+        // compared.
+        if !key.reply && key.client.is_none() {
+            // As it is: every column but the counters.
+            for &i in &layout.uncounted {
+                hasher.write(rec.column(i).as_bytes());
+            }
+        } else {
+            for i in (0..rec.schema().len()).filter(|&i| !key.folds(layout, i)) {
+                hasher.write(layout.value(i, key.reply, |c| rec.column(c)).as_bytes());
+            }
         }
         hasher.finish()
     }
@@ -709,6 +716,8 @@ struct Layout {
     mirror: Option<Vec<u16>>,
     /// The flow-direction column: a reply's is the other direction.
     direction: Option<usize>,
+    /// The columns that are not counters, in order.
+    uncounted: Vec<usize>,
     srcaddr: Option<usize>,
     dstaddr: Option<usize>,
 }
@@ -735,9 +744,13 @@ impl Layout {
                 _ => mirror = None,
             }
         }
+        let counters = [Field::Packets, Field::Bytes, Field::Start, Field::End]
+            .map(|f| schema.position(f).unwrap_or(usize::MAX));
         Layout {
-            counters: [Field::Packets, Field::Bytes, Field::Start, Field::End]
-                .map(|f| schema.position(f).unwrap_or(usize::MAX)),
+            counters,
+            uncounted: (0..schema.len())
+                .filter(|i| !counters.contains(i))
+                .collect(),
             mirror,
             direction: schema.position(Field::FlowDirection),
             srcaddr: schema.position(Field::SrcAddr),
