@@ -389,39 +389,20 @@ fn conversations_where_limits_the_folded_client_ports() {
 fn equal_ports_and_portless_protocols_fold_only_the_counters() {
     let mut input = String::new();
     for i in 0..3 {
-        input += &line(
-            "10.0.0.1",
-            "10.0.0.2",
-            123,
-            123,
-            17,
-            1,
-            76,
-            1_700_000_000 + i * 60,
-            "ACCEPT",
-        );
-        input += &line(
-            "10.0.0.1",
-            "10.0.0.2",
-            0,
-            0,
-            1,
-            1,
-            84,
-            1_700_000_000 + i * 60,
-            "ACCEPT",
-        );
-        input += &line(
-            "10.0.0.1",
-            "10.0.0.2",
-            8,
-            0,
-            1,
-            1,
-            84,
-            1_700_000_000 + i * 60,
-            "ACCEPT",
-        );
+        // NTP (123 to 123), an ICMP record without ports, an ICMP echo (type 8).
+        for (sport, dport, proto, bytes) in [(123, 123, 17, 76), (0, 0, 1, 84), (8, 0, 1, 84)] {
+            input += &line(
+                "10.0.0.1",
+                "10.0.0.2",
+                sport,
+                dport,
+                proto,
+                1,
+                bytes,
+                1_700_000_000 + i * 60,
+                "ACCEPT",
+            );
+        }
     }
     let docs = common::stdout_docs(&process(&input, &[("AGGREGATE", "conversations")]));
     assert_eq!(docs.len(), 3, "{docs:#?}");
