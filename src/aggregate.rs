@@ -493,9 +493,11 @@ impl Aggregator {
         // No separator: columns that run together differently are told apart when
         // compared.
         if !key.reply && key.client.is_none() {
-            // As it is: every column but the counters.
+            // As it is: every column but the counters (the bytes of `rec.column`).
+            let (text, spans) = (rec.text().as_bytes(), rec.spans());
             for &i in &layout.uncounted {
-                hasher.write(rec.column(i).as_bytes());
+                let (s, e) = spans[i];
+                hasher.write(text.get(s as usize..e as usize).unwrap_or_default());
             }
         } else {
             for i in (0..rec.schema().len()).filter(|&i| !key.folds(layout, i)) {
