@@ -283,15 +283,14 @@ impl<'s> UnitProcessor<'s> {
                 aggregate.values,
             );
             let id = &aggregate.id;
-            let outcome = self.docs.write_document(
-                &rec,
-                original,
+            let with = WrittenWith {
                 id,
-                doc,
-                aggregate.attribution,
-                &[],
-                aggregate.info,
-            );
+                original,
+                attribution: aggregate.attribution,
+                threat_matches: &[],
+                aggregate: aggregate.info,
+            };
+            let outcome = self.docs.write_document(&rec, &with, doc);
             if let Outcome::Document { time, .. } = outcome {
                 result = emit(
                     doc.as_bytes(),
@@ -332,9 +331,14 @@ impl<'s> UnitProcessor<'s> {
                 let attribution = Some(released.attribution(i));
                 let (matches, count) = find_threats(threats.as_deref(), &rec);
                 let matches = &matches[..count];
-                let outcome = self
-                    .docs
-                    .write(&rec, original, id, doc, attribution, matches);
+                let with = WrittenWith {
+                    id,
+                    original,
+                    attribution,
+                    threat_matches: matches,
+                    aggregate: None,
+                };
+                let outcome = self.docs.write(&rec, &with, doc);
                 if let Outcome::Document { time, .. } = outcome {
                     emit(doc, id, time)?;
                 }
@@ -594,12 +598,20 @@ impl DocumentWriter<'_> {
             }
             _ => {}
         }
-        let mut outcome = self.write(rec, original, id, out, attribution, &matches[..count]);
+        let mut with = WrittenWith {
+            id,
+            original,
+            attribution,
+            threat_matches: &matches[..count],
+            aggregate: None,
+        };
+        let mut outcome = self.write(rec, &with, out);
         if let (Some((flow, counts)), Some(attributor)) = (full, &self.attributor) {
             let decided = attributor.decide(&flow);
             if attribution != Some(decided) {
                 self.counts = counts;
-                outcome = self.write(rec, original, id, out, Some(decided), &matches[..count]);
+                with.attribution = Some(decided);
+                outcome = self.write(rec, &with, out);
             }
         }
         self.note_accept(accepted);
@@ -619,42 +631,28 @@ impl DocumentWriter<'_> {
     fn write(
         &mut self,
         rec: &FlowRecord<'_>,
-        original: Option<&str>,
-        id: &str,
+        with: &WrittenWith<'_, '_>,
         out: &mut Document,
-        reject_attribution: Option<RejectAttribution>,
-        threat_matches: &[Option<ThreatMatch<'_>>],
     ) -> Outcome {
         // A record with a threat match is never folded: it stays a document of its own.
-        let fold = match (&mut self.aggregator, threat_matches.is_empty()) {
-            (Some(aggregator), true) => aggregator.fold(rec, id, original, reject_attribution),
+        let fold = match (&mut self.aggregator, with.threat_matches.is_empty()) {
+            (Some(aggregator), true) => {
+                aggregator.fold(rec, with.id, with.original, with.attribution)
+            }
             _ => Fold::No,
         };
         if fold == Fold::Held {
             return Outcome::Folded;
         }
-        self.write_document(
-            rec,
-            original,
-            id,
-            out,
-            reject_attribution,
-            threat_matches,
-            None,
-        )
+        self.write_document(rec, with, out)
     }
 
-    /// Writes the document of `rec` (an aggregate's: `aggregate` says of what).
-    #[allow(clippy::too_many_arguments)]
+    /// Writes the document of `rec` (an aggregate's: `with.aggregate` says of what).
     fn write_document(
         &mut self,
         rec: &FlowRecord<'_>,
-        original: Option<&str>,
-        id: &str,
+        with: &WrittenWith<'_, '_>,
         out: &mut Document,
-        reject_attribution: Option<RejectAttribution>,
-        threat_matches: &[Option<ThreatMatch<'_>>],
-        aggregate: Option<AggregateInfo>,
     ) -> Outcome {
         let interface: Option<Arc<Interface>> = match &self.enrich {
             None => None,
@@ -670,24 +668,24 @@ impl DocumentWriter<'_> {
                 Some(Lookup::NotFound) | None => None,
             },
         };
-        if !threat_matches.is_empty() {
+        if !with.threat_matches.is_empty() {
             self.counts.threat_matches += 1;
         }
         let geo = self.geo.as_mut().map(|g| {
             [rec.srcaddr, rec.dstaddr].map(|a| a.map(|a| g.locate(a)).unwrap_or_default())
         });
         let ctx = DocContext {
-            event_id: id,
+            event_id: with.id,
             origin: &self.origin,
-            original,
+            original: with.original,
             now: self.now,
             interface: interface.as_deref(),
-            reject_attribution,
-            threat_matches,
+            reject_attribution: with.attribution,
+            threat_matches: with.threat_matches,
             data_stream: &self.settings.data_stream,
             hec_line: self.settings.hec_line,
             geo: geo.as_ref(),
-            aggregate,
+            aggregate: with.aggregate,
         };
         match self.settings.output_schema {
             OutputSchema::Ecs => ecs::write_document(out, rec, &ctx),
@@ -734,6 +732,17 @@ impl DocumentWriter<'_> {
             time: self.now,
         }
     }
+}
+
+/// What a record's document is written with besides the record: its id, its input
+/// (INCLUDE_ORIGINAL), its REJECT attribution, its threat matches and, for an
+/// aggregate, what it stands for.
+struct WrittenWith<'w, 't> {
+    id: &'w str,
+    original: Option<&'w str>,
+    attribution: Option<RejectAttribution>,
+    threat_matches: &'w [Option<ThreatMatch<'t>>],
+    aggregate: Option<AggregateInfo>,
 }
 
 /// A Parquet row as a line (`row_line`), with the spans of its values in that line:
