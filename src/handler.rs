@@ -206,7 +206,7 @@ impl Handler {
     /// databases, each read again when due, within the invocation's deadline (less the
     /// margin kept to answer). One that cannot be had fails the invocation.
     pub async fn lookups(&self, deadline: Option<Instant>) -> Result<Lookups, HandlerError> {
-        let deadline = deadline.map(|d| d.checked_sub(self.deadline_margin).unwrap_or(d));
+        let deadline = self.stop_at(deadline);
         let threats = match &self.threat_intel {
             None => None,
             Some(intel) => Some(
@@ -293,7 +293,7 @@ impl Handler {
             delivery.finish().await
         });
         let limits = BatchLimits::of(&self.config);
-        let stop_at = deadline.map(|d| d.checked_sub(self.deadline_margin).unwrap_or(d));
+        let stop_at = self.stop_at(deadline);
         let mut results: Vec<UnitResult> = Vec::with_capacity(invocation.units.len());
         let mut batch = Batch::default();
         for (index, unit) in invocation.units.iter().enumerate() {
@@ -411,6 +411,12 @@ impl Handler {
                 Batch::default(),
             ),
         }
+    }
+
+    /// When reading stops: the invocation's deadline less DEADLINE_MARGIN_MS, kept to
+    /// answer.
+    fn stop_at(&self, deadline: Option<Instant>) -> Option<Instant> {
+        deadline.map(|d| d.checked_sub(self.deadline_margin).unwrap_or(d))
     }
 
     /// EC2 requests made by ENRICH_ENI since the cold start.
