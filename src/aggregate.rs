@@ -16,8 +16,8 @@
 //! `MAX_AGGREGATE_BYTES`): when full, its aggregates leave and a new table starts.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hasher};
 
 use foldhash::fast::RandomState;
 
@@ -107,6 +107,9 @@ pub const MAX_AGGREGATES: usize = 65_536;
 /// Most bytes the held aggregates take (their lines, ids and client ports).
 pub const MAX_AGGREGATE_BYTES: usize = 16 << 20;
 
+/// The starting size of the table's buffers: the allocator's mmap threshold.
+const BUFFER_BYTES: usize = 4 << 20;
+
 /// An aggregate held until it leaves. Its bytes (line, first id, original) are in the
 /// table's arena.
 struct Held {
@@ -139,8 +142,10 @@ struct Held {
     client: Option<u32>,
     client_ports: Option<HashSet<u16, RandomState>>,
     attribution: Option<RejectAttribution>,
-    /// The next aggregate whose key has the same hash, if any.
-    next: Option<u32>,
+    /// Its key's hash, and the next aggregate in its slot of the index (`NONE` at the
+    /// end of the chain).
+    hash: u64,
+    next: u32,
 }
 
 /// The records of one direction of an aggregate, and their summed counters.
@@ -332,10 +337,15 @@ pub struct AggregateInfo {
 /// Per unit: the aggregates held.
 pub struct Aggregator {
     settings: AggregateSettings,
-    /// From a key's hash to the first aggregate with that hash (the others follow
-    /// `Held::next`).
-    index: HashMap<u64, u32, BuildHasherDefault<KeyHash>>,
+    /// Whether AGGREGATE_ACTIONS names ACCEPT, and REJECT.
+    folds_accept: bool,
+    folds_reject: bool,
+    /// The index: for each slot (the low bits of a key's hash), the last aggregate
+    /// started there (`NONE` for none); the others in the slot follow `Held::next`.
+    slots: Vec<u32>,
     hasher: RandomState,
+    /// Where a key's values are joined when they are not one run of a line already.
+    key_text: Vec<u8>,
     held: Vec<Held>,
     arena: String,
     spans: Vec<Span>,
@@ -346,37 +356,26 @@ pub struct Aggregator {
     client_ports: usize,
 }
 
-/// The hasher of `Aggregator::index`, whose keys are hashes already.
-#[derive(Default)]
-struct KeyHash(u64);
-
-impl std::hash::Hasher for KeyHash {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
+/// The end of a chain of the index.
+const NONE: u32 = u32::MAX;
+/// Slots of the index: twice the most aggregates, so that chains stay short.
+const SLOTS: usize = 2 * MAX_AGGREGATES;
 
 impl Aggregator {
     pub fn new(settings: AggregateSettings) -> Aggregator {
         Aggregator {
+            folds_accept: settings.actions.iter().any(|a| a == "ACCEPT"),
+            folds_reject: settings.actions.iter().any(|a| a == "REJECT"),
             settings,
-            index: HashMap::with_capacity_and_hasher(8192, Default::default()),
+            slots: vec![NONE; SLOTS],
             hasher: RandomState::default(),
-            // Room for a few thousand aggregates from the start: the arena is not moved
-            // again and again while it grows (recycled tables keep theirs).
-            held: Vec::with_capacity(4096),
-            arena: String::with_capacity(4 << 20),
-            spans: Vec::with_capacity(4096 * 16),
+            key_text: Vec::new(),
+            // Each buffer starts at 4 MiB, where the allocator maps blocks of their own
+            // (main.rs): growing one then remaps its pages instead of copying them, and
+            // pages not yet written take no memory. Recycled tables keep theirs.
+            held: Vec::with_capacity(BUFFER_BYTES / std::mem::size_of::<Held>()),
+            arena: String::with_capacity(BUFFER_BYTES),
+            spans: Vec::with_capacity(BUFFER_BYTES / std::mem::size_of::<Span>()),
             schemas: Vec::new(),
             layouts: Vec::new(),
             client_ports: 0,
@@ -395,10 +394,12 @@ impl Aggregator {
         original: Option<&str>,
         attribution: Option<RejectAttribution>,
     ) -> Fold {
-        let Some(action) = rec.get(Field::Action) else {
-            return Fold::No;
+        let folds = match rec.get(Field::Action) {
+            Some("ACCEPT") => self.folds_accept,
+            Some("REJECT") => self.folds_reject,
+            _ => false,
         };
-        if !self.settings.actions.iter().any(|a| a == action) {
+        if !folds {
             return Fold::No;
         }
         if let Some(scope) = &self.settings.scope {
@@ -413,16 +414,8 @@ impl Aggregator {
         };
         let key = self.key(rec, attribution);
         let hash = self.hash(rec, &key);
-        let first = self.index.get(&hash).copied();
-        let Some(at) = self.find(rec, &key, first) else {
-            return self.keep(
-                rec,
-                id,
-                original,
-                key,
-                (hash, first),
-                [packets, bytes, start, end],
-            );
+        let Some(at) = self.find(rec, &key, hash) else {
+            return self.keep(rec, id, original, key, hash, [packets, bytes, start, end]);
         };
         let held = &mut self.held[at as usize];
         let side = if key.reply == held.reply {
@@ -479,43 +472,60 @@ impl Aggregator {
             conversation,
             client,
             client_column: client.map(|(column, _)| layout.view(column, reply)),
+            spaced: is_spaced_line(rec),
         }
     }
 
-    /// The hash of `rec`'s aggregate: every column but the counters and the client's
-    /// port, as the client sees it, and its key; hashed as the columns are read.
-    fn hash(&self, rec: &FlowRecord<'_>, key: &Key) -> u64 {
+    /// The hash of `rec`'s aggregate: its key, and every column but the counters and
+    /// the client's port, as the client sees them. The columns are hashed in runs of
+    /// neighbours, each run as its values joined by spaces: a line's run is a slice of
+    /// it, read in place; the runs of a reply or of a record that is not such a line
+    /// are joined first, so that a record and its mirror hash alike.
+    fn hash(&mut self, rec: &FlowRecord<'_>, key: &Key) -> u64 {
         let layout = &self.layouts[key.schema];
         let mut hasher = self.hasher.build_hasher();
         hasher.write_u32(key.schema as u32);
         hasher.write_u8(key.attribution.map_or(0, |a| a as u8 + 1));
         hasher.write_u8(u8::from(key.conversation) << 1 | u8::from(key.client.is_some()));
-        // No separator: columns that run together differently are told apart when
-        // compared.
-        if !key.reply && key.client.is_none() {
-            // As it is: every column but the counters (the bytes of `rec.column`).
-            let (text, spans) = (rec.text().as_bytes(), rec.spans());
-            for &i in &layout.uncounted {
-                let (s, e) = spans[i];
-                hasher.write(text.get(s as usize..e as usize).unwrap_or_default());
-            }
-        } else {
-            for i in (0..rec.schema().len()).filter(|&i| !key.folds(layout, i)) {
-                hasher.write(layout.value(i, key.reply, |c| rec.column(c)).as_bytes());
+        // Runs that split differently are told apart when compared (`find`).
+        let in_place = key.spaced && !key.reply;
+        let (text, spans) = (rec.text().as_bytes(), rec.spans());
+        for &(first, end) in &layout.runs {
+            // The client's port (conversations) splits its run in two.
+            let parts = match key.client_column {
+                Some(c) if (first..end).contains(&c) => [(first, c), (c + 1, end)],
+                _ => [(first, end), (end, end)],
+            };
+            for (first, end) in parts.into_iter().filter(|(a, b)| a < b) {
+                if in_place {
+                    let (start, end) = (spans[first].0, spans[end - 1].1);
+                    hasher.write(text.get(start as usize..end as usize).unwrap_or_default());
+                } else {
+                    self.key_text.clear();
+                    for i in first..end {
+                        if i > first {
+                            self.key_text.push(b' ');
+                        }
+                        let value = layout.value(i, key.reply, |c| rec.column(c));
+                        self.key_text.extend_from_slice(value.as_bytes());
+                    }
+                    hasher.write(&self.key_text);
+                }
             }
         }
         hasher.finish()
     }
 
-    /// The aggregate `rec` belongs to, among those whose hash is its own (the first
-    /// `first`, the others following it): the same key and the same columns.
-    fn find(&self, rec: &FlowRecord<'_>, key: &Key, first: Option<u32>) -> Option<u32> {
+    /// The aggregate `rec` belongs to, among those in the slot of its key's `hash`:
+    /// the same key and the same columns.
+    fn find(&self, rec: &FlowRecord<'_>, key: &Key, hash: u64) -> Option<u32> {
         let layout = &self.layouts[key.schema];
         let columns = rec.schema().len();
-        let mut at = first;
-        while let Some(i) = at {
-            let held = &self.held[i as usize];
-            let same = held.schema == key.schema as u32
+        let mut at = self.slots[hash as usize % SLOTS];
+        while at != NONE {
+            let held = &self.held[at as usize];
+            let same = held.hash == hash
+                && held.schema == key.schema as u32
                 && held.attribution == key.attribution
                 && held.conversation == key.conversation
                 && held.client.is_some() == key.client.is_some()
@@ -532,7 +542,7 @@ impl Aggregator {
                     })
                 };
             if same {
-                return Some(i);
+                return Some(at);
             }
             at = held.next;
         }
@@ -547,10 +557,10 @@ impl Aggregator {
         id: &str,
         original: Option<&str>,
         key: Key,
-        (hash, next): (u64, Option<u32>),
+        hash: u64,
         [packets, bytes, start, end]: [u64; 4],
     ) -> Fold {
-        let Some((line, spans)) = self.store_line(rec) else {
+        let Some((line, spans)) = self.store_line(rec, key.spaced) else {
             return Fold::No;
         };
         let first_id = store(&mut self.arena, id);
@@ -563,7 +573,8 @@ impl Aggregator {
             self.client_ports += 1;
             ports
         });
-        self.index.insert(hash, self.held.len() as u32);
+        let slot = &mut self.slots[hash as usize % SLOTS];
+        let next = std::mem::replace(slot, self.held.len() as u32);
         self.held.push(Held {
             line,
             spans,
@@ -584,6 +595,7 @@ impl Aggregator {
             client: key.client.map(|(c, _)| c as u32),
             client_ports,
             attribution: key.attribution,
+            hash,
             next,
         });
         Fold::Held
@@ -591,19 +603,13 @@ impl Aggregator {
 
     /// Stores `rec` as a line in the arena, with its spans: where they are; none when a
     /// value is empty or holds a space (the line would not read again as it is).
-    fn store_line(&mut self, rec: &FlowRecord<'_>) -> Option<(Range, u32)> {
+    /// `spaced`: its text is such a line already (`is_spaced_line`).
+    fn store_line(&mut self, rec: &FlowRecord<'_>, spaced: bool) -> Option<(Range, u32)> {
         let line_start = self.arena.len() as u32;
         let spans = self.spans.len() as u32;
         let columns = rec.schema().len();
         let (text, text_spans) = (rec.text(), rec.spans());
-        // A line's columns are the whole text, one space apart (a JSON record's values
-        // are one after another, a Parquet row's are in its batch's text).
-        let whole_line = text_spans.first().is_some_and(|&(s, _)| s == 0)
-            && text_spans
-                .last()
-                .is_some_and(|&(_, e)| e as usize == text.len())
-            && text_spans.windows(2).all(|w| w[1].0 == w[0].1 + 1);
-        if whole_line {
+        if spaced {
             // A line: kept as it is, with its spans (a column of a line holds no
             // separator, so it reads again as it was).
             self.arena.push_str(text);
@@ -659,7 +665,9 @@ impl Aggregator {
     /// The aggregates held; the table starts empty again (`recycle` gives it back its
     /// buffers).
     pub fn take(&mut self) -> Taken {
-        self.index.clear();
+        for held in &self.held {
+            self.slots[held.hash as usize % SLOTS] = NONE;
+        }
         self.client_ports = 0;
         Taken {
             held: std::mem::take(&mut self.held),
@@ -696,6 +704,8 @@ struct Key {
     client: Option<(usize, u16)>,
     /// The client's port's column as the client sees it (the one left out of the key).
     client_column: Option<usize>,
+    /// Whether the record's text is its columns joined by single spaces.
+    spaced: bool,
 }
 
 impl Key {
@@ -718,8 +728,8 @@ struct Layout {
     mirror: Option<Vec<u16>>,
     /// The flow-direction column: a reply's is the other direction.
     direction: Option<usize>,
-    /// The columns that are not counters, in order.
-    uncounted: Vec<usize>,
+    /// The runs of neighbouring columns that are not counters: (first, end).
+    runs: Vec<(usize, usize)>,
     srcaddr: Option<usize>,
     dstaddr: Option<usize>,
 }
@@ -748,11 +758,16 @@ impl Layout {
         }
         let counters = [Field::Packets, Field::Bytes, Field::Start, Field::End]
             .map(|f| schema.position(f).unwrap_or(usize::MAX));
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for i in (0..schema.len()).filter(|i| !counters.contains(i)) {
+            match runs.last_mut() {
+                Some((_, end)) if *end == i => *end = i + 1,
+                _ => runs.push((i, i + 1)),
+            }
+        }
         Layout {
             counters,
-            uncounted: (0..schema.len())
-                .filter(|i| !counters.contains(i))
-                .collect(),
+            runs,
             mirror,
             direction: schema.position(Field::FlowDirection),
             srcaddr: schema.position(Field::SrcAddr),
@@ -782,6 +797,18 @@ impl Layout {
         }
         value
     }
+}
+
+/// Whether a record's text is its columns and nothing else, one space apart: a line as
+/// AWS writes them (not a JSON record, whose values are one after another, nor a
+/// Parquet row, whose values are in its batch's text).
+fn is_spaced_line(rec: &FlowRecord<'_>) -> bool {
+    let (text, spans) = (rec.text().as_bytes(), rec.spans());
+    spans.first().is_some_and(|&(s, _)| s == 0)
+        && spans.last().is_some_and(|&(_, e)| e as usize == text.len())
+        && spans
+            .windows(2)
+            .all(|w| w[1].0 == w[0].1 + 1 && text.get(w[0].1 as usize) == Some(&b' '))
 }
 
 /// Whether a record faces from the service, a reply: for TCP, UDP and SCTP, its source

@@ -754,6 +754,67 @@ fn json_records_fold_and_a_value_with_a_space_stays_alone() {
     );
 }
 
+#[test]
+fn records_written_with_tabs_or_runs_of_spaces_fold_and_join_as_lines_do() {
+    // The same connection four times: its request as AWS writes it, with tabs, with
+    // runs of spaces and a leading space; its reply as AWS writes it and with tabs.
+    let request = line(
+        "10.0.0.1",
+        "10.1.0.9",
+        40001,
+        443,
+        6,
+        2,
+        100,
+        1_700_000_000,
+        "ACCEPT",
+    );
+    let reply = line(
+        "10.1.0.9",
+        "10.0.0.1",
+        443,
+        40001,
+        6,
+        3,
+        900,
+        1_700_000_000,
+        "ACCEPT",
+    );
+    let tabs = |l: &str| l.replace(' ', "\t");
+    let runs = |l: &str| format!("  {}", l.replace(' ', "   "));
+    let input = [
+        request.clone(),
+        tabs(&request),
+        runs(&request),
+        tabs(&reply),
+        reply,
+    ]
+    .concat();
+    for mode in ["flows", "connections", "conversations"] {
+        let out = process(&input, &[("AGGREGATE", mode)]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        common::assert_accounting(&stderr);
+        let docs = common::stdout_docs(&out);
+        let requests = docs.iter().find(|d| d["source"]["ip"] == "10.0.0.1").unwrap();
+        match mode {
+            // Each direction folds alone.
+            "flows" => {
+                assert_eq!(docs.len(), 2, "{docs:#?}");
+                assert_eq!(requests["aws"]["vpcflow"]["aggregate"]["records"], 3);
+                assert_eq!(requests["source"]["bytes"], 300);
+            }
+            // The replies join their requests, whichever way each was written.
+            _ => {
+                assert_eq!(docs.len(), 1, "{mode}: {docs:#?}");
+                assert_eq!(requests["aws"]["vpcflow"]["aggregate"]["records"], 5);
+                assert_eq!(requests["source"]["bytes"], 300);
+                assert_eq!(requests["destination"]["bytes"], 1800);
+            }
+        }
+    }
+}
+
 /// A record of a small world (two interfaces, three addresses, a few ports), so that
 /// random records repeat, mirror each other and fold: (interface, client, service,
 /// client port, service port, protocol, reply, packets, bytes, window, reject,

@@ -44,6 +44,7 @@ pub struct FormatError(pub(super) String);
 /// them); a schema and its clones share a serial, which answers without comparing
 /// columns (a held REJECT record compares its schema with the last one held).
 impl PartialEq for Schema {
+    #[inline]
     fn eq(&self, other: &Schema) -> bool {
         self.serial == other.serial || self.columns == other.columns
     }
