@@ -15,7 +15,6 @@
 //! that record's own document. The table is capped (`MAX_AGGREGATES`,
 //! `MAX_AGGREGATE_BYTES`): when full, its aggregates leave and a new table starts.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};
 
@@ -142,10 +141,9 @@ struct Held {
     client: Option<u32>,
     client_ports: Option<HashSet<u16, RandomState>>,
     attribution: Option<RejectAttribution>,
-    /// Its key's hash, and the next aggregate in its slot of the index (`NONE` at the
-    /// end of the chain).
+    /// Its key's hash, and the next aggregate in its slot of the index (`Slot`).
     hash: u64,
-    next: u32,
+    next: Slot,
 }
 
 /// The records of one direction of an aggregate, and their summed counters.
@@ -207,32 +205,26 @@ pub enum Fold {
     Held,
 }
 
-/// An aggregate leaving: a record to write as a document.
-pub struct Aggregate<'t> {
-    /// Its record as a line of `schema`: a record alone as it came, several folded
-    /// into one with their sums; where its columns are in it, and its converted values
-    /// (nothing is parsed again).
-    pub line: Cow<'t, str>,
-    pub spans: Cow<'t, [Span]>,
-    pub values: RecordValues,
-    pub schema: &'t Schema,
+/// What the document of an aggregate leaving says besides its record.
+pub struct Leaving<'t> {
     /// A record alone keeps its own id; an aggregate's derives from its first record's.
-    pub id: Cow<'t, str>,
-    /// A record alone's input when INCLUDE_ORIGINAL asked for it and it is not `line`.
+    pub id: &'t str,
+    /// A record alone's input when INCLUDE_ORIGINAL asked for it and it is not the
+    /// record's text.
     pub original: Option<&'t str>,
     pub attribution: Option<RejectAttribution>,
     /// What its document says of the records it stands for; none for a record alone.
     pub info: Option<AggregateInfo>,
 }
 
-impl Aggregate<'_> {
+impl Leaving<'_> {
     /// The records it stands for.
     pub fn records(&self) -> u64 {
         self.info.map_or(1, |i| i.records)
     }
 }
 
-/// The aggregates that leave (`Aggregator::take`): read them with `aggregates`, then
+/// The aggregates that leave (`Aggregator::take`): write them with `for_each`, then
 /// hand them back (`Aggregator::recycle`) so that their buffers serve the next table.
 pub struct Taken {
     held: Vec<Held>,
@@ -243,84 +235,90 @@ pub struct Taken {
 }
 
 impl Taken {
-    /// The aggregates, in the order their first records came.
-    pub fn aggregates(&self) -> impl Iterator<Item = Aggregate<'_>> + '_ {
-        self.held.iter().map(move |held| self.aggregate(held))
-    }
-
-    fn aggregate(&self, held: &Held) -> Aggregate<'_> {
-        let text = |range: Range| Range::of(&self.arena, range);
-        let first_id = text(held.first_id);
-        let records = held.forward.records + held.reverse.records;
-        let schema = &self.schemas[held.schema as usize];
-        let spans = &self.spans[held.spans as usize..held.spans as usize + schema.len()];
-        if records == 1 {
-            return Aggregate {
-                line: Cow::Borrowed(text(held.line)),
-                spans: Cow::Borrowed(spans),
-                values: held.values,
-                schema,
-                id: Cow::Borrowed(first_id),
-                original: held.original.map(text),
-                attribution: held.attribution,
-                info: None,
-            };
-        }
-        let layout = &self.layouts[held.schema as usize];
-        // Holding both directions, the document faces from the client.
-        let turn = held.reply && held.reverse.records > 0;
-        let (forward, reverse) = if turn {
-            (held.reverse, held.forward)
-        } else {
-            (held.forward, held.reverse)
-        };
-        let counters = [forward.packets, forward.bytes, held.start, held.end];
-        let text = Range::of(&self.arena, held.line);
-        let client = held.client.map(|c| layout.view(c as usize, turn));
-        let mut line = String::with_capacity(text.len() + 16);
-        let mut line_spans = Vec::with_capacity(schema.len());
-        for i in 0..schema.len() {
-            if i > 0 {
-                line.push(' ');
+    /// Hands each aggregate to `write`, in the order their first records came: its
+    /// record, as a line of its schema with its converted values (nothing is parsed
+    /// again), and what its document says of it. A record alone is as it came; several
+    /// folded into one are the first one's line and values, turned to face from the
+    /// client when they hold both directions, with their sums, window and client port
+    /// replaced. Stops at the first error `write` returns.
+    pub fn for_each<E>(
+        &self,
+        mut write: impl FnMut(&FlowRecord<'_>, &Leaving<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let (mut line, mut line_spans) = (String::new(), Vec::new());
+        for held in &self.held {
+            let text = |range: Range| Range::of(&self.arena, range);
+            let first_id = text(held.first_id);
+            let records = held.forward.records + held.reverse.records;
+            let schema = &self.schemas[held.schema as usize];
+            let spans = &self.spans[held.spans as usize..held.spans as usize + schema.len()];
+            if records == 1 {
+                let rec = FlowRecord::from_values(text(held.line), schema, spans, held.values);
+                let leaving = Leaving {
+                    id: first_id,
+                    original: held.original.map(text),
+                    attribution: held.attribution,
+                    info: None,
+                };
+                write(&rec, &leaving)?;
+                continue;
             }
-            let at = line.len() as u32;
-            if let Some(at) = layout.counters.iter().position(|&c| c == i) {
-                line.push_str(itoa::Buffer::new().format(counters[at]));
-            } else if client == Some(i) {
-                line.push('-');
+            let layout = &self.layouts[held.schema as usize];
+            // Holding both directions, the document faces from the client.
+            let turn = held.reply && held.reverse.records > 0;
+            let (forward, reverse) = if turn {
+                (held.reverse, held.forward)
             } else {
-                let value = layout.value(i, turn, |c| {
-                    let (s, e) = spans[c];
-                    text.get(s as usize..e as usize).unwrap_or("-")
-                });
-                line.push_str(value);
+                (held.forward, held.reverse)
+            };
+            let counters = [forward.packets, forward.bytes, held.start, held.end];
+            let text = text(held.line);
+            let client = held.client.map(|c| layout.view(c as usize, turn));
+            line.clear();
+            line_spans.clear();
+            for i in 0..schema.len() {
+                if i > 0 {
+                    line.push(' ');
+                }
+                let at = line.len() as u32;
+                if let Some(at) = layout.counters.iter().position(|&c| c == i) {
+                    line.push_str(itoa::Buffer::new().format(counters[at]));
+                } else if client == Some(i) {
+                    line.push('-');
+                } else {
+                    let value = layout.value(i, turn, |c| {
+                        let (s, e) = spans[c];
+                        text.get(s as usize..e as usize).unwrap_or("-")
+                    });
+                    line.push_str(value);
+                }
+                line_spans.push((at, line.len() as u32));
             }
-            line_spans.push((at, line.len() as u32));
+            let mut values = match turn {
+                true => held.values.mirrored(),
+                false => held.values,
+            }
+            .with_counters(forward.packets, forward.bytes, held.start, held.end);
+            if let Some(column) = client {
+                values = values.without_port(schema.position(Field::SrcPort) == Some(column));
+            }
+            let rec = FlowRecord::from_values(&line, schema, &line_spans, values);
+            let id = crate::ids::aggregate_id(first_id, records);
+            let leaving = Leaving {
+                id: &id,
+                original: None,
+                attribution: held.attribution,
+                info: Some(AggregateInfo {
+                    records,
+                    replies: (reverse.records > 0).then_some(reverse),
+                    client_ports: held
+                        .conversation
+                        .then(|| held.client_ports.as_ref().map_or(0, |p| p.len() as u64)),
+                }),
+            };
+            write(&rec, &leaving)?;
         }
-        let mut values = match turn {
-            true => held.values.mirrored(),
-            false => held.values,
-        }
-        .with_counters(forward.packets, forward.bytes, held.start, held.end);
-        if let Some(column) = client {
-            values = values.without_port(schema.position(Field::SrcPort) == Some(column));
-        }
-        Aggregate {
-            line: Cow::Owned(line),
-            spans: Cow::Owned(line_spans),
-            values,
-            schema,
-            id: Cow::Owned(crate::ids::aggregate_id(first_id, records)),
-            original: None,
-            attribution: held.attribution,
-            info: Some(AggregateInfo {
-                records,
-                replies: (reverse.records > 0).then_some(reverse),
-                client_ports: held
-                    .conversation
-                    .then(|| held.client_ports.as_ref().map_or(0, |p| p.len() as u64)),
-            }),
-        }
+        Ok(())
     }
 }
 
@@ -340,9 +338,9 @@ pub struct Aggregator {
     /// Whether AGGREGATE_ACTIONS names ACCEPT, and REJECT.
     folds_accept: bool,
     folds_reject: bool,
-    /// The index: for each slot (the low bits of a key's hash), the last aggregate
-    /// started there (`NONE` for none); the others in the slot follow `Held::next`.
-    slots: Vec<u32>,
+    /// The index: for each slot (a key's hash modulo `SLOTS`), the last aggregate
+    /// started there; the others in the slot follow `Held::next`.
+    slots: Vec<Slot>,
     hasher: RandomState,
     /// Where a key's values are joined when they are not one run of a line already.
     key_text: Vec<u8>,
@@ -356,8 +354,9 @@ pub struct Aggregator {
     client_ports: usize,
 }
 
-/// The end of a chain of the index.
-const NONE: u32 = u32::MAX;
+/// An aggregate's index in `Aggregator::held` plus one; 0 for none (the end of a
+/// chain), so that an empty index is memory the allocator gives zeroed.
+type Slot = u32;
 /// Slots of the index: twice the most aggregates, so that chains stay short.
 const SLOTS: usize = 2 * MAX_AGGREGATES;
 
@@ -367,13 +366,13 @@ impl Aggregator {
             folds_accept: settings.actions.iter().any(|a| a == "ACCEPT"),
             folds_reject: settings.actions.iter().any(|a| a == "REJECT"),
             settings,
-            slots: vec![NONE; SLOTS],
+            slots: vec![0; SLOTS],
             hasher: RandomState::default(),
             key_text: Vec::new(),
             // Each buffer starts at 4 MiB, where the allocator maps blocks of their own
             // (main.rs): growing one then remaps its pages instead of copying them, and
             // pages not yet written take no memory. Recycled tables keep theirs.
-            held: Vec::with_capacity(BUFFER_BYTES / std::mem::size_of::<Held>()),
+            held: Vec::with_capacity(BUFFER_BYTES.div_ceil(std::mem::size_of::<Held>())),
             arena: String::with_capacity(BUFFER_BYTES),
             spans: Vec::with_capacity(BUFFER_BYTES / std::mem::size_of::<Span>()),
             schemas: Vec::new(),
@@ -472,23 +471,27 @@ impl Aggregator {
             conversation,
             client,
             client_column: client.map(|(column, _)| layout.view(column, reply)),
-            spaced: is_spaced_line(rec),
+            separator: line_separator(rec),
         }
     }
 
     /// The hash of `rec`'s aggregate: its key, and every column but the counters and
     /// the client's port, as the client sees them. The columns are hashed in runs of
-    /// neighbours, each run as its values joined by spaces: a line's run is a slice of
+    /// neighbours, each run as its values joined by the line's separator (a space for
+    /// a record that is not a line of one-byte separators): a line's run is a slice of
     /// it, read in place; the runs of a reply or of a record that is not such a line
-    /// are joined first, so that a record and its mirror hash alike.
+    /// are joined first, so that a record and its mirror hash alike. (Records of one
+    /// input that mix separators hash apart: they fold less, their sums stay exact.)
     fn hash(&mut self, rec: &FlowRecord<'_>, key: &Key) -> u64 {
         let layout = &self.layouts[key.schema];
+        let key_text = &mut self.key_text;
         let mut hasher = self.hasher.build_hasher();
-        hasher.write_u32(key.schema as u32);
-        hasher.write_u8(key.attribution.map_or(0, |a| a as u8 + 1));
-        hasher.write_u8(u8::from(key.conversation) << 1 | u8::from(key.client.is_some()));
+        let attribution = key.attribution.map_or(0, |a| a as u64 + 1);
+        let kind = u64::from(key.conversation) << 1 | u64::from(key.client.is_some());
+        hasher.write_u64((key.schema as u64) << 16 | attribution << 8 | kind);
         // Runs that split differently are told apart when compared (`find`).
-        let in_place = key.spaced && !key.reply;
+        let in_place = key.separator.is_some() && !key.reply;
+        let separator = key.separator.unwrap_or(b' ');
         let (text, spans) = (rec.text().as_bytes(), rec.spans());
         for &(first, end) in &layout.runs {
             // The client's port (conversations) splits its run in two.
@@ -501,15 +504,15 @@ impl Aggregator {
                     let (start, end) = (spans[first].0, spans[end - 1].1);
                     hasher.write(text.get(start as usize..end as usize).unwrap_or_default());
                 } else {
-                    self.key_text.clear();
+                    key_text.clear();
                     for i in first..end {
                         if i > first {
-                            self.key_text.push(b' ');
+                            key_text.push(separator);
                         }
                         let value = layout.value(i, key.reply, |c| rec.column(c));
-                        self.key_text.extend_from_slice(value.as_bytes());
+                        key_text.extend_from_slice(value.as_bytes());
                     }
-                    hasher.write(&self.key_text);
+                    hasher.write(key_text);
                 }
             }
         }
@@ -521,8 +524,9 @@ impl Aggregator {
     fn find(&self, rec: &FlowRecord<'_>, key: &Key, hash: u64) -> Option<u32> {
         let layout = &self.layouts[key.schema];
         let columns = rec.schema().len();
-        let mut at = self.slots[hash as usize % SLOTS];
-        while at != NONE {
+        let mut slot = self.slots[hash as usize % SLOTS];
+        while slot != 0 {
+            let at = slot - 1;
             let held = &self.held[at as usize];
             let same = held.hash == hash
                 && held.schema == key.schema as u32
@@ -544,7 +548,7 @@ impl Aggregator {
             if same {
                 return Some(at);
             }
-            at = held.next;
+            slot = held.next;
         }
         None
     }
@@ -560,7 +564,7 @@ impl Aggregator {
         hash: u64,
         [packets, bytes, start, end]: [u64; 4],
     ) -> Fold {
-        let Some((line, spans)) = self.store_line(rec, key.spaced) else {
+        let Some((line, spans)) = self.store_line(rec, key.separator.is_some()) else {
             return Fold::No;
         };
         let first_id = store(&mut self.arena, id);
@@ -574,7 +578,7 @@ impl Aggregator {
             ports
         });
         let slot = &mut self.slots[hash as usize % SLOTS];
-        let next = std::mem::replace(slot, self.held.len() as u32);
+        let next = std::mem::replace(slot, self.held.len() as Slot + 1);
         self.held.push(Held {
             line,
             spans,
@@ -603,13 +607,14 @@ impl Aggregator {
 
     /// Stores `rec` as a line in the arena, with its spans: where they are; none when a
     /// value is empty or holds a space (the line would not read again as it is).
-    /// `spaced`: its text is such a line already (`is_spaced_line`).
-    fn store_line(&mut self, rec: &FlowRecord<'_>, spaced: bool) -> Option<(Range, u32)> {
+    /// `is_line`: its text is a line of one-byte separators (`line_separator`), kept as
+    /// it is.
+    fn store_line(&mut self, rec: &FlowRecord<'_>, is_line: bool) -> Option<(Range, u32)> {
         let line_start = self.arena.len() as u32;
         let spans = self.spans.len() as u32;
         let columns = rec.schema().len();
         let (text, text_spans) = (rec.text(), rec.spans());
-        if spaced {
+        if is_line {
             // A line: kept as it is, with its spans (a column of a line holds no
             // separator, so it reads again as it was).
             self.arena.push_str(text);
@@ -666,7 +671,7 @@ impl Aggregator {
     /// buffers).
     pub fn take(&mut self) -> Taken {
         for held in &self.held {
-            self.slots[held.hash as usize % SLOTS] = NONE;
+            self.slots[held.hash as usize % SLOTS] = 0;
         }
         self.client_ports = 0;
         Taken {
@@ -704,8 +709,9 @@ struct Key {
     client: Option<(usize, u16)>,
     /// The client's port's column as the client sees it (the one left out of the key).
     client_column: Option<usize>,
-    /// Whether the record's text is its columns joined by single spaces.
-    spaced: bool,
+    /// The byte between the columns of a line that holds them one byte apart
+    /// (`line_separator`).
+    separator: Option<u8>,
 }
 
 impl Key {
@@ -799,16 +805,19 @@ impl Layout {
     }
 }
 
-/// Whether a record's text is its columns and nothing else, one space apart: a line as
-/// AWS writes them (not a JSON record, whose values are one after another, nor a
-/// Parquet row, whose values are in its batch's text).
-fn is_spaced_line(rec: &FlowRecord<'_>) -> bool {
+/// The byte between the columns of a line whose columns are one byte apart with
+/// nothing before or after them (a line as AWS writes them: a space), taken to be the
+/// line's separator; none for a line with runs of whitespace, a JSON record (its values
+/// are one after another) or a Parquet row (its values are in its batch's text). Its
+/// columns cover the text but for one byte after each but the last: a line's columns
+/// are one whitespace byte apart or more, so one each.
+fn line_separator(rec: &FlowRecord<'_>) -> Option<u8> {
     let (text, spans) = (rec.text().as_bytes(), rec.spans());
-    spans.first().is_some_and(|&(s, _)| s == 0)
-        && spans.last().is_some_and(|&(_, e)| e as usize == text.len())
-        && spans
-            .windows(2)
-            .all(|w| w[1].0 == w[0].1 + 1 && text.get(w[0].1 as usize) == Some(&b' '))
+    let (&(first, end), &(_, last)) = (spans.first()?, spans.last()?);
+    let columns: usize = spans.iter().map(|&(s, e)| e.wrapping_sub(s) as usize).sum();
+    let one_apart =
+        first == 0 && last as usize == text.len() && columns + spans.len() - 1 == text.len();
+    one_apart.then(|| text.get(end as usize).copied().unwrap_or(b' '))
 }
 
 /// Whether a record faces from the service, a reply: for TCP, UDP and SCTP, its source

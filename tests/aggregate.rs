@@ -755,9 +755,7 @@ fn json_records_fold_and_a_value_with_a_space_stays_alone() {
 }
 
 #[test]
-fn records_written_with_tabs_or_runs_of_spaces_fold_and_join_as_lines_do() {
-    // The same connection four times: its request as AWS writes it, with tabs, with
-    // runs of spaces and a leading space; its reply as AWS writes it and with tabs.
+fn lines_fold_and_join_whatever_whitespace_separates_their_columns() {
     let request = line(
         "10.0.0.1",
         "10.1.0.9",
@@ -782,36 +780,54 @@ fn records_written_with_tabs_or_runs_of_spaces_fold_and_join_as_lines_do() {
     );
     let tabs = |l: &str| l.replace(' ', "\t");
     let runs = |l: &str| format!("  {}", l.replace(' ', "   "));
-    let input = [
+    // A connection's request three times and its reply twice: as AWS writes them and
+    // with runs of spaces and a leading space; then all with tabs.
+    let spaced = [
         request.clone(),
-        tabs(&request),
         runs(&request),
+        request.clone(),
+        runs(&reply),
+        reply.clone(),
+    ];
+    let tabbed = [
+        tabs(&request),
+        tabs(&request),
+        tabs(&request),
         tabs(&reply),
-        reply,
-    ]
-    .concat();
-    for mode in ["flows", "connections", "conversations"] {
-        let out = process(&input, &[("AGGREGATE", mode)]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{stderr}");
-        common::assert_accounting(&stderr);
-        let docs = common::stdout_docs(&out);
-        let requests = docs.iter().find(|d| d["source"]["ip"] == "10.0.0.1").unwrap();
-        match mode {
-            // Each direction folds alone.
-            "flows" => {
+        tabs(&reply),
+    ];
+    for input in [spaced.concat(), tabbed.concat()] {
+        for mode in ["flows", "connections", "conversations"] {
+            let out = process(&input, &[("AGGREGATE", mode)]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{stderr}");
+            common::assert_accounting(&stderr);
+            let docs = common::stdout_docs(&out);
+            let requests = docs
+                .iter()
+                .find(|d| d["source"]["ip"] == "10.0.0.1")
+                .unwrap();
+            assert_eq!(requests["source"]["bytes"], 300);
+            if mode == "flows" {
+                // Each direction folds alone.
                 assert_eq!(docs.len(), 2, "{docs:#?}");
                 assert_eq!(requests["aws"]["vpcflow"]["aggregate"]["records"], 3);
-                assert_eq!(requests["source"]["bytes"], 300);
-            }
-            // The replies join their requests, whichever way each was written.
-            _ => {
+            } else {
+                // The replies join their requests.
                 assert_eq!(docs.len(), 1, "{mode}: {docs:#?}");
                 assert_eq!(requests["aws"]["vpcflow"]["aggregate"]["records"], 5);
-                assert_eq!(requests["source"]["bytes"], 300);
                 assert_eq!(requests["destination"]["bytes"], 1800);
             }
         }
+    }
+    // Lines of one input that mix tabs and spaces fold less, but their sums stay exact.
+    let mixed = [request.clone(), tabs(&request), tabs(&reply), reply].concat();
+    let plain = common::stdout_docs(&process(&mixed, &[]));
+    for mode in ["flows", "connections", "conversations"] {
+        let out = process(&mixed, &[("AGGREGATE", mode)]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        common::assert_accounting(&stderr);
+        assert_eq!(totals(&common::stdout_docs(&out)), totals(&plain), "{mode}");
     }
 }
 

@@ -267,42 +267,26 @@ impl<'s> UnitProcessor<'s> {
             Some(aggregator) if !aggregator.is_empty() => aggregator.take(),
             _ => return Ok(()),
         };
-        let mut result = Ok(());
-        for aggregate in taken.aggregates() {
+        let include_original = self.docs.settings.include_original;
+        let result = taken.for_each(|rec, leaving| {
             doc.clear();
-            let records = aggregate.records();
-            let original = self
-                .docs
-                .settings
-                .include_original
-                .then(|| aggregate.original.unwrap_or(&aggregate.line));
-            let rec = FlowRecord::from_values(
-                &aggregate.line,
-                aggregate.schema,
-                &aggregate.spans,
-                aggregate.values,
-            );
-            let id = &aggregate.id;
             let with = WrittenWith {
-                id,
-                original,
-                attribution: aggregate.attribution,
+                id: leaving.id,
+                original: include_original.then(|| leaving.original.unwrap_or(rec.text())),
+                attribution: leaving.attribution,
                 threat_matches: &[],
-                aggregate: aggregate.info,
+                aggregate: leaving.info,
             };
-            let outcome = self.docs.write_document(&rec, &with, doc);
-            if let Outcome::Document { time, .. } = outcome {
-                result = emit(
+            match self.docs.write_document(rec, &with, doc) {
+                Outcome::Document { time, .. } => emit(
                     doc.as_bytes(),
-                    id,
+                    leaving.id,
                     time,
-                    u32::try_from(records).unwrap_or(u32::MAX),
-                );
-                if result.is_err() {
-                    break;
-                }
+                    u32::try_from(leaving.records()).unwrap_or(u32::MAX),
+                ),
+                _ => Ok(()),
             }
-        }
+        });
         if let Some(aggregator) = self.docs.aggregator.as_mut() {
             aggregator.recycle(taken);
         }
