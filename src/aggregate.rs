@@ -362,19 +362,21 @@ const SLOTS: usize = 2 * MAX_AGGREGATES;
 
 impl Aggregator {
     pub fn new(settings: AggregateSettings) -> Aggregator {
+        let buffers = SPARE_BUFFERS
+            .lock()
+            .ok()
+            .and_then(|mut spare| spare.pop())
+            .unwrap_or_else(Buffers::new);
         Aggregator {
             folds_accept: settings.actions.iter().any(|a| a == "ACCEPT"),
             folds_reject: settings.actions.iter().any(|a| a == "REJECT"),
             settings,
-            slots: vec![0; SLOTS],
+            slots: buffers.slots,
             hasher: RandomState::default(),
             key_text: Vec::new(),
-            // Each buffer starts at 4 MiB, where the allocator maps blocks of their own
-            // (main.rs): growing one then remaps its pages instead of copying them, and
-            // pages not yet written take no memory. Recycled tables keep theirs.
-            held: Vec::with_capacity(BUFFER_BYTES.div_ceil(std::mem::size_of::<Held>())),
-            arena: String::with_capacity(BUFFER_BYTES),
-            spans: Vec::with_capacity(BUFFER_BYTES / std::mem::size_of::<Span>()),
+            held: buffers.held,
+            arena: buffers.arena,
+            spans: buffers.spans,
             schemas: Vec::new(),
             layouts: Vec::new(),
             client_ports: 0,
@@ -696,6 +698,61 @@ impl Aggregator {
     }
 }
 
+impl Drop for Aggregator {
+    /// Its buffers, emptied, are kept for the next unit's aggregator: fresh ones cost
+    /// the mapping of their memory (page faults) for every S3 object.
+    fn drop(&mut self) {
+        if self.arena.capacity() < BUFFER_BYTES || self.slots.len() != SLOTS {
+            // Taken and not given back (their unit stopped while they left).
+            return;
+        }
+        for held in &self.held {
+            self.slots[held.hash as usize % SLOTS] = 0;
+        }
+        self.held.clear();
+        self.arena.clear();
+        self.spans.clear();
+        if let Ok(mut spare) = SPARE_BUFFERS.lock() {
+            if spare.len() < MAX_SPARE_BUFFERS {
+                spare.push(Buffers {
+                    held: std::mem::take(&mut self.held),
+                    arena: std::mem::take(&mut self.arena),
+                    spans: std::mem::take(&mut self.spans),
+                    slots: std::mem::take(&mut self.slots),
+                });
+            }
+        }
+    }
+}
+
+/// An aggregator's buffers, empty: its aggregates, their bytes and spans, and the
+/// index (all zero).
+struct Buffers {
+    held: Vec<Held>,
+    arena: String,
+    spans: Vec<Span>,
+    slots: Vec<Slot>,
+}
+
+impl Buffers {
+    fn new() -> Buffers {
+        Buffers {
+            // Each buffer starts at 4 MiB, where the allocator maps blocks of their own
+            // (main.rs): growing one then remaps its pages instead of copying them, and
+            // pages not yet written take no memory.
+            held: Vec::with_capacity(BUFFER_BYTES.div_ceil(std::mem::size_of::<Held>())),
+            arena: String::with_capacity(BUFFER_BYTES),
+            spans: Vec::with_capacity(BUFFER_BYTES / std::mem::size_of::<Span>()),
+            slots: vec![0; SLOTS],
+        }
+    }
+}
+
+/// The buffers of aggregators whose units ended, for the next ones (one per unit read
+/// at once).
+static SPARE_BUFFERS: std::sync::Mutex<Vec<Buffers>> = std::sync::Mutex::new(Vec::new());
+const MAX_SPARE_BUFFERS: usize = 2;
+
 /// What a record's aggregate is known by besides its columns.
 #[derive(Debug, Clone, Copy)]
 struct Key {
@@ -850,5 +907,38 @@ fn client_port(rec: &FlowRecord<'_>) -> Option<(usize, u16)> {
         std::cmp::Ordering::Greater => Some((schema.position(Field::SrcPort)?, src)),
         std::cmp::Ordering::Less => Some((schema.position(Field::DstPort)?, dst)),
         std::cmp::Ordering::Equal => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flowlog::record::parse_line;
+
+    #[test]
+    fn a_table_dropped_while_holding_leaves_its_buffers_empty_for_the_next() {
+        let settings = AggregateSettings::parse(Some("flows"), None, None, None)
+            .unwrap()
+            .unwrap();
+        let schema = Schema::default_v2();
+        let lines: Vec<String> = (0..100)
+            .map(|i| format!("2 123456789012 eni-1 10.0.0.1 10.1.0.9 {} 443 6 1 60 1700000000 1700000060 ACCEPT OK", 40000 + i))
+            .collect();
+        let mut spans = Vec::new();
+        for _ in 0..2 {
+            // Held and never taken: as when its unit stops.
+            let mut aggregator = Aggregator::new(settings.clone());
+            for line in &lines {
+                let rec = parse_line(line, &schema, &mut spans).unwrap();
+                assert_eq!(aggregator.fold(&rec, "id", None, None), Fold::Held);
+            }
+            assert_eq!(aggregator.held.len(), lines.len());
+            drop(aggregator);
+            let spare = SPARE_BUFFERS.lock().unwrap();
+            assert!(spare.iter().all(|b| b.held.is_empty()
+                && b.arena.is_empty()
+                && b.spans.is_empty()
+                && b.slots.iter().all(|&s| s == 0)));
+        }
     }
 }

@@ -831,6 +831,42 @@ fn lines_fold_and_join_whatever_whitespace_separates_their_columns() {
     }
 }
 
+#[test]
+fn units_one_after_another_take_over_the_table_and_stay_exact() {
+    // Every flow twice, so each folds two records. The first input is cut; each unit
+    // after it takes over the memory of the table before.
+    let twice = |eni: &str| {
+        let flows = std::fs::read_to_string(common::distinct_flows_file("held.log", 4000)).unwrap();
+        let records: String = flows.lines().skip(1).map(|l| format!("{l}\n")).collect();
+        flows.replace("eni-1", eni) + &records.replace("eni-1", eni)
+    };
+    let full = common::gzip(twice("eni-1").as_bytes());
+    let cut = common::scratch_dir().join("held-cut.log.gz");
+    std::fs::write(&cut, &full[..full.len() * 3 / 4]).unwrap();
+    let good = common::input_file("held-good.log", &twice("eni-2"));
+    let mut cmd = Command::new(BIN);
+    cmd.arg("process").arg(&cut).args([&good, &good, &good]);
+    common::delivery_env(&mut cmd, &[("AGGREGATE", "flows")]);
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("input_errors=1"), "{stderr}");
+    common::assert_accounting(&stderr);
+    let docs: Vec<Value> = common::stdout_docs(&out)
+        .into_iter()
+        .filter(|d| d.to_string().contains("eni-2"))
+        .collect();
+    assert_eq!(docs.len(), 3 * 4000);
+    assert!(docs
+        .iter()
+        .all(|d| d["aws"]["vpcflow"]["aggregate"]["records"] == 2));
+    let bytes: u64 = docs
+        .iter()
+        .map(|d| d["source"]["bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(bytes, 3 * 2 * (1..=4000u64).map(|i| i * 60).sum::<u64>());
+}
+
 /// A record of a small world (two interfaces, three addresses, a few ports), so that
 /// random records repeat, mirror each other and fold: (interface, client, service,
 /// client port, service port, protocol, reply, packets, bytes, window, reject,
