@@ -8,12 +8,12 @@ answers {"acks": {"<id>": true|false}} for the ids asked.
 prompt acknowledges at the first poll, late at the third, never never. Prints its port
 on the first line, then `event <ackId> <channel>` and `ack <ids> <answer>` per request.
 """
-import gzip
 import json
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from receiving import Handler, serve
 
 MODE = sys.argv[1]
 lock = threading.Lock()
@@ -21,24 +21,14 @@ next_id = [0]
 polls = {}
 
 
-class Hec(BaseHTTPRequestHandler):
-    def answer(self, code, value):
-        body = json.dumps(value).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
+class Hec(Handler):
     def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
+        body = self.body()
         url = urlsplit(self.path)
         channel = self.headers.get("X-Splunk-Request-Channel") or parse_qs(url.query).get("channel", [None])[0]
         if channel is None:
             print("refused: no channel", flush=True)
-            return self.answer(400, {"text": "Data channel is missing", "code": 10})
+            return self.answer_json(400, {"text": "Data channel is missing", "code": 10})
         if url.path.endswith("/ack"):
             ids = json.loads(body)["acks"]
             acks = {}
@@ -47,17 +37,12 @@ class Hec(BaseHTTPRequestHandler):
                     polls[i] = polls.get(i, 0) + 1
                     acks[str(i)] = MODE == "prompt" or (MODE == "late" and polls[i] >= 3)
             print(f"ack {ids} {acks}", flush=True)
-            return self.answer(200, {"acks": acks})
+            return self.answer_json(200, {"acks": acks})
         with lock:
             ack_id = next_id[0]
             next_id[0] += 1
         print(f"event {ack_id} {channel}", flush=True)
-        self.answer(200, {"text": "Success", "code": 0, "ackId": ack_id})
-
-    def log_message(self, *args):
-        pass
+        self.answer_json(200, {"text": "Success", "code": 0, "ackId": ack_id})
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Hec)
-print(server.server_address[1], flush=True)
-server.serve_forever()
+serve(Hec)

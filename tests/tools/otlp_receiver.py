@@ -9,25 +9,22 @@ request. Prints its port on the first line, then per request one line:
 `<path> <content-type> <the request as JSON (protobuf's JSON mapping)>`. A body that
 does not decode is answered 400 and printed as `undecodable <error>`.
 """
-import gzip
 import json
 import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
 )
+from receiving import Handler, serve
 
 MODE = sys.argv[1]
 
 
-class Receiver(BaseHTTPRequestHandler):
+class Receiver(Handler):
     def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
+        body = self.body()
         content_type = self.headers.get("Content-Type", "")
         is_json = content_type.startswith("application/json")
         request = ExportLogsServiceRequest()
@@ -38,10 +35,7 @@ class Receiver(BaseHTTPRequestHandler):
                 request.ParseFromString(body)
         except Exception as e:  # noqa: BLE001 - any decoding failure is the test's answer
             print(f"undecodable {e!r}", flush=True)
-            self.send_response(400)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
+            return self.answer(400)
         print(self.path, content_type, json.dumps(json_format.MessageToDict(request)), flush=True)
         response = ExportLogsServiceResponse()
         if MODE == "partial":
@@ -51,16 +45,7 @@ class Receiver(BaseHTTPRequestHandler):
             answer = json_format.MessageToJson(response).encode()
         else:
             answer = response.SerializeToString()
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, *args):
-        pass
+        self.answer(200, answer, content_type)
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-print(server.server_address[1], flush=True)
-server.serve_forever()
+serve(Receiver)

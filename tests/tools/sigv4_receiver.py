@@ -8,15 +8,14 @@ credential scope is wrong); otherwise every bulk item is created.
 
 Prints its port on the first line, then one line per request: `ok` or `refused: why`.
 """
-import gzip
 import hashlib
 import json
 import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from receiving import Handler, serve
 
 ACCESS, SECRET, TOKEN, REGION, SERVICE = sys.argv[1:6]
 TOKEN = None if TOKEN == "-" else TOKEN
@@ -60,34 +59,20 @@ def check(handler, body):
     return None
 
 
-class Receiver(BaseHTTPRequestHandler):
+class Receiver(Handler):
     def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        why = check(self, body)
+        raw = self.raw_body()
+        why = check(self, raw)
         if why is not None:
             print(f"refused: {why}", flush=True)
-            answer = json.dumps({"message": why}).encode()
-            self.send_response(403)
-        else:
-            print("ok", flush=True)
-            if self.headers.get("Content-Encoding") == "gzip":
-                body = gzip.decompress(body)
-            items = []
-            for line in body.decode().splitlines():
-                action = json.loads(line)
-                if "create" in action:
-                    items.append({"create": {"_id": action["create"].get("_id"), "status": 201}})
-            answer = json.dumps({"took": 1, "errors": False, "items": items}).encode()
-            self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, *args):
-        pass
+            return self.answer_json(403, {"message": why})
+        print("ok", flush=True)
+        items = []
+        for line in self.decoded(raw).decode().splitlines():
+            action = json.loads(line)
+            if "create" in action:
+                items.append({"create": {"_id": action["create"].get("_id"), "status": 201}})
+        self.answer_json(200, {"took": 1, "errors": False, "items": items})
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-print(server.server_address[1], flush=True)
-server.serve_forever()
+serve(Receiver)
