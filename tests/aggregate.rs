@@ -920,13 +920,21 @@ proptest::proptest! {
         ),
         v5 in proptest::bool::ANY,
         nodata in proptest::bool::ANY,
+        // How each record's columns are separated: mostly single spaces, some tabs,
+        // some runs of spaces after a leading one.
+        separators in proptest::collection::vec(0u8..6, 1..8),
     ) {
         let mut input = String::new();
         if v5 {
             input += "version interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status flow-direction tcp-flags\n";
         }
-        for r in &records {
-            input += &small_record(r, v5);
+        for (i, r) in records.iter().enumerate() {
+            let line = small_record(r, v5);
+            input += &match separators[i % separators.len()] {
+                4 => line.replace(' ', "\t"),
+                5 => format!(" {}", line.replace(' ', "  ")),
+                _ => line,
+            };
         }
         if nodata && !v5 {
             input += "2 123456789012 eni-1 - - - - - - - 1700000000 1700000060 - NODATA\n";
