@@ -672,9 +672,7 @@ impl Aggregator {
     /// The aggregates held; the table starts empty again (`recycle` gives it back its
     /// buffers).
     pub fn take(&mut self) -> Taken {
-        for held in &self.held {
-            self.slots[held.hash as usize % SLOTS] = 0;
-        }
+        self.empty_index();
         self.client_ports = 0;
         Taken {
             held: std::mem::take(&mut self.held),
@@ -682,6 +680,13 @@ impl Aggregator {
             spans: std::mem::take(&mut self.spans),
             schemas: std::mem::take(&mut self.schemas),
             layouts: std::mem::take(&mut self.layouts),
+        }
+    }
+
+    /// Zeroes the slots the held aggregates took: the index is empty again.
+    fn empty_index(&mut self) {
+        for held in &self.held {
+            self.slots[held.hash as usize % SLOTS] = 0;
         }
     }
 
@@ -706,9 +711,7 @@ impl Drop for Aggregator {
             // Taken and not given back (their unit stopped while they left).
             return;
         }
-        for held in &self.held {
-            self.slots[held.hash as usize % SLOTS] = 0;
-        }
+        self.empty_index();
         self.held.clear();
         self.arena.clear();
         self.spans.clear();
