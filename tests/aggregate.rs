@@ -48,6 +48,16 @@ fn process(input: &str, env: &[(&str, &str)]) -> Output {
     out
 }
 
+/// The documents of `input` processed with `env`, once the run is asserted to have
+/// succeeded with its accounting exact.
+fn aggregated(input: &str, env: &[(&str, &str)]) -> Vec<Value> {
+    let out = process(input, env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    common::assert_accounting(&stderr);
+    common::stdout_docs(&out)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn line(
     src: &str,
@@ -270,11 +280,7 @@ fn connections_join_each_flow_and_its_replies_facing_from_the_client() {
         "ACCEPT",
     );
     let plain = common::stdout_docs(&process(&input, &[]));
-    let out = process(&input, &[("AGGREGATE", "connections")]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    common::assert_accounting(&stderr);
-    let docs = common::stdout_docs(&out);
+    let docs = aggregated(&input, &[("AGGREGATE", "connections")]);
     assert_eq!(docs.len(), 5, "{docs:#?}");
     assert_eq!(totals(&docs), totals(&plain));
     let https = docs
@@ -726,11 +732,7 @@ fn json_records_fold_and_a_value_with_a_space_stays_alone() {
         + &record(40002, 300, "my service")
         + &record(40003, 400, "my service")
         + &record(40004, 500, "");
-    let out = process(&input, &[("AGGREGATE", "conversations")]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    common::assert_accounting(&stderr);
-    let docs = common::stdout_docs(&out);
+    let docs = aggregated(&input, &[("AGGREGATE", "conversations")]);
     // Web's two records fold; each record with a space or an empty value stays alone.
     assert_eq!(docs.len(), 4, "{docs:#?}");
     let web = docs.iter().find(|d| d["service"]["name"] == "web").unwrap();
@@ -798,11 +800,7 @@ fn lines_fold_and_join_whatever_whitespace_separates_their_columns() {
     ];
     for input in [spaced.concat(), tabbed.concat()] {
         for mode in ["flows", "connections", "conversations"] {
-            let out = process(&input, &[("AGGREGATE", mode)]);
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(out.status.success(), "{stderr}");
-            common::assert_accounting(&stderr);
-            let docs = common::stdout_docs(&out);
+            let docs = aggregated(&input, &[("AGGREGATE", mode)]);
             let requests = docs
                 .iter()
                 .find(|d| d["source"]["ip"] == "10.0.0.1")
@@ -824,10 +822,8 @@ fn lines_fold_and_join_whatever_whitespace_separates_their_columns() {
     let mixed = [request.clone(), tabs(&request), tabs(&reply), reply].concat();
     let plain = common::stdout_docs(&process(&mixed, &[]));
     for mode in ["flows", "connections", "conversations"] {
-        let out = process(&mixed, &[("AGGREGATE", mode)]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        common::assert_accounting(&stderr);
-        assert_eq!(totals(&common::stdout_docs(&out)), totals(&plain), "{mode}");
+        let docs = aggregated(&mixed, &[("AGGREGATE", mode)]);
+        assert_eq!(totals(&docs), totals(&plain), "{mode}");
     }
 }
 
